@@ -1,0 +1,44 @@
+import os from "node:os";
+import { HostId, Labels, VirtType, toValidationError } from "@virtfleet/core";
+import { z } from "zod";
+
+/** `key=value,key=value` into a record. */
+const LabelList = z
+  .string()
+  .default("")
+  .transform((s, ctx) => {
+    const out: Record<string, string> = {};
+    for (const part of s.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+      const eq = part.indexOf("=");
+      if (eq <= 0) {
+        ctx.addIssue({ code: "custom", message: `"${part}" is not key=value` });
+        return z.NEVER;
+      }
+      out[part.slice(0, eq)] = part.slice(eq + 1);
+    }
+    return out;
+  })
+  .pipe(Labels);
+
+/** The worker's whole configuration, read once at start. */
+export const WorkerEnv = z.object({
+  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  VIRTFLEET_PREFIX: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/).default("virtfleet"),
+  VIRTFLEET_HOST_ID: HostId.default(os.hostname()),
+  VIRTFLEET_LIBVIRT_URI: z.string().min(1).default("qemu:///system"),
+  VIRTFLEET_STORAGE_DIR: z.string().min(1).default("/var/lib/virtfleet/vms"),
+  VIRTFLEET_IMAGE_DIR: z.string().min(1).default("/var/lib/virtfleet/images"),
+  VIRTFLEET_VIRT_TYPE: z.enum(["auto", ...VirtType.options]).default("auto"),
+  VIRTFLEET_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  VIRTFLEET_LABELS: LabelList,
+  VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+  VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(60_000),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+});
+export type WorkerEnv = z.infer<typeof WorkerEnv>;
+
+export function parseWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
+  const result = WorkerEnv.safeParse(env);
+  if (!result.success) throw toValidationError(result.error);
+  return result.data;
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+import { HostAgent } from "@virtfleet/agent";
+import { ValidationError } from "@virtfleet/core";
+import { pino } from "pino";
+import { parseWorkerEnv } from "./env.js";
+
+async function main(): Promise<void> {
+  let env: ReturnType<typeof parseWorkerEnv>;
+  try {
+    env = parseWorkerEnv(process.env);
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      for (const issue of error.issues) process.stderr.write(`virtfleet-worker: bad configuration: ${issue.field}: ${issue.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = pino({ level: env.LOG_LEVEL, base: { pid: process.pid } });
+  const agent = new HostAgent({
+    redisUrl: env.REDIS_URL,
+    prefix: env.VIRTFLEET_PREFIX,
+    hostId: env.VIRTFLEET_HOST_ID,
+    libvirtUri: env.VIRTFLEET_LIBVIRT_URI,
+    storageDir: env.VIRTFLEET_STORAGE_DIR,
+    imageDir: env.VIRTFLEET_IMAGE_DIR,
+    virtType: env.VIRTFLEET_VIRT_TYPE,
+    concurrency: env.VIRTFLEET_CONCURRENCY,
+    labels: env.VIRTFLEET_LABELS,
+    heartbeatMs: env.VIRTFLEET_HEARTBEAT_MS,
+    logger,
+  });
+
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: stopping now");
+      process.exit(130);
+    }
+    stopping = true;
+    logger.info({ signal, timeoutMs: env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS }, "stopping: taking no new jobs, finishing running ones");
+    const force = setTimeout(() => {
+      logger.warn("shutdown deadline passed: stopping now; unfinished jobs will be picked up again");
+      process.exit(1);
+    }, env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS);
+    force.unref();
+    agent.close().then(
+      () => {
+        process.removeAllListeners(signal);
+        process.kill(process.pid, signal);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  try {
+    await agent.start();
+  } catch (error) {
+    logger.fatal({ err: error }, "worker failed to start");
+    await agent.close();
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,167 @@
+import { VirtfleetError } from "@virtfleet/core";
+import {
+  type CommandRunner,
+  type DomainState,
+  type RunOptions,
+  isNoDomainError,
+  parseDomState,
+  parseNodeinfo,
+  virsh,
+} from "@virtfleet/hypervisor";
+
+/** The XML namespace of virtfleet's domain metadata: a domain without it is not virtfleet's. */
+export const METADATA_NS = "https://virtfleet.dev/xmlns/vm/1";
+export const METADATA_KEY = "virtfleet";
+
+/** What virtfleet writes into each domain it makes. */
+export interface Ownership {
+  fingerprint: string;
+  jobId: string;
+  hostId: string;
+}
+
+function escapeAttr(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function unescapeAttr(s: string): string {
+  return s.replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+}
+
+/**
+ * virt-install `--xml` edits that write the ownership element in the same define, so a domain never
+ * exists without it. Values are plain tokens (hex, ids), which virt-install's XPath setter keeps as is.
+ */
+export function ownershipXmlEdits(o: Ownership): string[] {
+  return [
+    `./metadata/vm/@xmlns=${METADATA_NS}`,
+    `./metadata/vm/@fingerprint=${o.fingerprint}`,
+    `./metadata/vm/@job=${o.jobId}`,
+    `./metadata/vm/@host=${o.hostId}`,
+  ];
+}
+
+/** The name of the transient pool virtfleet puts over a VM's folder while virt-install runs. */
+export function vmPoolName(vm: string): string {
+  return `virtfleet-${vm}`;
+}
+
+export function ownershipXml(o: Ownership): string {
+  return `<vm fingerprint="${escapeAttr(o.fingerprint)}" job="${escapeAttr(o.jobId)}" host="${escapeAttr(o.hostId)}"/>`;
+}
+
+export function parseOwnershipXml(xml: string): Ownership | undefined {
+  const attr = (name: string) => {
+    const m = new RegExp(`\\b${name}="([^"]*)"`).exec(xml);
+    return m?.[1] === undefined ? undefined : unescapeAttr(m[1]);
+  };
+  const fingerprint = attr("fingerprint");
+  const jobId = attr("job");
+  const hostId = attr("host");
+  if (fingerprint === undefined || jobId === undefined || hostId === undefined) return undefined;
+  return { fingerprint, jobId, hostId };
+}
+
+/** A libvirt host, through `virsh` (and `virt-install`), one argv at a time. */
+export class Libvirt {
+  readonly uri: string;
+  readonly #runner: CommandRunner;
+
+  constructor(runner: CommandRunner, uri: string) {
+    this.#runner = runner;
+    this.uri = uri;
+  }
+
+  /** The domain's state, or undefined when there is no such domain. */
+  async state(name: string, options?: RunOptions): Promise<DomainState | undefined> {
+    try {
+      const { stdout } = await this.#runner.run("virsh", virsh.domstate(this.uri, name), options);
+      return parseDomState(stdout);
+    } catch (error) {
+      if (error instanceof VirtfleetError && isNoDomainError(error.stderr ?? "")) return undefined;
+      throw error;
+    }
+  }
+
+  /** virtfleet's metadata on the domain, or undefined when the domain is not virtfleet's (or is gone). */
+  async ownership(name: string, options?: RunOptions): Promise<Ownership | undefined> {
+    try {
+      const { stdout } = await this.#runner.run("virsh", virsh.metadataGet(this.uri, name, METADATA_NS), options);
+      return parseOwnershipXml(stdout);
+    } catch (error) {
+      if (error instanceof VirtfleetError && /metadata not found|No metadata|failed to get domain|Domain not found/i.test(error.stderr ?? "")) {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  async setOwnership(name: string, owner: Ownership, options?: RunOptions): Promise<void> {
+    await this.#runner.run("virsh", virsh.metadataSet(this.uri, name, METADATA_NS, METADATA_KEY, ownershipXml(owner)), options);
+  }
+
+  async start(name: string, options?: RunOptions): Promise<void> {
+    await this.#runner.run("virsh", virsh.start(this.uri, name), options);
+  }
+
+  /** Stops the domain hard; a domain that is not running is fine. */
+  async stop(name: string, options?: RunOptions): Promise<void> {
+    try {
+      await this.#runner.run("virsh", virsh.destroy(this.uri, name), options);
+    } catch (error) {
+      if (error instanceof VirtfleetError && /domain is not running|not running/i.test(error.stderr ?? "")) return;
+      if (error instanceof VirtfleetError && isNoDomainError(error.stderr ?? "")) return;
+      throw error;
+    }
+  }
+
+  /** Undefines the domain; one that is gone is fine. */
+  async undefine(name: string, options?: RunOptions): Promise<void> {
+    try {
+      await this.#runner.run("virsh", virsh.undefine(this.uri, name), options);
+    } catch (error) {
+      if (error instanceof VirtfleetError && isNoDomainError(error.stderr ?? "")) return;
+      throw error;
+    }
+  }
+
+  async listDomains(options?: RunOptions): Promise<string[]> {
+    const { stdout } = await this.#runner.run("virsh", virsh.listAll(this.uri), options);
+    return stdout
+      .split("\n")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+  }
+
+  /** Makes a transient pool over `dir` (a stale one of that name is replaced). */
+  async createTransientPool(pool: string, dir: string, options?: RunOptions): Promise<void> {
+    await this.removePool(pool, options);
+    await this.#runner.run("virsh", virsh.poolCreateDir(this.uri, pool, dir), options);
+  }
+
+  /** Stops and forgets a pool; one that is gone is fine. */
+  async removePool(pool: string, options?: RunOptions): Promise<void> {
+    for (const args of [virsh.poolDestroy(this.uri, pool), virsh.poolUndefine(this.uri, pool)]) {
+      try {
+        await this.#runner.run("virsh", args, options);
+      } catch (error) {
+        if (error instanceof VirtfleetError && /failed to get pool|Storage pool not found|is not active|not found/i.test(error.stderr ?? "")) continue;
+        throw error;
+      }
+    }
+  }
+
+  async listPools(options?: RunOptions): Promise<string[]> {
+    const { stdout } = await this.#runner.run("virsh", virsh.poolList(this.uri), options);
+    return stdout.split("\n").map((s) => s.trim()).filter((s) => s !== "");
+  }
+
+  async nodeinfo(options?: RunOptions): Promise<{ cpus: number; memoryMiB: number }> {
+    const { stdout } = await this.#runner.run("virsh", virsh.nodeinfo(this.uri), options);
+    return parseNodeinfo(stdout);
+  }
+
+  async virtInstall(args: readonly string[], options?: RunOptions): Promise<void> {
+    await this.#runner.run("virt-install", args, options);
+  }
+}

@@ -1,0 +1,259 @@
+import { chmod, mkdir, readFile, rm } from "node:fs/promises";
+import {
+  type CreateJobData,
+  type DestroyJobData,
+  type ErrorInfo,
+  type Phase,
+  VirtfleetError,
+  type VirtType,
+  specFingerprint,
+} from "@virtfleet/core";
+import { type CommandRunner, type HostPaths, type VirtInstallOptions, qemuImgCreateArgs, virtInstallArgs } from "@virtfleet/hypervisor";
+import { type Libvirt, type Ownership, ownershipXmlEdits, vmPoolName } from "./libvirt.js";
+
+export type Report = (phase: Phase, message: string, error?: ErrorInfo) => Promise<void>;
+
+export interface ProvisionerTimeouts {
+  /** `qemu-img create`. Default 60 s. */
+  qemuImgMs: number;
+  /** `virt-install`. Default 180 s. */
+  virtInstallMs: number;
+  /** Each `virsh` call. Default 30 s. */
+  virshMs: number;
+  /** From virt-install's return until the domain runs. Default 30 s. */
+  runningMs: number;
+}
+
+export interface ProvisionerOptions {
+  libvirt: Libvirt;
+  runner: CommandRunner;
+  paths: HostPaths;
+  hostId: string;
+  /** The virt type for specs that name none. */
+  defaultVirtType: VirtType;
+  timeouts?: Partial<ProvisionerTimeouts>;
+}
+
+export const DEFAULT_TIMEOUTS: ProvisionerTimeouts = {
+  qemuImgMs: 60_000,
+  virtInstallMs: 180_000,
+  virshMs: 30_000,
+  runningMs: 30_000,
+};
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new VirtfleetError("CANCELLED", "cancelled");
+}
+
+/**
+ * Does the work of create and destroy jobs on one host. Every step looks at what is already there
+ * first, so running a job again (after a crash, or a duplicate delivery) converges instead of
+ * duplicating; a create that fails removes what it made.
+ */
+export class Provisioner {
+  readonly #o: ProvisionerOptions;
+  readonly #t: ProvisionerTimeouts;
+
+  constructor(options: ProvisionerOptions) {
+    this.#o = options;
+    this.#t = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  }
+
+  async create(data: CreateJobData, report: Report, signal?: AbortSignal): Promise<void> {
+    const { libvirt, paths } = this.#o;
+    const { spec } = data;
+    const name = spec.name;
+    const owner: Ownership = { fingerprint: specFingerprint(spec), jobId: data.jobId, hostId: this.#o.hostId };
+    const virsh = { timeoutMs: this.#t.virshMs, ...(signal === undefined ? {} : { signal }) };
+
+    const existing = await libvirt.state(name, virsh);
+    if (existing !== undefined) {
+      const found = await libvirt.ownership(name, virsh);
+      if (found === undefined) {
+        throw new VirtfleetError("NAME_CLASH", `a domain named "${name}" exists on ${this.#o.hostId} and is not virtfleet's`, { field: "spec.name" });
+      }
+      if (found.fingerprint !== owner.fingerprint) {
+        throw new VirtfleetError("NAME_CLASH", `VM "${name}" exists on ${this.#o.hostId} with another spec`, { field: "spec.name" });
+      }
+      if (existing !== "running") await libvirt.start(name, virsh);
+      await report("domain.running", `VM ${name} already exists; running`);
+    } else {
+      try {
+        await this.#build(data, owner, report, signal);
+      } catch (error) {
+        await this.rollback(name, data.jobId).catch(() => undefined);
+        throw error;
+      }
+    }
+    if (data.guestReady !== undefined) {
+      try {
+        await this.#waitForGuest(name, data.guestReady.pattern, data.guestReady.timeoutSec * 1000, signal);
+      } catch (error) {
+        await this.rollback(name, data.jobId).catch(() => undefined);
+        throw error;
+      }
+      await report("guest.ready", `guest printed "${data.guestReady.pattern}"`);
+    }
+  }
+
+  async #build(data: CreateJobData, owner: Ownership, report: Report, signal?: AbortSignal): Promise<void> {
+    const { libvirt, paths, runner } = this.#o;
+    const { spec } = data;
+    const name = spec.name;
+    const run = (ms: number) => ({ timeoutMs: ms, ...(signal === undefined ? {} : { signal }) });
+
+    // Resolve every image before anything is made: a missing one fails at once, leaving nothing.
+    const backing = await Promise.all(
+      spec.disks.map((d, i) => (d.backing === undefined ? undefined : paths.resolveImage(d.backing, "backing", `spec.disks.${i}.backing`))),
+    );
+    let install: VirtInstallOptions["install"];
+    switch (spec.install.method) {
+      case "import":
+        install = { method: "import" };
+        break;
+      case "cdrom":
+        install = { method: "cdrom", path: await paths.resolveImage(spec.install.image, "cdrom", "spec.install.image") };
+        break;
+      case "kernel":
+        install = {
+          method: "kernel",
+          kernelPath: await paths.resolveImage(spec.install.kernel, "kernel", "spec.install.kernel"),
+          ...(spec.install.initrd === undefined
+            ? {}
+            : { initrdPath: await paths.resolveImage(spec.install.initrd, "initrd", "spec.install.initrd") }),
+          ...(spec.install.kernelArgs === undefined ? {} : { kernelArgs: spec.install.kernelArgs }),
+        };
+        break;
+    }
+
+    await report("disk.creating", spec.disks.length === 0 ? "no disks" : `creating ${spec.disks.length} disk(s)`);
+    const dir = paths.vmDir(name);
+    // No domain exists, so anything in the VM's folder is left from an earlier, unfinished run.
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await chmod(dir, 0o755);
+    const disks: VirtInstallOptions["disks"][number][] = [];
+    for (const [i, disk] of spec.disks.entries()) {
+      throwIfAborted(signal);
+      const path = paths.diskPath(name, i, disk.format);
+      const b = backing[i];
+      await runner.run(
+        "qemu-img",
+        qemuImgCreateArgs({
+          path,
+          format: disk.format,
+          sizeGiB: disk.sizeGiB,
+          ...(b === undefined ? {} : { backingPath: b, backingFormat: await this.#imageFormat(b) }),
+        }),
+        run(this.#t.qemuImgMs),
+      );
+      disks.push({ path, format: disk.format });
+    }
+    await report("disk.ready", `${disks.length} disk(s) ready`);
+
+    throwIfAborted(signal);
+    await report("domain.defining", "running virt-install");
+    const args = virtInstallArgs({
+      connect: libvirt.uri,
+      name,
+      memoryMiB: spec.memoryMiB,
+      vcpus: spec.vcpus,
+      virtType: spec.virtType ?? this.#o.defaultVirtType,
+      disks,
+      install,
+      osVariant: spec.osVariant,
+      networks: spec.networks,
+      graphics: false,
+      serialFile: paths.consolePath(name),
+      xmlEdits: ownershipXmlEdits(owner),
+      noAutoconsole: true,
+    });
+    // virt-install defines a persistent pool over any disk folder that is in no pool; a transient one
+    // of ours, removed right after, keeps it from leaving one pool behind per VM.
+    const pool = vmPoolName(name);
+    if (disks.length > 0) await libvirt.createTransientPool(pool, dir, run(this.#t.virshMs));
+    try {
+      await libvirt.virtInstall(args, run(this.#t.virtInstallMs));
+    } finally {
+      if (disks.length > 0) await libvirt.removePool(pool, { timeoutMs: this.#t.virshMs });
+    }
+
+    const deadline = Date.now() + this.#t.runningMs;
+    for (;;) {
+      const state = await libvirt.state(name, run(this.#t.virshMs));
+      if (state === "running") break;
+      if (Date.now() > deadline) {
+        throw new VirtfleetError("PHASE_TIMEOUT", `domain ${name} is "${state ?? "gone"}", not running, ${this.#t.runningMs} ms after virt-install`);
+      }
+      throwIfAborted(signal);
+      await sleep(200, signal);
+    }
+    await report("domain.running", `domain ${name} is running`);
+  }
+
+  async #imageFormat(path: string): Promise<"qcow2" | "raw"> {
+    const head = await readFile(path, { flag: "r" }).then((b) => b.subarray(0, 4)).catch(() => Buffer.alloc(0));
+    return head.toString("latin1") === "QFI\xfb" ? "qcow2" : "raw";
+  }
+
+  async #waitForGuest(name: string, pattern: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const file = this.#o.paths.consolePath(name);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      throwIfAborted(signal);
+      const text = await readFile(file, "utf8").catch(() => "");
+      if (text.includes(pattern)) return;
+      if (Date.now() > deadline) {
+        throw new VirtfleetError("GUEST_TIMEOUT", `guest ${name} did not print "${pattern}" within ${timeoutMs / 1000} s`);
+      }
+      await sleep(250, signal);
+    }
+  }
+
+  /** Removes what a create made: the domain (only when this job made it) and the VM's folder. */
+  async rollback(name: string, jobId: string): Promise<void> {
+    const { libvirt, paths } = this.#o;
+    const opts = { timeoutMs: this.#t.virshMs };
+    const state = await libvirt.state(name, opts);
+    if (state !== undefined) {
+      const found = await libvirt.ownership(name, opts);
+      if (found?.jobId !== jobId) return; // someone else's domain: leave it and its files alone
+      await libvirt.stop(name, opts);
+      await libvirt.undefine(name, opts);
+    }
+    await libvirt.removePool(vmPoolName(name), opts);
+    await rm(paths.vmDir(name), { recursive: true, force: true });
+  }
+
+  async destroy(data: DestroyJobData, report: Report, signal?: AbortSignal): Promise<void> {
+    const { libvirt, paths } = this.#o;
+    const name = data.name;
+    const opts = { timeoutMs: this.#t.virshMs, ...(signal === undefined ? {} : { signal }) };
+    const state = await libvirt.state(name, opts);
+    if (state !== undefined) {
+      const found = await libvirt.ownership(name, opts);
+      if (found === undefined) {
+        throw new VirtfleetError("NAME_CLASH", `domain "${name}" on ${this.#o.hostId} is not virtfleet's; leaving it alone`, { field: "name" });
+      }
+      await report("stopping", state === "running" ? `stopping ${name}` : `${name} is ${state}`);
+      await libvirt.stop(name, opts);
+      await libvirt.undefine(name, opts);
+      await report("undefined", `domain ${name} undefined`);
+    } else {
+      await report("stopping", `no domain ${name} on ${this.#o.hostId}`);
+      await report("undefined", "nothing to undefine");
+    }
+    await libvirt.removePool(vmPoolName(name), opts);
+    await rm(paths.vmDir(name), { recursive: true, force: true });
+    await report("storage.removed", `removed ${paths.vmDir(name)}`);
+  }
+}

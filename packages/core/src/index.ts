@@ -1,0 +1,6 @@
+export * from "./errors.js";
+export * from "./events.js";
+export * from "./host.js";
+export * from "./jobs.js";
+export * from "./names.js";
+export * from "./vm-spec.js";

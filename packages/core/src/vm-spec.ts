@@ -1,0 +1,106 @@
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import { ImageName, Token, VmName } from "./names.js";
+
+export const DiskFormat = z.enum(["raw", "qcow2"]);
+export type DiskFormat = z.infer<typeof DiskFormat>;
+
+export const DiskSpec = z
+  .object({
+    /** Size in GiB. For a linked clone (`backing`), the virtual size; at least the base image's. */
+    sizeGiB: z.number().positive("must be greater than 0").max(65536, "must be at most 65536 GiB"),
+    format: DiskFormat.default("qcow2"),
+    /** A base image in the image store: the disk becomes a qcow2 overlay on it. */
+    backing: ImageName.optional(),
+  })
+  .strict()
+  .refine((d) => d.backing === undefined || d.format === "qcow2", {
+    message: "a disk with a backing image must be qcow2",
+    path: ["format"],
+  });
+export type DiskSpec = z.infer<typeof DiskSpec>;
+
+/** Kernel arguments go into virt-install's `--boot kernel_args="…"`: no quotes, no control characters. */
+export const KernelArgs = z
+  .string()
+  .max(1024, "must be at most 1024 characters")
+  .regex(/^[\x20-\x7e]*$/, "must be printable ASCII")
+  .refine((s) => !/["'\\]/.test(s), "must not contain quotes or backslashes");
+
+export const InstallSpec = z.discriminatedUnion("method", [
+  z.object({ method: z.literal("import") }).strict(),
+  z.object({ method: z.literal("cdrom"), image: ImageName }).strict(),
+  z
+    .object({
+      method: z.literal("kernel"),
+      kernel: ImageName,
+      initrd: ImageName.optional(),
+      kernelArgs: KernelArgs.optional(),
+    })
+    .strict(),
+]);
+export type InstallSpec = z.infer<typeof InstallSpec>;
+
+export const NicModel = z.enum(["virtio", "e1000", "e1000e", "rtl8139"]);
+
+export const NetworkSpec = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("bridge"), bridge: Token, model: NicModel.optional() }).strict(),
+  z.object({ type: z.literal("network"), network: Token, model: NicModel.optional() }).strict(),
+]);
+export type NetworkSpec = z.infer<typeof NetworkSpec>;
+
+export const VirtType = z.enum(["kvm", "qemu"]);
+export type VirtType = z.infer<typeof VirtType>;
+
+export const LabelKey = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, "must be letters, digits, '.', '_', '/' or '-'");
+export const LabelValue = z
+  .string()
+  .max(63)
+  .regex(/^[A-Za-z0-9._-]*$/, "must be letters, digits, '.', '_' or '-'");
+export const Labels = z.record(LabelKey, LabelValue);
+
+/** What a caller asks for: one VM. */
+export const VmSpec = z
+  .object({
+    name: VmName,
+    /** Memory in MiB. */
+    memoryMiB: z.number().int("must be a whole number of MiB").min(64, "must be at least 64 MiB").max(4194304),
+    vcpus: z.number().int("must be a whole number").min(1, "must be at least 1").max(256, "must be at most 256"),
+    disks: z.array(DiskSpec).max(16, "at most 16 disks").default([]),
+    install: InstallSpec.default({ method: "import" }),
+    /** libosinfo id, e.g. `debian12`; `generic` when unknown. */
+    osVariant: Token.default("generic"),
+    /** Empty: no network (`--network none`). */
+    networks: z.array(NetworkSpec).max(8, "at most 8 networks").default([]),
+    /** Omitted: the host's configured virt type. */
+    virtType: VirtType.optional(),
+    labels: Labels.default({}),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    if (spec.install.method === "import" && spec.disks.length === 0) {
+      ctx.addIssue({ code: "custom", path: ["disks"], message: "--import needs at least one disk to boot from" });
+    }
+  });
+export type VmSpec = z.infer<typeof VmSpec>;
+export type VmSpecInput = z.input<typeof VmSpec>;
+
+/** A stable fingerprint of a spec (sha256, hex): two creates with the same name and fingerprint are the same VM. */
+export function specFingerprint(spec: VmSpec): string {
+  return createHash("sha256").update(stableStringify(spec)).digest("hex");
+}
+
+export function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}

@@ -1,0 +1,5 @@
+export * from "./host-paths.js";
+export * from "./qemu-img.js";
+export * from "./runner.js";
+export * from "./virsh.js";
+export * from "./virt-install.js";

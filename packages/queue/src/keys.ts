@@ -1,0 +1,50 @@
+/** Every Redis key and queue name virtfleet uses, in one place. */
+export class Keys {
+  readonly prefix: string;
+
+  constructor(prefix = "virtfleet") {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(prefix)) throw new Error(`invalid key prefix: ${prefix}`);
+    this.prefix = prefix;
+  }
+
+  /** The BullMQ queue of one host (BullMQ's keys are `<prefix>:host.<id>:…`). */
+  hostQueue(hostId: string): string {
+    return `host.${hostId}`;
+  }
+
+  /** A host's last published status; expires unless the worker keeps it alive. */
+  hostStatus(hostId: string): string {
+    return `${this.prefix}:host:${hostId}`;
+  }
+
+  /** Every host ever registered (so a down host is still listed). */
+  hosts(): string {
+    return `${this.prefix}:hosts`;
+  }
+
+  job(jobId: string): string {
+    return `${this.prefix}:job:${jobId}`;
+  }
+
+  jobEvents(jobId: string): string {
+    return `${this.prefix}:job:${jobId}:events`;
+  }
+
+  /** Every event of every job, for `virtfleet watch`. */
+  allEvents(): string {
+    return `${this.prefix}:events`;
+  }
+
+  vm(name: string): string {
+    return `${this.prefix}:vm:${name}`;
+  }
+
+  vms(): string {
+    return `${this.prefix}:vms`;
+  }
+
+  /** A running job's cancel requests go to the worker holding it on this channel. */
+  cancelChannel(hostId: string): string {
+    return `${this.prefix}:cancel:${hostId}`;
+  }
+}
