@@ -1,0 +1,158 @@
+import { describe, expect, it } from "vitest";
+import { type VirtInstallOptions, virtInstallArgs } from "./virt-install.js";
+
+const seed: VirtInstallOptions = {
+  name: "budgie",
+  memoryMiB: 2048,
+  vcpus: 1,
+  disks: [{ path: "vol.raw" }],
+  install: { method: "cdrom", path: "ubuntu.iso" },
+  osVariant: "ubuntu18.04",
+  networks: [{ type: "bridge", bridge: "virbr0", model: "virtio" }],
+};
+
+/** The value following `flag` (first occurrence). */
+function after(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i === -1 ? undefined : args[i + 1];
+}
+
+describe("virtInstallArgs", () => {
+  it("gives back the seed recipe exactly", () => {
+    expect(virtInstallArgs(seed)).toEqual([
+      "--name=budgie",
+      "--ram=2048",
+      "--vcpus=1",
+      "--disk",
+      "path=vol.raw",
+      "--cdrom=ubuntu.iso",
+      "--os-variant",
+      "ubuntu18.04",
+      "--network",
+      "bridge=virbr0,model=virtio",
+    ]);
+  });
+
+  it("imports from the first disk with --import", () => {
+    const args = virtInstallArgs({
+      ...seed,
+      disks: [{ path: "/vms/a/disk0.qcow2", format: "qcow2" }],
+      install: { method: "import" },
+    });
+    expect(args).toContain("--import");
+    expect(args.some((a) => a.startsWith("--cdrom"))).toBe(false);
+    expect(after(args, "--disk")).toBe("path=/vms/a/disk0.qcow2,format=qcow2");
+  });
+
+  it("boots a kernel directly with --import --boot kernel=…,initrd=…,kernel_args=\"…\"", () => {
+    const args = virtInstallArgs({
+      ...seed,
+      disks: [],
+      install: { method: "kernel", kernelPath: "/i/k", initrdPath: "/i/r", kernelArgs: "console=ttyS0 a=1,b" },
+    });
+    const i = args.indexOf("--import");
+    expect(i).toBeGreaterThan(-1);
+    expect(args.slice(i, i + 3)).toEqual(["--import", "--boot", 'kernel=/i/k,initrd=/i/r,kernel_args="console=ttyS0 a=1,b"']);
+    expect(args.filter((a) => a === "--import")).toHaveLength(1);
+  });
+
+  it("leaves out initrd and empty kernel args", () => {
+    const args = virtInstallArgs({ ...seed, install: { method: "kernel", kernelPath: "/i/k", kernelArgs: "" } });
+    expect(after(args, "--boot")).toBe("kernel=/i/k");
+  });
+
+  it("quotes a kernel path holding a comma", () => {
+    const args = virtInstallArgs({ ...seed, install: { method: "kernel", kernelPath: "/i/a,b" } });
+    expect(after(args, "--boot")).toBe('kernel="/i/a,b"');
+  });
+
+  it("passes --virt-type qemu", () => {
+    expect(after(virtInstallArgs({ ...seed, virtType: "qemu" }), "--virt-type")).toBe("qemu");
+    expect(virtInstallArgs(seed)).not.toContain("--virt-type");
+  });
+
+  it("passes --graphics none only when graphics is false", () => {
+    expect(after(virtInstallArgs({ ...seed, graphics: false }), "--graphics")).toBe("none");
+    expect(virtInstallArgs({ ...seed, graphics: true })).not.toContain("--graphics");
+  });
+
+  it("passes --noautoconsole", () => {
+    expect(virtInstallArgs({ ...seed, noAutoconsole: true })).toContain("--noautoconsole");
+    expect(virtInstallArgs({ ...seed, noAutoconsole: false })).not.toContain("--noautoconsole");
+  });
+
+  it("writes the serial console to a file", () => {
+    expect(after(virtInstallArgs({ ...seed, serialFile: "/vms/budgie/console.log" }), "--serial")).toBe(
+      "file,path=/vms/budgie/console.log",
+    );
+  });
+
+  it("asks for --network none when networks is empty, and leaves it out when undefined", () => {
+    expect(after(virtInstallArgs({ ...seed, networks: [] }), "--network")).toBe("none");
+    const { networks: _n, ...noNetworks } = seed;
+    expect(virtInstallArgs(noNetworks)).not.toContain("--network");
+  });
+
+  it("gives one --network per NIC, network= for libvirt networks", () => {
+    const args = virtInstallArgs({
+      ...seed,
+      networks: [
+        { type: "network", network: "default" },
+        { type: "bridge", bridge: "br0", model: "e1000" },
+      ],
+    });
+    const nets = args.flatMap((a, i) => (a === "--network" ? [args[i + 1]] : []));
+    expect(nets).toEqual(["network=default", "bridge=br0,model=e1000"]);
+  });
+
+  it("says --disk none for an import with no disks", () => {
+    const args = virtInstallArgs({ ...seed, disks: [], install: { method: "import" } });
+    expect(after(args, "--disk")).toBe("none");
+    expect(args.filter((a) => a === "--disk")).toHaveLength(1);
+  });
+
+  it("says nothing about disks for a cdrom install with no disks", () => {
+    expect(virtInstallArgs({ ...seed, disks: [] })).not.toContain("--disk");
+  });
+
+  it("puts --connect URI first", () => {
+    expect(virtInstallArgs({ ...seed, connect: "qemu:///system" }).slice(0, 3)).toEqual([
+      "--connect",
+      "qemu:///system",
+      "--name=budgie",
+    ]);
+  });
+
+  it("passes each xml edit as an --xml pair, in order", () => {
+    const edits = ["./metadata/vm/@fingerprint=abc", "./metadata/vm/@job=j1"];
+    const args = virtInstallArgs({ ...seed, xmlEdits: edits });
+    const pairs = args.flatMap((a, i) => (a === "--xml" ? [[a, args[i + 1]]] : []));
+    expect(pairs).toEqual([
+      ["--xml", edits[0]],
+      ["--xml", edits[1]],
+    ]);
+  });
+
+  it("passes a description as --metadata, quoted when it holds a comma", () => {
+    expect(after(virtInstallArgs({ ...seed, description: "a,b" }), "--metadata")).toBe('description="a,b"');
+  });
+
+  it("quotes a disk path holding a comma or a space", () => {
+    expect(after(virtInstallArgs({ ...seed, disks: [{ path: "/v/a,b.raw" }] }), "--disk")).toBe('path="/v/a,b.raw"');
+    expect(after(virtInstallArgs({ ...seed, disks: [{ path: "/v/a b.raw" }] }), "--disk")).toBe('path="/v/a b.raw"');
+  });
+
+  it("never splits a name with shell metacharacters: it stays one argv entry", () => {
+    const name = "x; rm -rf / $(reboot) `id` && echo | cat > /etc/passwd";
+    const args = virtInstallArgs({ ...seed, name });
+    expect(Array.isArray(args)).toBe(true);
+    expect(args.every((a) => typeof a === "string")).toBe(true);
+    // The whole name is inside exactly one entry, and no entry is a fragment of it.
+    expect(args.filter((a) => a.includes(name))).toEqual([`--name=${name}`]);
+    expect(args).not.toContain("rm");
+    expect(args).not.toContain("&&");
+    // Same number of entries as with a harmless name: nothing got split off.
+    expect(args).toHaveLength(virtInstallArgs(seed).length);
+    expect(args[0]).toBe(`--name=${name}`);
+  });
+});

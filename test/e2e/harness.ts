@@ -1,0 +1,170 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { FleetClient } from "@virtfleet/queue";
+
+const run = promisify(execFile);
+export const repo = path.resolve(import.meta.dirname, "../..");
+export const CLI = path.join(repo, "apps/cli/dist/main.js");
+export const WORKER = path.join(repo, "apps/worker/dist/main.js");
+export const LIBVIRT_URI = "qemu:///system";
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `virtfleet ARGS` (the built CLI) and collects its output. */
+export function runCli(args: string[], env: Record<string, string>, timeoutMs = 150_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/** JSON lines of a `--json` run. */
+export function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+export interface WorkerProcess {
+  hostId: string;
+  storageDir: string;
+  child: ChildProcess;
+  logs: () => string;
+  /** SIGTERM and wait for exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface FleetEnv {
+  redisUrl: string;
+  prefix: string;
+  imageDir: string;
+  testRoot: string;
+}
+
+/** A unique, valid VM name for a test. */
+export function vmName(tag: string): string {
+  return `vft-${tag}-${randomUUID().slice(0, 8)}`;
+}
+
+export function cliEnv(f: FleetEnv): Record<string, string> {
+  return { REDIS_URL: f.redisUrl, VIRTFLEET_PREFIX: f.prefix };
+}
+
+/** Starts a real `virtfleet-worker` process as one host and waits until its heartbeat is in Redis. */
+export async function startWorker(f: FleetEnv, options: { hostId?: string; env?: Record<string, string> } = {}): Promise<WorkerProcess> {
+  const hostId = options.hostId ?? `h-${randomUUID().slice(0, 8)}`;
+  const storageDir = path.join(f.testRoot, "vms", `${f.prefix}-${hostId}`);
+  await mkdir(storageDir, { recursive: true, mode: 0o755 });
+  const child = spawn(process.execPath, [WORKER], {
+    env: {
+      ...process.env,
+      REDIS_URL: f.redisUrl,
+      VIRTFLEET_PREFIX: f.prefix,
+      VIRTFLEET_HOST_ID: hostId,
+      VIRTFLEET_STORAGE_DIR: storageDir,
+      VIRTFLEET_IMAGE_DIR: f.imageDir,
+      VIRTFLEET_VIRT_TYPE: "qemu",
+      VIRTFLEET_HEARTBEAT_MS: "500",
+      LOG_LEVEL: "debug",
+      ...options.env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let logs = "";
+  child.stdout?.on("data", (d) => {
+    logs += d;
+  });
+  child.stderr?.on("data", (d) => {
+    logs += d;
+  });
+  const client = new FleetClient({ redisUrl: f.redisUrl, prefix: f.prefix });
+  try {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const view = await client.hosts.get(hostId);
+      if (view?.up) break;
+      if (child.exitCode !== null) throw new Error(`worker exited ${child.exitCode}:\n${logs}`);
+      if (Date.now() > deadline) throw new Error(`worker ${hostId} did not register:\n${logs}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await client.close();
+  }
+  return {
+    hostId,
+    storageDir,
+    child,
+    logs: () => logs,
+    stop: (signal: NodeJS.Signals = "SIGTERM") =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+        child.once("exit", (code) => resolve(code));
+        child.kill(signal);
+      }),
+  };
+}
+
+export async function virsh(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await run("virsh", ["-c", LIBVIRT_URI, ...args], { env: { ...process.env, LC_ALL: "C" } });
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout?: string; stderr?: string; code?: number };
+    return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: typeof e.code === "number" ? e.code : 1 };
+  }
+}
+
+export async function domainState(name: string): Promise<string | undefined> {
+  const r = await virsh(["domstate", name]);
+  return r.code === 0 ? r.stdout.trim() : undefined;
+}
+
+/** Domains and transient pools whose names start with `vft-` (every test VM's prefix). */
+export async function leftovers(): Promise<{ domains: string[]; pools: string[] }> {
+  const domains = (await virsh(["list", "--all", "--name"])).stdout.split("\n").map((s) => s.trim()).filter((s) => s.startsWith("vft-"));
+  const pools = (await virsh(["pool-list", "--all", "--name"])).stdout.split("\n").map((s) => s.trim()).filter((s) => s.includes("vft-"));
+  return { domains, pools };
+}
+
+/** Removes test domains, pools and folders by force (after a failed assertion, so the next run starts clean). */
+export async function forceClean(storageDirs: string[]): Promise<void> {
+  const { domains, pools } = await leftovers();
+  for (const d of domains) {
+    await virsh(["destroy", d]);
+    await virsh(["undefine", d, "--nvram"]);
+  }
+  for (const p of pools) {
+    await virsh(["pool-destroy", p]);
+    await virsh(["pool-undefine", p]);
+  }
+  for (const dir of storageDirs) await rm(dir, { recursive: true, force: true });
+}
+
+export async function filesIn(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir, { recursive: true });
+  } catch {
+    return [];
+  }
+}
