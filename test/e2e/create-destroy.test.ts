@@ -4,10 +4,9 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {
-  type FleetEnv,
-  type WorkerProcess,
   cliEnv,
   domainState,
+  type FleetEnv,
   filesIn,
   forceClean,
   jsonLines,
@@ -15,6 +14,7 @@ import {
   runCli,
   startWorker,
   vmName,
+  type WorkerProcess,
 } from "./harness.js";
 
 const fleet: FleetEnv = {
@@ -29,11 +29,16 @@ let worker: WorkerProcess;
 /** The guest's boot flags: the `tiny` test guest, under TCG, no network. */
 function bootFlags(token: string): string[] {
   return [
-    "--memory", "256",
-    "--disk", "size=1,backing=tiny",
-    "--boot", `kernel=tiny,initrd=tiny,kernel_args=console=ttyS0 virtfleet.e2e=${token}`,
-    "--network", "none",
-    "--virt-type", "qemu",
+    "--memory",
+    "256",
+    "--disk",
+    "size=1,backing=tiny",
+    "--boot",
+    `kernel=tiny,initrd=tiny,kernel_args=console=ttyS0 virtfleet.e2e=${token}`,
+    "--network",
+    "none",
+    "--virt-type",
+    "qemu",
   ];
 }
 
@@ -61,8 +66,20 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
     const created = await runCli(["create", "--name", name, ...bootFlags(token), "--wait", "--wait-ready"], env);
     expect(created.stderr).toBe("");
     expect(created.code, created.stdout + worker.logs()).toBe(0);
-    const phases = created.stdout.split("\n").map((l) => /^\[\s*\d+%\]\s+(\S+)/.exec(l)?.[1]).filter(Boolean);
-    expect(phases).toEqual(["queued", "placed", "disk.creating", "disk.ready", "domain.defining", "domain.running", "guest.ready", "done"]);
+    const phases = created.stdout
+      .split("\n")
+      .map((l) => /^\[\s*\d+%\]\s+(\S+)/.exec(l)?.[1])
+      .filter(Boolean);
+    expect(phases).toEqual([
+      "queued",
+      "placed",
+      "disk.creating",
+      "disk.ready",
+      "domain.defining",
+      "domain.running",
+      "guest.ready",
+      "done",
+    ]);
 
     expect(await domainState(name)).toBe("running");
     const dir = path.join(worker.storageDir, name);
@@ -75,7 +92,14 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
 
     const destroyed = await runCli(["destroy", name, "--wait", "--json"], env);
     expect(destroyed.code, destroyed.stdout + destroyed.stderr).toBe(0);
-    expect(jsonLines(destroyed.stdout).map((e) => e.phase)).toEqual(["queued", "placed", "stopping", "undefined", "storage.removed", "done"]);
+    expect(jsonLines(destroyed.stdout).map((e) => e.phase)).toEqual([
+      "queued",
+      "placed",
+      "stopping",
+      "undefined",
+      "storage.removed",
+      "done",
+    ]);
     expect(await domainState(name)).toBeUndefined();
     expect(await filesIn(dir)).toEqual([]);
     expect(JSON.parse((await runCli(["ls", "--json"], env)).stdout)).toEqual([]);
@@ -101,7 +125,20 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
   it("a failed create exits 1 with a stable code and leaves nothing behind", async () => {
     const name = vmName("fail");
     const r = await runCli(
-      ["create", "--name", name, "--memory", "256", "--disk", "size=1,backing=no-such-image", "--import", "--network", "none", "--wait", "--json"],
+      [
+        "create",
+        "--name",
+        name,
+        "--memory",
+        "256",
+        "--disk",
+        "size=1,backing=no-such-image",
+        "--import",
+        "--network",
+        "none",
+        "--wait",
+        "--json",
+      ],
       env,
     );
     expect(r.code).toBe(1);
@@ -115,11 +152,29 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
     const name = vmName("vi");
     // A bridge that does not exist: qemu-img succeeds, virt-install fails.
     const r = await runCli(
-      ["create", "--name", name, "--memory", "256", "--disk", "size=1", "--import", "--network", `bridge=vfnobr${randomUUID().slice(0, 6)}`, "--virt-type", "qemu", "--wait", "--json"],
+      [
+        "create",
+        "--name",
+        name,
+        "--memory",
+        "256",
+        "--disk",
+        "size=1",
+        "--import",
+        "--network",
+        `bridge=vfnobr${randomUUID().slice(0, 6)}`,
+        "--virt-type",
+        "qemu",
+        "--wait",
+        "--json",
+      ],
       env,
     );
     expect(r.code).toBe(1);
-    const last = jsonLines(r.stdout).at(-1) as { phase: string; error: { code: string; command: string[]; stderr: string } };
+    const last = jsonLines(r.stdout).at(-1) as {
+      phase: string;
+      error: { code: string; command: string[]; stderr: string };
+    };
     expect(last.phase).toBe("failed");
     expect(last.error.code).toBe("COMMAND_FAILED");
     expect(last.error.command[0]).toBe("virt-install");
@@ -136,9 +191,29 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
         [["create", "--name", "ok", "--memory", "12", "--import", "--disk", "size=1"], /--memory/],
         [["create", "--name", "ok", "--memory", "256", "--import", "--disk", "size=lots"], /--disk/],
         [["create", "--name", "ok", "--memory", "256", "--cdrom", "../../etc/passwd"], /--cdrom/],
-        [["create", "--name", "ok", "--memory", "256", "--import", "--disk", "size=1", "--network", "bridge=a;rm -rf /"], /--network/],
-        [["create", "--name", "ok", "--memory", "256", "--import", "--disk", "size=1", "--virt-type", "xen"], /--virt-type/],
-        [["create", "--name", "ok", "--memory", "256", "--import", "--disk", "size=1", "--no-such-flag"], /no-such-flag/],
+        [
+          [
+            "create",
+            "--name",
+            "ok",
+            "--memory",
+            "256",
+            "--import",
+            "--disk",
+            "size=1",
+            "--network",
+            "bridge=a;rm -rf /",
+          ],
+          /--network/,
+        ],
+        [
+          ["create", "--name", "ok", "--memory", "256", "--import", "--disk", "size=1", "--virt-type", "xen"],
+          /--virt-type/,
+        ],
+        [
+          ["create", "--name", "ok", "--memory", "256", "--import", "--disk", "size=1", "--no-such-flag"],
+          /no-such-flag/,
+        ],
       ];
       for (const [args, message] of cases) {
         const r = await runCli(args, env);

@@ -23,9 +23,14 @@ export default function setup(project: TestProject) {
   try {
     execFileSync("virsh", ["-c", "qemu:///system", "version"], { stdio: "pipe", timeout: 15_000 });
   } catch (error) {
-    throw new Error(`libvirtd does not answer at qemu:///system: run deploy/host-setup.sh first (${(error as Error).message})`);
+    throw new Error(
+      `libvirtd does not answer at qemu:///system: run deploy/host-setup.sh first (${(error as Error).message})`,
+    );
   }
-  execFileSync("bash", [path.join(repo, "deploy/build-test-guest.sh"), imageDir], { stdio: "inherit", timeout: 120_000 });
+  execFileSync("bash", [path.join(repo, "deploy/build-test-guest.sh"), imageDir], {
+    stdio: "inherit",
+    timeout: 120_000,
+  });
   project.provide("imageDir", imageDir);
   project.provide("testRoot", root);
 }

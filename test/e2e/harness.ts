@@ -20,7 +20,10 @@ export interface CliResult {
 /** Runs `virtfleet ARGS` (the built CLI) and collects its output. */
 export function runCli(args: string[], env: Record<string, string>, timeoutMs = 150_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => {
@@ -72,7 +75,10 @@ export function cliEnv(f: FleetEnv): Record<string, string> {
 }
 
 /** Starts a real `virtfleet-worker` process as one host and waits until its heartbeat is in Redis. */
-export async function startWorker(f: FleetEnv, options: { hostId?: string; env?: Record<string, string> } = {}): Promise<WorkerProcess> {
+export async function startWorker(
+  f: FleetEnv,
+  options: { hostId?: string; env?: Record<string, string> } = {},
+): Promise<WorkerProcess> {
   const hostId = options.hostId ?? `h-${randomUUID().slice(0, 8)}`;
   const storageDir = path.join(f.testRoot, "vms", `${f.prefix}-${hostId}`);
   await mkdir(storageDir, { recursive: true, mode: 0o755 });
@@ -127,7 +133,9 @@ export async function startWorker(f: FleetEnv, options: { hostId?: string; env?:
 
 export async function virsh(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
-    const { stdout, stderr } = await run("virsh", ["-c", LIBVIRT_URI, ...args], { env: { ...process.env, LC_ALL: "C" } });
+    const { stdout, stderr } = await run("virsh", ["-c", LIBVIRT_URI, ...args], {
+      env: { ...process.env, LC_ALL: "C" },
+    });
     return { stdout, stderr, code: 0 };
   } catch (error) {
     const e = error as { stdout?: string; stderr?: string; code?: number };
@@ -142,8 +150,14 @@ export async function domainState(name: string): Promise<string | undefined> {
 
 /** Domains and transient pools whose names start with `vft-` (every test VM's prefix). */
 export async function leftovers(): Promise<{ domains: string[]; pools: string[] }> {
-  const domains = (await virsh(["list", "--all", "--name"])).stdout.split("\n").map((s) => s.trim()).filter((s) => s.startsWith("vft-"));
-  const pools = (await virsh(["pool-list", "--all", "--name"])).stdout.split("\n").map((s) => s.trim()).filter((s) => s.includes("vft-"));
+  const domains = (await virsh(["list", "--all", "--name"])).stdout
+    .split("\n")
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith("vft-"));
+  const pools = (await virsh(["pool-list", "--all", "--name"])).stdout
+    .split("\n")
+    .map((s) => s.trim())
+    .filter((s) => s.includes("vft-"));
   return { domains, pools };
 }
 

@@ -1,4 +1,4 @@
-import { ValidationError, VmSpec, parseOrThrow } from "@virtfleet/core";
+import { parseOrThrow, ValidationError, VmSpec } from "@virtfleet/core";
 import { describe, expect, it } from "vitest";
 import {
   type CreateFlags,
@@ -60,7 +60,10 @@ describe("parseSubOptions", () => {
   });
 
   it("splits restKey-less input at commas", () => {
-    expect(Object.fromEntries(parseSubOptions("--boot", "kernel_args=a=1,b=2"))).toEqual({ kernel_args: "a=1", b: "2" });
+    expect(Object.fromEntries(parseSubOptions("--boot", "kernel_args=a=1,b=2"))).toEqual({
+      kernel_args: "a=1",
+      b: "2",
+    });
   });
 
   it("rejects a duplicate key, naming the flag", () => {
@@ -129,7 +132,11 @@ describe("parseNetwork", () => {
 
   it("reads a libvirt network", () => {
     expect(parseNetwork("network=default")).toEqual({ type: "network", network: "default" });
-    expect(parseNetwork("network=default,model=e1000")).toEqual({ type: "network", network: "default", model: "e1000" });
+    expect(parseNetwork("network=default,model=e1000")).toEqual({
+      type: "network",
+      network: "default",
+      model: "e1000",
+    });
   });
 
   it.each(["bridge=virbr0,network=default", "model=virtio", "bridge=br0,mac=52:54:00:00:00:01", "virbr0"])(

@@ -52,7 +52,8 @@ function only(flag: string, options: Map<string, string>, allowed: readonly stri
 }
 
 function number(flag: string, raw: string | undefined, what: string): number {
-  if (raw === undefined || raw.trim() === "" || !/^\d+(\.\d+)?$/.test(raw.trim())) bad(flag, `${what} must be a number, got "${raw ?? ""}"`);
+  if (raw === undefined || raw.trim() === "" || !/^\d+(\.\d+)?$/.test(raw.trim()))
+    bad(flag, `${what} must be a number, got "${raw ?? ""}"`);
   return Number(raw);
 }
 
@@ -64,7 +65,11 @@ export function parseDisk(raw: string): NonNullable<VmSpecInput["disks"]>[number
   if (!o.has("size")) bad("--disk", "size=GiB is required");
   return {
     sizeGiB: number("--disk", o.get("size"), "size"),
-    ...(o.has("format") ? { format: o.get("format") as "raw" } : backing !== undefined ? { format: "qcow2" as const } : {}),
+    ...(o.has("format")
+      ? { format: o.get("format") as "raw" }
+      : backing !== undefined
+        ? { format: "qcow2" as const }
+        : {}),
     ...(backing === undefined ? {} : { backing }),
   };
 }
@@ -77,7 +82,8 @@ export function parseNetwork(raw: string): NonNullable<VmSpecInput["networks"]>[
   const model = o.get("model") as "virtio" | undefined;
   const bridge = o.get("bridge");
   const network = o.get("network");
-  if ((bridge === undefined) === (network === undefined)) bad("--network", "give exactly one of bridge=BR, network=NAME, or none");
+  if ((bridge === undefined) === (network === undefined))
+    bad("--network", "give exactly one of bridge=BR, network=NAME, or none");
   if (bridge !== undefined) return { type: "bridge", bridge, ...(model === undefined ? {} : { model }) };
   return { type: "network", network: network as string, ...(model === undefined ? {} : { model }) };
 }
@@ -134,13 +140,15 @@ export function specFromFlags(f: CreateFlags): VmSpecInput {
   const memory = integer(f.memory === undefined ? "--ram" : "--memory", f.memory ?? f.ram);
   if (memory === undefined) bad("--memory", "is required (MiB)");
   const methods = [f.cdrom !== undefined, f.import === true, f.boot !== undefined].filter(Boolean).length;
-  if (f.cdrom !== undefined && f.boot !== undefined) bad("--boot", "give one of --cdrom, --import or --boot");
+  if (methods > 1) bad(f.boot !== undefined ? "--boot" : "--import", "give only one of --cdrom, --import or --boot");
   let install: VmSpecInput["install"] = { method: "import" };
   if (f.cdrom !== undefined) install = { method: "cdrom", image: f.cdrom };
   else if (f.boot !== undefined) install = parseBoot(f.boot);
-  else if (methods === 0 && f.import !== true) bad("--import", "give one of --cdrom IMAGE, --import or --boot kernel=IMAGE");
+  else if (methods === 0 && f.import !== true)
+    bad("--import", "give one of --cdrom IMAGE, --import or --boot kernel=IMAGE");
   const networks = (f.network ?? []).map(parseNetwork);
-  if (networks.includes(undefined) && networks.length > 1) bad("--network", "none cannot be combined with other networks");
+  if (networks.includes(undefined) && networks.length > 1)
+    bad("--network", "none cannot be combined with other networks");
   const labels: Record<string, string> = {};
   for (const l of f.vmLabel ?? []) parseLabel("--vm-label", l, labels);
   return {
@@ -172,12 +180,13 @@ export function flagForField(field: string): string {
     labels: "--vm-label",
     host: "--host",
   };
-  return map[head] ?? field;
+  return Object.hasOwn(map, head) ? (map[head] as string) : field;
 }
 
 /** Expands `lab-{n}` for `--count`: lab-1 … lab-N. Without `{n}`, appends `-N`. */
 export function expandNames(pattern: string, count: number): string[] {
   const names: string[] = [];
-  for (let n = 1; n <= count; n++) names.push(pattern.includes("{n}") ? pattern.replaceAll("{n}", String(n)) : `${pattern}-${n}`);
+  for (let n = 1; n <= count; n++)
+    names.push(pattern.includes("{n}") ? pattern.replaceAll("{n}", String(n)) : `${pattern}-${n}`);
   return names;
 }

@@ -1,5 +1,12 @@
 #!/usr/bin/env node
-import { type StreamedEvent, ValidationError, VirtfleetError, VmSpec, parseOrThrow, toErrorInfo } from "@virtfleet/core";
+import {
+  parseOrThrow,
+  type StreamedEvent,
+  toErrorInfo,
+  ValidationError,
+  VirtfleetError,
+  VmSpec,
+} from "@virtfleet/core";
 import { FleetClient, type JobHandle } from "@virtfleet/queue";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
@@ -8,7 +15,10 @@ import { formatEvent, formatTable } from "./output.js";
 
 const CliEnv = z.object({
   REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
-  VIRTFLEET_PREFIX: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/).default("virtfleet"),
+  VIRTFLEET_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
+    .default("virtfleet"),
 });
 
 /** Exit codes: the contract. */
@@ -58,8 +68,12 @@ class Cli {
 function reportError(cli: Cli, error: unknown): number {
   if (error instanceof ValidationError) {
     const issues = error.issues.map((i) => ({ ...i, flag: flagForField(i.field) }));
-    if (cli.json) process.stdout.write(`${JSON.stringify({ error: { code: error.code, message: error.message, field: issues[0]?.flag, issues } })}\n`);
-    for (const i of issues) process.stderr.write(`virtfleet: ${i.flag}${i.flag !== i.field ? ` (${i.field})` : ""}: ${i.message}\n`);
+    if (cli.json)
+      process.stdout.write(
+        `${JSON.stringify({ error: { code: error.code, message: error.message, field: issues[0]?.flag, issues } })}\n`,
+      );
+    for (const i of issues)
+      process.stderr.write(`virtfleet: ${i.flag}${i.flag !== i.field ? ` (${i.field})` : ""}: ${i.message}\n`);
     return EXIT_BAD_INPUT;
   }
   const info = toErrorInfo(error);
@@ -95,36 +109,55 @@ async function main(argv: string[]): Promise<number> {
     .option("--host <id>", "pin the VM to this host")
     .option("--count <n>", "create N VMs named from the --name pattern")
     .option("--wait", "wait until each VM is running, printing each phase")
-    .option("--wait-ready [pattern]", "also wait for the guest to print PATTERN on its serial console (default VIRTFLEET_READY)")
+    .option(
+      "--wait-ready [pattern]",
+      "also wait for the guest to print PATTERN on its serial console (default VIRTFLEET_READY)",
+    )
     .option("--ready-timeout <sec>", "how long to wait for the guest's ready line", "120")
     .option("--json", "machine-readable output (JSON lines)")
-    .action(async (flags: CreateFlags & { host?: string; count?: string; wait?: boolean; waitReady?: string | boolean; readyTimeout: string; json?: boolean }) => {
-      cli.json = flags.json === true;
-      const count = flags.count === undefined ? undefined : Number(flags.count);
-      if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 1000)) {
-        throw new ValidationError([{ field: "--count", message: "must be a whole number from 1 to 1000" }]);
-      }
-      const readyTimeout = Number(flags.readyTimeout);
-      if (!Number.isInteger(readyTimeout) || readyTimeout < 1) throw new ValidationError([{ field: "--ready-timeout", message: "must be a whole number of seconds" }]);
-      const names = count === undefined ? [flags.name as string] : expandNames(flags.name as string, count);
-      // Build and check every spec before anything is enqueued.
-      const specs = names.map((name) => parseOrThrow(VmSpec, specFromFlags({ ...flags, name }), "spec"));
-      const client = cli.client();
-      const guestReady =
-        flags.waitReady === undefined
-          ? undefined
-          : { ...(typeof flags.waitReady === "string" ? { pattern: flags.waitReady } : {}), timeoutSec: readyTimeout };
-      const handles: JobHandle[] = [];
-      for (const spec of specs) {
-        const handle = await client.createVm(spec, {
-          ...(flags.host === undefined ? {} : { host: flags.host }),
-          ...(guestReady === undefined ? {} : { guestReady }),
-        });
-        handles.push(handle);
-        if (!flags.wait) cli.print(cli.json ? JSON.stringify({ jobId: handle.id, vm: spec.name }) : `${spec.name}\t${handle.id}`);
-      }
-      code = flags.wait ? await cli.follow(handles) : EXIT_OK;
-    });
+    .action(
+      async (
+        flags: CreateFlags & {
+          host?: string;
+          count?: string;
+          wait?: boolean;
+          waitReady?: string | boolean;
+          readyTimeout: string;
+          json?: boolean;
+        },
+      ) => {
+        cli.json = flags.json === true;
+        const count = flags.count === undefined ? undefined : Number(flags.count);
+        if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 1000)) {
+          throw new ValidationError([{ field: "--count", message: "must be a whole number from 1 to 1000" }]);
+        }
+        const readyTimeout = Number(flags.readyTimeout);
+        if (!Number.isInteger(readyTimeout) || readyTimeout < 1)
+          throw new ValidationError([{ field: "--ready-timeout", message: "must be a whole number of seconds" }]);
+        const names = count === undefined ? [flags.name as string] : expandNames(flags.name as string, count);
+        // Build and check every spec before anything is enqueued.
+        const specs = names.map((name) => parseOrThrow(VmSpec, specFromFlags({ ...flags, name }), "spec"));
+        const client = cli.client();
+        const guestReady =
+          flags.waitReady === undefined
+            ? undefined
+            : {
+                ...(typeof flags.waitReady === "string" ? { pattern: flags.waitReady } : {}),
+                timeoutSec: readyTimeout,
+              };
+        const handles: JobHandle[] = [];
+        for (const spec of specs) {
+          const handle = await client.createVm(spec, {
+            ...(flags.host === undefined ? {} : { host: flags.host }),
+            ...(guestReady === undefined ? {} : { guestReady }),
+          });
+          handles.push(handle);
+          if (!flags.wait)
+            cli.print(cli.json ? JSON.stringify({ jobId: handle.id, vm: spec.name }) : `${spec.name}\t${handle.id}`);
+        }
+        code = flags.wait ? await cli.follow(handles) : EXIT_OK;
+      },
+    );
 
   program
     .command("destroy")
@@ -175,7 +208,9 @@ async function main(argv: string[]): Promise<number> {
             String(h.status.memoryMiB.capacity),
             String(h.status.diskFreeGiB),
             String(h.status.runningVms),
-            Object.entries(h.status.labels).map(([k, v]) => `${k}=${v}`).join(","),
+            Object.entries(h.status.labels)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(","),
           ]),
         ),
       );
@@ -189,14 +224,24 @@ async function main(argv: string[]): Promise<number> {
       cli.json = flags.json === true;
       const vms = await cli.client().vms.list();
       if (cli.json) return cli.print(JSON.stringify(vms.map(({ fingerprint: _f, ...v }) => v)));
-      cli.print(formatTable(["NAME", "HOST", "STATE", "MEMORY MiB", "VCPUS", "JOB"], vms.map((v) => [v.name, v.hostId, v.state, String(v.memoryMiB), String(v.vcpus), v.jobId])));
+      cli.print(
+        formatTable(
+          ["NAME", "HOST", "STATE", "MEMORY MiB", "VCPUS", "JOB"],
+          vms.map((v) => [v.name, v.hostId, v.state, String(v.memoryMiB), String(v.vcpus), v.jobId]),
+        ),
+      );
     });
 
   try {
     await program.parseAsync(argv);
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return EXIT_OK;
+      if (
+        error.code === "commander.helpDisplayed" ||
+        error.code === "commander.version" ||
+        error.code === "commander.help"
+      )
+        return EXIT_OK;
       return EXIT_BAD_INPUT;
     }
     code = reportError(cli, error);

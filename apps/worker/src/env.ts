@@ -1,5 +1,5 @@
 import os from "node:os";
-import { HostId, Labels, VirtType, toValidationError } from "@virtfleet/core";
+import { HostId, Labels, toValidationError, VirtType } from "@virtfleet/core";
 import { z } from "zod";
 
 /** `key=value,key=value` into a record. */
@@ -8,7 +8,10 @@ const LabelList = z
   .default("")
   .transform((s, ctx) => {
     const out: Record<string, string> = {};
-    for (const part of s.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    for (const part of s
+      .split(",")
+      .map((p) => p.trim())
+      .filter((p) => p !== "")) {
       const eq = part.indexOf("=");
       if (eq <= 0) {
         ctx.addIssue({ code: "custom", message: `"${part}" is not key=value` });
@@ -23,7 +26,10 @@ const LabelList = z
 /** The worker's whole configuration, read once at start. */
 export const WorkerEnv = z.object({
   REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
-  VIRTFLEET_PREFIX: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/).default("virtfleet"),
+  VIRTFLEET_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
+    .default("virtfleet"),
   VIRTFLEET_HOST_ID: HostId.default(os.hostname()),
   VIRTFLEET_LIBVIRT_URI: z.string().min(1).default("qemu:///system"),
   VIRTFLEET_STORAGE_DIR: z.string().min(1).default("/var/lib/virtfleet/vms"),

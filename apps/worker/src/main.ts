@@ -10,7 +10,8 @@ async function main(): Promise<void> {
     env = parseWorkerEnv(process.env);
   } catch (error) {
     if (error instanceof ValidationError) {
-      for (const issue of error.issues) process.stderr.write(`virtfleet-worker: bad configuration: ${issue.field}: ${issue.message}\n`);
+      for (const issue of error.issues)
+        process.stderr.write(`virtfleet-worker: bad configuration: ${issue.field}: ${issue.message}\n`);
       process.exit(2);
     }
     throw error;
@@ -37,7 +38,10 @@ async function main(): Promise<void> {
       process.exit(130);
     }
     stopping = true;
-    logger.info({ signal, timeoutMs: env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS }, "stopping: taking no new jobs, finishing running ones");
+    logger.info(
+      { signal, timeoutMs: env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS },
+      "stopping: taking no new jobs, finishing running ones",
+    );
     const force = setTimeout(() => {
       logger.warn("shutdown deadline passed: stopping now; unfinished jobs will be picked up again");
       process.exit(1);

@@ -4,22 +4,22 @@ import os from "node:os";
 import {
   type ErrorInfo,
   type HostStatus,
+  isTerminal,
   JobData,
   type Phase,
-  VirtfleetError,
-  type VirtType,
-  isTerminal,
   toErrorInfo,
   toValidationError,
+  VirtfleetError,
+  type VirtType,
 } from "@virtfleet/core";
-import { ExecaRunner, HostPaths, type CommandRunner } from "@virtfleet/hypervisor";
-import { EventLog, HostRegistry, Keys, VmRegistry, closeRedis, createRedis } from "@virtfleet/queue";
+import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hypervisor";
+import { closeRedis, createRedis, EventLog, HostRegistry, Keys, VmRegistry } from "@virtfleet/queue";
 import { type Job, UnrecoverableError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { Libvirt } from "./libvirt.js";
-import { type ProvisionerTimeouts, Provisioner } from "./provisioner.js";
 import { NameLocks } from "./name-locks.js";
+import { Provisioner, type ProvisionerTimeouts } from "./provisioner.js";
 
 export interface HostAgentOptions {
   redisUrl: string;
@@ -98,7 +98,11 @@ export class HostAgent {
     try {
       node = await this.#libvirt.nodeinfo({ timeoutMs: 15_000 });
     } catch (error) {
-      throw new VirtfleetError("LIBVIRT_UNAVAILABLE", `cannot reach libvirt at ${this.#libvirt.uri}: ${(error as Error).message}`, { cause: error });
+      throw new VirtfleetError(
+        "LIBVIRT_UNAVAILABLE",
+        `cannot reach libvirt at ${this.#libvirt.uri}: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     const runner = o.runner ?? new ExecaRunner({ logger: this.#logger });
     this.#provisioner = new Provisioner({
@@ -142,7 +146,10 @@ export class HostAgent {
     this.#worker.on("error", (error) => this.#logger.error({ err: error }, "worker error"));
     void this.#worker.run().catch((error: unknown) => this.#logger.error({ err: error }, "worker stopped"));
     await this.#worker.waitUntilReady();
-    this.#logger.info({ virtType, concurrency: o.concurrency ?? 4, storageDir: this.#paths.storageDir, imageDir: this.#paths.imageDir }, "worker started");
+    this.#logger.info(
+      { virtType, concurrency: o.concurrency ?? 4, storageDir: this.#paths.storageDir, imageDir: this.#paths.imageDir },
+      "worker started",
+    );
   }
 
   async #beat(): Promise<void> {
@@ -172,7 +179,15 @@ export class HostAgent {
     const log = this.#logger.child({ jobId: data.jobId, vm, kind: data.kind });
     const report = async (phase: Phase, message: string, error?: ErrorInfo) => {
       log.info({ phase, ...(error === undefined ? {} : { code: error.code }) }, message);
-      await this.#log.append({ jobId: data.jobId, kind: data.kind, vm, phase, message, host: this.hostId, ...(error === undefined ? {} : { error }) });
+      await this.#log.append({
+        jobId: data.jobId,
+        kind: data.kind,
+        vm,
+        phase,
+        message,
+        host: this.hostId,
+        ...(error === undefined ? {} : { error }),
+      });
     };
     const current = await this.#log.getJob(data.jobId);
     if (current !== undefined && isTerminal(current.phase)) {
@@ -207,7 +222,10 @@ export class HostAgent {
         throw new UnrecoverableError(`${info.code}: ${info.message}`);
       }
       log.warn({ code: info.code, attempt: job.attemptsMade + 1, attempts, err: error }, "attempt failed; will retry");
-      await report("queued", `attempt ${job.attemptsMade + 1} of ${attempts} failed (${info.code}: ${info.message}); retrying`);
+      await report(
+        "queued",
+        `attempt ${job.attemptsMade + 1} of ${attempts} failed (${info.code}: ${info.message}); retrying`,
+      );
       throw error;
     } finally {
       release();

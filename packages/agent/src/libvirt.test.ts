@@ -53,7 +53,12 @@ describe("ownership metadata", () => {
   it("round-trips through what virsh metadata prints", () => {
     // virt-install writes the edits; `virsh metadata NAME NS` prints the element back like this.
     const edits = ownershipXmlEdits(owner);
-    const attr = (name: string) => edits.find((e) => e.startsWith(`./metadata/vm/@${name}=`))?.split("=").slice(1).join("=");
+    const attr = (name: string) =>
+      edits
+        .find((e) => e.startsWith(`./metadata/vm/@${name}=`))
+        ?.split("=")
+        .slice(1)
+        .join("=");
     const printed = `<vm fingerprint="${attr("fingerprint")}" job="${attr("job")}" host="${attr("host")}"/>\n`;
     expect(parseOwnershipXml(printed)).toEqual(owner);
   });
@@ -127,7 +132,11 @@ describe("Libvirt", () => {
   });
 
   it("stop() tolerates a domain that is not running", async () => {
-    const runner = new FakeRunner(failed("error: Failed to destroy domain 'budgie'\nerror: Requested operation is not valid: domain is not running"));
+    const runner = new FakeRunner(
+      failed(
+        "error: Failed to destroy domain 'budgie'\nerror: Requested operation is not valid: domain is not running",
+      ),
+    );
     await expect(new Libvirt(runner, URI).stop("budgie")).resolves.toBeUndefined();
     expect(runner.calls).toHaveLength(1);
   });
@@ -183,7 +192,10 @@ describe("Libvirt", () => {
   });
 
   it("listDomains() and listPools() read one name a line", async () => {
-    const runner = new FakeRunner({ stdout: "a\n b \n\nc\n", stderr: "" }, { stdout: "default\nvirtfleet-a\n\n", stderr: "" });
+    const runner = new FakeRunner(
+      { stdout: "a\n b \n\nc\n", stderr: "" },
+      { stdout: "default\nvirtfleet-a\n\n", stderr: "" },
+    );
     const libvirt = new Libvirt(runner, URI);
     expect(await libvirt.listDomains()).toEqual(["a", "b", "c"]);
     expect(await libvirt.listPools()).toEqual(["default", "virtfleet-a"]);
@@ -212,7 +224,10 @@ describe("Libvirt", () => {
   });
 
   it("nodeinfo() parses virsh nodeinfo", async () => {
-    const runner = new FakeRunner({ stdout: "CPU(s):              2\nMemory size:         24576000 KiB\n", stderr: "" });
+    const runner = new FakeRunner({
+      stdout: "CPU(s):              2\nMemory size:         24576000 KiB\n",
+      stderr: "",
+    });
     expect(await new Libvirt(runner, URI).nodeinfo()).toEqual({ cpus: 2, memoryMiB: 24000 });
   });
 

@@ -2,10 +2,10 @@ import { VirtfleetError } from "@virtfleet/core";
 import {
   type CommandRunner,
   type DomainState,
-  type RunOptions,
   isNoDomainError,
   parseDomState,
   parseNodeinfo,
+  type RunOptions,
   virsh,
 } from "@virtfleet/hypervisor";
 
@@ -25,7 +25,12 @@ function escapeAttr(s: string): string {
 }
 
 function unescapeAttr(s: string): string {
-  return s.replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+  return s
+    .replace(/&quot;/g, '"')
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, "&");
 }
 
 /**
@@ -52,7 +57,7 @@ export function ownershipXml(o: Ownership): string {
 
 export function parseOwnershipXml(xml: string): Ownership | undefined {
   const attr = (name: string) => {
-    const m = new RegExp(`\\b${name}="([^"]*)"`).exec(xml);
+    const m = new RegExp(`(?:^|\\s)${name}="([^"]*)"`).exec(xml);
     return m?.[1] === undefined ? undefined : unescapeAttr(m[1]);
   };
   const fingerprint = attr("fingerprint");
@@ -89,7 +94,10 @@ export class Libvirt {
       const { stdout } = await this.#runner.run("virsh", virsh.metadataGet(this.uri, name, METADATA_NS), options);
       return parseOwnershipXml(stdout);
     } catch (error) {
-      if (error instanceof VirtfleetError && /metadata not found|No metadata|failed to get domain|Domain not found/i.test(error.stderr ?? "")) {
+      if (
+        error instanceof VirtfleetError &&
+        /metadata not found|No metadata|failed to get domain|Domain not found/i.test(error.stderr ?? "")
+      ) {
         return undefined;
       }
       throw error;
@@ -97,7 +105,11 @@ export class Libvirt {
   }
 
   async setOwnership(name: string, owner: Ownership, options?: RunOptions): Promise<void> {
-    await this.#runner.run("virsh", virsh.metadataSet(this.uri, name, METADATA_NS, METADATA_KEY, ownershipXml(owner)), options);
+    await this.#runner.run(
+      "virsh",
+      virsh.metadataSet(this.uri, name, METADATA_NS, METADATA_KEY, ownershipXml(owner)),
+      options,
+    );
   }
 
   async start(name: string, options?: RunOptions): Promise<void> {
@@ -145,7 +157,11 @@ export class Libvirt {
       try {
         await this.#runner.run("virsh", args, options);
       } catch (error) {
-        if (error instanceof VirtfleetError && /failed to get pool|Storage pool not found|is not active|not found/i.test(error.stderr ?? "")) continue;
+        if (
+          error instanceof VirtfleetError &&
+          /failed to get pool|Storage pool not found|is not active|not found/i.test(error.stderr ?? "")
+        )
+          continue;
         throw error;
       }
     }
@@ -153,7 +169,10 @@ export class Libvirt {
 
   async listPools(options?: RunOptions): Promise<string[]> {
     const { stdout } = await this.#runner.run("virsh", virsh.poolList(this.uri), options);
-    return stdout.split("\n").map((s) => s.trim()).filter((s) => s !== "");
+    return stdout
+      .split("\n")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
   }
 
   async nodeinfo(options?: RunOptions): Promise<{ cpus: number; memoryMiB: number }> {

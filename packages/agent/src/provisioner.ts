@@ -4,11 +4,17 @@ import {
   type DestroyJobData,
   type ErrorInfo,
   type Phase,
+  specFingerprint,
   VirtfleetError,
   type VirtType,
-  specFingerprint,
 } from "@virtfleet/core";
-import { type CommandRunner, type HostPaths, type VirtInstallOptions, qemuImgCreateArgs, virtInstallArgs } from "@virtfleet/hypervisor";
+import {
+  type CommandRunner,
+  type HostPaths,
+  qemuImgCreateArgs,
+  type VirtInstallOptions,
+  virtInstallArgs,
+} from "@virtfleet/hypervisor";
 import { type Libvirt, type Ownership, ownershipXmlEdits, vmPoolName } from "./libvirt.js";
 
 export type Report = (phase: Phase, message: string, error?: ErrorInfo) => Promise<void>;
@@ -44,10 +50,14 @@ export const DEFAULT_TIMEOUTS: ProvisionerTimeouts = {
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -79,10 +89,16 @@ export class Provisioner {
     if (existing !== undefined) {
       const found = await libvirt.ownership(name, virsh);
       if (found === undefined) {
-        throw new VirtfleetError("NAME_CLASH", `a domain named "${name}" exists on ${this.#o.hostId} and is not virtfleet's`, { field: "spec.name" });
+        throw new VirtfleetError(
+          "NAME_CLASH",
+          `a domain named "${name}" exists on ${this.#o.hostId} and is not virtfleet's`,
+          { field: "spec.name" },
+        );
       }
       if (found.fingerprint !== owner.fingerprint) {
-        throw new VirtfleetError("NAME_CLASH", `VM "${name}" exists on ${this.#o.hostId} with another spec`, { field: "spec.name" });
+        throw new VirtfleetError("NAME_CLASH", `VM "${name}" exists on ${this.#o.hostId} with another spec`, {
+          field: "spec.name",
+        });
       }
       if (existing !== "running") await libvirt.start(name, virsh);
       await report("domain.running", `VM ${name} already exists; running`);
@@ -113,7 +129,9 @@ export class Provisioner {
 
     // Resolve every image before anything is made: a missing one fails at once, leaving nothing.
     const backing = await Promise.all(
-      spec.disks.map((d, i) => (d.backing === undefined ? undefined : paths.resolveImage(d.backing, "backing", `spec.disks.${i}.backing`))),
+      spec.disks.map((d, i) =>
+        d.backing === undefined ? undefined : paths.resolveImage(d.backing, "backing", `spec.disks.${i}.backing`),
+      ),
     );
     let install: VirtInstallOptions["install"];
     switch (spec.install.method) {
@@ -121,7 +139,10 @@ export class Provisioner {
         install = { method: "import" };
         break;
       case "cdrom":
-        install = { method: "cdrom", path: await paths.resolveImage(spec.install.image, "cdrom", "spec.install.image") };
+        install = {
+          method: "cdrom",
+          path: await paths.resolveImage(spec.install.image, "cdrom", "spec.install.image"),
+        };
         break;
       case "kernel":
         install = {
@@ -192,7 +213,10 @@ export class Provisioner {
       const state = await libvirt.state(name, run(this.#t.virshMs));
       if (state === "running") break;
       if (Date.now() > deadline) {
-        throw new VirtfleetError("PHASE_TIMEOUT", `domain ${name} is "${state ?? "gone"}", not running, ${this.#t.runningMs} ms after virt-install`);
+        throw new VirtfleetError(
+          "PHASE_TIMEOUT",
+          `domain ${name} is "${state ?? "gone"}", not running, ${this.#t.runningMs} ms after virt-install`,
+        );
       }
       throwIfAborted(signal);
       await sleep(200, signal);
@@ -201,7 +225,9 @@ export class Provisioner {
   }
 
   async #imageFormat(path: string): Promise<"qcow2" | "raw"> {
-    const head = await readFile(path, { flag: "r" }).then((b) => b.subarray(0, 4)).catch(() => Buffer.alloc(0));
+    const head = await readFile(path, { flag: "r" })
+      .then((b) => b.subarray(0, 4))
+      .catch(() => Buffer.alloc(0));
     return head.toString("latin1") === "QFI\xfb" ? "qcow2" : "raw";
   }
 
@@ -213,7 +239,10 @@ export class Provisioner {
       const text = await readFile(file, "utf8").catch(() => "");
       if (text.includes(pattern)) return;
       if (Date.now() > deadline) {
-        throw new VirtfleetError("GUEST_TIMEOUT", `guest ${name} did not print "${pattern}" within ${timeoutMs / 1000} s`);
+        throw new VirtfleetError(
+          "GUEST_TIMEOUT",
+          `guest ${name} did not print "${pattern}" within ${timeoutMs / 1000} s`,
+        );
       }
       await sleep(250, signal);
     }
@@ -242,7 +271,11 @@ export class Provisioner {
     if (state !== undefined) {
       const found = await libvirt.ownership(name, opts);
       if (found === undefined) {
-        throw new VirtfleetError("NAME_CLASH", `domain "${name}" on ${this.#o.hostId} is not virtfleet's; leaving it alone`, { field: "name" });
+        throw new VirtfleetError(
+          "NAME_CLASH",
+          `domain "${name}" on ${this.#o.hostId} is not virtfleet's; leaving it alone`,
+          { field: "name" },
+        );
       }
       await report("stopping", state === "running" ? `stopping ${name}` : `${name} is ${state}`);
       await libvirt.stop(name, opts);

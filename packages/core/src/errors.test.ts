@@ -2,12 +2,12 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
   ErrorInfo,
-  ValidationError,
-  VirtfleetError,
   isPermanent,
   parseOrThrow,
   toErrorInfo,
   toValidationError,
+  ValidationError,
+  VirtfleetError,
 } from "./errors.js";
 import { VmSpec } from "./vm-spec.js";
 
@@ -57,7 +57,9 @@ describe("parseOrThrow", () => {
   });
 
   it("throws a ValidationError naming spec.memoryMiB", () => {
-    const error = thrown(() => parseOrThrow(VmSpec, { name: "a", memoryMiB: 63.5, vcpus: 1, disks: [{ sizeGiB: 1 }] }, "spec"));
+    const error = thrown(() =>
+      parseOrThrow(VmSpec, { name: "a", memoryMiB: 63.5, vcpus: 1, disks: [{ sizeGiB: 1 }] }, "spec"),
+    );
     expect(error).toBeInstanceOf(ValidationError);
     const v = error as ValidationError;
     expect(v.code).toBe("INVALID_SPEC");

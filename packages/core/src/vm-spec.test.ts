@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { VmSpec, specFingerprint, stableStringify } from "./vm-spec.js";
+import { specFingerprint, stableStringify, VmSpec } from "./vm-spec.js";
 
 const base = {
   name: "budgie",
@@ -37,7 +37,10 @@ describe("VmSpec: valid specs", () => {
       name: "lab-1",
       memoryMiB: 64,
       vcpus: 256,
-      disks: [{ sizeGiB: 0.5, format: "raw" }, { sizeGiB: 10, backing: "debian12.qcow2" }],
+      disks: [
+        { sizeGiB: 0.5, format: "raw" },
+        { sizeGiB: 10, backing: "debian12.qcow2" },
+      ],
       install: { method: "kernel", kernel: "tiny", initrd: "tiny", kernelArgs: "console=ttyS0 a=1,b" },
       osVariant: "debian12",
       networks: [
@@ -51,14 +54,24 @@ describe("VmSpec: valid specs", () => {
       { sizeGiB: 0.5, format: "raw" },
       { sizeGiB: 10, format: "qcow2", backing: "debian12.qcow2" },
     ]);
-    expect(spec.install).toEqual({ method: "kernel", kernel: "tiny", initrd: "tiny", kernelArgs: "console=ttyS0 a=1,b" });
+    expect(spec.install).toEqual({
+      method: "kernel",
+      kernel: "tiny",
+      initrd: "tiny",
+      kernelArgs: "console=ttyS0 a=1,b",
+    });
     expect(spec.networks).toHaveLength(2);
     expect(spec.virtType).toBe("qemu");
     expect(spec.osVariant).toBe("debian12");
   });
 
   it("accepts a cdrom install without disks", () => {
-    const spec = VmSpec.parse({ name: "x", memoryMiB: 512, vcpus: 1, install: { method: "cdrom", image: "ubuntu-18.04.iso" } });
+    const spec = VmSpec.parse({
+      name: "x",
+      memoryMiB: 512,
+      vcpus: 1,
+      install: { method: "cdrom", image: "ubuntu-18.04.iso" },
+    });
     expect(spec.disks).toEqual([]);
     expect(spec.install).toEqual({ method: "cdrom", image: "ubuntu-18.04.iso" });
   });
@@ -106,7 +119,10 @@ describe("VmSpec: bad fields name the field", () => {
   });
 
   it("rejects a backing image on a raw disk, at disks.N.format", () => {
-    const paths = issuePaths({ ...base, disks: [{ sizeGiB: 1 }, { sizeGiB: 10, format: "raw", backing: "deb.qcow2" }] });
+    const paths = issuePaths({
+      ...base,
+      disks: [{ sizeGiB: 1 }, { sizeGiB: 10, format: "raw", backing: "deb.qcow2" }],
+    });
     expect(paths).toEqual(["disks.1.format"]);
   });
 
@@ -144,9 +160,9 @@ describe("VmSpec: bad fields name the field", () => {
 
   it("rejects an import install with no disk, at path 'disks'", () => {
     expect(issuePaths({ name: "budgie", memoryMiB: 2048, vcpus: 1 })).toEqual(["disks"]);
-    expect(issuePaths({ name: "budgie", memoryMiB: 2048, vcpus: 1, disks: [], install: { method: "import" } })).toEqual([
-      "disks",
-    ]);
+    expect(issuePaths({ name: "budgie", memoryMiB: 2048, vcpus: 1, disks: [], install: { method: "import" } })).toEqual(
+      ["disks"],
+    );
   });
 
   it("rejects more than 16 disks", () => {

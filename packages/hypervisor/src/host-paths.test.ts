@@ -67,7 +67,16 @@ describe("HostPaths: image store", () => {
     await mkdir(path.join(storageDir, "vm-a"));
     await mkdir(path.join(storageDir, "Not_A_Vm"));
     await writeFile(path.join(storageDir, "stray-file"), "");
-    for (const f of ["ubuntu.iso", "tiny.vmlinuz", "tiny.initrd", "deb.qcow2", "exact.img", "both", "both.iso", ".hidden"]) {
+    for (const f of [
+      "ubuntu.iso",
+      "tiny.vmlinuz",
+      "tiny.initrd",
+      "deb.qcow2",
+      "exact.img",
+      "both",
+      "both.iso",
+      ".hidden",
+    ]) {
       await writeFile(path.join(imageDir, f), "x");
     }
     await mkdir(path.join(imageDir, "adir.iso"));

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { access, readdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { type DiskFormat, ImageName, VirtfleetError, VmName, parseOrThrow } from "@virtfleet/core";
+import { type DiskFormat, ImageName, parseOrThrow, VirtfleetError, VmName } from "@virtfleet/core";
 
 export type ImageKind = "cdrom" | "backing" | "kernel" | "initrd";
 

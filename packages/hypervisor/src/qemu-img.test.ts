@@ -37,16 +37,9 @@ describe("qemuImgCreateArgs", () => {
   });
 
   it("gives the backing format raw when asked, qcow2 when not", () => {
-    expect(qemuImgCreateArgs({ path: "o.qcow2", format: "qcow2", backingPath: "/b.raw", backingFormat: "raw" })).toEqual([
-      "create",
-      "-f",
-      "qcow2",
-      "-b",
-      "/b.raw",
-      "-F",
-      "raw",
-      "o.qcow2",
-    ]);
+    expect(
+      qemuImgCreateArgs({ path: "o.qcow2", format: "qcow2", backingPath: "/b.raw", backingFormat: "raw" }),
+    ).toEqual(["create", "-f", "qcow2", "-b", "/b.raw", "-F", "raw", "o.qcow2"]);
     const args = qemuImgCreateArgs({ path: "o.qcow2", format: "qcow2", backingPath: "/b.qcow2" });
     expect(args.slice(args.indexOf("-F"), args.indexOf("-F") + 2)).toEqual(["-F", "qcow2"]);
     expect(args).not.toContain("-o");

@@ -1,6 +1,6 @@
 import { VirtfleetError } from "@virtfleet/core";
 import { describe, expect, it } from "vitest";
-import { ExecaRunner, classifyFailure } from "./runner.js";
+import { classifyFailure, ExecaRunner } from "./runner.js";
 
 async function rejection(promise: Promise<unknown>): Promise<VirtfleetError> {
   try {
@@ -20,13 +20,20 @@ describe("ExecaRunner", () => {
   });
 
   it("gives back stdout and stderr", async () => {
-    const result = await runner.run(process.execPath, ["-e", "process.stdout.write('out'); process.stderr.write('err')"]);
+    const result = await runner.run(process.execPath, [
+      "-e",
+      "process.stdout.write('out'); process.stderr.write('err')",
+    ]);
     expect(result).toEqual({ stdout: "out", stderr: "err" });
   });
 
   it("passes arguments as argv, never through a shell", async () => {
     const tricky = "a b; echo injected $(id) `id` | cat";
-    const { stdout } = await runner.run(process.execPath, ["-e", "process.stdout.write(JSON.stringify(process.argv.slice(1)))", tricky]);
+    const { stdout } = await runner.run(process.execPath, [
+      "-e",
+      "process.stdout.write(JSON.stringify(process.argv.slice(1)))",
+      tricky,
+    ]);
     expect(JSON.parse(stdout)).toEqual([tricky]);
   });
 
@@ -63,7 +70,10 @@ describe("ExecaRunner", () => {
 
   it("classifies the failure by stderr: OUT_OF_DISK", async () => {
     const error = await rejection(
-      runner.run(process.execPath, ["-e", "process.stderr.write('qemu-img: error: No space left on device'); process.exit(1)"]),
+      runner.run(process.execPath, [
+        "-e",
+        "process.stderr.write('qemu-img: error: No space left on device'); process.exit(1)",
+      ]),
     );
     expect(error.code).toBe("OUT_OF_DISK");
     expect(error.exitCode).toBe(1);
@@ -125,7 +135,10 @@ describe("classifyFailure", () => {
   it.each([
     ["qemu-img: /x: No space left on device", "OUT_OF_DISK"],
     ["write failed: ENOSPC", "OUT_OF_DISK"],
-    ["error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory", "LIBVIRT_UNAVAILABLE"],
+    [
+      "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory",
+      "LIBVIRT_UNAVAILABLE",
+    ],
     ["error: failed to connect to the hypervisor", "LIBVIRT_UNAVAILABLE"],
     ["error: End of file while reading data: Input/output error", "LIBVIRT_UNAVAILABLE"],
     ["error: Timed out during operation: cannot acquire state change lock", "LIBVIRT_UNAVAILABLE"],

@@ -32,7 +32,11 @@ export interface ExecaRunnerOptions {
 /** Classifies a failed command by what it printed. */
 export function classifyFailure(stderr: string): "LIBVIRT_UNAVAILABLE" | "OUT_OF_DISK" | "COMMAND_FAILED" {
   if (/No space left on device|ENOSPC/i.test(stderr)) return "OUT_OF_DISK";
-  if (/Failed to connect socket|failed to connect to the hypervisor|Cannot recv data|End of file while reading data|Timed out during operation: cannot acquire state change lock/i.test(stderr)) {
+  if (
+    /Failed to connect socket|failed to connect to the hypervisor|Cannot recv data|End of file while reading data|Timed out during operation: cannot acquire state change lock/i.test(
+      stderr,
+    )
+  ) {
     return "LIBVIRT_UNAVAILABLE";
   }
   return "COMMAND_FAILED";

@@ -75,12 +75,13 @@ describe("isNoDomainError", () => {
     expect(isNoDomainError(stderr)).toBe(true);
   });
 
-  it.each(["", "error: Requested operation is not valid: domain is not running", "error: failed to connect to the hypervisor"])(
-    "is false for %j",
-    (stderr) => {
-      expect(isNoDomainError(stderr)).toBe(false);
-    },
-  );
+  it.each([
+    "",
+    "error: Requested operation is not valid: domain is not running",
+    "error: failed to connect to the hypervisor",
+  ])("is false for %j", (stderr) => {
+    expect(isNoDomainError(stderr)).toBe(false);
+  });
 });
 
 describe("parseNodeinfo", () => {

@@ -44,7 +44,7 @@ describe("virtInstallArgs", () => {
     expect(after(args, "--disk")).toBe("path=/vms/a/disk0.qcow2,format=qcow2");
   });
 
-  it("boots a kernel directly with --import --boot kernel=…,initrd=…,kernel_args=\"…\"", () => {
+  it('boots a kernel directly with --import --boot kernel=…,initrd=…,kernel_args="…"', () => {
     const args = virtInstallArgs({
       ...seed,
       disks: [],
@@ -52,7 +52,11 @@ describe("virtInstallArgs", () => {
     });
     const i = args.indexOf("--import");
     expect(i).toBeGreaterThan(-1);
-    expect(args.slice(i, i + 3)).toEqual(["--import", "--boot", 'kernel=/i/k,initrd=/i/r,kernel_args="console=ttyS0 a=1,b"']);
+    expect(args.slice(i, i + 3)).toEqual([
+      "--import",
+      "--boot",
+      'kernel=/i/k,initrd=/i/r,kernel_args="console=ttyS0 a=1,b"',
+    ]);
     expect(args.filter((a) => a === "--import")).toHaveLength(1);
   });
 

@@ -57,7 +57,10 @@ export function virtInstallArgs(o: VirtInstallOptions): string[] {
   if (o.virtType !== undefined) args.push("--virt-type", o.virtType);
   if (o.disks.length === 0 && o.install.method !== "cdrom") args.push("--disk", "none");
   for (const d of o.disks) {
-    args.push("--disk", d.format === undefined ? `path=${subValue(d.path)}` : `path=${subValue(d.path)},format=${d.format}`);
+    args.push(
+      "--disk",
+      d.format === undefined ? `path=${subValue(d.path)}` : `path=${subValue(d.path)},format=${d.format}`,
+    );
   }
   switch (o.install.method) {
     case "import":

@@ -1,11 +1,11 @@
 import {
   type ErrorInfo,
+  isTerminal,
   type JobKind,
   PHASE_PERCENT,
   type Phase,
   ProgressEvent,
   type StreamedEvent,
-  isTerminal,
 } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";

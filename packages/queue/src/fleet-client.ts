@@ -5,17 +5,17 @@ import {
   GuestReadyOptions,
   HostId,
   type JobData,
+  parseOrThrow,
+  specFingerprint,
   VirtfleetError,
   VmName,
   VmSpec,
-  parseOrThrow,
-  specFingerprint,
 } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { closeRedis, createRedis } from "./connection.js";
 import { EventLog } from "./event-log.js";
-import { type HostView, HostRegistry } from "./host-registry.js";
+import { HostRegistry, type HostView } from "./host-registry.js";
 import { JobHandle } from "./job-handle.js";
 import { Keys } from "./keys.js";
 import { type VmRecord, VmRegistry } from "./vm-registry.js";
@@ -84,7 +84,8 @@ export class FleetClient {
     if (pinned !== undefined) {
       const hostId = parseOrThrow(HostId, pinned, "host");
       const view = await this.hosts.get(hostId);
-      if (view === undefined) throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
+      if (view === undefined)
+        throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
       if (!view.up) throw new VirtfleetError("HOST_NOT_FOUND", `host "${hostId}" is down`, { field: "host" });
       return view;
     }
@@ -121,9 +122,13 @@ export class FleetClient {
     const claim = await this.vms.claim(record);
     if (claim.outcome === "same") return this.job(claim.record.jobId);
     if (claim.outcome === "clash") {
-      throw new VirtfleetError("NAME_CLASH", `a VM named "${spec.name}" already exists with another spec (on ${claim.record.hostId})`, {
-        field: "spec.name",
-      });
+      throw new VirtfleetError(
+        "NAME_CLASH",
+        `a VM named "${spec.name}" already exists with another spec (on ${claim.record.hostId})`,
+        {
+          field: "spec.name",
+        },
+      );
     }
     const data: JobData = CreateJobData.parse({
       kind: "create",
@@ -168,7 +173,13 @@ export class FleetClient {
   }
 
   async #enqueue(data: JobData, vm: string): Promise<void> {
-    await this.log.createJob({ jobId: data.jobId, kind: data.kind, vm, hostId: data.hostId, data: JSON.stringify(data) });
+    await this.log.createJob({
+      jobId: data.jobId,
+      kind: data.kind,
+      vm,
+      hostId: data.hostId,
+      data: JSON.stringify(data),
+    });
     await this.log.append({ jobId: data.jobId, kind: data.kind, vm, phase: "queued", message: "accepted" });
     await this.log.append({
       jobId: data.jobId,

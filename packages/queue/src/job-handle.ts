@@ -1,4 +1,4 @@
-import { type StreamedEvent, VirtfleetError, isTerminal } from "@virtfleet/core";
+import { isTerminal, type StreamedEvent, VirtfleetError } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { EventLog } from "./event-log.js";
 
@@ -26,7 +26,10 @@ export class JobHandle {
    * Every event of the job after `afterId` (all of them by default), as they arrive; ends after the
    * terminal event. Uses its own blocking connection.
    */
-  async *events(afterId = "0", options: { signal?: AbortSignal; deadline?: number } = {}): AsyncGenerator<StreamedEvent> {
+  async *events(
+    afterId = "0",
+    options: { signal?: AbortSignal; deadline?: number } = {},
+  ): AsyncGenerator<StreamedEvent> {
     const redis = this.#connect();
     let last = afterId;
     try {

@@ -1,0 +1,176 @@
+import { HostStatus, VirtfleetError } from "@virtfleet/core";
+import { Queue } from "bullmq";
+import { describe, expect } from "vitest";
+import { redisTest as test } from "../../../test/fixtures/redis-test.js";
+import { EventLog } from "./event-log.js";
+import { FleetClient } from "./fleet-client.js";
+import { Keys } from "./keys.js";
+
+function status(hostId: string, extra: Partial<HostStatus> = {}): HostStatus {
+  return HostStatus.parse({
+    hostId,
+    version: "test",
+    startedAt: new Date().toISOString(),
+    heartbeatAt: new Date().toISOString(),
+    libvirtUri: "qemu:///system",
+    virtTypes: ["qemu"],
+    defaultVirtType: "qemu",
+    concurrency: 2,
+    memoryMiB: { total: 4096, capacity: 4096 },
+    vcpus: { total: 4, capacity: 4 },
+    diskFreeGiB: 10,
+    runningVms: 0,
+    images: ["tiny.qcow2"],
+    labels: {},
+    draining: false,
+    ...extra,
+  });
+}
+
+const spec = (name: string, vcpus = 1) => ({ name, memoryMiB: 256, vcpus, disks: [{ sizeGiB: 1 }] });
+
+describe("FleetClient against real Redis", () => {
+  test("a create is validated, placed on an up host, enqueued on that host's queue, and reports queued then placed", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    try {
+      await client.hosts.heartbeat(status("h1"), 10_000);
+      const job = await client.createVm(spec("vm1"));
+      const queue = new Queue(new Keys(prefix).hostQueue("h1"), { connection: { url: redisUrl }, prefix });
+      const waiting = await queue.getJobs(["waiting"]);
+      await queue.close();
+      expect(waiting.map((j) => j.id)).toEqual([job.id]);
+      expect(waiting[0]?.data).toMatchObject({
+        kind: "create",
+        hostId: "h1",
+        spec: { name: "vm1", disks: [{ sizeGiB: 1, format: "qcow2" }] },
+      });
+      const events = await client.log.read(job.id);
+      expect(events.map((e) => e.phase)).toEqual(["queued", "placed"]);
+      expect(events[1]?.host).toBe("h1");
+      expect((await client.vms.get("vm1"))?.state).toBe("creating");
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("a bad spec throws a ValidationError naming the field, and nothing is written", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    try {
+      await client.hosts.heartbeat(status("h1"), 10_000);
+      const before = (await redis.keys(`${prefix}:*`)).sort();
+      await expect(client.createVm({ ...spec("vm1"), memoryMiB: 1 })).rejects.toMatchObject({
+        code: "INVALID_SPEC",
+        field: "spec.memoryMiB",
+      });
+      await expect(
+        client.createVm({ ...spec("vm1"), install: { method: "cdrom", image: "../x.iso" } }),
+      ).rejects.toMatchObject({
+        field: "spec.install.image",
+      });
+      expect((await redis.keys(`${prefix}:*`)).sort()).toEqual(before);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("the same VM asked twice (even concurrently) gives one job; another spec under the name is NAME_CLASH", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    try {
+      await client.hosts.heartbeat(status("h1"), 10_000);
+      const jobs = await Promise.all(Array.from({ length: 10 }, () => client.createVm(spec("twin"))));
+      expect(new Set(jobs.map((j) => j.id)).size).toBe(1);
+      const error = await client.createVm(spec("twin", 2)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(VirtfleetError);
+      expect((error as VirtfleetError).code).toBe("NAME_CLASH");
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("with no host up the request is refused with NO_CAPACITY; a pinned unknown host is HOST_NOT_FOUND", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    try {
+      await expect(client.createVm(spec("a"))).rejects.toMatchObject({ code: "NO_CAPACITY" });
+      await client.hosts.heartbeat(status("h1"), 10_000);
+      await expect(client.createVm(spec("a"), { host: "nope" })).rejects.toMatchObject({
+        code: "HOST_NOT_FOUND",
+        field: "host",
+      });
+      await client.hosts.heartbeat(status("h2", { draining: true }), 10_000);
+      for (let i = 0; i < 5; i++) {
+        const job = await client.createVm(spec(`spread-${i}`));
+        expect((await job.status())?.hostId).toBe("h1");
+      }
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("wait() follows events to the terminal one and ignores anything after it; events() resumes after an id", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    const log = new EventLog(client.connect(), new Keys(prefix));
+    try {
+      await client.hosts.heartbeat(status("h1"), 10_000);
+      const job = await client.createVm(spec("w1"));
+      const seen: string[] = [];
+      const waiting = job.wait({ onEvent: (e) => seen.push(e.phase), timeoutMs: 10_000 });
+      for (const phase of ["disk.creating", "disk.ready", "domain.defining", "domain.running", "done"] as const) {
+        await log.append({ jobId: job.id, kind: "create", vm: "w1", phase, message: phase, host: "h1" });
+      }
+      expect(
+        await log.append({ jobId: job.id, kind: "create", vm: "w1", phase: "failed", message: "late" }),
+      ).toBeUndefined();
+      const end = await waiting;
+      expect(end.phase).toBe("done");
+      expect(seen).toEqual([
+        "queued",
+        "placed",
+        "disk.creating",
+        "disk.ready",
+        "domain.defining",
+        "domain.running",
+        "done",
+      ]);
+      const all = await client.log.read(job.id);
+      const resumed: string[] = [];
+      for await (const e of job.events(all[3]?.id)) resumed.push(e.phase);
+      expect(resumed).toEqual(["domain.defining", "domain.running", "done"]);
+      expect((await job.status())?.phase).toBe("done");
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("a destroy of a VM the fleet does not know needs a host when there are several", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    try {
+      await client.hosts.heartbeat(status("h1"), 10_000);
+      await client.hosts.heartbeat(status("h2"), 10_000);
+      await expect(client.destroyVm("ghost")).rejects.toMatchObject({ code: "VM_NOT_FOUND" });
+      const job = await client.destroyVm("ghost", { host: "h2" });
+      expect((await job.status())?.hostId).toBe("h2");
+      await expect(client.destroyVm("Not A Name")).rejects.toMatchObject({ code: "INVALID_SPEC", field: "name" });
+    } finally {
+      await client.close();
+    }
+  });
+});
