@@ -190,6 +190,26 @@ async function main(argv: string[]): Promise<number> {
     });
 
   program
+    .command("cancel")
+    .description("cancel jobs: a waiting one is dropped, a running one aborted and rolled back")
+    .argument("<jobs...>", "job ids")
+    .option("--wait", "wait until each job has ended")
+    .option("--json", "machine-readable output (JSON lines)")
+    .action(async (jobs: string[], flags: { wait?: boolean; json?: boolean }) => {
+      cli.json = flags.json === true;
+      const client = cli.client();
+      for (const jobId of jobs) {
+        const outcome = await client.cancelJob(jobId);
+        cli.print(cli.json ? JSON.stringify({ jobId, outcome }) : `${jobId}\t${outcome}`);
+      }
+      if (flags.wait) {
+        const ends = await Promise.all(jobs.map((id) => client.job(id).wait()));
+        for (const e of ends) cli.print(cli.json ? JSON.stringify(e) : formatEvent(e, true));
+        code = ends.every((e) => e.phase === "cancelled") ? EXIT_OK : EXIT_FAILED;
+      }
+    });
+
+  program
     .command("hosts")
     .description("the fleet's hosts, their capacity and health")
     .option("--json", "machine-readable output")

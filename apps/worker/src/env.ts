@@ -38,7 +38,12 @@ export const WorkerEnv = z.object({
   VIRTFLEET_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   VIRTFLEET_LABELS: LabelList,
   VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+  /** Running jobs get this long to finish on SIGTERM; then they are rolled back and handed back. */
   VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(60_000),
+  /** A dead worker's jobs are picked up again after at most this long. */
+  VIRTFLEET_LOCK_MS: z.coerce.number().int().min(1000).default(30_000),
+  VIRTFLEET_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(15_000),
+  VIRTFLEET_MAX_STALLED: z.coerce.number().int().min(1).default(10),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 export type WorkerEnv = z.infer<typeof WorkerEnv>;

@@ -28,6 +28,10 @@ async function main(): Promise<void> {
     concurrency: env.VIRTFLEET_CONCURRENCY,
     labels: env.VIRTFLEET_LABELS,
     heartbeatMs: env.VIRTFLEET_HEARTBEAT_MS,
+    lockMs: env.VIRTFLEET_LOCK_MS,
+    stalledIntervalMs: env.VIRTFLEET_STALLED_INTERVAL_MS,
+    maxStalledCount: env.VIRTFLEET_MAX_STALLED,
+    shutdownTimeoutMs: env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS,
     logger,
   });
 
@@ -42,10 +46,11 @@ async function main(): Promise<void> {
       { signal, timeoutMs: env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS },
       "stopping: taking no new jobs, finishing running ones",
     );
+    // The agent hands running jobs back at the deadline; this is the last resort if that hangs.
     const force = setTimeout(() => {
-      logger.warn("shutdown deadline passed: stopping now; unfinished jobs will be picked up again");
+      logger.warn("shutdown did not finish: stopping now; unfinished jobs will be picked up again");
       process.exit(1);
-    }, env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS);
+    }, env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS + 30_000);
     force.unref();
     agent.close().then(
       () => {

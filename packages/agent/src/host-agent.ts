@@ -1,25 +1,25 @@
 import { constants } from "node:fs";
 import { access, mkdir, statfs } from "node:fs/promises";
-import os from "node:os";
 import {
   type ErrorInfo,
   type HostStatus,
-  isTerminal,
   JobData,
   type Phase,
-  toErrorInfo,
-  toValidationError,
   VirtfleetError,
   type VirtType,
+  isTerminal,
+  toErrorInfo,
+  toValidationError,
 } from "@virtfleet/core";
 import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hypervisor";
-import { closeRedis, createRedis, EventLog, HostRegistry, Keys, VmRegistry } from "@virtfleet/queue";
-import { type Job, UnrecoverableError, Worker } from "bullmq";
+import { EventLog, HostRegistry, Keys, VmRegistry, closeRedis, createRedis } from "@virtfleet/queue";
+import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { Libvirt } from "./libvirt.js";
 import { NameLocks } from "./name-locks.js";
 import { Provisioner, type ProvisionerTimeouts } from "./provisioner.js";
+import { type ReconcileReport, Reconciler } from "./reconciler.js";
 
 export interface HostAgentOptions {
   redisUrl: string;
@@ -38,10 +38,24 @@ export interface HostAgentOptions {
   logger: Logger;
   /** Heartbeat period; the status lives three periods. Default 5000 ms. */
   heartbeatMs?: number;
+  /**
+   * How long a running job's lock lives without renewal. A worker that dies holds its jobs this long
+   * before another run picks them up. Default 30000 ms.
+   */
+  lockMs?: number;
+  /** How often stalled jobs (of dead workers) are looked for. Default 15000 ms. */
+  stalledIntervalMs?: number;
+  /** How often one job may stall (its worker die) before it fails. Default 10. */
+  maxStalledCount?: number;
+  /** On close, how long running jobs may take before they are aborted and handed back. Default 60000 ms. */
+  shutdownTimeoutMs?: number;
   runner?: CommandRunner;
   timeouts?: Partial<ProvisionerTimeouts>;
   version?: string;
 }
+
+/** The reason given to running jobs' abort signals when the worker shuts down. */
+const SHUTDOWN = "shutdown";
 
 /** Resolves `auto` to the virt type this host can run. */
 export async function detectVirtType(requested: VirtType | "auto"): Promise<VirtType> {
@@ -56,7 +70,8 @@ export async function detectVirtType(requested: VirtType | "auto"): Promise<Virt
 
 /**
  * The worker agent of one KVM host: takes the jobs of its host's queue, runs them through the
- * Provisioner, reports every phase, and keeps the host's heartbeat.
+ * Provisioner, reports every phase, keeps the host's heartbeat, answers cancel requests, and on
+ * start reconciles the host with what the fleet knows.
  */
 export class HostAgent {
   readonly hostId: string;
@@ -64,17 +79,22 @@ export class HostAgent {
   readonly #o: HostAgentOptions;
   readonly #logger: Logger;
   readonly #redis: Redis;
+  readonly #subscriber: Redis;
   readonly #log: EventLog;
   readonly #hosts: HostRegistry;
   readonly #vms: VmRegistry;
   readonly #libvirt: Libvirt;
   readonly #paths: HostPaths;
+  readonly #runner: CommandRunner;
   readonly #locks = new NameLocks();
+  readonly #queue: Queue;
   #provisioner: Provisioner | undefined;
   #worker: Worker | undefined;
-  #heartbeat: NodeJS.Timeout | undefined;
+  #timers: NodeJS.Timeout[] = [];
   #status: HostStatus | undefined;
   #closing: Promise<void> | undefined;
+  /** What the start-up reconciliation found. */
+  lastReconcile: ReconcileReport | undefined;
 
   constructor(options: HostAgentOptions) {
     this.#o = options;
@@ -82,12 +102,14 @@ export class HostAgent {
     this.keys = new Keys(options.prefix);
     this.#logger = options.logger.child({ host: options.hostId });
     this.#redis = createRedis({ url: options.redisUrl, connectionName: `virtfleet-worker:${options.hostId}` });
+    this.#subscriber = this.#redis.duplicate();
     this.#log = new EventLog(this.#redis, this.keys);
     this.#hosts = new HostRegistry(this.#redis, this.keys);
     this.#vms = new VmRegistry(this.#redis, this.keys);
-    const runner = options.runner ?? new ExecaRunner({ logger: this.#logger });
-    this.#libvirt = new Libvirt(runner, options.libvirtUri ?? "qemu:///system");
+    this.#runner = options.runner ?? new ExecaRunner({ logger: this.#logger });
+    this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
+    this.#queue = new Queue(this.keys.hostQueue(this.hostId), { connection: this.#redis, prefix: this.keys.prefix });
   }
 
   async start(): Promise<void> {
@@ -104,10 +126,9 @@ export class HostAgent {
         { cause: error },
       );
     }
-    const runner = o.runner ?? new ExecaRunner({ logger: this.#logger });
     this.#provisioner = new Provisioner({
       libvirt: this.#libvirt,
-      runner,
+      runner: this.#runner,
       paths: this.#paths,
       hostId: this.hostId,
       defaultVirtType: virtType,
@@ -130,32 +151,93 @@ export class HostAgent {
       labels: o.labels ?? {},
       draining: false,
     };
+
+    this.lastReconcile = await this.reconcile();
+
+    await this.#subscriber.subscribe(this.keys.cancelChannel(this.hostId));
+    this.#subscriber.on("message", (_channel: string, jobId: string) => {
+      const found = this.#worker?.cancelJob(jobId, "cancelled") ?? false;
+      this.#logger.info({ jobId, found }, "cancel request");
+    });
+
     await this.#beat();
     const period = o.heartbeatMs ?? 5000;
-    this.#heartbeat = setInterval(() => {
-      this.#beat().catch((error: unknown) => this.#logger.warn({ err: error }, "heartbeat failed"));
-    }, period);
-    this.#heartbeat.unref();
+    this.#every(period, () => this.#beat(), "heartbeat");
+    this.#every(Math.max(period * 2, 5000), () => this.#sweepFailed(), "failed-job sweep");
 
-    this.#worker = new Worker(this.keys.hostQueue(this.hostId), (job, _token, signal) => this.#process(job, signal), {
-      connection: this.#redis.duplicate(),
-      prefix: this.keys.prefix,
-      concurrency: o.concurrency ?? 4,
-      autorun: false,
-    });
+    const lockMs = o.lockMs ?? 30_000;
+    this.#worker = new Worker(
+      this.keys.hostQueue(this.hostId),
+      (job, token, signal) => this.#process(job, token, signal),
+      {
+        connection: this.#redis.duplicate(),
+        prefix: this.keys.prefix,
+        concurrency: o.concurrency ?? 4,
+        autorun: false,
+        lockDuration: lockMs,
+        lockRenewTime: Math.floor(lockMs / 2),
+        stalledInterval: o.stalledIntervalMs ?? 15_000,
+        maxStalledCount: o.maxStalledCount ?? 10,
+      },
+    );
     this.#worker.on("error", (error) => this.#logger.error({ err: error }, "worker error"));
+    this.#worker.on("stalled", (jobId) => this.#logger.warn({ jobId }, "job stalled (its worker died); running it again"));
     void this.#worker.run().catch((error: unknown) => this.#logger.error({ err: error }, "worker stopped"));
     await this.#worker.waitUntilReady();
     this.#logger.info(
-      { virtType, concurrency: o.concurrency ?? 4, storageDir: this.#paths.storageDir, imageDir: this.#paths.imageDir },
+      {
+        virtType,
+        concurrency: o.concurrency ?? 4,
+        storageDir: this.#paths.storageDir,
+        imageDir: this.#paths.imageDir,
+      },
       "worker started",
     );
+  }
+
+  #every(ms: number, fn: () => Promise<unknown>, what: string): void {
+    const timer = setInterval(() => {
+      fn().catch((error: unknown) => this.#logger.warn({ err: error }, `${what} failed`));
+    }, ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+
+  /** Removes what virtfleet left on this host that no live job or known VM accounts for. */
+  async reconcile(): Promise<ReconcileReport> {
+    const liveJobVms = new Set<string>();
+    const jobs = await this.#queue.getJobs(["active", "waiting", "delayed", "prioritized"]);
+    for (const job of jobs) {
+      const parsed = JobData.safeParse(job?.data);
+      if (parsed.success) liveJobVms.add(parsed.data.kind === "create" ? parsed.data.spec.name : parsed.data.name);
+    }
+    const knownVms = new Set(
+      (await this.#vms.list()).filter((v) => v.hostId === this.hostId && v.state !== "failed").map((v) => v.name),
+    );
+    const report = await new Reconciler(this.#libvirt, this.#paths, this.hostId, this.#logger).run({
+      liveJobVms,
+      knownVms,
+    });
+    for (const vm of report.missingVms) {
+      this.#logger.warn({ vm }, "reconcile: the fleet lists this VM here but it has no domain; forgetting it");
+      await this.#vms.remove(vm);
+    }
+    this.#logger.info(
+      {
+        orphanDomains: report.orphanDomains.length,
+        orphanDirs: report.orphanDirs.length,
+        orphanPools: report.orphanPools.length,
+        missingVms: report.missingVms.length,
+      },
+      "reconciled host",
+    );
+    return report;
   }
 
   async #beat(): Promise<void> {
     const status = this.#status;
     if (status === undefined) return;
-    const [fs, images, running] = await Promise.all([
+    const [fs, images, vms] = await Promise.all([
       statfs(this.#paths.storageDir).catch(() => undefined),
       this.#paths.listImages(),
       this.#paths.listVmDirs(),
@@ -163,11 +245,32 @@ export class HostAgent {
     status.heartbeatAt = new Date().toISOString();
     status.diskFreeGiB = fs === undefined ? 0 : Math.floor((fs.bavail * fs.bsize) / 2 ** 30);
     status.images = images;
-    status.runningVms = running.length;
+    status.runningVms = vms.length;
     await this.#hosts.heartbeat(status, (this.#o.heartbeatMs ?? 5000) * 3);
   }
 
-  async #process(job: Job, signal?: AbortSignal): Promise<void> {
+  /** Jobs BullMQ failed on its own (stalled too often) get their terminal event. */
+  async #sweepFailed(): Promise<void> {
+    const failed = await this.#queue.getFailed(0, 99);
+    for (const job of failed) {
+      if (job?.id === undefined) continue;
+      const record = await this.#log.getJob(job.id);
+      if (record === undefined || isTerminal(record.phase)) continue;
+      const reason = job.failedReason ?? "failed";
+      await this.#log.append({
+        jobId: job.id,
+        kind: record.kind,
+        vm: record.vm,
+        phase: "failed",
+        host: this.hostId,
+        message: reason,
+        error: { code: "INTERNAL", message: reason },
+      });
+      if (record.kind === "create") await this.#forgetVm(record.vm, job.id);
+    }
+  }
+
+  async #process(job: Job, token: string | undefined, signal?: AbortSignal): Promise<void> {
     const parsed = JobData.safeParse(job.data);
     if (!parsed.success) {
       const error = toValidationError(parsed.error, "job");
@@ -177,9 +280,9 @@ export class HostAgent {
     const data = parsed.data;
     const vm = data.kind === "create" ? data.spec.name : data.name;
     const log = this.#logger.child({ jobId: data.jobId, vm, kind: data.kind });
-    const report = async (phase: Phase, message: string, error?: ErrorInfo) => {
+    const append = (phase: Phase, message: string, error?: ErrorInfo) => {
       log.info({ phase, ...(error === undefined ? {} : { code: error.code }) }, message);
-      await this.#log.append({
+      return this.#log.append({
         jobId: data.jobId,
         kind: data.kind,
         vm,
@@ -188,6 +291,13 @@ export class HostAgent {
         host: this.hostId,
         ...(error === undefined ? {} : { error }),
       });
+    };
+    // Between phases: a cancel request that arrived while no signal could carry it stops the job here.
+    const report = async (phase: Phase, message: string) => {
+      if (data.kind === "create" && (await this.#log.cancelRequested(data.jobId))) {
+        throw new VirtfleetError("CANCELLED", "cancelled by request");
+      }
+      await append(phase, message);
     };
     const current = await this.#log.getJob(data.jobId);
     if (current !== undefined && isTerminal(current.phase)) {
@@ -199,30 +309,38 @@ export class HostAgent {
     const release = await this.#locks.acquire(vm);
     try {
       if (data.kind === "create") {
+        if (await this.#log.cancelRequested(data.jobId)) throw new VirtfleetError("CANCELLED", "cancelled by request");
         await provisioner.create(data, report, signal);
         await this.#vms.setState(vm, "running", data.jobId);
-        await report("done", `VM ${vm} is running on ${this.hostId}`);
+        await append("done", `VM ${vm} is running on ${this.hostId}`);
       } else {
         await provisioner.destroy(data, report, signal);
         await this.#vms.remove(vm);
-        await report("done", `VM ${vm} destroyed`);
+        await append("done", `VM ${vm} destroyed`);
       }
     } catch (error) {
       const info = toErrorInfo(error);
+      if (signal?.aborted && signal.reason === SHUTDOWN) {
+        // What the job made is rolled back; it goes back to the queue for the next worker.
+        await append("queued", "handed back: the worker is shutting down");
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
       if (signal?.aborted || info.code === "CANCELLED") {
-        await report("cancelled", `cancelled: ${info.message}`, { ...info, code: "CANCELLED" });
+        await append("cancelled", "cancelled; what the job made was removed", { ...info, code: "CANCELLED" });
         if (data.kind === "create") await this.#forgetVm(vm, data.jobId);
         throw new UnrecoverableError(`CANCELLED: ${info.message}`);
       }
       const retryable = error instanceof VirtfleetError ? error.retryable : true;
       const attempts = job.opts.attempts ?? 1;
       if (!retryable || job.attemptsMade + 1 >= attempts) {
-        await report("failed", `${info.code}: ${info.message}`, info);
+        await append("failed", `${info.code}: ${info.message}`, info);
         if (data.kind === "create") await this.#forgetVm(vm, data.jobId);
+        else if ((await this.#vms.get(vm))?.state === "destroying") await this.#vms.setState(vm, "running");
         throw new UnrecoverableError(`${info.code}: ${info.message}`);
       }
       log.warn({ code: info.code, attempt: job.attemptsMade + 1, attempts, err: error }, "attempt failed; will retry");
-      await report(
+      await append(
         "queued",
         `attempt ${job.attemptsMade + 1} of ${attempts} failed (${info.code}: ${info.message}); retrying`,
       );
@@ -237,13 +355,35 @@ export class HostAgent {
     if (record?.jobId === jobId) await this.#vms.remove(name);
   }
 
-  /** Stops taking jobs, lets running ones finish, closes connections. Safe to call twice. */
+  /**
+   * Stops taking jobs and lets running ones finish; past the shutdown deadline, aborts them (each
+   * rolls back and goes back to the queue). Closes connections. Safe to call twice.
+   */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+      for (const t of this.#timers) clearInterval(t);
+      const worker = this.#worker;
+      const deadline = this.#o.shutdownTimeoutMs ?? 60_000;
       const steps: [string, () => Promise<unknown>][] = [
-        ["worker", async () => this.#worker?.close()],
         ["host status", () => this.#hosts.markDown(this.hostId)],
+        [
+          "worker",
+          async () => {
+            if (worker === undefined) return;
+            const closing = worker.close();
+            const timer = setTimeout(() => {
+              this.#logger.warn({ deadlineMs: deadline }, "shutdown deadline passed: handing running jobs back");
+              worker.cancelAllJobs(SHUTDOWN);
+            }, deadline);
+            try {
+              await closing;
+            } finally {
+              clearTimeout(timer);
+            }
+          },
+        ],
+        ["queue", () => this.#queue.close()],
+        ["subscriber", () => closeRedis(this.#subscriber)],
         ["redis", () => closeRedis(this.#redis)],
       ];
       for (const [what, step] of steps) {

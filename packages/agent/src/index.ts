@@ -2,3 +2,4 @@ export * from "./host-agent.js";
 export * from "./libvirt.js";
 export * from "./name-locks.js";
 export * from "./provisioner.js";
+export * from "./reconciler.js";

@@ -10,6 +10,7 @@ import {
   ownershipXmlEdits,
   parseOwnershipXml,
   vmPoolName,
+  poolVm,
 } from "./libvirt.js";
 
 const URI = "qemu:///system";
@@ -89,8 +90,11 @@ describe("ownership metadata", () => {
     expect(parseOwnershipXml('<vm xfingerprint="f" job="j" host="h"/>')).toBeUndefined();
   });
 
-  it("names the transient pool after the VM", () => {
-    expect(vmPoolName("budgie")).toBe("virtfleet-budgie");
+  it("names the transient pool after the host and the VM, and reads it back", () => {
+    expect(vmPoolName("host-1.lab", "budgie")).toBe("virtfleet.host-1.lab.budgie");
+    expect(poolVm("host-1.lab", "virtfleet.host-1.lab.budgie")).toBe("budgie");
+    expect(poolVm("host-1", "virtfleet.host-1.lab.budgie")).toBeUndefined();
+    expect(poolVm("host-1", "default")).toBeUndefined();
   });
 });
 

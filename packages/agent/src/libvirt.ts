@@ -46,9 +46,20 @@ export function ownershipXmlEdits(o: Ownership): string[] {
   ];
 }
 
-/** The name of the transient pool virtfleet puts over a VM's folder while virt-install runs. */
-export function vmPoolName(vm: string): string {
-  return `virtfleet-${vm}`;
+/**
+ * The name of the transient pool virtfleet puts over a VM's folder while virt-install runs:
+ * `virtfleet.<host>.<vm>` (VM names hold no '.', so the host is whatever stands between).
+ */
+export function vmPoolName(hostId: string, vm: string): string {
+  return `virtfleet.${hostId}.${vm}`;
+}
+
+/** The VM of one of this host's transient pools, or undefined for any other pool. */
+export function poolVm(hostId: string, pool: string): string | undefined {
+  const head = `virtfleet.${hostId}.`;
+  if (!pool.startsWith(head)) return undefined;
+  const vm = pool.slice(head.length);
+  return vm.includes(".") ? undefined : vm;
 }
 
 export function ownershipXml(o: Ownership): string {

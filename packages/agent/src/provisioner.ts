@@ -200,7 +200,7 @@ export class Provisioner {
     });
     // virt-install defines a persistent pool over any disk folder that is in no pool; a transient one
     // of ours, removed right after, keeps it from leaving one pool behind per VM.
-    const pool = vmPoolName(name);
+    const pool = vmPoolName(this.#o.hostId, name);
     if (disks.length > 0) await libvirt.createTransientPool(pool, dir, run(this.#t.virshMs));
     try {
       await libvirt.virtInstall(args, run(this.#t.virtInstallMs));
@@ -259,7 +259,7 @@ export class Provisioner {
       await libvirt.stop(name, opts);
       await libvirt.undefine(name, opts);
     }
-    await libvirt.removePool(vmPoolName(name), opts);
+    await libvirt.removePool(vmPoolName(this.#o.hostId, name), opts);
     await rm(paths.vmDir(name), { recursive: true, force: true });
   }
 
@@ -285,7 +285,7 @@ export class Provisioner {
       await report("stopping", `no domain ${name} on ${this.#o.hostId}`);
       await report("undefined", "nothing to undefine");
     }
-    await libvirt.removePool(vmPoolName(name), opts);
+    await libvirt.removePool(vmPoolName(this.#o.hostId, name), opts);
     await rm(paths.vmDir(name), { recursive: true, force: true });
     await report("storage.removed", `removed ${paths.vmDir(name)}`);
   }

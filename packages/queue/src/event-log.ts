@@ -136,6 +136,15 @@ export class EventLog {
     };
   }
 
+  /** Marks the job as asked to be cancelled; the worker checks the mark between phases. */
+  async requestCancel(jobId: string): Promise<void> {
+    await this.#redis.hset(this.#keys.job(jobId), "cancelRequested", "1");
+  }
+
+  async cancelRequested(jobId: string): Promise<boolean> {
+    return (await this.#redis.hget(this.#keys.job(jobId), "cancelRequested")) === "1";
+  }
+
   /** The job's payload as the producer stored it (parse it again before use). */
   async getJobData(jobId: string): Promise<unknown> {
     const raw = await this.#redis.hget(this.#keys.job(jobId), "data");

@@ -5,6 +5,9 @@ import {
   GuestReadyOptions,
   HostId,
   type JobData,
+  JobId,
+  type TerminalPhase,
+  isTerminal,
   parseOrThrow,
   specFingerprint,
   VirtfleetError,
@@ -76,7 +79,7 @@ export class FleetClient {
   }
 
   job(jobId: string): JobHandle {
-    return new JobHandle(jobId, this.log, () => this.connect());
+    return new JobHandle(jobId, this.log, () => this.connect(), (id) => this.cancelJob(id));
   }
 
   /** Picks a host for a spec: the pinned one, else an up, undrained host with the images, most free memory first. */
@@ -196,6 +199,44 @@ export class FleetClient {
       removeOnComplete: { age: 24 * 3600, count: 10_000 },
       removeOnFail: { age: 7 * 24 * 3600 },
     });
+  }
+
+  /**
+   * Cancels a job. A job still waiting (or waiting to retry) is taken out of its queue and ends
+   * `cancelled` at once; a running one is aborted on the worker that holds it, which kills its
+   * subprocess, rolls back what it made and reports `cancelled`. A job that already ended is left as
+   * it is. Returns what happened.
+   */
+  async cancelJob(jobIdInput: unknown): Promise<"cancelled" | "cancelling" | TerminalPhase> {
+    const jobId = parseOrThrow(JobId, jobIdInput, "jobId");
+    const record = await this.log.getJob(jobId);
+    if (record === undefined) throw new VirtfleetError("JOB_NOT_FOUND", `no job "${jobId}"`, { field: "jobId" });
+    if (isTerminal(record.phase)) return record.phase;
+    await this.log.requestCancel(jobId);
+    const hostId = record.hostId;
+    if (hostId !== undefined) {
+      const job = await this.#queue(hostId).getJob(jobId);
+      const state = job === undefined ? "unknown" : await job.getState();
+      if (job !== undefined && ["waiting", "delayed", "prioritized", "paused", "waiting-children"].includes(state)) {
+        const removed = await job.remove().then(
+          () => true,
+          () => false, // it became active meanwhile: the worker will see the request
+        );
+        if (removed) {
+          await this.log.append({ jobId, kind: record.kind, vm: record.vm, phase: "cancelled", message: "cancelled before it ran", host: hostId, error: { code: "CANCELLED", message: "cancelled by request" } });
+          if (record.kind === "create") {
+            const vm = await this.vms.get(record.vm);
+            if (vm?.jobId === jobId) await this.vms.remove(record.vm);
+          } else {
+            const vm = await this.vms.get(record.vm);
+            if (vm?.state === "destroying") await this.vms.setState(record.vm, "running");
+          }
+          return "cancelled";
+        }
+      }
+      await this.#redis.publish(this.keys.cancelChannel(hostId), jobId);
+    }
+    return "cancelling";
   }
 
   /** Closes every connection; safe to call twice. */

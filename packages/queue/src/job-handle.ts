@@ -15,11 +15,13 @@ export class JobHandle {
   readonly id: string;
   readonly #log: EventLog;
   readonly #connect: () => Redis;
+  readonly #cancel: (id: string) => Promise<string>;
 
-  constructor(id: string, log: EventLog, connect: () => Redis) {
+  constructor(id: string, log: EventLog, connect: () => Redis, cancel: (id: string) => Promise<string>) {
     this.id = id;
     this.#log = log;
     this.#connect = connect;
+    this.#cancel = cancel;
   }
 
   /**
@@ -65,6 +67,11 @@ export class JobHandle {
       throw new VirtfleetError("CANCELLED", `stopped waiting for job ${this.id}`);
     }
     return lastEvent;
+  }
+
+  /** Asks for the job to be cancelled (see FleetClient.cancelJob). */
+  cancel() {
+    return this.#cancel(this.id);
   }
 
   /** The job's current state. */
