@@ -10,6 +10,8 @@ export const repo = path.resolve(import.meta.dirname, "../..");
 export const CLI = path.join(repo, "apps/cli/dist/main.js");
 export const WORKER = path.join(repo, "apps/worker/dist/main.js");
 export const LIBVIRT_URI = "qemu:///system";
+/** A virt-install in front of the real one that injects faults (see the script). */
+export const FAULT_BIN = path.join(repo, "test/fixtures/fault-bin");
 
 export interface CliResult {
   code: number;
@@ -56,6 +58,8 @@ export interface WorkerProcess {
   logs: () => string;
   /** SIGTERM and wait for exit. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves when the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 export interface FleetEnv {
@@ -74,11 +78,15 @@ export function cliEnv(f: FleetEnv): Record<string, string> {
   return { REDIS_URL: f.redisUrl, VIRTFLEET_PREFIX: f.prefix };
 }
 
+export interface StartWorkerOptions {
+  hostId?: string;
+  env?: Record<string, string>;
+  /** Put the fault-injecting virt-install first on the worker's PATH, driven by files in this folder. */
+  faultDir?: string;
+}
+
 /** Starts a real `virtfleet-worker` process as one host and waits until its heartbeat is in Redis. */
-export async function startWorker(
-  f: FleetEnv,
-  options: { hostId?: string; env?: Record<string, string> } = {},
-): Promise<WorkerProcess> {
+export async function startWorker(f: FleetEnv, options: StartWorkerOptions = {}): Promise<WorkerProcess> {
   const hostId = options.hostId ?? `h-${randomUUID().slice(0, 8)}`;
   const storageDir = path.join(f.testRoot, "vms", `${f.prefix}-${hostId}`);
   await mkdir(storageDir, { recursive: true, mode: 0o755 });
@@ -92,12 +100,21 @@ export async function startWorker(
       VIRTFLEET_IMAGE_DIR: f.imageDir,
       VIRTFLEET_VIRT_TYPE: "qemu",
       VIRTFLEET_HEARTBEAT_MS: "500",
+      // A dead worker's jobs come back within seconds, not the production default of 30 s.
+      VIRTFLEET_LOCK_MS: "3000",
+      VIRTFLEET_STALLED_INTERVAL_MS: "1000",
       LOG_LEVEL: "debug",
+      ...(options.faultDir === undefined
+        ? {}
+        : { PATH: `${FAULT_BIN}:${process.env.PATH ?? ""}`, VFT_FAULT_DIR: options.faultDir }),
       ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let logs = "";
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
   child.stdout?.on("data", (d) => {
     logs += d;
   });
@@ -121,11 +138,12 @@ export async function startWorker(
     hostId,
     storageDir,
     child,
+    exited,
     logs: () => logs,
     stop: (signal: NodeJS.Signals = "SIGTERM") =>
       new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-        child.once("exit", (code) => resolve(code));
+        void exited.then(({ code }) => resolve(code));
         child.kill(signal);
       }),
   };
@@ -181,4 +199,44 @@ export async function filesIn(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** Waits until `check` returns a value other than undefined (polling), or throws after `timeoutMs`. */
+export async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The phase of a job, read from Redis. */
+export async function jobPhase(client: FleetClient, jobId: string): Promise<string | undefined> {
+  return (await client.log.getJob(jobId))?.phase;
+}
+
+/** True while a real virt-install (not the fault wrapper) runs for this VM. */
+export async function virtInstallRunning(name: string): Promise<boolean> {
+  try {
+    const { stdout } = await run("pgrep", ["-f", `/usr/bin/virt-install .*--name=${name}( |$)`]);
+    return stdout.trim() !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** The spec of a small test VM: the `tiny` guest, direct kernel boot, TCG, no network. */
+export function tinySpec(name: string, extra: Record<string, unknown> = {}) {
+  return {
+    name,
+    memoryMiB: 192,
+    vcpus: 1,
+    disks: [{ sizeGiB: 1, backing: "tiny" }],
+    install: { method: "kernel", kernel: "tiny", initrd: "tiny", kernelArgs: "console=ttyS0" },
+    networks: [],
+    virtType: "qemu",
+    ...extra,
+  };
 }

@@ -12,7 +12,7 @@ import {
   toValidationError,
 } from "@virtfleet/core";
 import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hypervisor";
-import { EventLog, HostRegistry, Keys, VmRegistry, closeRedis, createRedis } from "@virtfleet/queue";
+import { EventLog, HostRegistry, Keys, VmRegistry, closeRedis, createRedis, quietErrors } from "@virtfleet/queue";
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -102,7 +102,7 @@ export class HostAgent {
     this.keys = new Keys(options.prefix);
     this.#logger = options.logger.child({ host: options.hostId });
     this.#redis = createRedis({ url: options.redisUrl, connectionName: `virtfleet-worker:${options.hostId}` });
-    this.#subscriber = this.#redis.duplicate();
+    this.#subscriber = quietErrors(this.#redis.duplicate());
     this.#log = new EventLog(this.#redis, this.keys);
     this.#hosts = new HostRegistry(this.#redis, this.keys);
     this.#vms = new VmRegistry(this.#redis, this.keys);
@@ -170,7 +170,7 @@ export class HostAgent {
       this.keys.hostQueue(this.hostId),
       (job, token, signal) => this.#process(job, token, signal),
       {
-        connection: this.#redis.duplicate(),
+        connection: quietErrors(this.#redis.duplicate()),
         prefix: this.keys.prefix,
         concurrency: o.concurrency ?? 4,
         autorun: false,

@@ -33,7 +33,7 @@ export interface ExecaRunnerOptions {
 export function classifyFailure(stderr: string): "LIBVIRT_UNAVAILABLE" | "OUT_OF_DISK" | "COMMAND_FAILED" {
   if (/No space left on device|ENOSPC/i.test(stderr)) return "OUT_OF_DISK";
   if (
-    /Failed to connect socket|failed to connect to the hypervisor|Cannot recv data|End of file while reading data|Timed out during operation: cannot acquire state change lock/i.test(
+    /Failed to connect socket|failed to connect to the hypervisor|Cannot recv data|End of file while reading data|Timed out during operation: cannot acquire state change lock|Guest name '[^']*' is already in use/i.test(
       stderr,
     )
   ) {

@@ -14,13 +14,24 @@ export interface RedisConnectionOptions {
  * Redis is away and the client reconnects by itself with a capped backoff.
  */
 export function createRedis(options: RedisConnectionOptions): Redis {
-  return new Redis(options.url, {
+  const redis = new Redis(options.url, {
     maxRetriesPerRequest: null,
     enableReadyCheck: true,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 3000),
     ...(options.connectionName === undefined ? {} : { connectionName: options.connectionName }),
     ...options.redisOptions,
   });
+  quietErrors(redis);
+  return redis;
+}
+
+/**
+ * Connection errors are expected while Redis restarts: the client reconnects and replays its
+ * commands. Without a listener, ioredis would print each one as "unhandled".
+ */
+export function quietErrors(redis: Redis, onError?: (error: Error) => void): Redis {
+  redis.on("error", (error: Error) => onError?.(error));
+  return redis;
 }
 
 /** Closes a connection: QUIT when it is up, disconnect otherwise. Never throws. */

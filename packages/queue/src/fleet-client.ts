@@ -16,7 +16,7 @@ import {
 } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { closeRedis, createRedis } from "./connection.js";
+import { closeRedis, createRedis, quietErrors } from "./connection.js";
 import { EventLog } from "./event-log.js";
 import { HostRegistry, type HostView } from "./host-registry.js";
 import { JobHandle } from "./job-handle.js";
@@ -75,7 +75,7 @@ export class FleetClient {
 
   /** A new blocking connection (for following events). */
   connect(): Redis {
-    return this.#redis.duplicate();
+    return quietErrors(this.#redis.duplicate());
   }
 
   job(jobId: string): JobHandle {
