@@ -123,7 +123,7 @@ export async function startWorker(f: FleetEnv, options: StartWorkerOptions = {})
   });
   const client = new FleetClient({ redisUrl: f.redisUrl, prefix: f.prefix });
   try {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     for (;;) {
       const view = await client.hosts.get(hostId);
       if (view?.up) break;

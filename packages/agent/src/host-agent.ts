@@ -3,16 +3,16 @@ import { access, mkdir, statfs } from "node:fs/promises";
 import {
   type ErrorInfo,
   type HostStatus,
+  isTerminal,
   JobData,
   type Phase,
-  VirtfleetError,
-  type VirtType,
-  isTerminal,
   toErrorInfo,
   toValidationError,
+  VirtfleetError,
+  type VirtType,
 } from "@virtfleet/core";
 import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hypervisor";
-import { EventLog, HostRegistry, Keys, VmRegistry, closeRedis, createRedis, quietErrors } from "@virtfleet/queue";
+import { closeRedis, createRedis, EventLog, HostRegistry, Keys, quietErrors, VmRegistry } from "@virtfleet/queue";
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -181,7 +181,9 @@ export class HostAgent {
       },
     );
     this.#worker.on("error", (error) => this.#logger.error({ err: error }, "worker error"));
-    this.#worker.on("stalled", (jobId) => this.#logger.warn({ jobId }, "job stalled (its worker died); running it again"));
+    this.#worker.on("stalled", (jobId) =>
+      this.#logger.warn({ jobId }, "job stalled (its worker died); running it again"),
+    );
     void this.#worker.run().catch((error: unknown) => this.#logger.error({ err: error }, "worker stopped"));
     await this.#worker.waitUntilReady();
     this.#logger.info(
@@ -226,7 +228,6 @@ export class HostAgent {
       {
         orphanDomains: report.orphanDomains.length,
         orphanDirs: report.orphanDirs.length,
-        orphanPools: report.orphanPools.length,
         missingVms: report.missingVms.length,
       },
       "reconciled host",
@@ -320,7 +321,12 @@ export class HostAgent {
       }
     } catch (error) {
       const info = toErrorInfo(error);
-      if (signal?.aborted && signal.reason === SHUTDOWN) {
+      const final = !(signal?.aborted && signal.reason === SHUTDOWN);
+      if (data.kind === "create" && final) {
+        // Whatever any attempt of this job made (an earlier one may have died mid-way) goes.
+        await provisioner.rollback(vm, data.jobId).catch((e: unknown) => log.error({ err: e }, "rollback failed"));
+      }
+      if (!final) {
         // What the job made is rolled back; it goes back to the queue for the next worker.
         await append("queued", "handed back: the worker is shutting down");
         await job.moveToWait(token);

@@ -9,8 +9,6 @@ import {
   ownershipXml,
   ownershipXmlEdits,
   parseOwnershipXml,
-  vmPoolName,
-  poolVm,
 } from "./libvirt.js";
 
 const URI = "qemu:///system";
@@ -88,13 +86,6 @@ describe("ownership metadata", () => {
 
   it("does not take a longer attribute name for a shorter one", () => {
     expect(parseOwnershipXml('<vm xfingerprint="f" job="j" host="h"/>')).toBeUndefined();
-  });
-
-  it("names the transient pool after the host and the VM, and reads it back", () => {
-    expect(vmPoolName("host-1.lab", "budgie")).toBe("virtfleet.host-1.lab.budgie");
-    expect(poolVm("host-1.lab", "virtfleet.host-1.lab.budgie")).toBe("budgie");
-    expect(poolVm("host-1", "virtfleet.host-1.lab.budgie")).toBeUndefined();
-    expect(poolVm("host-1", "default")).toBeUndefined();
   });
 });
 
@@ -207,24 +198,6 @@ describe("Libvirt", () => {
       ["-c", URI, "list", "--all", "--name"],
       ["-c", URI, "pool-list", "--all", "--name"],
     ]);
-  });
-
-  it("createTransientPool() removes a stale pool first, tolerating a missing one", async () => {
-    const runner = new FakeRunner(
-      failed("error: failed to get pool 'virtfleet-a'\nerror: Storage pool not found"),
-      failed("error: failed to get pool 'virtfleet-a'"),
-    );
-    await new Libvirt(runner, URI).createTransientPool("virtfleet-a", "/vms/a");
-    expect(runner.calls.map((c) => c.args)).toEqual([
-      ["-c", URI, "pool-destroy", "virtfleet-a"],
-      ["-c", URI, "pool-undefine", "virtfleet-a"],
-      ["-c", URI, "pool-create-as", "virtfleet-a", "dir", "--target", "/vms/a"],
-    ]);
-  });
-
-  it("removePool() rethrows other failures", async () => {
-    const error = failed("error: failed to connect to the hypervisor");
-    await expect(new Libvirt(new FakeRunner(error), URI).removePool("p")).rejects.toBe(error);
   });
 
   it("nodeinfo() parses virsh nodeinfo", async () => {

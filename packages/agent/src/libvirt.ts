@@ -46,22 +46,6 @@ export function ownershipXmlEdits(o: Ownership): string[] {
   ];
 }
 
-/**
- * The name of the transient pool virtfleet puts over a VM's folder while virt-install runs:
- * `virtfleet.<host>.<vm>` (VM names hold no '.', so the host is whatever stands between).
- */
-export function vmPoolName(hostId: string, vm: string): string {
-  return `virtfleet.${hostId}.${vm}`;
-}
-
-/** The VM of one of this host's transient pools, or undefined for any other pool. */
-export function poolVm(hostId: string, pool: string): string | undefined {
-  const head = `virtfleet.${hostId}.`;
-  if (!pool.startsWith(head)) return undefined;
-  const vm = pool.slice(head.length);
-  return vm.includes(".") ? undefined : vm;
-}
-
 export function ownershipXml(o: Ownership): string {
   return `<vm fingerprint="${escapeAttr(o.fingerprint)}" job="${escapeAttr(o.jobId)}" host="${escapeAttr(o.hostId)}"/>`;
 }
@@ -154,28 +138,6 @@ export class Libvirt {
       .split("\n")
       .map((s) => s.trim())
       .filter((s) => s !== "");
-  }
-
-  /** Makes a transient pool over `dir` (a stale one of that name is replaced). */
-  async createTransientPool(pool: string, dir: string, options?: RunOptions): Promise<void> {
-    await this.removePool(pool, options);
-    await this.#runner.run("virsh", virsh.poolCreateDir(this.uri, pool, dir), options);
-  }
-
-  /** Stops and forgets a pool; one that is gone is fine. */
-  async removePool(pool: string, options?: RunOptions): Promise<void> {
-    for (const args of [virsh.poolDestroy(this.uri, pool), virsh.poolUndefine(this.uri, pool)]) {
-      try {
-        await this.#runner.run("virsh", args, options);
-      } catch (error) {
-        if (
-          error instanceof VirtfleetError &&
-          /failed to get pool|Storage pool not found|is not active|not found/i.test(error.stderr ?? "")
-        )
-          continue;
-        throw error;
-      }
-    }
   }
 
   async listPools(options?: RunOptions): Promise<string[]> {

@@ -15,7 +15,7 @@ import {
   type VirtInstallOptions,
   virtInstallArgs,
 } from "@virtfleet/hypervisor";
-import { type Libvirt, type Ownership, ownershipXmlEdits, vmPoolName } from "./libvirt.js";
+import { type Libvirt, type Ownership, ownershipXmlEdits } from "./libvirt.js";
 
 export type Report = (phase: Phase, message: string, error?: ErrorInfo) => Promise<void>;
 
@@ -190,6 +190,8 @@ export class Provisioner {
       vcpus: spec.vcpus,
       virtType: spec.virtType ?? this.#o.defaultVirtType,
       disks,
+      // Disks as XML, not `--disk path=`: virt-install would define a storage pool per VM folder.
+      diskMode: "xml",
       install,
       osVariant: spec.osVariant,
       networks: spec.networks,
@@ -198,15 +200,7 @@ export class Provisioner {
       xmlEdits: ownershipXmlEdits(owner),
       noAutoconsole: true,
     });
-    // virt-install defines a persistent pool over any disk folder that is in no pool; a transient one
-    // of ours, removed right after, keeps it from leaving one pool behind per VM.
-    const pool = vmPoolName(this.#o.hostId, name);
-    if (disks.length > 0) await libvirt.createTransientPool(pool, dir, run(this.#t.virshMs));
-    try {
-      await libvirt.virtInstall(args, run(this.#t.virtInstallMs));
-    } finally {
-      if (disks.length > 0) await libvirt.removePool(pool, { timeoutMs: this.#t.virshMs });
-    }
+    await libvirt.virtInstall(args, run(this.#t.virtInstallMs));
 
     const deadline = Date.now() + this.#t.runningMs;
     for (;;) {
@@ -259,7 +253,6 @@ export class Provisioner {
       await libvirt.stop(name, opts);
       await libvirt.undefine(name, opts);
     }
-    await libvirt.removePool(vmPoolName(this.#o.hostId, name), opts);
     await rm(paths.vmDir(name), { recursive: true, force: true });
   }
 
@@ -285,7 +278,6 @@ export class Provisioner {
       await report("stopping", `no domain ${name} on ${this.#o.hostId}`);
       await report("undefined", "nothing to undefine");
     }
-    await libvirt.removePool(vmPoolName(this.#o.hostId, name), opts);
     await rm(paths.vmDir(name), { recursive: true, force: true });
     await report("storage.removed", `removed ${paths.vmDir(name)}`);
   }

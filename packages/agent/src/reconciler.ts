@@ -1,7 +1,7 @@
 import { rm } from "node:fs/promises";
 import type { HostPaths } from "@virtfleet/hypervisor";
 import type { Logger } from "pino";
-import { type Libvirt, poolVm } from "./libvirt.js";
+import type { Libvirt } from "./libvirt.js";
 
 export interface ReconcileInput {
   /** VMs that jobs still waiting or running on this host are about. */
@@ -15,8 +15,6 @@ export interface ReconcileReport {
   orphanDomains: string[];
   /** VM folders with no domain and nothing that accounts for them: removed. */
   orphanDirs: string[];
-  /** Leftover transient pools of this host: removed. */
-  orphanPools: string[];
   /** Registry entries for VMs of this host that have no domain and no job: for the caller to drop. */
   missingVms: string[];
 }
@@ -24,7 +22,7 @@ export interface ReconcileReport {
 /**
  * Brings a host in line with what the fleet knows: whatever virtfleet made on this host that no live
  * job and no known VM accounts for is reported and removed. Touches only domains whose virtfleet
- * metadata names this host, folders in this host's storage directory, and this host's pools.
+ * metadata names this host, and folders in this host's storage directory.
  */
 export class Reconciler {
   readonly #libvirt: Libvirt;
@@ -42,7 +40,7 @@ export class Reconciler {
   async run(input: ReconcileInput): Promise<ReconcileReport> {
     const opts = { timeoutMs: 30_000 };
     const accounted = (vm: string) => input.liveJobVms.has(vm) || input.knownVms.has(vm);
-    const report: ReconcileReport = { orphanDomains: [], orphanDirs: [], orphanPools: [], missingVms: [] };
+    const report: ReconcileReport = { orphanDomains: [], orphanDirs: [], missingVms: [] };
 
     const domains = await this.#libvirt.listDomains(opts);
     const ours = new Set<string>();
@@ -65,13 +63,6 @@ export class Reconciler {
       this.#logger.warn({ vm: name }, "reconcile: orphan VM folder; removing");
       await rm(this.#paths.vmDir(name), { recursive: true, force: true });
       report.orphanDirs.push(name);
-    }
-    for (const pool of await this.#libvirt.listPools(opts)) {
-      const vm = poolVm(this.#hostId, pool);
-      if (vm === undefined || input.liveJobVms.has(vm)) continue;
-      this.#logger.warn({ pool }, "reconcile: leftover transient pool; removing");
-      await this.#libvirt.removePool(pool, opts);
-      report.orphanPools.push(pool);
     }
     for (const vm of input.knownVms) {
       if (!ours.has(vm) && !input.liveJobVms.has(vm)) report.missingVms.push(vm);

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { VirtfleetError } from "@virtfleet/core";
 import { execa } from "execa";
 
@@ -27,7 +28,15 @@ export interface ExecaRunnerOptions {
   logger?: RunnerLogger;
   /** Default timeout for every command. Default 120 s. */
   defaultTimeoutMs?: number;
+  /**
+   * Start each command through `setpriv --pdeathsig KILL`, so it dies with the worker: a worker
+   * killed with SIGKILL leaves no virt-install running on that would race the job's next run.
+   * Default: on when /usr/bin/setpriv exists.
+   */
+  dieWithParent?: boolean;
 }
+
+const SETPRIV = "/usr/bin/setpriv";
 
 /** Classifies a failed command by what it printed. */
 export function classifyFailure(stderr: string): "LIBVIRT_UNAVAILABLE" | "OUT_OF_DISK" | "COMMAND_FAILED" {
@@ -47,10 +56,12 @@ const STDERR_LIMIT = 8192;
 export class ExecaRunner implements CommandRunner {
   readonly #logger: RunnerLogger | undefined;
   readonly #defaultTimeoutMs: number;
+  readonly #dieWithParent: boolean;
 
   constructor(options: ExecaRunnerOptions = {}) {
     this.#logger = options.logger;
     this.#defaultTimeoutMs = options.defaultTimeoutMs ?? 120_000;
+    this.#dieWithParent = options.dieWithParent ?? existsSync(SETPRIV);
   }
 
   async run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
@@ -61,7 +72,8 @@ export class ExecaRunner implements CommandRunner {
       throw new VirtfleetError("CANCELLED", `${file} not started: cancelled`, { command });
     }
     const started = Date.now();
-    const result = await execa(file, args, {
+    const [bin, argv] = this.#dieWithParent ? [SETPRIV, ["--pdeathsig", "KILL", "--", file, ...args]] : [file, args];
+    const result = await execa(bin, argv, {
       timeout: timeoutMs,
       ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
       reject: false,

@@ -32,15 +32,6 @@ describe("virsh argv builders", () => {
   });
 
   it("build pool commands", () => {
-    expect(virsh.poolCreateDir(uri, "virtfleet-a", "/vms/a")).toEqual([
-      "-c",
-      uri,
-      "pool-create-as",
-      "virtfleet-a",
-      "dir",
-      "--target",
-      "/vms/a",
-    ]);
     expect(virsh.poolDestroy(uri, "p")).toEqual(["-c", uri, "pool-destroy", "p"]);
     expect(virsh.poolUndefine(uri, "p")).toEqual(["-c", uri, "pool-undefine", "p"]);
     expect(virsh.poolList(uri)).toEqual(["-c", uri, "pool-list", "--all", "--name"]);

@@ -19,16 +19,6 @@ export const virsh = {
     xml,
     "--config",
   ],
-  /** A transient dir pool: virt-install finds the VM's disks in it instead of defining a pool of its own. */
-  poolCreateDir: (uri: string, pool: string, dir: string) => [
-    "-c",
-    uri,
-    "pool-create-as",
-    pool,
-    "dir",
-    "--target",
-    dir,
-  ],
   poolDestroy: (uri: string, pool: string) => ["-c", uri, "pool-destroy", pool],
   poolUndefine: (uri: string, pool: string) => ["-c", uri, "pool-undefine", pool],
   poolList: (uri: string) => ["-c", uri, "pool-list", "--all", "--name"],

@@ -115,8 +115,51 @@ describe("virtInstallArgs", () => {
     expect(args.filter((a) => a === "--disk")).toHaveLength(1);
   });
 
-  it("says nothing about disks for a cdrom install with no disks", () => {
-    expect(virtInstallArgs({ ...seed, disks: [] })).not.toContain("--disk");
+  it("says --disk none for a cdrom install with no disks (virt-install insists on a --disk)", () => {
+    const args = virtInstallArgs({ ...seed, disks: [] });
+    expect(args[args.indexOf("--disk") + 1]).toBe("none");
+  });
+
+  it("in xml disk mode writes each disk as <disk> XPath edits, with no --disk path= (so no storage pool)", () => {
+    const args = virtInstallArgs({
+      ...seed,
+      install: { method: "import" },
+      diskMode: "xml",
+      disks: [
+        { path: "/vms/a/disk0.qcow2", format: "qcow2" },
+        { path: "/vms/a/disk1.raw", format: "raw" },
+      ],
+    });
+    expect(args.filter((a) => a.startsWith("path="))).toEqual([]);
+    expect(args[args.indexOf("--disk") + 1]).toBe("none");
+    const edits = args.filter((_, i) => args[i - 1] === "--xml");
+    expect(edits).toEqual([
+      "./devices/disk[1]/@type=file",
+      "./devices/disk[1]/@device=disk",
+      "./devices/disk[1]/driver/@name=qemu",
+      "./devices/disk[1]/driver/@type=qcow2",
+      "./devices/disk[1]/source/@file=/vms/a/disk0.qcow2",
+      "./devices/disk[1]/target/@dev=vda",
+      "./devices/disk[1]/target/@bus=virtio",
+      "./devices/disk[2]/@type=file",
+      "./devices/disk[2]/@device=disk",
+      "./devices/disk[2]/driver/@name=qemu",
+      "./devices/disk[2]/driver/@type=raw",
+      "./devices/disk[2]/source/@file=/vms/a/disk1.raw",
+      "./devices/disk[2]/target/@dev=vdb",
+      "./devices/disk[2]/target/@bus=virtio",
+    ]);
+  });
+
+  it("in xml disk mode with a cdrom, data disks come after the cdrom's <disk>", () => {
+    const args = virtInstallArgs({
+      ...seed,
+      diskMode: "xml",
+      disks: [{ path: "/vms/a/disk0.qcow2", format: "qcow2" }],
+    });
+    expect(args).toContain("--cdrom=ubuntu.iso");
+    expect(args).toContain("./devices/disk[2]/source/@file=/vms/a/disk0.qcow2");
+    expect(args.some((a) => a.startsWith("./devices/disk[1]"))).toBe(false);
   });
 
   it("puts --connect URI first", () => {

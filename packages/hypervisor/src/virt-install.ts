@@ -5,6 +5,28 @@ export interface VirtInstallDisk {
   format?: string;
 }
 
+/**
+ * How disks are given to virt-install. `path` is virt-install's own `--disk path=…`, which also
+ * defines a persistent storage pool over any folder that is in none (one per VM folder, never
+ * removed). `xml` writes each `<disk>` element with `--xml` XPath edits instead: no pool is made.
+ */
+export type DiskMode = "path" | "xml";
+
+/** `--xml` edits for the file-backed virtio disk `index` (0-based), after `before` other `<disk>` elements. */
+export function diskXmlEdits(disk: VirtInstallDisk, index: number, before = 0): string[] {
+  const at = `./devices/disk[${index + before + 1}]`;
+  const dev = `vd${String.fromCharCode(97 + index)}`;
+  return [
+    `${at}/@type=file`,
+    `${at}/@device=disk`,
+    `${at}/driver/@name=qemu`,
+    `${at}/driver/@type=${disk.format ?? "raw"}`,
+    `${at}/source/@file=${disk.path}`,
+    `${at}/target/@dev=${dev}`,
+    `${at}/target/@bus=virtio`,
+  ];
+}
+
 export type VirtInstallMethod =
   | { method: "import" }
   | { method: "cdrom"; path: string }
@@ -16,6 +38,8 @@ export interface VirtInstallOptions {
   memoryMiB: number;
   vcpus: number;
   disks: readonly VirtInstallDisk[];
+  /** Default `path`. */
+  diskMode?: DiskMode;
   install: VirtInstallMethod;
   osVariant?: string;
   /** Empty: `--network none`. Undefined: virt-install's default (left out). */
@@ -55,12 +79,15 @@ export function virtInstallArgs(o: VirtInstallOptions): string[] {
   if (o.connect !== undefined) args.push("--connect", o.connect);
   args.push(`--name=${o.name}`, `--ram=${o.memoryMiB}`, `--vcpus=${o.vcpus}`);
   if (o.virtType !== undefined) args.push("--virt-type", o.virtType);
-  if (o.disks.length === 0 && o.install.method !== "cdrom") args.push("--disk", "none");
-  for (const d of o.disks) {
-    args.push(
-      "--disk",
-      d.format === undefined ? `path=${subValue(d.path)}` : `path=${subValue(d.path)},format=${d.format}`,
-    );
+  const xmlDisks = o.diskMode === "xml";
+  if (o.disks.length === 0 || xmlDisks) args.push("--disk", "none");
+  if (!xmlDisks) {
+    for (const d of o.disks) {
+      args.push(
+        "--disk",
+        d.format === undefined ? `path=${subValue(d.path)}` : `path=${subValue(d.path)},format=${d.format}`,
+      );
+    }
   }
   switch (o.install.method) {
     case "import":
@@ -88,7 +115,10 @@ export function virtInstallArgs(o: VirtInstallOptions): string[] {
   if (o.graphics === false) args.push("--graphics", "none");
   if (o.serialFile !== undefined) args.push("--serial", `file,path=${subValue(o.serialFile)}`);
   if (o.description !== undefined) args.push("--metadata", `description=${subValue(o.description)}`);
-  for (const edit of o.xmlEdits ?? []) args.push("--xml", edit);
+  // virt-install's own cdrom is the first <disk> element; data disks come after it.
+  const first = o.install.method === "cdrom" ? 1 : 0;
+  const edits = [...(xmlDisks ? o.disks.flatMap((d, i) => diskXmlEdits(d, i, first)) : []), ...(o.xmlEdits ?? [])];
+  for (const edit of edits) args.push("--xml", edit);
   if (o.noAutoconsole === true) args.push("--noautoconsole");
   return args;
 }

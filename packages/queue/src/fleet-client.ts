@@ -4,12 +4,12 @@ import {
   DestroyJobData,
   GuestReadyOptions,
   HostId,
+  isTerminal,
   type JobData,
   JobId,
-  type TerminalPhase,
-  isTerminal,
   parseOrThrow,
   specFingerprint,
+  type TerminalPhase,
   VirtfleetError,
   VmName,
   VmSpec,
@@ -79,7 +79,12 @@ export class FleetClient {
   }
 
   job(jobId: string): JobHandle {
-    return new JobHandle(jobId, this.log, () => this.connect(), (id) => this.cancelJob(id));
+    return new JobHandle(
+      jobId,
+      this.log,
+      () => this.connect(),
+      (id) => this.cancelJob(id),
+    );
   }
 
   /** Picks a host for a spec: the pinned one, else an up, undrained host with the images, most free memory first. */
@@ -223,7 +228,15 @@ export class FleetClient {
           () => false, // it became active meanwhile: the worker will see the request
         );
         if (removed) {
-          await this.log.append({ jobId, kind: record.kind, vm: record.vm, phase: "cancelled", message: "cancelled before it ran", host: hostId, error: { code: "CANCELLED", message: "cancelled by request" } });
+          await this.log.append({
+            jobId,
+            kind: record.kind,
+            vm: record.vm,
+            phase: "cancelled",
+            message: "cancelled before it ran",
+            host: hostId,
+            error: { code: "CANCELLED", message: "cancelled by request" },
+          });
           if (record.kind === "create") {
             const vm = await this.vms.get(record.vm);
             if (vm?.jobId === jobId) await this.vms.remove(record.vm);
