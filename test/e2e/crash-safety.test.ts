@@ -68,7 +68,7 @@ describe("crash safety", () => {
     const c = client(f);
     const w = await worker(f);
     await w.stop("SIGTERM"); // the host is known but nobody takes its jobs
-    await c.hosts.heartbeat({ ...(await c.hosts.get(w.hostId))!.status }, 10_000);
+    await c.hosts.heartbeat({ ...(await c.hosts.get(w.hostId))!.status, draining: false }, 10_000);
     const name = vmName("cw");
     const job = await c.createVm(tinySpec(name));
     expect(await c.cancelJob(job.id)).toBe("cancelled");

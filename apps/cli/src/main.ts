@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 import {
+  HostId,
+  PlacementOptions,
   parseOrThrow,
   type StreamedEvent,
-  toErrorInfo,
   ValidationError,
   VirtfleetError,
   VmSpec,
+  toErrorInfo,
 } from "@virtfleet/core";
 import { FleetClient, type JobHandle } from "@virtfleet/queue";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
-import { type CreateFlags, expandNames, flagForField, specFromFlags } from "./flags.js";
+import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
 
 const CliEnv = z.object({
@@ -27,6 +29,13 @@ const EXIT_FAILED = 1;
 const EXIT_BAD_INPUT = 2;
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** A whole number of seconds from a flag, or undefined when the flag is absent. */
+function seconds(flag: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw)) throw new ValidationError([{ field: flag, message: "must be a whole number of seconds" }]);
+  return Number(raw);
+}
 
 class Cli {
   json = false;
@@ -107,6 +116,10 @@ async function main(argv: string[]): Promise<number> {
     .addOption(new Option("--virt-type <type>", "kvm or qemu (TCG)").choices(["kvm", "qemu"]))
     .option("--vm-label <key=value>", "a label on the VM (repeatable)", collect)
     .option("--host <id>", "pin the VM to this host")
+    .option("--label <key=value>", "only hosts with this label (repeatable)", collect)
+    .option("--group <name>", "anti-affinity group: its VMs go to different hosts where possible")
+    .addOption(new Option("--policy <policy>", "placement policy").choices(["spread", "pack"]).default("spread"))
+    .option("--wait-capacity <sec>", "when no host has room, keep trying this long before NO_CAPACITY")
     .option("--count <n>", "create N VMs named from the --name pattern")
     .option("--wait", "wait until each VM is running, printing each phase")
     .option(
@@ -119,6 +132,10 @@ async function main(argv: string[]): Promise<number> {
       async (
         flags: CreateFlags & {
           host?: string;
+          label?: string[];
+          group?: string;
+          policy: "spread" | "pack";
+          waitCapacity?: string;
           count?: string;
           wait?: boolean;
           waitReady?: string | boolean;
@@ -131,12 +148,23 @@ async function main(argv: string[]): Promise<number> {
         if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 1000)) {
           throw new ValidationError([{ field: "--count", message: "must be a whole number from 1 to 1000" }]);
         }
-        const readyTimeout = Number(flags.readyTimeout);
-        if (!Number.isInteger(readyTimeout) || readyTimeout < 1)
-          throw new ValidationError([{ field: "--ready-timeout", message: "must be a whole number of seconds" }]);
+        const readyTimeout = seconds("--ready-timeout", flags.readyTimeout) as number;
+        const waitCapacity = seconds("--wait-capacity", flags.waitCapacity);
         const names = count === undefined ? [flags.name as string] : expandNames(flags.name as string, count);
-        // Build and check every spec before anything is enqueued.
+        // Build and check every spec and the placement before anything is enqueued.
         const specs = names.map((name) => parseOrThrow(VmSpec, specFromFlags({ ...flags, name }), "spec"));
+        const labels: Record<string, string> = {};
+        for (const l of flags.label ?? []) parseLabel("--label", l, labels);
+        parseOrThrow(
+          PlacementOptions,
+          {
+            ...(flags.host === undefined ? {} : { host: flags.host }),
+            requiredLabels: labels,
+            ...(flags.group === undefined ? {} : { group: flags.group }),
+            policy: flags.policy,
+          },
+          "placement",
+        );
         const client = cli.client();
         const guestReady =
           flags.waitReady === undefined
@@ -145,17 +173,43 @@ async function main(argv: string[]): Promise<number> {
                 ...(typeof flags.waitReady === "string" ? { pattern: flags.waitReady } : {}),
                 timeoutSec: readyTimeout,
               };
+        const options = {
+          ...(flags.host === undefined ? {} : { host: flags.host }),
+          labels,
+          ...(flags.group === undefined ? {} : { group: flags.group }),
+          policy: flags.policy,
+          ...(waitCapacity === undefined ? {} : { waitForCapacityMs: waitCapacity * 1000 }),
+          ...(guestReady === undefined ? {} : { guestReady }),
+        };
+        // Each VM is placed on its own: one refused for room does not stop the others.
+        const results = await Promise.all(
+          specs.map((spec) =>
+            client.createVm(spec, options).then(
+              (handle) => ({ spec, handle }),
+              (error: unknown) => {
+                if (!(error instanceof VirtfleetError) || error instanceof ValidationError) throw error;
+                return { spec, error };
+              },
+            ),
+          ),
+        );
         const handles: JobHandle[] = [];
-        for (const spec of specs) {
-          const handle = await client.createVm(spec, {
-            ...(flags.host === undefined ? {} : { host: flags.host }),
-            ...(guestReady === undefined ? {} : { guestReady }),
-          });
-          handles.push(handle);
-          if (!flags.wait)
-            cli.print(cli.json ? JSON.stringify({ jobId: handle.id, vm: spec.name }) : `${spec.name}\t${handle.id}`);
+        let refused = 0;
+        for (const r of results) {
+          if ("error" in r) {
+            refused++;
+            const info = r.error.toInfo();
+            if (cli.json) cli.print(JSON.stringify({ vm: r.spec.name, error: info }));
+            process.stderr.write(`virtfleet: ${r.spec.name}: ${info.code}: ${info.message}\n`);
+            continue;
+          }
+          handles.push(r.handle);
+          if (!flags.wait) {
+            cli.print(cli.json ? JSON.stringify({ jobId: r.handle.id, vm: r.spec.name }) : `${r.spec.name}\t${r.handle.id}`);
+          }
         }
-        code = flags.wait ? await cli.follow(handles) : EXIT_OK;
+        const followed = flags.wait ? await cli.follow(handles) : EXIT_OK;
+        code = refused > 0 ? EXIT_FAILED : followed;
       },
     );
 
@@ -209,23 +263,29 @@ async function main(argv: string[]): Promise<number> {
       }
     });
 
-  program
+  const hosts = program
     .command("hosts")
-    .description("the fleet's hosts, their capacity and health")
+    .description("the fleet's hosts, their capacity and health; drain or undrain one")
     .option("--json", "machine-readable output")
     .action(async (flags: { json?: boolean }) => {
       cli.json = flags.json === true;
-      const hosts = await cli.client().hosts.list();
-      if (cli.json) return cli.print(JSON.stringify(hosts.map((h) => ({ ...h.status, up: h.up }))));
+      const list = await cli.client().hosts.list();
+      if (cli.json) {
+        return cli.print(
+          JSON.stringify(
+            list.map((h) => ({ ...h.status, up: h.up, draining: h.draining, allocated: h.allocation.allocated })),
+          ),
+        );
+      }
       cli.print(
         formatTable(
-          ["HOST", "STATE", "VIRT", "VCPUS", "MEMORY MiB", "DISK FREE GiB", "VMS", "LABELS"],
-          hosts.map((h) => [
+          ["HOST", "STATE", "VIRT", "VCPUS USED/CAP", "MEMORY MiB USED/CAP", "DISK FREE GiB", "VMS", "LABELS"],
+          list.map((h) => [
             h.status.hostId,
-            h.up ? (h.status.draining ? "draining" : "up") : "down",
-            h.status.defaultVirtType,
-            String(h.status.vcpus.capacity),
-            String(h.status.memoryMiB.capacity),
+            h.up ? (h.draining ? "draining" : "up") : "down",
+            h.status.virtTypes.join(","),
+            `${h.allocation.allocated.vcpus}/${h.allocation.capacity.vcpus}`,
+            `${h.allocation.allocated.memoryMiB}/${h.allocation.capacity.memoryMiB}`,
             String(h.status.diskFreeGiB),
             String(h.status.runningVms),
             Object.entries(h.status.labels)
@@ -235,19 +295,47 @@ async function main(argv: string[]): Promise<number> {
         ),
       );
     });
+  for (const [verb, on] of [
+    ["drain", true],
+    ["undrain", false],
+  ] as const) {
+    hosts
+      .command(verb)
+      .description(on ? "finish what the host runs and place nothing new on it" : "place VMs on the host again")
+      .argument("<id>", "host id")
+      .action(async (id: string) => {
+        const client = cli.client();
+        const hostId = parseOrThrow(HostId, id, "host");
+        if ((await client.hosts.get(hostId)) === undefined) {
+          throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
+        }
+        await client.hosts.drain(hostId, on);
+        cli.print(`${hostId}\t${on ? "draining" : "undrained"}`);
+      });
+  }
 
   program
     .command("ls")
     .description("the fleet's VMs, where they live and their state")
+    .option("--host <id>", "only VMs on this host")
+    .option("--label <key=value>", "only VMs with this label (repeatable)", collect)
+    .option("--state <state>", "only VMs in this state (creating, running, destroying)")
     .option("--json", "machine-readable output")
-    .action(async (flags: { json?: boolean }) => {
+    .action(async (flags: { host?: string; label?: string[]; state?: string; json?: boolean }) => {
       cli.json = flags.json === true;
-      const vms = await cli.client().vms.list();
+      const labels: Record<string, string> = {};
+      for (const l of flags.label ?? []) parseLabel("--label", l, labels);
+      const vms = (await cli.client().vms.list()).filter(
+        (v) =>
+          (flags.host === undefined || v.hostId === flags.host) &&
+          (flags.state === undefined || v.state === flags.state) &&
+          Object.entries(labels).every(([k, val]) => v.labels[k] === val),
+      );
       if (cli.json) return cli.print(JSON.stringify(vms.map(({ fingerprint: _f, ...v }) => v)));
       cli.print(
         formatTable(
-          ["NAME", "HOST", "STATE", "MEMORY MiB", "VCPUS", "JOB"],
-          vms.map((v) => [v.name, v.hostId, v.state, String(v.memoryMiB), String(v.vcpus), v.jobId]),
+          ["NAME", "HOST", "STATE", "MEMORY MiB", "VCPUS", "GROUP", "JOB"],
+          vms.map((v) => [v.name, v.hostId, v.state, String(v.memoryMiB), String(v.vcpus), v.group ?? "", v.jobId]),
         ),
       );
     });

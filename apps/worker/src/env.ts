@@ -37,6 +37,12 @@ export const WorkerEnv = z.object({
   VIRTFLEET_VIRT_TYPE: z.enum(["auto", ...VirtType.options]).default("auto"),
   VIRTFLEET_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   VIRTFLEET_LABELS: LabelList,
+  /** When set, exactly the room this host offers to VMs (no ratio applied). */
+  VIRTFLEET_CAPACITY_MEMORY_MB: z.coerce.number().int().min(0).optional(),
+  VIRTFLEET_CAPACITY_VCPUS: z.coerce.number().int().min(0).optional(),
+  /** Otherwise the host's memory and CPUs times these ratios. */
+  VIRTFLEET_OVERCOMMIT_MEMORY: z.coerce.number().positive().max(100).default(1),
+  VIRTFLEET_OVERCOMMIT_CPU: z.coerce.number().positive().max(100).default(4),
   VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   /** Running jobs get this long to finish on SIGTERM; then they are rolled back and handed back. */
   VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(60_000),

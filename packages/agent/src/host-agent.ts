@@ -12,7 +12,7 @@ import {
   type VirtType,
 } from "@virtfleet/core";
 import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hypervisor";
-import { closeRedis, createRedis, EventLog, HostRegistry, Keys, quietErrors, VmRegistry } from "@virtfleet/queue";
+import { closeRedis, createRedis, EventLog, FleetClient, HostRegistry, Keys, quietErrors, VmRegistry } from "@virtfleet/queue";
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -35,6 +35,14 @@ export interface HostAgentOptions {
   /** Jobs run at once on this host. Default 4. */
   concurrency?: number;
   labels?: Record<string, string>;
+  /** Exactly the memory (MiB) this host offers to VMs; no ratio applied. Default: host memory × overcommit. */
+  capacityMemoryMiB?: number;
+  /** Exactly the vCPUs this host offers to VMs; no ratio applied. Default: host CPUs × overcommit. */
+  capacityVcpus?: number;
+  /** Memory overcommit ratio. Default 1.0. */
+  overcommitMemory?: number;
+  /** vCPU overcommit ratio. Default 4.0. */
+  overcommitCpu?: number;
   logger: Logger;
   /** Heartbeat period; the status lives three periods. Default 5000 ms. */
   heartbeatMs?: number;
@@ -88,6 +96,9 @@ export class HostAgent {
   readonly #runner: CommandRunner;
   readonly #locks = new NameLocks();
   readonly #queue: Queue;
+  /** For watching other hosts (when elected) and re-placing their jobs. */
+  readonly #fleet: FleetClient;
+  readonly #instance = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   #provisioner: Provisioner | undefined;
   #worker: Worker | undefined;
   #timers: NodeJS.Timeout[] = [];
@@ -110,6 +121,7 @@ export class HostAgent {
     this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
     this.#queue = new Queue(this.keys.hostQueue(this.hostId), { connection: this.#redis, prefix: this.keys.prefix });
+    this.#fleet = new FleetClient({ redisUrl: options.redisUrl, ...(options.prefix === undefined ? {} : { prefix: options.prefix }) });
   }
 
   async start(): Promise<void> {
@@ -143,8 +155,11 @@ export class HostAgent {
       virtTypes: virtType === "kvm" ? ["kvm", "qemu"] : ["qemu"],
       defaultVirtType: virtType,
       concurrency: o.concurrency ?? 4,
-      memoryMiB: { total: node.memoryMiB, capacity: node.memoryMiB },
-      vcpus: { total: node.cpus, capacity: node.cpus },
+      memoryMiB: {
+        total: node.memoryMiB,
+        capacity: o.capacityMemoryMiB ?? Math.floor(node.memoryMiB * (o.overcommitMemory ?? 1)),
+      },
+      vcpus: { total: node.cpus, capacity: o.capacityVcpus ?? Math.floor(node.cpus * (o.overcommitCpu ?? 4)) },
       diskFreeGiB: 0,
       runningVms: 0,
       images: [],
@@ -160,9 +175,11 @@ export class HostAgent {
       this.#logger.info({ jobId, found }, "cancel request");
     });
 
+    await this.#redis.del(this.keys.hostDown(this.hostId));
     await this.#beat();
     const period = o.heartbeatMs ?? 5000;
     this.#every(period, () => this.#beat(), "heartbeat");
+    this.#every(period, () => this.#watchFleet(period * 3), "fleet watch");
     this.#every(Math.max(period * 2, 5000), () => this.#sweepFailed(), "failed-job sweep");
 
     const lockMs = o.lockMs ?? 30_000;
@@ -211,7 +228,10 @@ export class HostAgent {
     const jobs = await this.#queue.getJobs(["active", "waiting", "delayed", "prioritized"]);
     for (const job of jobs) {
       const parsed = JobData.safeParse(job?.data);
-      if (parsed.success) liveJobVms.add(parsed.data.kind === "create" ? parsed.data.spec.name : parsed.data.name);
+      if (!parsed.success) continue;
+      const record = await this.#log.getJob(parsed.data.jobId);
+      if (record !== undefined && isTerminal(record.phase)) continue; // e.g. failed HOST_LOST while this host was away
+      liveJobVms.add(parsed.data.kind === "create" ? parsed.data.spec.name : parsed.data.name);
     }
     const knownVms = new Set(
       (await this.#vms.list()).filter((v) => v.hostId === this.hostId && v.state !== "failed").map((v) => v.name),
@@ -222,7 +242,16 @@ export class HostAgent {
     });
     for (const vm of report.missingVms) {
       this.#logger.warn({ vm }, "reconcile: the fleet lists this VM here but it has no domain; forgetting it");
-      await this.#vms.remove(vm);
+      await this.#vms.forget(vm);
+    }
+    // Room held for VMs that are neither known here nor being made gives itself back.
+    for (const vm of await this.#vms.ledger.claimants(this.hostId)) {
+      if (knownVms.has(vm) && !report.missingVms.includes(vm)) continue;
+      if (liveJobVms.has(vm)) continue;
+      const record = await this.#vms.get(vm);
+      if (record !== undefined && record.hostId === this.hostId) continue;
+      await this.#vms.ledger.release(this.hostId, vm);
+      this.#logger.warn({ vm }, "reconcile: released room no VM holds");
     }
     this.#logger.info(
       {
@@ -247,7 +276,19 @@ export class HostAgent {
     status.diskFreeGiB = fs === undefined ? 0 : Math.floor((fs.bavail * fs.bsize) / 2 ** 30);
     status.images = images;
     status.runningVms = vms.length;
+    await this.#vms.ledger.setCapacity(this.hostId, status.memoryMiB.capacity, status.vcpus.capacity);
     await this.#hosts.heartbeat(status, (this.#o.heartbeatMs ?? 5000) * 3);
+  }
+
+  /** One worker of the fleet at a time (a lock in Redis) deals with hosts whose heartbeat expired. */
+  async #watchFleet(lockMs: number): Promise<void> {
+    const key = this.keys.monitorLock();
+    const got =
+      (await this.#redis.set(key, this.#instance, "PX", lockMs, "NX")) !== null ||
+      ((await this.#redis.get(key)) === this.#instance && (await this.#redis.pexpire(key, lockMs)) === 1);
+    if (!got) return;
+    const lost = await this.#fleet.checkHosts();
+    if (lost.length > 0) this.#logger.warn({ hosts: lost }, "hosts lost: their waiting jobs were re-placed, running ones failed HOST_LOST");
   }
 
   /** Jobs BullMQ failed on its own (stalled too often) get their terminal event. */
@@ -312,11 +353,18 @@ export class HostAgent {
       if (data.kind === "create") {
         if (await this.#log.cancelRequested(data.jobId)) throw new VirtfleetError("CANCELLED", "cancelled by request");
         await provisioner.create(data, report, signal);
+        const now = await this.#log.getJob(data.jobId);
+        if (now !== undefined && isTerminal(now.phase)) {
+          // The fleet gave up on this job while it ran (HOST_LOST): what it made must go.
+          log.warn({ phase: now.phase }, "job ended elsewhere while it ran; rolling back");
+          await provisioner.rollback(vm, data.jobId);
+          return;
+        }
         await this.#vms.setState(vm, "running", data.jobId);
         await append("done", `VM ${vm} is running on ${this.hostId}`);
       } else {
         await provisioner.destroy(data, report, signal);
-        await this.#vms.remove(vm);
+        await this.#vms.forget(vm);
         await append("done", `VM ${vm} destroyed`);
       }
     } catch (error) {
@@ -357,8 +405,7 @@ export class HostAgent {
   }
 
   async #forgetVm(name: string, jobId: string): Promise<void> {
-    const record = await this.#vms.get(name);
-    if (record?.jobId === jobId) await this.#vms.remove(name);
+    await this.#vms.forget(name, jobId);
   }
 
   /**
@@ -371,7 +418,14 @@ export class HostAgent {
       const worker = this.#worker;
       const deadline = this.#o.shutdownTimeoutMs ?? 60_000;
       const steps: [string, () => Promise<unknown>][] = [
-        ["host status", () => this.#hosts.markDown(this.hostId)],
+        [
+          "host status",
+          async () => {
+            // Nothing new is placed here while running jobs finish.
+            if (this.#status !== undefined) this.#status.draining = true;
+            await this.#beat();
+          },
+        ],
         [
           "worker",
           async () => {
@@ -388,7 +442,9 @@ export class HostAgent {
             }
           },
         ],
+        ["host status", () => this.#hosts.markDown(this.hostId)],
         ["queue", () => this.#queue.close()],
+        ["fleet client", () => this.#fleet.close()],
         ["subscriber", () => closeRedis(this.#subscriber)],
         ["redis", () => closeRedis(this.#redis)],
       ];

@@ -12,6 +12,7 @@ export const HostStatus = z.object({
   virtTypes: z.array(VirtType),
   defaultVirtType: VirtType,
   concurrency: z.number().int(),
+  /** `capacity`: the room offered to VMs (total × overcommit ratio, or as configured). */
   memoryMiB: z.object({ total: z.number(), capacity: z.number() }),
   vcpus: z.object({ total: z.number(), capacity: z.number() }),
   diskFreeGiB: z.number(),

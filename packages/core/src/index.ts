@@ -3,4 +3,5 @@ export * from "./events.js";
 export * from "./host.js";
 export * from "./jobs.js";
 export * from "./names.js";
+export * from "./placement.js";
 export * from "./vm-spec.js";

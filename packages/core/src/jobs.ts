@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { HostId, JobId, VmName } from "./names.js";
+import { PlacementOptions } from "./placement.js";
 import { VmSpec } from "./vm-spec.js";
 
 /** Asks the worker to wait until the guest prints a line on its serial console. */
@@ -19,6 +20,8 @@ export const CreateJobData = z
     hostId: HostId,
     spec: VmSpec,
     guestReady: GuestReadyOptions.optional(),
+    /** How it was placed: a host failure re-places it the same way (a pinned one is not moved). */
+    placement: PlacementOptions.optional(),
     requestedAt: z.string(),
   })
   .strict();

@@ -136,6 +136,11 @@ export class EventLog {
     };
   }
 
+  /** Replaces the job's stored payload (after it was re-placed on another host). */
+  async setData(jobId: string, data: string): Promise<void> {
+    await this.#redis.hset(this.#keys.job(jobId), "data", data);
+  }
+
   /** Marks the job as asked to be cancelled; the worker checks the mark between phases. */
   async requestCancel(jobId: string): Promise<void> {
     await this.#redis.hset(this.#keys.job(jobId), "cancelRequested", "1");

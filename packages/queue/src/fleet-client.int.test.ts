@@ -4,6 +4,7 @@ import { describe, expect } from "vitest";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { EventLog } from "./event-log.js";
 import { FleetClient } from "./fleet-client.js";
+import { CapacityLedger } from "./capacity.js";
 import { Keys } from "./keys.js";
 
 function status(hostId: string, extra: Partial<HostStatus> = {}): HostStatus {
@@ -27,6 +28,13 @@ function status(hostId: string, extra: Partial<HostStatus> = {}): HostStatus {
   });
 }
 
+/** A host as its worker would publish it: heartbeat and capacity. */
+async function up(client: FleetClient, hostId: string, extra: Partial<HostStatus> = {}, ttlMs = 10_000): Promise<void> {
+  const s = status(hostId, extra);
+  await new CapacityLedger(client.connect(), client.keys).setCapacity(hostId, s.memoryMiB.capacity, s.vcpus.capacity);
+  await client.hosts.heartbeat(s, ttlMs);
+}
+
 const spec = (name: string, vcpus = 1) => ({ name, memoryMiB: 256, vcpus, disks: [{ sizeGiB: 1 }] });
 
 describe("FleetClient against real Redis", () => {
@@ -36,7 +44,7 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await client.hosts.heartbeat(status("h1"), 10_000);
+      await up(client, "h1");
       const job = await client.createVm(spec("vm1"));
       const queue = new Queue(new Keys(prefix).hostQueue("h1"), { connection: { url: redisUrl }, prefix });
       const waiting = await queue.getJobs(["waiting"]);
@@ -63,7 +71,7 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await client.hosts.heartbeat(status("h1"), 10_000);
+      await up(client, "h1");
       const before = (await redis.keys(`${prefix}:*`)).sort();
       await expect(client.createVm({ ...spec("vm1"), memoryMiB: 1 })).rejects.toMatchObject({
         code: "INVALID_SPEC",
@@ -86,7 +94,7 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await client.hosts.heartbeat(status("h1"), 10_000);
+      await up(client, "h1");
       const jobs = await Promise.all(Array.from({ length: 10 }, () => client.createVm(spec("twin"))));
       expect(new Set(jobs.map((j) => j.id)).size).toBe(1);
       const error = await client.createVm(spec("twin", 2)).catch((e: unknown) => e);
@@ -104,16 +112,19 @@ describe("FleetClient against real Redis", () => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
       await expect(client.createVm(spec("a"))).rejects.toMatchObject({ code: "NO_CAPACITY" });
-      await client.hosts.heartbeat(status("h1"), 10_000);
+      await up(client, "h1");
       await expect(client.createVm(spec("a"), { host: "nope" })).rejects.toMatchObject({
         code: "HOST_NOT_FOUND",
         field: "host",
       });
-      await client.hosts.heartbeat(status("h2", { draining: true }), 10_000);
-      for (let i = 0; i < 5; i++) {
+      await up(client, "h2", { draining: true });
+      // h1 has 4 vCPUs: four 1-vCPU VMs fit, the fifth is refused; h2 drains and takes none.
+      for (let i = 0; i < 4; i++) {
         const job = await client.createVm(spec(`spread-${i}`));
         expect((await job.status())?.hostId).toBe("h1");
       }
+      await expect(client.createVm(spec("spread-4"))).rejects.toMatchObject({ code: "NO_CAPACITY" });
+      expect(await client.vms.get("spread-4")).toBeUndefined();
     } finally {
       await client.close();
     }
@@ -126,7 +137,7 @@ describe("FleetClient against real Redis", () => {
     const client = new FleetClient({ redisUrl, prefix });
     const log = new EventLog(client.connect(), new Keys(prefix));
     try {
-      await client.hosts.heartbeat(status("h1"), 10_000);
+      await up(client, "h1");
       const job = await client.createVm(spec("w1"));
       const seen: string[] = [];
       const waiting = job.wait({ onEvent: (e) => seen.push(e.phase), timeoutMs: 10_000 });
@@ -163,8 +174,8 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await client.hosts.heartbeat(status("h1"), 10_000);
-      await client.hosts.heartbeat(status("h2"), 10_000);
+      await up(client, "h1");
+      await up(client, "h2");
       await expect(client.destroyVm("ghost")).rejects.toMatchObject({ code: "VM_NOT_FOUND" });
       const job = await client.destroyVm("ghost", { host: "h2" });
       expect((await job.status())?.hostId).toBe("h2");

@@ -3,9 +3,17 @@ import {
   CreateJobData,
   DestroyJobData,
   GuestReadyOptions,
+  explainNoRoom,
+  hasImage,
+  requiredImages,
+  type HostCandidate,
   HostId,
   isTerminal,
-  type JobData,
+  toErrorInfo,
+  PlacementOptions,
+  rankHosts,
+  rejectHost,
+  JobData,
   JobId,
   parseOrThrow,
   specFingerprint,
@@ -33,6 +41,14 @@ export interface FleetClientOptions {
 export interface CreateOptions {
   /** Pin the VM to this host. */
   host?: string;
+  /** Only hosts with all these labels. */
+  labels?: Record<string, string>;
+  /** Anti-affinity group: its VMs go to different hosts where possible. */
+  group?: string;
+  /** `spread` (default) or `pack`. */
+  policy?: "spread" | "pack";
+  /** When no host has room, keep trying this long before NO_CAPACITY. Default 0. */
+  waitForCapacityMs?: number;
   /** Wait for the guest's ready line on its serial console. */
   guestReady?: Partial<GuestReadyOptions> | boolean;
 }
@@ -40,6 +56,22 @@ export interface CreateOptions {
 export interface DestroyOptions {
   /** The host to destroy on when the fleet does not know the VM. */
   host?: string;
+}
+
+/** Images the spec needs that no up host has. */
+function missingImages(hosts: readonly HostCandidate[], spec: VmSpec): string[] {
+  const up = hosts.filter((h) => h.up);
+  if (up.length === 0) return [];
+  return requiredImages(spec).filter((image) => !up.some((h) => hasImage(h.images, image)));
+}
+
+/** The spec field that names an image. */
+function imageField(spec: VmSpec, image: string): string {
+  const disk = spec.disks.findIndex((d) => d.backing === image);
+  if (disk >= 0) return `spec.disks.${disk}.backing`;
+  if (spec.install.method === "cdrom") return "spec.install.image";
+  if (spec.install.method === "kernel") return spec.install.kernel === image ? "spec.install.kernel" : "spec.install.initrd";
+  return "spec";
 }
 
 /** The default job options: retry transient failures with exponential backoff. */
@@ -87,44 +119,104 @@ export class FleetClient {
     );
   }
 
-  /** Picks a host for a spec: the pinned one, else an up, undrained host with the images, most free memory first. */
-  async place(spec: VmSpec, pinned?: string): Promise<HostView> {
-    if (pinned !== undefined) {
-      const hostId = parseOrThrow(HostId, pinned, "host");
-      const view = await this.hosts.get(hostId);
-      if (view === undefined)
-        throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
-      if (!view.up) throw new VirtfleetError("HOST_NOT_FOUND", `host "${hostId}" is down`, { field: "host" });
-      return view;
-    }
-    const candidates = (await this.hosts.list()).filter((h) => h.up && !h.status.draining);
-    if (candidates.length === 0) throw new VirtfleetError("NO_CAPACITY", "no host is up to take the VM");
-    return candidates[Math.floor(Math.random() * candidates.length)] as HostView;
+  /** What placement needs to know of every registered host. */
+  async candidates(group?: string): Promise<HostCandidate[]> {
+    const [hosts, members] = await Promise.all([
+      this.hosts.list(),
+      group === undefined ? Promise.resolve(new Map<string, number>()) : this.vms.groupCounts(group),
+    ]);
+    return hosts.map((h) => ({
+      hostId: h.status.hostId,
+      up: h.up,
+      draining: h.draining,
+      labels: h.status.labels,
+      images: h.status.images,
+      virtTypes: h.status.virtTypes,
+      capacity: h.allocation.capacity,
+      allocated: h.allocation.allocated,
+      groupMembers: members.get(h.status.hostId) ?? 0,
+    }));
   }
 
   /**
-   * Asks for one VM. Validates the spec (a bad one throws ValidationError and nothing is enqueued),
-   * claims the name fleet-wide, places it and enqueues the create job. Asking again for the same VM
+   * Places a VM and claims its room, atomically: the pinned host, else the best host by policy whose
+   * claim succeeds. Throws HOST_NOT_FOUND for a pinned host that is unknown or down, NO_CAPACITY when
+   * no host has room (after waiting up to `waitMs` for room to free up).
+   */
+  async placeAndClaim(spec: VmSpec, placement: PlacementOptions, waitMs = 0, exclude: readonly string[] = []): Promise<string> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const all = (await this.candidates(placement.group)).filter((h) => !exclude.includes(h.hostId));
+      let order: string[];
+      if (placement.host !== undefined) {
+        const pinned = all.find((h) => h.hostId === placement.host);
+        if (pinned === undefined) {
+          throw new VirtfleetError("HOST_NOT_FOUND", `no host "${placement.host}" in the fleet`, { field: "host" });
+        }
+        if (!pinned.up) throw new VirtfleetError("HOST_NOT_FOUND", `host "${placement.host}" is down`, { field: "host" });
+        const why = rejectHost(pinned, spec, { ...placement, requiredLabels: {} });
+        if (why === "draining") throw new VirtfleetError("NO_CAPACITY", `host "${placement.host}" is draining`, { field: "host" });
+        if (why === "image") throw new VirtfleetError("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`, { field: "host" });
+        if (why === "virt-type") throw new VirtfleetError("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, { field: "spec.virtType" });
+        order = [pinned.hostId];
+      } else {
+        // Every eligible host, best first; the claim script is the judge of room.
+        const roomless = all.map((h) => ({ ...h, allocated: { memoryMiB: 0, vcpus: 0 } }));
+        order = rankHosts(roomless, spec, placement);
+        const withRoom = rankHosts(all, spec, placement);
+        order = [...withRoom, ...order.filter((h) => !withRoom.includes(h))];
+      }
+      const host = await this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus);
+      if (host !== undefined) return host;
+      if (Date.now() >= deadline) {
+        if (placement.host !== undefined) {
+          throw new VirtfleetError("NO_CAPACITY", `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`);
+        }
+        const missing = missingImages(all, spec);
+        if (missing.length > 0) {
+          throw new VirtfleetError("IMAGE_NOT_FOUND", `no host that is up has the image(s) ${missing.map((m) => `"${m}"`).join(", ")}`, {
+            field: imageField(spec, missing[0] as string),
+          });
+        }
+        throw new VirtfleetError("NO_CAPACITY", explainNoRoom(all, spec, placement));
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
+    }
+  }
+
+  /**
+   * Asks for one VM. Validates the spec and placement (a bad one throws ValidationError and nothing
+   * is enqueued), claims the name fleet-wide, places it on a host with room (claiming that room
+   * atomically) and enqueues the create job on that host's queue. Asking again for the same VM
    * returns the first job.
    */
   async createVm(specInput: unknown, options: CreateOptions = {}): Promise<JobHandle> {
     const spec = parseOrThrow(VmSpec, specInput, "spec");
+    const placement = parseOrThrow(
+      PlacementOptions,
+      {
+        ...(options.host === undefined ? {} : { host: options.host }),
+        ...(options.labels === undefined ? {} : { requiredLabels: options.labels }),
+        ...(options.group === undefined ? {} : { group: options.group }),
+        ...(options.policy === undefined ? {} : { policy: options.policy }),
+      },
+      "placement",
+    );
     const guestReady =
       options.guestReady === undefined || options.guestReady === false
         ? undefined
         : parseOrThrow(GuestReadyOptions, options.guestReady === true ? {} : options.guestReady, "guestReady");
-    const host = await this.place(spec, options.host);
     const jobId = `create-${randomUUID()}`;
-    const fingerprint = specFingerprint(spec);
     const record: VmRecord = {
       name: spec.name,
-      hostId: host.status.hostId,
+      hostId: "",
       state: "creating",
-      fingerprint,
+      fingerprint: specFingerprint(spec),
       jobId,
       memoryMiB: spec.memoryMiB,
       vcpus: spec.vcpus,
       labels: spec.labels,
+      ...(placement.group === undefined ? {} : { group: placement.group }),
       updatedAt: new Date().toISOString(),
     };
     const claim = await this.vms.claim(record);
@@ -132,22 +224,41 @@ export class FleetClient {
     if (claim.outcome === "clash") {
       throw new VirtfleetError(
         "NAME_CLASH",
-        `a VM named "${spec.name}" already exists with another spec (on ${claim.record.hostId})`,
-        {
-          field: "spec.name",
-        },
+        `a VM named "${spec.name}" already exists with another spec${claim.record.hostId ? ` (on ${claim.record.hostId})` : ""}`,
+        { field: "spec.name" },
       );
+    }
+    let hostId: string;
+    try {
+      hostId = await this.placeAndClaim(spec, placement, options.waitForCapacityMs ?? 0);
+      await this.vms.placed(spec.name, hostId, placement.group);
+    } catch (error) {
+      await this.vms.forget(spec.name, jobId);
+      throw error;
     }
     const data: JobData = CreateJobData.parse({
       kind: "create",
       jobId,
-      hostId: host.status.hostId,
+      hostId,
       spec,
       ...(guestReady === undefined ? {} : { guestReady }),
+      placement,
       requestedAt: new Date().toISOString(),
     });
     await this.#enqueue(data, spec.name);
     return this.job(jobId);
+  }
+
+  /** Asks for many VMs; each is placed on its own (see createVm). Returns a handle or the error of each. */
+  async createVms(specs: readonly unknown[], options: CreateOptions = {}): Promise<(JobHandle | VirtfleetError)[]> {
+    return Promise.all(
+      specs.map((spec) =>
+        this.createVm(spec, options).catch((error: unknown) => {
+          if (error instanceof VirtfleetError) return error;
+          throw error;
+        }),
+      ),
+    );
   }
 
   /** Destroys a VM wherever it lives. Destroying a VM that is gone succeeds. */
@@ -197,13 +308,17 @@ export class FleetClient {
       host: data.hostId,
       message: `placed on host ${data.hostId}`,
     });
-    await this.#queue(data.hostId).add(data.kind, data, {
-      jobId: data.jobId,
+    await this.#queue(data.hostId).add(data.kind, data, this.#jobOptions(data.jobId));
+  }
+
+  #jobOptions(jobId: string) {
+    return {
+      jobId,
       attempts: JOB_ATTEMPTS,
       backoff: { type: "exponential", delay: JOB_BACKOFF_MS, jitter: 0.5 },
       removeOnComplete: { age: 24 * 3600, count: 10_000 },
       removeOnFail: { age: 7 * 24 * 3600 },
-    });
+    };
   }
 
   /**
@@ -238,8 +353,7 @@ export class FleetClient {
             error: { code: "CANCELLED", message: "cancelled by request" },
           });
           if (record.kind === "create") {
-            const vm = await this.vms.get(record.vm);
-            if (vm?.jobId === jobId) await this.vms.remove(record.vm);
+            await this.vms.forget(record.vm, jobId);
           } else {
             const vm = await this.vms.get(record.vm);
             if (vm?.state === "destroying") await this.vms.setState(record.vm, "running");
@@ -250,6 +364,72 @@ export class FleetClient {
       await this.#redis.publish(this.keys.cancelChannel(hostId), jobId);
     }
     return "cancelling";
+  }
+
+  /**
+   * Deals with hosts whose heartbeat has expired, once per outage: create jobs still waiting in a
+   * dead host's queue are re-placed on other hosts (pinned ones fail with HOST_LOST); jobs it was
+   * running end `failed` with HOST_LOST and their room is released. Destroy jobs wait for the host to
+   * come back (the VM is there). Run by one process at a time (workers elect one). Returns the hosts
+   * it dealt with.
+   */
+  async checkHosts(): Promise<string[]> {
+    const handled: string[] = [];
+    for (const view of await this.hosts.list()) {
+      const hostId = view.status.hostId;
+      if (view.up) continue;
+      const first = await this.#redis.set(this.keys.hostDown(hostId), new Date().toISOString(), "NX");
+      if (first === null) continue;
+      await this.#hostLost(hostId);
+      handled.push(hostId);
+    }
+    return handled;
+  }
+
+  async #hostLost(hostId: string): Promise<void> {
+    const queue = this.#queue(hostId);
+    for (const job of await queue.getJobs(["active", "waiting", "delayed", "prioritized"])) {
+      if (job?.id === undefined) continue;
+      const parsed = JobData.safeParse(job.data);
+      const record = await this.log.getJob(job.id);
+      if (!parsed.success || record === undefined || isTerminal(record.phase)) continue;
+      const data = parsed.data;
+      const vm = data.kind === "create" ? data.spec.name : data.name;
+      const lost = { code: "HOST_LOST" as const, message: `host ${hostId} stopped answering` };
+      const state = await job.getState();
+      if (data.kind === "destroy") {
+        if (state !== "active") continue;
+        await this.log.append({ jobId: job.id, kind: "destroy", vm, phase: "failed", host: hostId, message: lost.message, error: lost });
+        continue;
+      }
+      if (state !== "active") {
+        const removed = await job.remove().then(
+          () => true,
+          () => false,
+        );
+        if (!removed) continue;
+      }
+      if (state === "active" || data.placement?.host !== undefined) {
+        await this.log.append({ jobId: job.id, kind: "create", vm, phase: "failed", host: hostId, message: lost.message, error: lost });
+        await this.vms.forget(vm, job.id);
+        continue;
+      }
+      // Waiting and not pinned: place it again, on another host.
+      await this.vms.ledger.release(hostId, vm);
+      try {
+        const placement = data.placement ?? PlacementOptions.parse({});
+        const next = await this.placeAndClaim(data.spec, placement, 0, [hostId]);
+        await this.vms.placed(vm, next, placement.group);
+        const moved: JobData = { ...data, hostId: next };
+        await this.log.setData(job.id, JSON.stringify(moved));
+        await this.log.append({ jobId: job.id, kind: "create", vm, phase: "placed", host: next, message: `re-placed on host ${next}: host ${hostId} was lost` });
+        await this.#queue(next).add("create", moved, this.#jobOptions(job.id));
+      } catch (error) {
+        const info = toErrorInfo(error);
+        await this.log.append({ jobId: job.id, kind: "create", vm, phase: "failed", host: hostId, message: `host ${hostId} was lost and ${info.message}`, error: info });
+        await this.vms.forget(vm, job.id);
+      }
+    }
   }
 
   /** Closes every connection; safe to call twice. */

@@ -1,21 +1,34 @@
 import { HostStatus } from "@virtfleet/core";
 import type { Redis } from "ioredis";
+import { type Allocation, CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
 
 export interface HostView {
   status: HostStatus;
   /** False when the heartbeat has expired. */
   up: boolean;
+  /** Drained by an operator (`virtfleet hosts drain`), or draining on its own (shutting down). */
+  draining: boolean;
+  /** Room offered to VMs, and how much of it is claimed. */
+  allocation: Allocation;
 }
 
 /** Hosts publish their status with a TTL; a host whose status expired is down. */
 export class HostRegistry {
   readonly #redis: Redis;
   readonly #keys: Keys;
+  readonly #ledger: CapacityLedger;
 
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
+    this.#ledger = new CapacityLedger(redis, keys);
+  }
+
+  /** Marks a host drained (it finishes what it runs, nothing new is placed on it), or undrains it. */
+  async drain(hostId: string, on = true): Promise<void> {
+    if (on) await this.#redis.set(this.#keys.drain(hostId), "1");
+    else await this.#redis.del(this.#keys.drain(hostId));
   }
 
   /** Publishes a heartbeat that lives `ttlMs`. */
@@ -34,14 +47,17 @@ export class HostRegistry {
   }
 
   async get(hostId: string): Promise<HostView | undefined> {
-    const [live, last] = await Promise.all([
+    const [live, last, drained, allocation] = await Promise.all([
       this.#redis.get(this.#keys.hostStatus(hostId)),
       this.#redis.hget(this.#keys.hosts(), hostId),
+      this.#redis.exists(this.#keys.drain(hostId)),
+      this.#ledger.get(hostId),
     ]);
     const raw = live ?? last;
     if (raw === null) return undefined;
     const parsed = HostStatus.safeParse(JSON.parse(raw));
-    return parsed.success ? { status: parsed.data, up: live !== null } : undefined;
+    if (!parsed.success) return undefined;
+    return { status: parsed.data, up: live !== null, draining: drained === 1 || parsed.data.draining, allocation };
   }
 
   /** Every host ever registered, up or down, sorted by id. */
@@ -53,6 +69,11 @@ export class HostRegistry {
 
   /** Forgets a host entirely. */
   async remove(hostId: string): Promise<void> {
-    await this.#redis.multi().del(this.#keys.hostStatus(hostId)).hdel(this.#keys.hosts(), hostId).exec();
+    await this.#redis
+      .multi()
+      .del(this.#keys.hostStatus(hostId))
+      .hdel(this.#keys.hosts(), hostId)
+      .del(this.#keys.drain(hostId))
+      .exec();
   }
 }

@@ -43,6 +43,36 @@ export class Keys {
     return `${this.prefix}:vms`;
   }
 
+  /** A host's capacity (`capMem`, `capVcpus`, written by its worker) and allocation (`mem`, `vcpus`). */
+  alloc(hostId: string): string {
+    return `${this.prefix}:alloc:${hostId}`;
+  }
+
+  /** The room each VM holds on a host: vm → "memoryMiB:vcpus". */
+  claims(hostId: string): string {
+    return `${this.prefix}:claims:${hostId}`;
+  }
+
+  /** An anti-affinity group: vm → host. */
+  group(name: string): string {
+    return `${this.prefix}:group:${name}`;
+  }
+
+  /** Held by the one worker that watches for dead hosts. */
+  monitorLock(): string {
+    return `${this.prefix}:monitor`;
+  }
+
+  /** Set once a dead host's jobs have been dealt with. */
+  hostDown(hostId: string): string {
+    return `${this.prefix}:down:${hostId}`;
+  }
+
+  /** Operator's drain mark on a host. */
+  drain(hostId: string): string {
+    return `${this.prefix}:drain:${hostId}`;
+  }
+
   /** A running job's cancel requests go to the worker holding it on this channel. */
   cancelChannel(hostId: string): string {
     return `${this.prefix}:cancel:${hostId}`;

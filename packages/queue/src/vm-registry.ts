@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
 
 export type VmState = "creating" | "running" | "destroying" | "failed";
@@ -12,6 +13,8 @@ export interface VmRecord {
   memoryMiB: number;
   vcpus: number;
   labels: Record<string, string>;
+  /** Anti-affinity group, if any. */
+  group?: string;
   updatedAt: string;
 }
 
@@ -53,6 +56,8 @@ function toFields(r: VmRecord): string[] {
     String(r.vcpus),
     "labels",
     JSON.stringify(r.labels),
+    "group",
+    r.group ?? "",
     "updatedAt",
     r.updatedAt,
   ];
@@ -62,10 +67,38 @@ function toFields(r: VmRecord): string[] {
 export class VmRegistry {
   readonly #redis: Redis;
   readonly #keys: Keys;
+  readonly ledger: CapacityLedger;
 
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
+    this.ledger = new CapacityLedger(redis, keys);
+  }
+
+  /** Records where a claimed VM was placed. */
+  async placed(name: string, hostId: string, group: string | undefined): Promise<void> {
+    const m = this.#redis.multi().hset(this.#keys.vm(name), { hostId, group: group ?? "" });
+    if (group !== undefined) m.hset(this.#keys.group(group), name, hostId);
+    await m.exec();
+  }
+
+  /** How many VMs of a group each host holds. */
+  async groupCounts(group: string): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const host of await this.#redis.hvals(this.#keys.group(group))) counts.set(host, (counts.get(host) ?? 0) + 1);
+    return counts;
+  }
+
+  /**
+   * Forgets a VM: gives its room back, leaves its group, drops its record. With `jobId`, only when the
+   * record is that job's (a newer create of the same name is left alone). Safe to call twice.
+   */
+  async forget(name: string, jobId?: string): Promise<void> {
+    const record = await this.get(name);
+    if (record === undefined || (jobId !== undefined && record.jobId !== jobId)) return;
+    if (record.hostId !== "") await this.ledger.release(record.hostId, name);
+    if (record.group !== undefined) await this.#redis.hdel(this.#keys.group(record.group), name);
+    await this.remove(name);
   }
 
   /** Claims `record.name` for a new create, atomically; tells whether the same VM or another holds it. */
@@ -97,6 +130,7 @@ export class VmRegistry {
       memoryMiB: Number(h.memoryMiB ?? 0),
       vcpus: Number(h.vcpus ?? 0),
       labels: h.labels === undefined ? {} : (JSON.parse(h.labels) as Record<string, string>),
+      ...(h.group === undefined || h.group === "" ? {} : { group: h.group }),
       updatedAt: h.updatedAt ?? "",
     };
   }

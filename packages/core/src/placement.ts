@@ -1,0 +1,98 @@
+import { z } from "zod";
+import { HostId, Token } from "./names.js";
+import { LabelKey, LabelValue, type VmSpec } from "./vm-spec.js";
+
+export const PlacementPolicy = z.enum(["spread", "pack"]);
+export type PlacementPolicy = z.infer<typeof PlacementPolicy>;
+
+/** How a create is placed: all optional; by default, spread over every host with room. */
+export const PlacementOptions = z
+  .object({
+    /** Pin to this host: it gets the VM or the request fails. */
+    host: HostId.optional(),
+    /** Only hosts carrying every one of these labels. */
+    requiredLabels: z.record(LabelKey, LabelValue).default({}),
+    /** Anti-affinity: VMs of one group go to different hosts where possible. */
+    group: Token.optional(),
+    policy: PlacementPolicy.default("spread"),
+  })
+  .strict();
+export type PlacementOptions = z.infer<typeof PlacementOptions>;
+
+/** What placement knows of a host. */
+export interface HostCandidate {
+  hostId: string;
+  up: boolean;
+  draining: boolean;
+  labels: Record<string, string>;
+  images: readonly string[];
+  virtTypes: readonly string[];
+  capacity: { memoryMiB: number; vcpus: number };
+  allocated: { memoryMiB: number; vcpus: number };
+  /** VMs of the request's anti-affinity group already on this host. */
+  groupMembers: number;
+}
+
+/** The images a spec needs, by name as the caller wrote them. */
+export function requiredImages(spec: VmSpec): string[] {
+  const images = spec.disks.flatMap((d) => (d.backing === undefined ? [] : [d.backing]));
+  if (spec.install.method === "cdrom") images.push(spec.install.image);
+  if (spec.install.method === "kernel") {
+    images.push(spec.install.kernel);
+    if (spec.install.initrd !== undefined) images.push(spec.install.initrd);
+  }
+  return images;
+}
+
+/** True when the store holds the image under its name or its name plus a suffix (`tiny` → `tiny.qcow2`). */
+export function hasImage(store: readonly string[], image: string): boolean {
+  return store.some((file) => file === image || (file.startsWith(`${image}.`) && !file.slice(image.length + 1).includes(".")));
+}
+
+export type Rejection = "down" | "draining" | "labels" | "image" | "virt-type" | "room";
+
+/** Why a host cannot take the VM, or undefined when it can. */
+export function rejectHost(host: HostCandidate, spec: VmSpec, options: PlacementOptions): Rejection | undefined {
+  if (!host.up) return "down";
+  if (host.draining) return "draining";
+  for (const [k, v] of Object.entries(options.requiredLabels)) if (host.labels[k] !== v) return "labels";
+  if (!requiredImages(spec).every((i) => hasImage(host.images, i))) return "image";
+  if (spec.virtType !== undefined && !host.virtTypes.includes(spec.virtType)) return "virt-type";
+  if (
+    host.allocated.memoryMiB + spec.memoryMiB > host.capacity.memoryMiB ||
+    host.allocated.vcpus + spec.vcpus > host.capacity.vcpus
+  ) {
+    return "room";
+  }
+  return undefined;
+}
+
+/**
+ * The hosts that can take the VM, best first: fewest VMs of the request's group (anti-affinity),
+ * then by policy: `spread` most free memory first, `pack` least free memory first; then by id.
+ * The caller claims room atomically in this order (the first host whose claim succeeds wins).
+ */
+export function rankHosts(hosts: readonly HostCandidate[], spec: VmSpec, options: PlacementOptions): string[] {
+  const free = (h: HostCandidate) => h.capacity.memoryMiB - h.allocated.memoryMiB;
+  return hosts
+    .filter((h) => rejectHost(h, spec, options) === undefined)
+    .sort((a, b) => {
+      if (a.groupMembers !== b.groupMembers) return a.groupMembers - b.groupMembers;
+      const byRoom = options.policy === "spread" ? free(b) - free(a) : free(a) - free(b);
+      if (byRoom !== 0) return byRoom;
+      return a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0;
+    })
+    .map((h) => h.hostId);
+}
+
+/** A one-line reason for NO_CAPACITY: how many hosts were turned down and why. */
+export function explainNoRoom(hosts: readonly HostCandidate[], spec: VmSpec, options: PlacementOptions): string {
+  if (hosts.length === 0) return "no host is registered in the fleet";
+  const counts = new Map<Rejection, number>();
+  for (const h of hosts) {
+    const r = rejectHost(h, spec, options) ?? "room";
+    counts.set(r, (counts.get(r) ?? 0) + 1);
+  }
+  const parts = [...counts].map(([r, n]) => `${n} ${r === "room" ? "without room" : r === "down" ? "down" : r === "draining" ? "draining" : r === "labels" ? "without the labels" : r === "image" ? "without the images" : "without the virt type"}`);
+  return `no host can take ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s): ${parts.join(", ")}`;
+}
