@@ -4,10 +4,10 @@ import {
   PlacementOptions,
   parseOrThrow,
   type StreamedEvent,
+  toErrorInfo,
   ValidationError,
   VirtfleetError,
   VmSpec,
-  toErrorInfo,
 } from "@virtfleet/core";
 import { FleetClient, type JobHandle } from "@virtfleet/queue";
 import { Command, CommanderError, Option } from "commander";
@@ -205,7 +205,9 @@ async function main(argv: string[]): Promise<number> {
           }
           handles.push(r.handle);
           if (!flags.wait) {
-            cli.print(cli.json ? JSON.stringify({ jobId: r.handle.id, vm: r.spec.name }) : `${r.spec.name}\t${r.handle.id}`);
+            cli.print(
+              cli.json ? JSON.stringify({ jobId: r.handle.id, vm: r.spec.name }) : `${r.spec.name}\t${r.handle.id}`,
+            );
           }
         }
         const followed = flags.wait ? await cli.follow(handles) : EXIT_OK;

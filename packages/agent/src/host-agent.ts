@@ -12,7 +12,16 @@ import {
   type VirtType,
 } from "@virtfleet/core";
 import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hypervisor";
-import { closeRedis, createRedis, EventLog, FleetClient, HostRegistry, Keys, quietErrors, VmRegistry } from "@virtfleet/queue";
+import {
+  closeRedis,
+  createRedis,
+  EventLog,
+  FleetClient,
+  HostRegistry,
+  Keys,
+  quietErrors,
+  VmRegistry,
+} from "@virtfleet/queue";
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -121,7 +130,10 @@ export class HostAgent {
     this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
     this.#queue = new Queue(this.keys.hostQueue(this.hostId), { connection: this.#redis, prefix: this.keys.prefix });
-    this.#fleet = new FleetClient({ redisUrl: options.redisUrl, ...(options.prefix === undefined ? {} : { prefix: options.prefix }) });
+    this.#fleet = new FleetClient({
+      redisUrl: options.redisUrl,
+      ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+    });
   }
 
   async start(): Promise<void> {
@@ -288,7 +300,11 @@ export class HostAgent {
       ((await this.#redis.get(key)) === this.#instance && (await this.#redis.pexpire(key, lockMs)) === 1);
     if (!got) return;
     const lost = await this.#fleet.checkHosts();
-    if (lost.length > 0) this.#logger.warn({ hosts: lost }, "hosts lost: their waiting jobs were re-placed, running ones failed HOST_LOST");
+    if (lost.length > 0)
+      this.#logger.warn(
+        { hosts: lost },
+        "hosts lost: their waiting jobs were re-placed, running ones failed HOST_LOST",
+      );
   }
 
   /** Jobs BullMQ failed on its own (stalled too often) get their terminal event. */

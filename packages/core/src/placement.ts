@@ -46,7 +46,9 @@ export function requiredImages(spec: VmSpec): string[] {
 
 /** True when the store holds the image under its name or its name plus a suffix (`tiny` → `tiny.qcow2`). */
 export function hasImage(store: readonly string[], image: string): boolean {
-  return store.some((file) => file === image || (file.startsWith(`${image}.`) && !file.slice(image.length + 1).includes(".")));
+  return store.some(
+    (file) => file === image || (file.startsWith(`${image}.`) && !file.slice(image.length + 1).includes(".")),
+  );
 }
 
 export type Rejection = "down" | "draining" | "labels" | "image" | "virt-type" | "room";
@@ -93,6 +95,9 @@ export function explainNoRoom(hosts: readonly HostCandidate[], spec: VmSpec, opt
     const r = rejectHost(h, spec, options) ?? "room";
     counts.set(r, (counts.get(r) ?? 0) + 1);
   }
-  const parts = [...counts].map(([r, n]) => `${n} ${r === "room" ? "without room" : r === "down" ? "down" : r === "draining" ? "draining" : r === "labels" ? "without the labels" : r === "image" ? "without the images" : "without the virt type"}`);
+  const parts = [...counts].map(
+    ([r, n]) =>
+      `${n} ${r === "room" ? "without room" : r === "down" ? "down" : r === "draining" ? "draining" : r === "labels" ? "without the labels" : r === "image" ? "without the images" : "without the virt type"}`,
+  );
   return `no host can take ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s): ${parts.join(", ")}`;
 }

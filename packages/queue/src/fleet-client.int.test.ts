@@ -2,9 +2,9 @@ import { HostStatus, VirtfleetError } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
+import { CapacityLedger } from "./capacity.js";
 import { EventLog } from "./event-log.js";
 import { FleetClient } from "./fleet-client.js";
-import { CapacityLedger } from "./capacity.js";
 import { Keys } from "./keys.js";
 
 function status(hostId: string, extra: Partial<HostStatus> = {}): HostStatus {

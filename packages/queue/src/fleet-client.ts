@@ -2,22 +2,22 @@ import { randomUUID } from "node:crypto";
 import {
   CreateJobData,
   DestroyJobData,
-  GuestReadyOptions,
   explainNoRoom,
-  hasImage,
-  requiredImages,
+  GuestReadyOptions,
   type HostCandidate,
   HostId,
+  hasImage,
   isTerminal,
-  toErrorInfo,
-  PlacementOptions,
-  rankHosts,
-  rejectHost,
   JobData,
   JobId,
+  PlacementOptions,
   parseOrThrow,
+  rankHosts,
+  rejectHost,
+  requiredImages,
   specFingerprint,
   type TerminalPhase,
+  toErrorInfo,
   VirtfleetError,
   VmName,
   VmSpec,
@@ -70,7 +70,8 @@ function imageField(spec: VmSpec, image: string): string {
   const disk = spec.disks.findIndex((d) => d.backing === image);
   if (disk >= 0) return `spec.disks.${disk}.backing`;
   if (spec.install.method === "cdrom") return "spec.install.image";
-  if (spec.install.method === "kernel") return spec.install.kernel === image ? "spec.install.kernel" : "spec.install.initrd";
+  if (spec.install.method === "kernel")
+    return spec.install.kernel === image ? "spec.install.kernel" : "spec.install.initrd";
   return "spec";
 }
 
@@ -143,7 +144,12 @@ export class FleetClient {
    * claim succeeds. Throws HOST_NOT_FOUND for a pinned host that is unknown or down, NO_CAPACITY when
    * no host has room (after waiting up to `waitMs` for room to free up).
    */
-  async placeAndClaim(spec: VmSpec, placement: PlacementOptions, waitMs = 0, exclude: readonly string[] = []): Promise<string> {
+  async placeAndClaim(
+    spec: VmSpec,
+    placement: PlacementOptions,
+    waitMs = 0,
+    exclude: readonly string[] = [],
+  ): Promise<string> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const all = (await this.candidates(placement.group)).filter((h) => !exclude.includes(h.hostId));
@@ -153,11 +159,19 @@ export class FleetClient {
         if (pinned === undefined) {
           throw new VirtfleetError("HOST_NOT_FOUND", `no host "${placement.host}" in the fleet`, { field: "host" });
         }
-        if (!pinned.up) throw new VirtfleetError("HOST_NOT_FOUND", `host "${placement.host}" is down`, { field: "host" });
+        if (!pinned.up)
+          throw new VirtfleetError("HOST_NOT_FOUND", `host "${placement.host}" is down`, { field: "host" });
         const why = rejectHost(pinned, spec, { ...placement, requiredLabels: {} });
-        if (why === "draining") throw new VirtfleetError("NO_CAPACITY", `host "${placement.host}" is draining`, { field: "host" });
-        if (why === "image") throw new VirtfleetError("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`, { field: "host" });
-        if (why === "virt-type") throw new VirtfleetError("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, { field: "spec.virtType" });
+        if (why === "draining")
+          throw new VirtfleetError("NO_CAPACITY", `host "${placement.host}" is draining`, { field: "host" });
+        if (why === "image")
+          throw new VirtfleetError("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`, {
+            field: "host",
+          });
+        if (why === "virt-type")
+          throw new VirtfleetError("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, {
+            field: "spec.virtType",
+          });
         order = [pinned.hostId];
       } else {
         // Every eligible host, best first; the claim script is the judge of room.
@@ -170,13 +184,20 @@ export class FleetClient {
       if (host !== undefined) return host;
       if (Date.now() >= deadline) {
         if (placement.host !== undefined) {
-          throw new VirtfleetError("NO_CAPACITY", `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`);
+          throw new VirtfleetError(
+            "NO_CAPACITY",
+            `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`,
+          );
         }
         const missing = missingImages(all, spec);
         if (missing.length > 0) {
-          throw new VirtfleetError("IMAGE_NOT_FOUND", `no host that is up has the image(s) ${missing.map((m) => `"${m}"`).join(", ")}`, {
-            field: imageField(spec, missing[0] as string),
-          });
+          throw new VirtfleetError(
+            "IMAGE_NOT_FOUND",
+            `no host that is up has the image(s) ${missing.map((m) => `"${m}"`).join(", ")}`,
+            {
+              field: imageField(spec, missing[0] as string),
+            },
+          );
         }
         throw new VirtfleetError("NO_CAPACITY", explainNoRoom(all, spec, placement));
       }
@@ -399,7 +420,15 @@ export class FleetClient {
       const state = await job.getState();
       if (data.kind === "destroy") {
         if (state !== "active") continue;
-        await this.log.append({ jobId: job.id, kind: "destroy", vm, phase: "failed", host: hostId, message: lost.message, error: lost });
+        await this.log.append({
+          jobId: job.id,
+          kind: "destroy",
+          vm,
+          phase: "failed",
+          host: hostId,
+          message: lost.message,
+          error: lost,
+        });
         continue;
       }
       if (state !== "active") {
@@ -410,7 +439,15 @@ export class FleetClient {
         if (!removed) continue;
       }
       if (state === "active" || data.placement?.host !== undefined) {
-        await this.log.append({ jobId: job.id, kind: "create", vm, phase: "failed", host: hostId, message: lost.message, error: lost });
+        await this.log.append({
+          jobId: job.id,
+          kind: "create",
+          vm,
+          phase: "failed",
+          host: hostId,
+          message: lost.message,
+          error: lost,
+        });
         await this.vms.forget(vm, job.id);
         continue;
       }
@@ -422,11 +459,26 @@ export class FleetClient {
         await this.vms.placed(vm, next, placement.group);
         const moved: JobData = { ...data, hostId: next };
         await this.log.setData(job.id, JSON.stringify(moved));
-        await this.log.append({ jobId: job.id, kind: "create", vm, phase: "placed", host: next, message: `re-placed on host ${next}: host ${hostId} was lost` });
+        await this.log.append({
+          jobId: job.id,
+          kind: "create",
+          vm,
+          phase: "placed",
+          host: next,
+          message: `re-placed on host ${next}: host ${hostId} was lost`,
+        });
         await this.#queue(next).add("create", moved, this.#jobOptions(job.id));
       } catch (error) {
         const info = toErrorInfo(error);
-        await this.log.append({ jobId: job.id, kind: "create", vm, phase: "failed", host: hostId, message: `host ${hostId} was lost and ${info.message}`, error: info });
+        await this.log.append({
+          jobId: job.id,
+          kind: "create",
+          vm,
+          phase: "failed",
+          host: hostId,
+          message: `host ${hostId} was lost and ${info.message}`,
+          error: info,
+        });
         await this.vms.forget(vm, job.id);
       }
     }
