@@ -274,4 +274,40 @@ describe("CapacityLedger", () => {
     expect(await mine.release("h1", "vm")).toBe(true);
     expect((await theirs.get("h1")).allocated).toEqual({ memoryMiB: 1024, vcpus: 1 });
   });
+
+  test("a concurrent burst spreads evenly by live free room, and an anti-affinity group takes distinct hosts", async ({
+    prefix,
+    redis,
+  }) => {
+    const keys = new Keys(prefix);
+    const ledger = new CapacityLedger(redis, keys);
+    for (const h of ["h1", "h2", "h3"]) {
+      await ledger.setCapacity(h, 2560, 10);
+      await up(redis, keys, h);
+    }
+    const hosts = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => ledger.claim(["h1", "h2", "h3"], `s${i}`, 256, 1, { policy: "spread" })),
+    );
+    const per = (h: string) => hosts.filter((x) => x === h).length;
+    expect([per("h1"), per("h2"), per("h3")]).toEqual([10, 10, 10]);
+    for (const i of [0, 1, 2]) await ledger.release(["h1", "h2", "h3"][i] as string, `s${i}`);
+
+    const group = await Promise.all(
+      ["g1", "g2", "g3"].map((vm) => ledger.claim(["h1", "h2", "h3"], vm, 256, 1, { policy: "pack", group: "web" })),
+    );
+    expect(new Set(group).size).toBe(3);
+    expect(await redis.hgetall(keys.group("web"))).toEqual({ g1: group[0], g2: group[1], g3: group[2] });
+  });
+
+  test("a VM holding room on one host is never given room on another too", async ({ prefix, redis }) => {
+    const keys = new Keys(prefix);
+    const ledger = new CapacityLedger(redis, keys);
+    for (const h of ["h1", "h2"]) {
+      await ledger.setCapacity(h, 4096, 4);
+      await up(redis, keys, h);
+    }
+    expect(await ledger.claim(["h2"], "vm", 512, 1)).toBe("h2");
+    expect(await ledger.claim(["h1", "h2"], "vm", 512, 1, { policy: "spread" })).toBe("h2");
+    expect((await ledger.get("h1")).allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
+  });
 });

@@ -1,29 +1,48 @@
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
 
-// Claims room for a VM on the first host, in the given order, that is up and has it. Atomic: no two
-// claims can both fit the last of a host's room. A VM that already holds a claim on a host keeps it.
-// KEYS: per host, 3 keys: alloc hash, claims hash, live status. ARGV: vm, memoryMiB, vcpus.
+// Claims room for a VM on the best of the given hosts that is up and has room, judged on the live
+// numbers, atomically: no two claims can both fit the last of a host's room, and a burst of
+// concurrent requests spreads (or packs) as it would one by one. Best: fewest VMs of the request's
+// anti-affinity group, then by policy ('spread': most free memory, 'pack': least, 'order': the
+// first in the given order), then the given order. A VM that already holds a claim keeps it.
+// KEYS: group hash (or any key when there is no group), then per host: alloc hash, claims hash,
+// live status. ARGV: vm, memoryMiB, vcpus, policy, hasGroup ('1'/'0'), host ids...
 const CLAIM = `
 local mem = tonumber(ARGV[2])
 local vcpus = tonumber(ARGV[3])
-for i = 1, #KEYS, 3 do
-  local alloc, claims, status = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-  if redis.call('HEXISTS', claims, ARGV[1]) == 1 then return (i - 1) / 3 + 1 end
+local policy = ARGV[4]
+local grouped = ARGV[5] == '1'
+local counts = {}
+if grouped then
+  for _, h in ipairs(redis.call('HVALS', KEYS[1])) do counts[h] = (counts[h] or 0) + 1 end
+end
+local best, bestCount, bestFree = nil, nil, nil
+local n = (#KEYS - 1) / 3
+for i = 1, n do
+  local alloc, claims, status = KEYS[(i - 1) * 3 + 2], KEYS[(i - 1) * 3 + 3], KEYS[(i - 1) * 3 + 4]
+  if redis.call('HEXISTS', claims, ARGV[1]) == 1 then return i end
   if redis.call('EXISTS', status) == 1 then
     local capM = tonumber(redis.call('HGET', alloc, 'capMem') or '0')
     local capV = tonumber(redis.call('HGET', alloc, 'capVcpus') or '0')
     local m = tonumber(redis.call('HGET', alloc, 'mem') or '0')
     local v = tonumber(redis.call('HGET', alloc, 'vcpus') or '0')
     if m + mem <= capM and v + vcpus <= capV then
-      redis.call('HINCRBY', alloc, 'mem', mem)
-      redis.call('HINCRBY', alloc, 'vcpus', vcpus)
-      redis.call('HSET', claims, ARGV[1], ARGV[2] .. ':' .. ARGV[3])
-      return (i - 1) / 3 + 1
+      local free = capM - m
+      local c = counts[ARGV[5 + i]] or 0
+      local better = best == nil or c < bestCount or
+        (c == bestCount and ((policy == 'spread' and free > bestFree) or (policy == 'pack' and free < bestFree)))
+      if better then best, bestCount, bestFree = i, c, free end
     end
   end
 end
-return 0
+if best == nil then return 0 end
+local alloc, claims = KEYS[(best - 1) * 3 + 2], KEYS[(best - 1) * 3 + 3]
+redis.call('HINCRBY', alloc, 'mem', mem)
+redis.call('HINCRBY', alloc, 'vcpus', vcpus)
+redis.call('HSET', claims, ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+if grouped then redis.call('HSET', KEYS[1], ARGV[1], ARGV[5 + best]) end
+return best
 `;
 
 // Gives a VM's room back, once. KEYS: alloc hash, claims hash. ARGV: vm.
@@ -57,11 +76,35 @@ export class CapacityLedger {
     await this.#redis.hset(this.#keys.alloc(hostId), { capMem: String(memoryMiB), capVcpus: String(vcpus) });
   }
 
-  /** Claims the VM's room on the first of `hostIds` that is up and has it; returns that host, or undefined. */
-  async claim(hostIds: readonly string[], vm: string, memoryMiB: number, vcpus: number): Promise<string | undefined> {
+  /**
+   * Claims the VM's room on the best of `hostIds` that is up and has it (see the script above);
+   * returns that host, or undefined when none has room. Default policy `order`: the first that fits.
+   */
+  async claim(
+    hostIds: readonly string[],
+    vm: string,
+    memoryMiB: number,
+    vcpus: number,
+    options: { policy?: "spread" | "pack" | "order"; group?: string } = {},
+  ): Promise<string | undefined> {
     if (hostIds.length === 0) return undefined;
-    const keys = hostIds.flatMap((h) => [this.#keys.alloc(h), this.#keys.claims(h), this.#keys.hostStatus(h)]);
-    const index = (await this.#redis.eval(CLAIM, keys.length, ...keys, vm, String(memoryMiB), String(vcpus))) as number;
+    const groupKey =
+      options.group === undefined ? this.#keys.alloc(hostIds[0] as string) : this.#keys.group(options.group);
+    const keys = [
+      groupKey,
+      ...hostIds.flatMap((h) => [this.#keys.alloc(h), this.#keys.claims(h), this.#keys.hostStatus(h)]),
+    ];
+    const index = (await this.#redis.eval(
+      CLAIM,
+      keys.length,
+      ...keys,
+      vm,
+      String(memoryMiB),
+      String(vcpus),
+      options.policy ?? "order",
+      options.group === undefined ? "0" : "1",
+      ...hostIds,
+    )) as number;
     return index === 0 ? undefined : hostIds[index - 1];
   }
 

@@ -180,7 +180,10 @@ export class FleetClient {
         const withRoom = rankHosts(all, spec, placement);
         order = [...withRoom, ...order.filter((h) => !withRoom.includes(h))];
       }
-      const host = await this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus);
+      const host = await this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus, {
+        policy: placement.host !== undefined ? "order" : placement.policy,
+        ...(placement.group === undefined ? {} : { group: placement.group }),
+      });
       if (host !== undefined) return host;
       if (Date.now() >= deadline) {
         if (placement.host !== undefined) {
