@@ -2,6 +2,9 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // One test file at a time across projects: the end-to-end and chaos suites run real VMs on a
+    // 2-core machine and must not compete with each other.
+    maxWorkers: 1,
     projects: [
       {
         test: {

@@ -186,7 +186,14 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
   it("bad input exits 2, names the flag, and enqueues nothing", async () => {
     const redis = new Redis(fleet.redisUrl);
     try {
-      const before = await redis.keys(`${fleet.prefix}:*`);
+      // What a create would write: job records and events, VM records and claims, queued jobs.
+      const written = async () => ({
+        jobs: (await redis.keys(`${fleet.prefix}:job:*`)).sort(),
+        vms: (await redis.keys(`${fleet.prefix}:vm*`)).sort(),
+        claims: await redis.hgetall(`${fleet.prefix}:claims:${worker.hostId}`),
+        queued: await redis.llen(`${fleet.prefix}:host.${worker.hostId}:wait`),
+      });
+      const before = await written();
       const cases: [string[], RegExp][] = [
         [["create", "--name", "Bad_Name", "--memory", "256", "--import", "--disk", "size=1"], /--name/],
         [["create", "--name", "ok", "--memory", "12", "--import", "--disk", "size=1"], /--memory/],
@@ -221,7 +228,7 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
         expect(r.code, args.join(" ")).toBe(2);
         expect(r.stderr).toMatch(message);
       }
-      expect(await redis.keys(`${fleet.prefix}:*`)).toEqual(before);
+      expect(await written()).toEqual(before);
     } finally {
       redis.disconnect();
     }
