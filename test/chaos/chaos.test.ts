@@ -48,7 +48,12 @@ describe("chaos: kills, a Redis restart, an injected failure, cancels and duplic
       imageDir: inject("imageDir"),
       testRoot: inject("testRoot"),
     };
-    const start = () => startWorker(f, { hostId: HOST, faultDir: faults, env: { VIRTFLEET_CONCURRENCY: "4", VIRTFLEET_CAPACITY_MEMORY_MB: "16384", VIRTFLEET_CAPACITY_VCPUS: "64" } });
+    const start = () =>
+      startWorker(f, {
+        hostId: HOST,
+        faultDir: faults,
+        env: { VIRTFLEET_CONCURRENCY: "4", VIRTFLEET_CAPACITY_MEMORY_MB: "16384", VIRTFLEET_CAPACITY_VCPUS: "64" },
+      });
     worker = await start();
     storageDir = worker.storageDir;
     cleanupDirs = [storageDir];

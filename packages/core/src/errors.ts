@@ -17,6 +17,13 @@ export const ErrorCode = z.enum([
   "LIBVIRT_UNAVAILABLE",
   "OUT_OF_DISK",
   "CANCELLED",
+  "QUOTA_EXCEEDED",
+  "UNAUTHENTICATED",
+  "FORBIDDEN",
+  "NOT_FOUND",
+  "IDEMPOTENCY_CONFLICT",
+  "RATE_LIMITED",
+  "PAYLOAD_TOO_LARGE",
   "INTERNAL",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
@@ -37,6 +44,12 @@ const PERMANENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "OUT_OF_DISK",
   "CANCELLED",
   "GUEST_TIMEOUT",
+  "QUOTA_EXCEEDED",
+  "UNAUTHENTICATED",
+  "FORBIDDEN",
+  "NOT_FOUND",
+  "IDEMPOTENCY_CONFLICT",
+  "PAYLOAD_TOO_LARGE",
 ]);
 
 export function isPermanent(code: ErrorCode): boolean {

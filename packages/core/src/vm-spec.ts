@@ -63,8 +63,8 @@ export const LabelValue = z
   .regex(/^[A-Za-z0-9._-]*$/, "must be letters, digits, '.', '_' or '-'");
 export const Labels = z.record(LabelKey, LabelValue);
 
-/** What a caller asks for: one VM. */
-export const VmSpec = z
+/** The fields of a VM spec, before the checks that span fields. */
+export const VmSpecFields = z
   .object({
     name: VmName,
     /** Memory in MiB. */
@@ -80,12 +80,17 @@ export const VmSpec = z
     virtType: VirtType.optional(),
     labels: Labels.default({}),
   })
-  .strict()
-  .superRefine((spec, ctx) => {
-    if (spec.install.method === "import" && spec.disks.length === 0) {
-      ctx.addIssue({ code: "custom", path: ["disks"], message: "--import needs at least one disk to boot from" });
-    }
-  });
+  .strict();
+
+/** Checks that span fields: an import boots from a disk. */
+export function checkSpec(spec: { install: InstallSpec; disks: unknown[] }, ctx: z.RefinementCtx): void {
+  if (spec.install.method === "import" && spec.disks.length === 0) {
+    ctx.addIssue({ code: "custom", path: ["disks"], message: "--import needs at least one disk to boot from" });
+  }
+}
+
+/** What a caller asks for: one VM. */
+export const VmSpec = VmSpecFields.superRefine(checkSpec);
 export type VmSpec = z.infer<typeof VmSpec>;
 export type VmSpecInput = z.input<typeof VmSpec>;
 

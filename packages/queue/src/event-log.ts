@@ -26,6 +26,9 @@ export interface JobRecord {
   createdAt: string;
   updatedAt: string;
   error: ErrorInfo | undefined;
+  tenant: string | undefined;
+  batchId: string | undefined;
+  callbackUrl: string | undefined;
 }
 
 export interface EventInput {
@@ -41,11 +44,20 @@ export interface EventInput {
 
 // Appends an event unless the job already ended: a job's terminal event is its last.
 // KEYS: job hash, job stream, all-events stream. ARGV: event json, phase, percent, message, at, host, error json, ttl, terminal?, maxlen, allMaxlen
+// A job of a batch also appends to the batch's stream, and its terminal event counts toward the
+// batch's end. ARGV[12]: the key prefix.
 const APPEND = `
 local phase = redis.call('HGET', KEYS[1], 'phase')
 if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return false end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 'e', ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', 'e', ARGV[1])
+local batch = redis.call('HGET', KEYS[1], 'batch')
+if batch then
+  local bkey = ARGV[12] .. ':batch:' .. batch
+  redis.call('XADD', bkey .. ':events', '*', 'e', ARGV[1])
+  if ARGV[9] == '1' then redis.call('HINCRBY', bkey, 'ended', 1) end
+  redis.call('EXPIRE', bkey .. ':events', ARGV[8])
+end
 redis.call('HSET', KEYS[1], 'phase', ARGV[2], 'percent', ARGV[3], 'message', ARGV[4], 'updatedAt', ARGV[5])
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'hostId', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[7]) end
@@ -65,7 +77,16 @@ export class EventLog {
   }
 
   /** Creates a job's record. */
-  async createJob(record: { jobId: string; kind: JobKind; vm: string; hostId?: string; data: string }): Promise<void> {
+  async createJob(record: {
+    jobId: string;
+    kind: JobKind;
+    vm: string;
+    hostId?: string;
+    data: string;
+    tenant?: string;
+    batchId?: string;
+    callbackUrl?: string;
+  }): Promise<void> {
     const now = new Date().toISOString();
     await this.#redis
       .multi()
@@ -80,6 +101,9 @@ export class EventLog {
         createdAt: now,
         updatedAt: now,
         data: record.data,
+        ...(record.tenant === undefined ? {} : { tenant: record.tenant }),
+        ...(record.batchId === undefined ? {} : { batch: record.batchId }),
+        ...(record.callbackUrl === undefined ? {} : { callbackUrl: record.callbackUrl }),
       })
       .expire(this.#keys.job(record.jobId), JOB_TTL_SEC)
       .exec();
@@ -115,6 +139,7 @@ export class EventLog {
       isTerminal(event.phase) ? "1" : "0",
       String(JOB_STREAM_MAXLEN),
       String(ALL_EVENTS_MAXLEN),
+      this.#keys.prefix,
     );
     return typeof id === "string" ? id : undefined;
   }
@@ -133,6 +158,9 @@ export class EventLog {
       createdAt: h.createdAt ?? "",
       updatedAt: h.updatedAt ?? "",
       error: h.error === undefined ? undefined : (JSON.parse(h.error) as ErrorInfo),
+      tenant: h.tenant,
+      batchId: h.batch,
+      callbackUrl: h.callbackUrl,
     };
   }
 
@@ -164,6 +192,21 @@ export class EventLog {
         ? await redis.xread("COUNT", 1000, "STREAMS", key, afterId)
         : await redis.xread("COUNT", 1000, "BLOCK", blockMs, "STREAMS", key, afterId);
     return parseStreamReply(reply);
+  }
+
+  /** A batch's events after `afterId`; with `blockMs`, waits that long for the first new one. */
+  async readBatch(
+    batchId: string,
+    afterId: string,
+    blockMs: number | undefined,
+    redis: Redis = this.#redis,
+  ): Promise<StreamedEvent[]> {
+    const key = this.#keys.batchEvents(batchId);
+    const reply =
+      blockMs === undefined
+        ? await redis.xread("COUNT", 1000, "STREAMS", key, afterId)
+        : await redis.xread("COUNT", 1000, "BLOCK", blockMs, "STREAMS", key, afterId);
+    return parseStreamReply(reply as StreamReply);
   }
 
   /** Events of every job after `afterId` ("$" for only new ones). */

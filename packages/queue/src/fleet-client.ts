@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   CreateJobData,
   DestroyJobData,
+  type ErrorInfo,
   explainNoRoom,
   GuestReadyOptions,
   type HostCandidate,
@@ -29,6 +30,7 @@ import { EventLog } from "./event-log.js";
 import { HostRegistry, type HostView } from "./host-registry.js";
 import { JobHandle } from "./job-handle.js";
 import { Keys } from "./keys.js";
+import type { QuotaLimits } from "./quota.js";
 import { type VmRecord, VmRegistry } from "./vm-registry.js";
 
 export interface FleetClientOptions {
@@ -49,6 +51,13 @@ export interface CreateOptions {
   policy?: "spread" | "pack";
   /** When no host has room, keep trying this long before NO_CAPACITY. Default 0. */
   waitForCapacityMs?: number;
+  /** The API tenant that will own the VM; its quota is enforced at admission. */
+  tenant?: string;
+  quota?: QuotaLimits;
+  /** Set by createBatch. */
+  batchId?: string;
+  /** Terminal events are POSTed here (by the API's webhook dispatcher). */
+  callbackUrl?: string;
   /** Wait for the guest's ready line on its serial console. */
   guestReady?: Partial<GuestReadyOptions> | boolean;
 }
@@ -56,6 +65,15 @@ export interface CreateOptions {
 export interface DestroyOptions {
   /** The host to destroy on when the fleet does not know the VM. */
   host?: string;
+  /** Only a VM of this tenant (others are VM_NOT_FOUND). */
+  tenant?: string;
+  callbackUrl?: string;
+}
+
+export interface BatchItemResult {
+  vm: string;
+  jobId?: string;
+  error?: ErrorInfo;
 }
 
 /** Images the spec needs that no up host has. */
@@ -104,6 +122,11 @@ export class FleetClient {
       this.#queues.set(hostId, queue);
     }
     return queue;
+  }
+
+  /** Job counts of a host's queue, by BullMQ state. */
+  async queueCounts(hostId: string): Promise<Record<string, number>> {
+    return this.#queue(hostId).getJobCounts("waiting", "active", "delayed", "failed", "completed", "prioritized");
   }
 
   /** A new blocking connection (for following events). */
@@ -241,6 +264,7 @@ export class FleetClient {
       vcpus: spec.vcpus,
       labels: spec.labels,
       ...(placement.group === undefined ? {} : { group: placement.group }),
+      ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
       updatedAt: new Date().toISOString(),
     };
     const claim = await this.vms.claim(record);
@@ -254,6 +278,20 @@ export class FleetClient {
     }
     let hostId: string;
     try {
+      if (options.tenant !== undefined) {
+        const over = await this.vms.quotas.admit(
+          options.tenant,
+          spec.name,
+          spec.memoryMiB,
+          spec.vcpus,
+          options.quota ?? {},
+        );
+        if (over !== "ok") {
+          throw new VirtfleetError("QUOTA_EXCEEDED", `tenant ${options.tenant} would exceed its ${over} quota`, {
+            field: `quota.${over}`,
+          });
+        }
+      }
       hostId = await this.placeAndClaim(spec, placement, options.waitForCapacityMs ?? 0);
       await this.vms.placed(spec.name, hostId, placement.group);
     } catch (error) {
@@ -269,8 +307,80 @@ export class FleetClient {
       placement,
       requestedAt: new Date().toISOString(),
     });
-    await this.#enqueue(data, spec.name);
+    await this.#enqueue(data, spec.name, options);
     return this.job(jobId);
+  }
+
+  /**
+   * Asks for many VMs as one batch: each is admitted and placed on its own (one refused does not
+   * stop the others); the batch has one event stream and ends when every VM's job has.
+   */
+  async createBatch(
+    specs: readonly unknown[],
+    options: CreateOptions = {},
+  ): Promise<{ batchId: string; items: BatchItemResult[] }> {
+    const batchId = `batch-${randomUUID()}`;
+    const key = this.keys.batch(batchId);
+    await this.#redis
+      .multi()
+      .hset(key, {
+        batchId,
+        total: String(specs.length),
+        ended: "0",
+        createdAt: new Date().toISOString(),
+        ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+      })
+      .expire(key, 7 * 24 * 3600)
+      .exec();
+    const items = await Promise.all(
+      specs.map(async (spec): Promise<BatchItemResult> => {
+        const vm = (spec as { name?: string }).name ?? "";
+        try {
+          const job = await this.createVm(spec, { ...options, batchId });
+          const record = await this.log.getJob(job.id);
+          // The same VM asked for before, outside this batch: its job is not the batch's to follow.
+          if (record?.batchId !== batchId) await this.#redis.hincrby(key, "ended", 1);
+          return { vm, jobId: job.id };
+        } catch (error) {
+          if (!(error instanceof VirtfleetError)) throw error;
+          await this.#redis.hincrby(key, "ended", 1);
+          return { vm, error: error.toInfo() };
+        }
+      }),
+    );
+    await this.#redis
+      .multi()
+      .rpush(this.keys.batchItems(batchId), ...items.map((i) => JSON.stringify(i)))
+      .expire(this.keys.batchItems(batchId), 7 * 24 * 3600)
+      .exec();
+    return { batchId, items };
+  }
+
+  /** A batch: its tenant, how many of its jobs ended, and each item. */
+  async getBatch(batchId: string): Promise<
+    | {
+        batchId: string;
+        tenant: string | undefined;
+        createdAt: string;
+        total: number;
+        ended: number;
+        items: BatchItemResult[];
+      }
+    | undefined
+  > {
+    const [h, raw] = await Promise.all([
+      this.#redis.hgetall(this.keys.batch(batchId)),
+      this.#redis.lrange(this.keys.batchItems(batchId), 0, -1),
+    ]);
+    if (h.batchId === undefined) return undefined;
+    return {
+      batchId,
+      tenant: h.tenant,
+      createdAt: h.createdAt ?? "",
+      total: Number(h.total ?? 0),
+      ended: Number(h.ended ?? 0),
+      items: raw.map((r) => JSON.parse(r) as BatchItemResult),
+    };
   }
 
   /** Asks for many VMs; each is placed on its own (see createVm). Returns a handle or the error of each. */
@@ -289,6 +399,9 @@ export class FleetClient {
   async destroyVm(nameInput: unknown, options: DestroyOptions = {}): Promise<JobHandle> {
     const name = parseOrThrow(VmName, nameInput, "name");
     const record = await this.vms.get(name);
+    if (options.tenant !== undefined && record?.tenant !== options.tenant) {
+      throw new VirtfleetError("VM_NOT_FOUND", `no VM "${name}"`, { field: "name" });
+    }
     let hostId = record?.hostId;
     if (hostId === undefined || hostId === "") {
       if (options.host !== undefined) hostId = parseOrThrow(HostId, options.host, "host");
@@ -311,17 +424,27 @@ export class FleetClient {
       name,
       requestedAt: new Date().toISOString(),
     });
-    await this.#enqueue(data, name);
+    await this.#enqueue(data, name, {
+      ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+      ...(options.callbackUrl === undefined ? {} : { callbackUrl: options.callbackUrl }),
+    });
     return this.job(jobId);
   }
 
-  async #enqueue(data: JobData, vm: string): Promise<void> {
+  async #enqueue(
+    data: JobData,
+    vm: string,
+    extra: { tenant?: string; batchId?: string; callbackUrl?: string } = {},
+  ): Promise<void> {
     await this.log.createJob({
       jobId: data.jobId,
       kind: data.kind,
       vm,
       hostId: data.hostId,
       data: JSON.stringify(data),
+      ...(extra.tenant === undefined ? {} : { tenant: extra.tenant }),
+      ...(extra.batchId === undefined ? {} : { batchId: extra.batchId }),
+      ...(extra.callbackUrl === undefined ? {} : { callbackUrl: extra.callbackUrl }),
     });
     await this.log.append({ jobId: data.jobId, kind: data.kind, vm, phase: "queued", message: "accepted" });
     await this.log.append({

@@ -5,4 +5,5 @@ export * from "./fleet-client.js";
 export * from "./host-registry.js";
 export * from "./job-handle.js";
 export * from "./keys.js";
+export * from "./quota.js";
 export * from "./vm-registry.js";

@@ -73,6 +73,28 @@ export class Keys {
     return `${this.prefix}:drain:${hostId}`;
   }
 
+  /** A tenant's usage (vms, mem, vcpus) against its quota. */
+  usage(tenant: string): string {
+    return `${this.prefix}:usage:${tenant}`;
+  }
+
+  batch(batchId: string): string {
+    return `${this.prefix}:batch:${batchId}`;
+  }
+
+  batchItems(batchId: string): string {
+    return `${this.prefix}:batch:${batchId}:items`;
+  }
+
+  batchEvents(batchId: string): string {
+    return `${this.prefix}:batch:${batchId}:events`;
+  }
+
+  /** An API idempotency key's stored answer. */
+  idempotency(scope: string, key: string): string {
+    return `${this.prefix}:idem:${scope}:${key}`;
+  }
+
   /** A running job's cancel requests go to the worker holding it on this channel. */
   cancelChannel(hostId: string): string {
     return `${this.prefix}:cancel:${hostId}`;

@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
+import { QuotaLedger } from "./quota.js";
 
 export type VmState = "creating" | "running" | "destroying" | "failed";
 
@@ -15,6 +16,8 @@ export interface VmRecord {
   labels: Record<string, string>;
   /** Anti-affinity group, if any. */
   group?: string;
+  /** The API tenant that owns it, if any. */
+  tenant?: string;
   updatedAt: string;
 }
 
@@ -58,6 +61,8 @@ function toFields(r: VmRecord): string[] {
     JSON.stringify(r.labels),
     "group",
     r.group ?? "",
+    "tenant",
+    r.tenant ?? "",
     "updatedAt",
     r.updatedAt,
   ];
@@ -68,11 +73,13 @@ export class VmRegistry {
   readonly #redis: Redis;
   readonly #keys: Keys;
   readonly ledger: CapacityLedger;
+  readonly quotas: QuotaLedger;
 
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
     this.ledger = new CapacityLedger(redis, keys);
+    this.quotas = new QuotaLedger(redis, keys);
   }
 
   /** Records where a claimed VM was placed. */
@@ -97,6 +104,7 @@ export class VmRegistry {
     const record = await this.get(name);
     if (record === undefined || (jobId !== undefined && record.jobId !== jobId)) return;
     if (record.hostId !== "") await this.ledger.release(record.hostId, name);
+    if (record.tenant !== undefined) await this.quotas.release(record.tenant, name);
     if (record.group !== undefined) await this.#redis.hdel(this.#keys.group(record.group), name);
     await this.remove(name);
   }
@@ -131,6 +139,7 @@ export class VmRegistry {
       vcpus: Number(h.vcpus ?? 0),
       labels: h.labels === undefined ? {} : (JSON.parse(h.labels) as Record<string, string>),
       ...(h.group === undefined || h.group === "" ? {} : { group: h.group }),
+      ...(h.tenant === undefined || h.tenant === "" ? {} : { tenant: h.tenant }),
       updatedAt: h.updatedAt ?? "",
     };
   }

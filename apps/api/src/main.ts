@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+import { ApiServer, TokenStore } from "@virtfleet/api";
+import { ValidationError } from "@virtfleet/core";
+import { pino } from "pino";
+import { parseApiEnv } from "./env.js";
+
+async function main(): Promise<void> {
+  let env: ReturnType<typeof parseApiEnv>;
+  let tokens: TokenStore;
+  try {
+    env = parseApiEnv(process.env);
+    tokens = await TokenStore.load(env.VIRTFLEET_API_TOKENS_FILE);
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      for (const i of error.issues)
+        process.stderr.write(`virtfleet-api: bad configuration: ${i.field}: ${i.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`virtfleet-api: cannot read the tokens file: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = pino({ level: env.LOG_LEVEL });
+  if (env.VIRTFLEET_WEBHOOK_SECRET === undefined)
+    logger.warn("VIRTFLEET_WEBHOOK_SECRET is not set: webhook signatures use a random key");
+  const server = new ApiServer({
+    redisUrl: env.REDIS_URL,
+    prefix: env.VIRTFLEET_PREFIX,
+    tokens,
+    logger,
+    host: env.VIRTFLEET_API_HOST,
+    port: env.VIRTFLEET_API_PORT,
+    idempotencyTtlSec: env.VIRTFLEET_IDEMPOTENCY_TTL_SEC,
+    bodyLimit: env.VIRTFLEET_API_BODY_LIMIT,
+    ...(env.VIRTFLEET_WEBHOOK_SECRET === undefined ? {} : { webhookSecret: env.VIRTFLEET_WEBHOOK_SECRET }),
+  });
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    logger.info({ signal }, "stopping");
+    server.close().then(
+      () => {
+        process.removeAllListeners(signal);
+        process.kill(process.pid, signal);
+      },
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  try {
+    await server.start();
+    logger.info({ url: server.url }, "virtfleet-api listening");
+  } catch (error) {
+    logger.fatal({ err: error }, "virtfleet-api failed to start");
+    await server.close();
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,74 @@
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { type ApiToken, ApiTokens, parseOrThrow, type Scope } from "@virtfleet/core";
+import { problem } from "./problem.js";
+
+/** Who is calling: a token from the tokens file. */
+export interface Principal {
+  tokenId: string;
+  tenant: string;
+  scopes: ReadonlySet<Scope>;
+  rateLimit: number;
+}
+
+export interface TenantQuota {
+  vms?: number;
+  memoryMiB?: number;
+  vcpus?: number;
+}
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/** Bearer tokens, by their SHA-256; tenants' quotas. */
+export class TokenStore {
+  readonly #byHash = new Map<string, Principal>();
+  readonly #quotas = new Map<string, TenantQuota>();
+
+  constructor(tokens: readonly ApiToken[]) {
+    for (const t of tokens) {
+      const hash = t.tokenSha256 ?? sha256(t.token as string);
+      this.#byHash.set(hash, {
+        tokenId: t.id,
+        tenant: t.tenant,
+        scopes: new Set(t.scopes),
+        rateLimit: t.rateLimit ?? 600,
+      });
+      if (t.quota !== undefined && !this.#quotas.has(t.tenant)) {
+        this.#quotas.set(t.tenant, {
+          ...(t.quota.vms === undefined ? {} : { vms: t.quota.vms }),
+          ...(t.quota.memoryMiB === undefined ? {} : { memoryMiB: t.quota.memoryMiB }),
+          ...(t.quota.vcpus === undefined ? {} : { vcpus: t.quota.vcpus }),
+        });
+      }
+    }
+  }
+
+  /** Reads and checks the JSON tokens file (`VIRTFLEET_API_TOKENS_FILE`). */
+  static async load(file: string): Promise<TokenStore> {
+    const raw = JSON.parse(await readFile(file, "utf8")) as unknown;
+    return new TokenStore(parseOrThrow(ApiTokens, raw, "tokens"));
+  }
+
+  /** The caller of an `Authorization` header, or UNAUTHENTICATED. */
+  authenticate(header: string | undefined): Principal {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+    if (m?.[1] === undefined) throw problem("UNAUTHENTICATED", "a bearer token is required");
+    const principal = this.#byHash.get(sha256(m[1]));
+    if (principal === undefined) throw problem("UNAUTHENTICATED", "unknown token");
+    return principal;
+  }
+
+  quota(tenant: string): TenantQuota {
+    return this.#quotas.get(tenant) ?? {};
+  }
+}
+
+/** Throws FORBIDDEN unless the caller has the scope (or admin). */
+export function requireScope(p: Principal, scope: Scope): void {
+  if (!p.scopes.has(scope) && !p.scopes.has("admin")) throw problem("FORBIDDEN", `this token lacks the ${scope} scope`);
+}
+
+/** True when the caller may see the resource of `tenant`. */
+export function canSee(p: Principal, tenant: string | undefined): boolean {
+  return p.scopes.has("admin") || tenant === p.tenant;
+}

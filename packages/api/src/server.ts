@@ -1,0 +1,501 @@
+import { randomBytes } from "node:crypto";
+import rateLimit from "@fastify/rate-limit";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import {
+  BatchRequest,
+  CreateVmRequest,
+  isTerminal,
+  JobId,
+  ListVmsQuery,
+  parseOrThrow,
+  type StreamedEvent,
+  VirtfleetError,
+  VmName,
+} from "@virtfleet/core";
+import { type CreateOptions, closeRedis, createRedis, FleetClient, Keys, type VmRecord } from "@virtfleet/queue";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { canSee, type Principal, requireScope, type TokenStore } from "./auth.js";
+import { IdempotencyStore } from "./idempotency.js";
+import { Metrics } from "./metrics.js";
+import { buildOpenApi } from "./openapi.js";
+import { problem, toProblem } from "./problem.js";
+import { EventTail } from "./webhooks.js";
+
+export interface ApiServerOptions {
+  redisUrl: string;
+  prefix?: string;
+  tokens: TokenStore;
+  logger: Logger;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 8080; 0 picks a free port. */
+  port?: number;
+  /** HMAC key for webhook signatures. Default: random per process (set it to verify signatures). */
+  webhookSecret?: string;
+  /** How long an Idempotency-Key's answer is kept. Default 86400 s. */
+  idempotencyTtlSec?: number;
+  /** Largest request body. Default 1 MiB. */
+  bodyLimit?: number;
+  webhookMinTimeoutMs?: number;
+}
+
+const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
+const IdempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+function vmView(r: VmRecord) {
+  const { fingerprint: _f, tenant: _t, ...view } = r;
+  return view;
+}
+
+/**
+ * virtfleet's HTTP API: JSON under /v1, bearer tokens with scopes and tenants, quotas at admission,
+ * Idempotency-Key, Server-Sent Events with Last-Event-ID, signed webhooks, OpenAPI, metrics.
+ */
+export class ApiServer {
+  readonly app: FastifyInstance;
+  readonly fleet: FleetClient;
+  readonly #o: ApiServerOptions;
+  readonly #redis: Redis;
+  readonly #idem: IdempotencyStore;
+  readonly #tail: EventTail;
+  readonly #metrics: Metrics;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ApiServerOptions) {
+    this.#o = options;
+    const keys = new Keys(options.prefix);
+    this.fleet = new FleetClient({
+      redisUrl: options.redisUrl,
+      ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+    });
+    this.#redis = createRedis({ url: options.redisUrl, connectionName: "virtfleet-api" });
+    this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
+    this.#metrics = new Metrics(this.fleet);
+    this.#tail = new EventTail({
+      redis: this.#redis.duplicate(),
+      keys,
+      log: this.fleet.log,
+      logger: options.logger,
+      secret: options.webhookSecret ?? randomBytes(32).toString("hex"),
+      onEvent: (e) => this.#metrics.observe(e),
+      ...(options.webhookMinTimeoutMs === undefined ? {} : { minTimeoutMs: options.webhookMinTimeoutMs }),
+    });
+    this.app = Fastify({
+      loggerInstance: options.logger as unknown as FastifyBaseLogger,
+      bodyLimit: options.bodyLimit ?? 1024 * 1024,
+      disableRequestLogging: false,
+    });
+  }
+
+  get url(): string {
+    const address = this.app.server.address();
+    if (address === null || typeof address === "string") throw new Error("not listening");
+    return `http://${address.address}:${address.port}`;
+  }
+
+  async start(): Promise<void> {
+    const app = this.app;
+    app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+      let err: unknown = error;
+      if (!(error instanceof VirtfleetError)) {
+        const status = error.statusCode ?? 500;
+        if (status === 413) err = problem("PAYLOAD_TOO_LARGE", "the request body is too large");
+        else if (status === 429) err = problem("RATE_LIMITED", error.message);
+        else if (status === 415) err = problem("INVALID_SPEC", "the body must be application/json", "body");
+        else if (status >= 400 && status < 500) err = problem("INVALID_SPEC", error.message, "body");
+        else request.log.error({ err: error }, "request failed");
+      }
+      const p = toProblem(err);
+      void reply.status(p.status).type("application/problem+json").send(p);
+    });
+    app.setNotFoundHandler((request, reply) => {
+      const p = toProblem(problem("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`));
+      void reply.status(404).type("application/problem+json").send(p);
+    });
+
+    const document = buildOpenApi();
+    await app.register(swagger, { mode: "static", specification: { document: document as never } });
+    await app.register(swaggerUi, { routePrefix: "/v1/docs" });
+    await app.register(rateLimit, {
+      global: true,
+      max: (request: FastifyRequest) => this.#principalOrUndefined(request)?.rateLimit ?? 120,
+      timeWindow: 60_000,
+      keyGenerator: (request: FastifyRequest) => this.#principalOrUndefined(request)?.tokenId ?? request.ip,
+      allowList: (request: FastifyRequest) =>
+        !request.url.startsWith("/v1/") || request.url.startsWith("/v1/docs") || request.url === "/v1/openapi.json",
+      errorResponseBuilder: (_request, context) => {
+        const e = problem(
+          "RATE_LIMITED",
+          `rate limit of ${context.max} requests a minute exceeded; retry in ${Math.ceil(context.ttl / 1000)} s`,
+        );
+        (e as unknown as { statusCode: number }).statusCode = 429;
+        return e;
+      },
+    });
+
+    app.get("/healthz", async () => ({ ok: true }));
+    app.get("/readyz", async (_request, reply) => {
+      try {
+        await this.#redis.ping();
+        return { ok: true, redis: "up" };
+      } catch {
+        return reply.status(503).send({ ok: false, redis: "down" });
+      }
+    });
+    app.get("/metrics", async (_request, reply) => {
+      reply.type(this.#metrics.registry.contentType);
+      return this.#metrics.registry.metrics();
+    });
+    app.get("/v1/openapi.json", async () => document);
+
+    // Every /v1 route but the documents needs a known token.
+    app.addHook("onRequest", async (request) => {
+      if (!request.url.startsWith("/v1/") || request.url.startsWith("/v1/docs") || request.url === "/v1/openapi.json")
+        return;
+      request.principal = this.#o.tokens.authenticate(request.headers.authorization);
+    });
+
+    app.post("/v1/vms", (request, reply) =>
+      this.#mutating(request, reply, "vms:write", async (p) => {
+        const body = parseOrThrow(CreateVmRequest, request.body, "body");
+        const job = await this.fleet.createVm(body.spec, this.#createOptions(p, body));
+        return { status: 202, body: { jobId: job.id, vm: body.spec.name, kind: "create" } };
+      }),
+    );
+
+    app.post("/v1/batches", (request, reply) =>
+      this.#mutating(request, reply, "vms:write", async (p) => {
+        const body = parseOrThrow(BatchRequest, request.body, "body");
+        const specs =
+          body.vms ??
+          Array.from({ length: body.count ?? 0 }, (_, i) => ({
+            ...body.template,
+            name: body.template?.name.replaceAll("{n}", String(i + 1)),
+          }));
+        const result = await this.fleet.createBatch(specs, this.#createOptions(p, body));
+        return { status: 202, body: result };
+      }),
+    );
+
+    app.get("/v1/vms", async (request) => {
+      const p = this.#principal(request, "vms:read");
+      const q = parseOrThrow(ListVmsQuery, request.query, "query");
+      const [lk, lv] = q.label === undefined ? [] : q.label.split("=");
+      return (await this.fleet.vms.list())
+        .filter((v) => canSee(p, v.tenant))
+        .filter((v) => (q.host === undefined || v.hostId === q.host) && (q.state === undefined || v.state === q.state))
+        .filter((v) => lk === undefined || v.labels[lk] === lv)
+        .map(vmView);
+    });
+
+    app.get("/v1/vms/:name", async (request) => {
+      const p = this.#principal(request, "vms:read");
+      const name = parseOrThrow(VmName, (request.params as { name: string }).name, "name");
+      const vm = await this.fleet.vms.get(name);
+      if (vm === undefined || !canSee(p, vm.tenant)) throw problem("VM_NOT_FOUND", `no VM "${name}"`, "name");
+      return vmView(vm);
+    });
+
+    app.delete("/v1/vms/:name", (request, reply) =>
+      this.#mutating(request, reply, "vms:write", async (p) => {
+        const name = parseOrThrow(VmName, (request.params as { name: string }).name, "name");
+        const vm = await this.fleet.vms.get(name);
+        if (vm === undefined || !canSee(p, vm.tenant)) throw problem("VM_NOT_FOUND", `no VM "${name}"`, "name");
+        const job = await this.fleet.destroyVm(name, p.scopes.has("admin") ? {} : { tenant: p.tenant });
+        return { status: 202, body: { jobId: job.id, vm: name, kind: "destroy" } };
+      }),
+    );
+
+    app.get("/v1/jobs/:id", async (request) => {
+      const p = this.#principal(request, "vms:read");
+      const record = await this.#job(p, (request.params as { id: string }).id);
+      return {
+        jobId: record.jobId,
+        kind: record.kind,
+        vm: record.vm,
+        ...(record.hostId === undefined ? {} : { hostId: record.hostId }),
+        phase: record.phase,
+        percent: record.percent,
+        message: record.message,
+        createdAt: record.createdAt,
+        updatedAt: record.updatedAt,
+        ...(record.error === undefined ? {} : { error: record.error }),
+        ...(record.batchId === undefined ? {} : { batchId: record.batchId }),
+      };
+    });
+
+    app.post("/v1/jobs/:id/cancel", (request, reply) =>
+      this.#mutating(request, reply, "vms:write", async (p) => {
+        const record = await this.#job(p, (request.params as { id: string }).id);
+        const outcome = await this.fleet.cancelJob(record.jobId);
+        return { status: 200, body: { jobId: record.jobId, outcome } };
+      }),
+    );
+
+    app.get("/v1/jobs/:id/events", async (request, reply) => {
+      const p = this.#principal(request, "vms:read");
+      const record = await this.#job(p, (request.params as { id: string }).id);
+      const after = this.#lastEventId(request);
+      await this.#stream(
+        request,
+        reply,
+        async (redis, from) => {
+          const events = await this.fleet.log.read(record.jobId, from, 15_000, redis);
+          return { events, ended: events.some((e) => isTerminal(e.phase)) };
+        },
+        after,
+      );
+    });
+
+    app.get("/v1/batches/:id", async (request) => {
+      const p = this.#principal(request, "vms:read");
+      const batch = await this.#batch(p, (request.params as { id: string }).id);
+      const items = await Promise.all(
+        batch.items.map(async (i) => {
+          if (i.jobId === undefined)
+            return { vm: i.vm, phase: "refused", ...(i.error === undefined ? {} : { error: i.error }) };
+          const job = await this.fleet.log.getJob(i.jobId);
+          return {
+            vm: i.vm,
+            jobId: i.jobId,
+            phase: job?.phase ?? "unknown",
+            ...(job?.error === undefined ? {} : { error: job.error }),
+          };
+        }),
+      );
+      const counts: Record<string, number> = {};
+      for (const i of items) counts[i.phase] = (counts[i.phase] ?? 0) + 1;
+      return { batchId: batch.batchId, createdAt: batch.createdAt, total: batch.total, counts, items };
+    });
+
+    app.get("/v1/batches/:id/events", async (request, reply) => {
+      const p = this.#principal(request, "vms:read");
+      const batch = await this.#batch(p, (request.params as { id: string }).id);
+      const after = this.#lastEventId(request);
+      await this.#stream(
+        request,
+        reply,
+        async (redis, from) => {
+          const events = await this.fleet.log.readBatch(batch.batchId, from, 1000, redis);
+          if (events.length > 0) return { events, ended: false };
+          // Every terminal event is in the stream once the count says the batch ended.
+          const now = await this.fleet.getBatch(batch.batchId);
+          return { events, ended: now !== undefined && now.ended >= now.total };
+        },
+        after,
+      );
+    });
+
+    app.get("/v1/hosts", async (request) => {
+      this.#principal(request, "hosts:read");
+      return (await this.fleet.hosts.list()).map((h) => ({
+        hostId: h.status.hostId,
+        up: h.up,
+        draining: h.draining,
+        virtTypes: h.status.virtTypes,
+        labels: h.status.labels,
+        capacity: h.allocation.capacity,
+        allocated: h.allocation.allocated,
+        diskFreeGiB: h.status.diskFreeGiB,
+        runningVms: h.status.runningVms,
+        images: h.status.images,
+        version: h.status.version,
+        heartbeatAt: h.status.heartbeatAt,
+      }));
+    });
+
+    await this.#tail.start();
+    await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 8080 });
+  }
+
+  #principalOrUndefined(request: FastifyRequest): Principal | undefined {
+    try {
+      return request.principal ?? this.#o.tokens.authenticate(request.headers.authorization);
+    } catch {
+      return undefined;
+    }
+  }
+
+  #principal(request: FastifyRequest, scope: Parameters<typeof requireScope>[1]): Principal {
+    const p = request.principal;
+    if (p === undefined) throw problem("UNAUTHENTICATED", "a bearer token is required");
+    requireScope(p, scope);
+    return p;
+  }
+
+  #createOptions(
+    p: Principal,
+    body: {
+      placement?: {
+        host?: string;
+        labels?: Record<string, string>;
+        group?: string;
+        policy?: "spread" | "pack";
+        waitForCapacitySec?: number;
+      };
+      guestReady?: CreateOptions["guestReady"];
+      callbackUrl?: string;
+    },
+  ): CreateOptions {
+    const pl = body.placement ?? {};
+    return {
+      ...(pl.host === undefined ? {} : { host: pl.host }),
+      ...(pl.labels === undefined ? {} : { labels: pl.labels }),
+      ...(pl.group === undefined ? {} : { group: pl.group }),
+      ...(pl.policy === undefined ? {} : { policy: pl.policy }),
+      ...(pl.waitForCapacitySec === undefined ? {} : { waitForCapacityMs: pl.waitForCapacitySec * 1000 }),
+      ...(body.guestReady === undefined ? {} : { guestReady: body.guestReady }),
+      ...(body.callbackUrl === undefined ? {} : { callbackUrl: body.callbackUrl }),
+      tenant: p.tenant,
+      quota: this.#o.tokens.quota(p.tenant),
+    };
+  }
+
+  async #job(p: Principal, id: string) {
+    const jobId = parseOrThrow(JobId, id, "id");
+    const record = await this.fleet.log.getJob(jobId);
+    if (record === undefined || !canSee(p, record.tenant)) throw problem("JOB_NOT_FOUND", `no job "${jobId}"`, "id");
+    return record;
+  }
+
+  async #batch(p: Principal, id: string) {
+    const batchId = parseOrThrow(BatchId, id, "id");
+    const batch = await this.fleet.getBatch(batchId);
+    if (batch === undefined || !canSee(p, batch.tenant)) throw problem("NOT_FOUND", `no batch "${batchId}"`, "id");
+    return batch;
+  }
+
+  #lastEventId(request: FastifyRequest): string {
+    const raw = request.headers["last-event-id"] ?? (request.query as { lastEventId?: string }).lastEventId;
+    const id = Array.isArray(raw) ? raw[0] : raw;
+    if (id === undefined || id === "") return "0";
+    if (!/^\d+-\d+$/.test(id))
+      throw problem("INVALID_SPEC", "Last-Event-ID is not an event id of this stream", "Last-Event-ID");
+    return id;
+  }
+
+  /**
+   * Server-Sent Events: every event after `after`, each with its stream id (resume with
+   * Last-Event-ID), until `next` says the stream ended. A comment every 15 s keeps proxies open.
+   */
+  async #stream(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    next: (redis: Redis, after: string) => Promise<{ events: StreamedEvent[]; ended: boolean }>,
+    after: string,
+  ): Promise<void> {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+    });
+    res.write(": virtfleet events\n\n");
+    const redis = this.fleet.connect();
+    let open = true;
+    request.raw.on("close", () => {
+      open = false;
+      redis.disconnect();
+    });
+    let last = after;
+    try {
+      while (open) {
+        const { events, ended } = await next(redis, last);
+        for (const e of events) {
+          const { id, ...event } = e;
+          res.write(`id: ${id}\nevent: progress\ndata: ${JSON.stringify(event)}\n\n`);
+          last = id;
+        }
+        if (ended) break;
+        if (events.length === 0) res.write(": keep-alive\n\n");
+      }
+    } catch (error) {
+      if (open) request.log.warn({ err: error }, "event stream failed");
+    } finally {
+      redis.disconnect();
+      res.end();
+    }
+  }
+
+  /** A mutating call: scope check, Idempotency-Key, then the work; the answer is stored for retries. */
+  async #mutating(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    scope: Parameters<typeof requireScope>[1],
+    work: (p: Principal) => Promise<{ status: number; body: unknown }>,
+  ): Promise<unknown> {
+    const p = this.#principal(request, scope);
+    const rawKey = request.headers["idempotency-key"];
+    const key =
+      rawKey === undefined
+        ? undefined
+        : parseOrThrow(IdempotencyKey, Array.isArray(rawKey) ? rawKey[0] : rawKey, "Idempotency-Key");
+    const fingerprint = IdempotencyStore.fingerprint(request.method, request.url, request.body);
+    if (key !== undefined) {
+      const earlier = await this.#idem.begin(p.tenant, key, fingerprint);
+      if (earlier !== undefined) {
+        void reply.header("idempotent-replayed", "true");
+        return reply
+          .status(earlier.status)
+          .type(earlier.status >= 400 ? "application/problem+json" : "application/json")
+          .send(earlier.body);
+      }
+    }
+    let answer: { status: number; body: unknown };
+    try {
+      answer = await work(p);
+    } catch (error) {
+      if (key === undefined) throw error;
+      const pr = toProblem(error);
+      // A refusal is the answer to this request; a server fault is not, and the key can be retried.
+      if (pr.status >= 500) {
+        await this.#idem.abandon(p.tenant, key);
+        throw error;
+      }
+      answer = { status: pr.status, body: pr };
+    }
+    if (key !== undefined) await this.#idem.complete(p.tenant, key, fingerprint, answer);
+    this.#o.logger.info(
+      {
+        audit: true,
+        tokenId: p.tokenId,
+        tenant: p.tenant,
+        action: `${request.method} ${request.routeOptions.url}`,
+        target: request.url,
+        outcome: answer.status,
+      },
+      "audit",
+    );
+    return reply
+      .status(answer.status)
+      .type(answer.status >= 400 ? "application/problem+json" : "application/json")
+      .send(answer.body);
+  }
+
+  /** Stops listening, ends streams, closes connections. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.app.close().catch(() => undefined);
+      await this.#tail.close().catch(() => undefined);
+      await this.fleet.close();
+      await closeRedis(this.#redis);
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,405 @@
+import {
+  BatchAccepted,
+  type BatchRequest,
+  BatchView,
+  type CreateVmRequest,
+  HostViewOut,
+  isTerminal,
+  JobAccepted,
+  JobView,
+  type ListVmsQuery,
+  Problem,
+  ProgressEvent,
+  type StreamedEvent,
+  TerminalPhase,
+  VmView,
+} from "@virtfleet/core";
+import { type EventSourceMessage, EventSourceParserStream } from "eventsource-parser/stream";
+import { z } from "zod";
+import { ApiError } from "./errors.js";
+
+/** How to reach a virtfleet API server. */
+export interface VirtfleetApiOptions {
+  /** The server's base URL, e.g. `https://virtfleet.example:8443` (a path prefix is kept). */
+  baseUrl: string;
+  /** The bearer token sent with every request. */
+  token: string;
+  /** The fetch implementation to use. Default: the global `fetch`. */
+  fetch?: typeof fetch;
+  /**
+   * Event streams: the first delay before reconnecting, in ms; it doubles with each consecutive
+   * failure (up to 10 s, or this value if larger). A `retry:` field sent by the server replaces it.
+   * Default 500.
+   */
+  reconnectDelayMs?: number;
+  /**
+   * Event streams: how many consecutive reconnects without a new event are tried before giving up.
+   * Default 20.
+   */
+  maxReconnects?: number;
+}
+
+/** The body of `POST /v1/vms`, as a caller writes it (defaults may be left out). */
+export type CreateVmInput = z.input<typeof CreateVmRequest>;
+/** The body of `POST /v1/batches`, as a caller writes it (defaults may be left out). */
+export type BatchInput = z.input<typeof BatchRequest>;
+/** The filters of `GET /v1/vms`. `label` is `key=value`. */
+export type ListVmsParams = z.input<typeof ListVmsQuery>;
+/** A host, as `GET /v1/hosts` lists it. */
+export type HostInfo = z.infer<typeof HostViewOut>;
+
+/** The answer of `POST /v1/jobs/{id}/cancel`. */
+export const CancelResult = z.object({ jobId: z.string(), outcome: z.string() });
+/** The answer of `POST /v1/jobs/{id}/cancel`. */
+export type CancelResult = z.infer<typeof CancelResult>;
+
+/** Options every call accepts. */
+export interface CallOptions {
+  /** Aborts the request. */
+  signal?: AbortSignal;
+}
+
+/** Options of the calls that change something. */
+export interface MutationOptions extends CallOptions {
+  /** Sent as `Idempotency-Key`: a retried request with the same key is not applied twice. */
+  idempotencyKey?: string;
+}
+
+/** Options of the event streams. */
+export interface EventStreamOptions {
+  /** Resume after this event id (sent as `Last-Event-ID`); that event is not yielded again. */
+  lastEventId?: string;
+  /** Ends the stream: the generator throws the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link VirtfleetApi.waitJob}. */
+export interface WaitJobOptions extends EventStreamOptions {
+  /** Called with each event, the terminal one included, before the next one is read. */
+  onEvent?: (event: StreamedEvent) => void | Promise<void>;
+}
+
+type StreamMode = "job" | "batch";
+
+const RETRYABLE_STATUS: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
+const MAX_BACKOFF_MS = 10_000;
+
+/**
+ * A typed client of the virtfleet HTTP API.
+ *
+ * Every answer is checked against its schema from `@virtfleet/core`. Error answers (and answers
+ * that cannot be understood) are thrown as {@link ApiError}; network failures of plain calls are
+ * thrown as they come from `fetch`. Event streams reconnect by themselves.
+ */
+export class VirtfleetApi {
+  readonly #baseUrl: string;
+  readonly #token: string;
+  readonly #fetch: typeof fetch;
+  readonly #reconnectDelayMs: number;
+  readonly #maxReconnects: number;
+
+  /** @param options where the server is, and how to talk to it. */
+  constructor(options: VirtfleetApiOptions) {
+    this.#baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.#token = options.token;
+    const impl = options.fetch ?? globalThis.fetch;
+    // Called unbound, so that a browser's window.fetch does not see the client as `this`.
+    this.#fetch = (input, init) => impl(input, init);
+    this.#reconnectDelayMs = options.reconnectDelayMs ?? 500;
+    this.#maxReconnects = options.maxReconnects ?? 20;
+  }
+
+  /** `POST /v1/vms`: asks for a VM; the answer names the job that creates it. */
+  createVm(body: CreateVmInput, options: MutationOptions = {}): Promise<JobAccepted> {
+    return this.#call("POST", "/v1/vms", JobAccepted, { ...options, body });
+  }
+
+  /** `POST /v1/batches`: asks for several VMs; each item is a job, or the error that refused it. */
+  createBatch(body: BatchInput, options: MutationOptions = {}): Promise<BatchAccepted> {
+    return this.#call("POST", "/v1/batches", BatchAccepted, { ...options, body });
+  }
+
+  /** `GET /v1/vms`: the VMs, optionally filtered by host, state and one `key=value` label. */
+  listVms(query: ListVmsParams = {}, options: CallOptions = {}): Promise<VmView[]> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) params.set(key, String(value));
+    }
+    const qs = params.toString();
+    return this.#call("GET", qs === "" ? "/v1/vms" : `/v1/vms?${qs}`, z.array(VmView), options);
+  }
+
+  /** `GET /v1/vms/{name}`: one VM (`VM_NOT_FOUND` when there is none). */
+  getVm(name: string, options: CallOptions = {}): Promise<VmView> {
+    return this.#call("GET", `/v1/vms/${segment(name)}`, VmView, options);
+  }
+
+  /** `DELETE /v1/vms/{name}`: destroys a VM; the answer names the job that does it. */
+  destroyVm(name: string, options: MutationOptions = {}): Promise<JobAccepted> {
+    return this.#call("DELETE", `/v1/vms/${segment(name)}`, JobAccepted, options);
+  }
+
+  /** `GET /v1/jobs/{id}`: a job's current state. */
+  getJob(id: string, options: CallOptions = {}): Promise<JobView> {
+    return this.#call("GET", `/v1/jobs/${segment(id)}`, JobView, options);
+  }
+
+  /** `POST /v1/jobs/{id}/cancel`: asks a job to stop; `outcome` says what happened. */
+  cancelJob(id: string, options: MutationOptions = {}): Promise<CancelResult> {
+    return this.#call("POST", `/v1/jobs/${segment(id)}/cancel`, CancelResult, options);
+  }
+
+  /** `GET /v1/batches/{id}`: a batch's jobs and their phases. */
+  getBatch(id: string, options: CallOptions = {}): Promise<BatchView> {
+    return this.#call("GET", `/v1/batches/${segment(id)}`, BatchView, options);
+  }
+
+  /** `GET /v1/hosts`: the hosts of the fleet, with their capacity and allocation. */
+  listHosts(options: CallOptions = {}): Promise<HostInfo[]> {
+    return this.#call("GET", "/v1/hosts", z.array(HostViewOut), options);
+  }
+
+  /**
+   * `GET /v1/jobs/{id}/events`: the job's progress events, each once, ending after the terminal one
+   * (phase `done`, `failed` or `cancelled`).
+   *
+   * Reconnects by itself when the connection fails or ends early, resuming with `Last-Event-ID`.
+   * When the server ends the stream cleanly and the job is already over (its terminal event was at
+   * or before `lastEventId`), the generator ends without yielding it again.
+   *
+   * Throws an {@link ApiError} on an error answer that a retry cannot fix (e.g. `JOB_NOT_FOUND`) or a
+   * malformed event; an `Error` after `maxReconnects` consecutive fruitless reconnects.
+   */
+  jobEvents(id: string, options: EventStreamOptions = {}): AsyncGenerator<StreamedEvent, void, undefined> {
+    return this.#events(`/v1/jobs/${segment(id)}/events`, "job", id, options);
+  }
+
+  /**
+   * `GET /v1/batches/{id}/events`: the progress events of every job of a batch, each once. Ends when
+   * the server ends the stream cleanly (every job has ended); reconnects, resuming with
+   * `Last-Event-ID`, when the connection fails. Errors as for {@link VirtfleetApi.jobEvents}.
+   */
+  batchEvents(id: string, options: EventStreamOptions = {}): AsyncGenerator<StreamedEvent, void, undefined> {
+    return this.#events(`/v1/batches/${segment(id)}/events`, "batch", id, options);
+  }
+
+  /**
+   * Follows a job to its end and returns its terminal event (check `phase` and `error`: a failed job
+   * is not thrown).
+   */
+  async waitJob(id: string, options: WaitJobOptions = {}): Promise<StreamedEvent> {
+    const { onEvent, ...streamOptions } = options;
+    for await (const event of this.jobEvents(id, streamOptions)) {
+      await onEvent?.(event);
+      if (isTerminal(event.phase)) return event;
+    }
+    throw new Error(`job ${id} is over, but its terminal event was not in the stream (resumed after it?)`);
+  }
+
+  #url(path: string): string {
+    return `${this.#baseUrl}${path}`;
+  }
+
+  async #call<S extends z.ZodType>(
+    method: string,
+    path: string,
+    schema: S,
+    options: MutationOptions & { body?: unknown },
+  ): Promise<z.infer<S>> {
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.#token}`,
+      accept: "application/json, application/problem+json",
+    };
+    let payload: string | undefined;
+    if (options.body !== undefined) {
+      headers["content-type"] = "application/json";
+      payload = JSON.stringify(options.body);
+    }
+    if (options.idempotencyKey !== undefined) headers["idempotency-key"] = options.idempotencyKey;
+    const response = await this.#fetch(this.#url(path), {
+      method,
+      headers,
+      body: payload,
+      signal: options.signal,
+    });
+    if (!response.ok) throw await errorFrom(response);
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw malformed(response.status, `${method} ${path}: the answer is not JSON`, error);
+    }
+    const result = schema.safeParse(json);
+    if (!result.success) {
+      throw malformed(
+        response.status,
+        `${method} ${path}: unexpected answer: ${z.prettifyError(result.error)}`,
+        result.error,
+      );
+    }
+    return result.data;
+  }
+
+  async *#events(
+    path: string,
+    mode: StreamMode,
+    id: string,
+    options: EventStreamOptions,
+  ): AsyncGenerator<StreamedEvent, void, undefined> {
+    const { signal } = options;
+    let lastEventId = options.lastEventId;
+    const seen = new Set<string>();
+    if (lastEventId !== undefined) seen.add(lastEventId);
+    let retryMs = this.#reconnectDelayMs;
+    let failures = 0;
+
+    for (;;) {
+      signal?.throwIfAborted();
+      const connection = new AbortController();
+      const onAbort = (): void => connection.abort(signal?.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      let progressed = false;
+      let failure: unknown;
+      try {
+        const headers: Record<string, string> = {
+          authorization: `Bearer ${this.#token}`,
+          accept: "text/event-stream",
+          "cache-control": "no-cache",
+        };
+        if (lastEventId !== undefined) headers["last-event-id"] = lastEventId;
+        const response = await this.#fetch(this.#url(path), { headers, signal: connection.signal });
+        if (!response.ok) {
+          const error = await errorFrom(response);
+          if (!RETRYABLE_STATUS.has(response.status)) throw error;
+          failure = error;
+        } else if (response.body === null) {
+          failure = new Error(`${path}: the answer has no body`);
+        } else {
+          const messages = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(
+            new EventSourceParserStream({
+              onRetry: (ms) => {
+                retryMs = ms;
+              },
+            }),
+          );
+          for await (const message of messages) {
+            const event = toEvent(message, path);
+            if (event === undefined || seen.has(event.id)) continue;
+            seen.add(event.id);
+            lastEventId = event.id;
+            progressed = true;
+            yield event;
+            if (mode === "job" && isTerminal(event.phase)) return;
+          }
+          // A clean end of the body.
+          if (mode === "batch") return;
+          if (await this.#jobIsOver(id, signal)) return;
+          failure = new Error(`${path}: the stream ended before the job's terminal event`);
+        }
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason;
+        // Error answers a retry cannot fix, and malformed events, end the stream.
+        if (error instanceof ApiError) throw error;
+        failure = error;
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        connection.abort();
+      }
+
+      failures = progressed ? 1 : failures + 1;
+      if (failures > this.#maxReconnects) {
+        throw new Error(`${path}: gave up after ${this.#maxReconnects} reconnects without a new event`, {
+          cause: failure,
+        });
+      }
+      await sleep(Math.min(retryMs * 2 ** (failures - 1), Math.max(retryMs, MAX_BACKOFF_MS)), signal);
+    }
+  }
+
+  /** After a clean end without the terminal event: is the job over anyway? A failed check means no. */
+  async #jobIsOver(id: string, signal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      const job = await this.getJob(id, signal === undefined ? {} : { signal });
+      return TerminalPhase.safeParse(job.phase).success;
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (error instanceof ApiError && !RETRYABLE_STATUS.has(error.status)) throw error;
+      return false;
+    }
+  }
+}
+
+/** One SSE message as an event; undefined for messages that are not progress events. */
+function toEvent(message: EventSourceMessage, path: string): StreamedEvent | undefined {
+  if (message.event !== undefined && message.event !== "progress") return undefined;
+  if (message.id === undefined || message.id === "") {
+    throw malformed(200, `${path}: a progress event without an id`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(message.data);
+  } catch (error) {
+    throw malformed(200, `${path}: event ${message.id} is not JSON`, error);
+  }
+  const result = ProgressEvent.safeParse(json);
+  if (!result.success) {
+    throw malformed(200, `${path}: event ${message.id}: ${z.prettifyError(result.error)}`, result.error);
+  }
+  return { ...result.data, id: message.id };
+}
+
+/** The ApiError of an error answer: its problem details, or INTERNAL when it has none. */
+async function errorFrom(response: Response): Promise<ApiError> {
+  let text = "";
+  try {
+    text = await response.text();
+  } catch {
+    // The body could not be read: the status alone will do.
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const problem = Problem.safeParse(json);
+  if (problem.success) return new ApiError(problem.data);
+  const title = response.statusText === "" ? `HTTP ${response.status}` : response.statusText;
+  return new ApiError({
+    type: "about:blank",
+    title,
+    status: response.status,
+    code: "INTERNAL",
+    detail: text === "" ? `${title} without problem details` : text.slice(0, 1000),
+  });
+}
+
+/** An answer that does not match its schema. */
+function malformed(status: number, detail: string, cause?: unknown): ApiError {
+  return new ApiError({ type: "about:blank", title: "Malformed answer", status, code: "INTERNAL", detail }, { cause });
+}
+
+/** A path segment, escaped. */
+function segment(value: string): string {
+  return encodeURIComponent(value);
+}
+
+/** Waits `ms`, or rejects with the signal's reason when it aborts first. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
