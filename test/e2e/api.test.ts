@@ -12,7 +12,9 @@ import {
   type FleetEnv,
   filesIn,
   forceClean,
+  jsonLines,
   leftovers,
+  runCli,
   startWorker,
   tinySpec,
   vmName,
@@ -374,6 +376,65 @@ describe("the HTTP API against a real worker", () => {
     expect(await jobKeys()).toEqual(before);
     expect(await redis.llen(`${fleet.prefix}:host.${worker.hostId}:wait`)).toBe(queued);
     expect(subprocesses()).toBe(ran);
+  });
+
+  it("the CLI works through the API when VIRTFLEET_API_URL and VIRTFLEET_TOKEN are set", async () => {
+    const env = { VIRTFLEET_API_URL: base, VIRTFLEET_TOKEN: TOKENS.globex, REDIS_URL: "redis://127.0.0.1:1" };
+    const name = vmName("cli");
+    const created = await runCli(
+      [
+        "create",
+        "--name",
+        name,
+        "--memory",
+        "192",
+        "--disk",
+        "size=1,backing=tiny",
+        "--boot",
+        "kernel=tiny,initrd=tiny",
+        "--network",
+        "none",
+        "--virt-type",
+        "qemu",
+        "--wait",
+        "--json",
+      ],
+      env,
+    );
+    expect(created.code, created.stderr).toBe(0);
+    expect(jsonLines(created.stdout).map((e) => e.phase)).toEqual([
+      "queued",
+      "placed",
+      "disk.creating",
+      "disk.ready",
+      "domain.defining",
+      "domain.running",
+      "done",
+    ]);
+    const ls = JSON.parse((await runCli(["ls", "--json"], env)).stdout) as { name: string }[];
+    expect(ls.map((v) => v.name)).toEqual([name]);
+    const bad = await runCli(
+      [
+        "create",
+        "--name",
+        name,
+        "--memory",
+        "192",
+        "--vcpus",
+        "2",
+        "--disk",
+        "size=1,backing=tiny",
+        "--boot",
+        "kernel=tiny",
+        "--json",
+      ],
+      env,
+    );
+    expect(bad.code).toBe(1);
+    expect(jsonLines(bad.stdout)[0]).toMatchObject({ error: { code: "NAME_CLASH" } });
+    const destroyed = await runCli(["destroy", name, "--wait"], env);
+    expect(destroyed.code).toBe(0);
+    expect(await domainState(name)).toBeUndefined();
   });
 
   it("serves a valid OpenAPI 3.1 document, a reference page, health, readiness and metrics", async () => {

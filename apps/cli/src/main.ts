@@ -9,14 +9,19 @@ import {
   VirtfleetError,
   VmSpec,
 } from "@virtfleet/core";
-import { FleetClient, type JobHandle } from "@virtfleet/queue";
+import type { FleetClient } from "@virtfleet/queue";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
+import { ApiBackend } from "./api-backend.js";
+import type { Backend } from "./backend.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
+import { RedisBackend } from "./redis-backend.js";
 
 const CliEnv = z.object({
   REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  VIRTFLEET_API_URL: z.string().url().optional(),
+  VIRTFLEET_TOKEN: z.string().min(1).optional(),
   VIRTFLEET_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
@@ -39,22 +44,40 @@ function seconds(flag: string, raw: string | undefined): number | undefined {
 
 class Cli {
   json = false;
-  #client: FleetClient | undefined;
+  #backend: Backend | undefined;
 
-  client(): FleetClient {
-    if (this.#client === undefined) {
+  /** Redis, or the HTTP API when VIRTFLEET_API_URL and VIRTFLEET_TOKEN are set. */
+  backend(): Backend {
+    if (this.#backend === undefined) {
       const parsed = CliEnv.safeParse(process.env);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
         throw new ValidationError([{ field: String(issue?.path[0] ?? "env"), message: issue?.message ?? "invalid" }]);
       }
-      this.#client = new FleetClient({ redisUrl: parsed.data.REDIS_URL, prefix: parsed.data.VIRTFLEET_PREFIX });
+      const env = parsed.data;
+      if (env.VIRTFLEET_API_URL !== undefined) {
+        if (env.VIRTFLEET_TOKEN === undefined) {
+          throw new ValidationError([{ field: "VIRTFLEET_TOKEN", message: "is required with VIRTFLEET_API_URL" }]);
+        }
+        this.#backend = new ApiBackend(env.VIRTFLEET_API_URL, env.VIRTFLEET_TOKEN);
+      } else {
+        this.#backend = new RedisBackend(env.REDIS_URL, env.VIRTFLEET_PREFIX);
+      }
     }
-    return this.#client;
+    return this.#backend;
+  }
+
+  /** Operator commands that only exist on Redis. */
+  fleet(what: string): FleetClient {
+    const backend = this.backend();
+    if (!(backend instanceof RedisBackend)) {
+      throw new VirtfleetError("INVALID_SPEC", `${what} is not offered through the API; unset VIRTFLEET_API_URL`);
+    }
+    return backend.fleet;
   }
 
   async close(): Promise<void> {
-    await this.#client?.close();
+    await this.#backend?.close();
   }
 
   print(line: string): void {
@@ -62,12 +85,12 @@ class Cli {
   }
 
   /** Follows jobs to their end, printing each event; returns the exit code. */
-  async follow(handles: JobHandle[]): Promise<number> {
+  async follow(jobIds: string[]): Promise<number> {
     const ends = await Promise.all(
-      handles.map((h) =>
-        h.wait({
-          onEvent: (e: StreamedEvent) => this.print(this.json ? JSON.stringify(e) : formatEvent(e, handles.length > 1)),
-        }),
+      jobIds.map((id) =>
+        this.backend().waitJob(id, (e: StreamedEvent) =>
+          this.print(this.json ? JSON.stringify(e) : formatEvent(e, jobIds.length > 1)),
+        ),
       ),
     );
     return ends.every((e) => e.phase === "done") ? EXIT_OK : EXIT_FAILED;
@@ -165,7 +188,7 @@ async function main(argv: string[]): Promise<number> {
           },
           "placement",
         );
-        const client = cli.client();
+        const backend = cli.backend();
         const guestReady =
           flags.waitReady === undefined
             ? undefined
@@ -173,27 +196,29 @@ async function main(argv: string[]): Promise<number> {
                 ...(typeof flags.waitReady === "string" ? { pattern: flags.waitReady } : {}),
                 timeoutSec: readyTimeout,
               };
-        const options = {
-          ...(flags.host === undefined ? {} : { host: flags.host }),
-          labels,
-          ...(flags.group === undefined ? {} : { group: flags.group }),
-          policy: flags.policy,
-          ...(waitCapacity === undefined ? {} : { waitForCapacityMs: waitCapacity * 1000 }),
-          ...(guestReady === undefined ? {} : { guestReady }),
-        };
         // Each VM is placed on its own: one refused for room does not stop the others.
         const results = await Promise.all(
           specs.map((spec) =>
-            client.createVm(spec, options).then(
-              (handle) => ({ spec, handle }),
-              (error: unknown) => {
-                if (!(error instanceof VirtfleetError) || error instanceof ValidationError) throw error;
-                return { spec, error };
-              },
-            ),
+            backend
+              .createVm({
+                spec,
+                ...(flags.host === undefined ? {} : { host: flags.host }),
+                labels,
+                ...(flags.group === undefined ? {} : { group: flags.group }),
+                policy: flags.policy,
+                ...(waitCapacity === undefined ? {} : { waitForCapacitySec: waitCapacity }),
+                ...(guestReady === undefined ? {} : { guestReady }),
+              })
+              .then(
+                (jobId) => ({ spec, jobId }),
+                (error: unknown) => {
+                  if (!(error instanceof VirtfleetError) || error instanceof ValidationError) throw error;
+                  return { spec, error };
+                },
+              ),
           ),
         );
-        const handles: JobHandle[] = [];
+        const jobIds: string[] = [];
         let refused = 0;
         for (const r of results) {
           if ("error" in r) {
@@ -203,14 +228,12 @@ async function main(argv: string[]): Promise<number> {
             process.stderr.write(`virtfleet: ${r.spec.name}: ${info.code}: ${info.message}\n`);
             continue;
           }
-          handles.push(r.handle);
+          jobIds.push(r.jobId);
           if (!flags.wait) {
-            cli.print(
-              cli.json ? JSON.stringify({ jobId: r.handle.id, vm: r.spec.name }) : `${r.spec.name}\t${r.handle.id}`,
-            );
+            cli.print(cli.json ? JSON.stringify({ jobId: r.jobId, vm: r.spec.name }) : `${r.spec.name}\t${r.jobId}`);
           }
         }
-        const followed = flags.wait ? await cli.follow(handles) : EXIT_OK;
+        const followed = flags.wait ? await cli.follow(jobIds) : EXIT_OK;
         code = refused > 0 ? EXIT_FAILED : followed;
       },
     );
@@ -224,14 +247,14 @@ async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output (JSON lines)")
     .action(async (names: string[], flags: { host?: string; wait?: boolean; json?: boolean }) => {
       cli.json = flags.json === true;
-      const client = cli.client();
-      const handles: JobHandle[] = [];
+      const backend = cli.backend();
+      const jobIds: string[] = [];
       for (const name of names) {
-        const handle = await client.destroyVm(name, flags.host === undefined ? {} : { host: flags.host });
-        handles.push(handle);
-        if (!flags.wait) cli.print(cli.json ? JSON.stringify({ jobId: handle.id, vm: name }) : `${name}\t${handle.id}`);
+        const jobId = await backend.destroyVm(name, flags.host);
+        jobIds.push(jobId);
+        if (!flags.wait) cli.print(cli.json ? JSON.stringify({ jobId, vm: name }) : `${name}\t${jobId}`);
       }
-      code = flags.wait ? await cli.follow(handles) : EXIT_OK;
+      code = flags.wait ? await cli.follow(jobIds) : EXIT_OK;
     });
 
   program
@@ -241,8 +264,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output (JSON lines)")
     .action(async (jobs: string[], flags: { json?: boolean }) => {
       cli.json = flags.json === true;
-      const client = cli.client();
-      code = await cli.follow(jobs.map((id) => client.job(id)));
+      code = await cli.follow(jobs);
     });
 
   program
@@ -253,13 +275,13 @@ async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output (JSON lines)")
     .action(async (jobs: string[], flags: { wait?: boolean; json?: boolean }) => {
       cli.json = flags.json === true;
-      const client = cli.client();
+      const backend = cli.backend();
       for (const jobId of jobs) {
-        const outcome = await client.cancelJob(jobId);
+        const outcome = await backend.cancelJob(jobId);
         cli.print(cli.json ? JSON.stringify({ jobId, outcome }) : `${jobId}\t${outcome}`);
       }
       if (flags.wait) {
-        const ends = await Promise.all(jobs.map((id) => client.job(id).wait()));
+        const ends = await Promise.all(jobs.map((id) => backend.waitJob(id, () => undefined)));
         for (const e of ends) cli.print(cli.json ? JSON.stringify(e) : formatEvent(e, true));
         code = ends.every((e) => e.phase === "cancelled") ? EXIT_OK : EXIT_FAILED;
       }
@@ -271,31 +293,40 @@ async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output")
     .action(async (flags: { json?: boolean }) => {
       cli.json = flags.json === true;
-      const list = await cli.client().hosts.list();
-      if (cli.json) {
-        return cli.print(
-          JSON.stringify(
-            list.map((h) => ({ ...h.status, up: h.up, draining: h.draining, allocated: h.allocation.allocated })),
-          ),
-        );
-      }
+      const list = await cli.backend().listHosts();
+      if (cli.json) return cli.print(JSON.stringify(list));
       cli.print(
         formatTable(
           ["HOST", "STATE", "VIRT", "VCPUS USED/CAP", "MEMORY MiB USED/CAP", "DISK FREE GiB", "VMS", "LABELS"],
           list.map((h) => [
-            h.status.hostId,
+            h.hostId,
             h.up ? (h.draining ? "draining" : "up") : "down",
-            h.status.virtTypes.join(","),
-            `${h.allocation.allocated.vcpus}/${h.allocation.capacity.vcpus}`,
-            `${h.allocation.allocated.memoryMiB}/${h.allocation.capacity.memoryMiB}`,
-            String(h.status.diskFreeGiB),
-            String(h.status.runningVms),
-            Object.entries(h.status.labels)
+            h.virtTypes.join(","),
+            `${h.allocated.vcpus}/${h.capacity.vcpus}`,
+            `${h.allocated.memoryMiB}/${h.capacity.memoryMiB}`,
+            String(h.diskFreeGiB),
+            String(h.runningVms),
+            Object.entries(h.labels)
               .map(([k, v]) => `${k}=${v}`)
               .join(","),
           ]),
         ),
       );
+    });
+  hosts
+    .command("forget")
+    .description("remove a host that is down from the fleet's list")
+    .argument("<id>", "host id")
+    .action(async (id: string) => {
+      const client = cli.fleet("hosts forget");
+      const hostId = parseOrThrow(HostId, id, "host");
+      const view = await client.hosts.get(hostId);
+      if (view === undefined)
+        throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
+      if (view.up)
+        throw new VirtfleetError("INVALID_SPEC", `host "${hostId}" is up; stop its worker first`, { field: "host" });
+      await client.hosts.remove(hostId);
+      cli.print(`${hostId}\tforgotten`);
     });
   for (const [verb, on] of [
     ["drain", true],
@@ -306,7 +337,7 @@ async function main(argv: string[]): Promise<number> {
       .description(on ? "finish what the host runs and place nothing new on it" : "place VMs on the host again")
       .argument("<id>", "host id")
       .action(async (id: string) => {
-        const client = cli.client();
+        const client = cli.fleet(`hosts ${verb}`);
         const hostId = parseOrThrow(HostId, id, "host");
         if ((await client.hosts.get(hostId)) === undefined) {
           throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
@@ -327,13 +358,12 @@ async function main(argv: string[]): Promise<number> {
       cli.json = flags.json === true;
       const labels: Record<string, string> = {};
       for (const l of flags.label ?? []) parseLabel("--label", l, labels);
-      const vms = (await cli.client().vms.list()).filter(
-        (v) =>
-          (flags.host === undefined || v.hostId === flags.host) &&
-          (flags.state === undefined || v.state === flags.state) &&
-          Object.entries(labels).every(([k, val]) => v.labels[k] === val),
-      );
-      if (cli.json) return cli.print(JSON.stringify(vms.map(({ fingerprint: _f, ...v }) => v)));
+      const vms = await cli.backend().listVms({
+        ...(flags.host === undefined ? {} : { host: flags.host }),
+        ...(flags.state === undefined ? {} : { state: flags.state }),
+        label: labels,
+      });
+      if (cli.json) return cli.print(JSON.stringify(vms));
       cli.print(
         formatTable(
           ["NAME", "HOST", "STATE", "MEMORY MiB", "VCPUS", "GROUP", "JOB"],

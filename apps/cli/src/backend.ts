@@ -1,0 +1,51 @@
+import type { GuestReadyOptions, StreamedEvent, VmSpec } from "@virtfleet/core";
+
+/** One create, as the CLI asks for it. */
+export interface CreateRequest {
+  spec: VmSpec;
+  host?: string;
+  labels: Record<string, string>;
+  group?: string;
+  policy: "spread" | "pack";
+  waitForCapacitySec?: number;
+  guestReady?: Partial<GuestReadyOptions>;
+}
+
+export interface VmRow {
+  name: string;
+  hostId: string;
+  state: string;
+  memoryMiB: number;
+  vcpus: number;
+  labels: Record<string, string>;
+  group?: string;
+  jobId: string;
+  updatedAt: string;
+}
+
+export interface HostRow {
+  hostId: string;
+  up: boolean;
+  draining: boolean;
+  virtTypes: string[];
+  labels: Record<string, string>;
+  capacity: { memoryMiB: number; vcpus: number };
+  allocated: { memoryMiB: number; vcpus: number };
+  diskFreeGiB: number;
+  runningVms: number;
+}
+
+/**
+ * What the CLI needs of the fleet: straight through Redis (`REDIS_URL`), or through the HTTP API
+ * when `VIRTFLEET_API_URL` and `VIRTFLEET_TOKEN` are set. Errors are VirtfleetErrors either way.
+ */
+export interface Backend {
+  readonly kind: "redis" | "api";
+  createVm(request: CreateRequest): Promise<string>;
+  destroyVm(name: string, host?: string): Promise<string>;
+  waitJob(jobId: string, onEvent: (e: StreamedEvent) => void): Promise<StreamedEvent>;
+  cancelJob(jobId: string): Promise<string>;
+  listVms(filter: { host?: string; state?: string; label?: Record<string, string> }): Promise<VmRow[]>;
+  listHosts(): Promise<HostRow[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,62 @@
+import type { StreamedEvent } from "@virtfleet/core";
+import { FleetClient } from "@virtfleet/queue";
+import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+
+/** The CLI straight on Redis, as a producer of the fleet. */
+export class RedisBackend implements Backend {
+  readonly kind = "redis";
+  readonly fleet: FleetClient;
+
+  constructor(redisUrl: string, prefix: string) {
+    this.fleet = new FleetClient({ redisUrl, prefix });
+  }
+
+  async createVm(r: CreateRequest): Promise<string> {
+    const job = await this.fleet.createVm(r.spec, {
+      ...(r.host === undefined ? {} : { host: r.host }),
+      labels: r.labels,
+      ...(r.group === undefined ? {} : { group: r.group }),
+      policy: r.policy,
+      ...(r.waitForCapacitySec === undefined ? {} : { waitForCapacityMs: r.waitForCapacitySec * 1000 }),
+      ...(r.guestReady === undefined ? {} : { guestReady: r.guestReady }),
+    });
+    return job.id;
+  }
+
+  async destroyVm(name: string, host?: string): Promise<string> {
+    return (await this.fleet.destroyVm(name, host === undefined ? {} : { host })).id;
+  }
+
+  waitJob(jobId: string, onEvent: (e: StreamedEvent) => void): Promise<StreamedEvent> {
+    return this.fleet.job(jobId).wait({ onEvent });
+  }
+
+  cancelJob(jobId: string): Promise<string> {
+    return this.fleet.cancelJob(jobId);
+  }
+
+  async listVms(f: { host?: string; state?: string; label?: Record<string, string> }): Promise<VmRow[]> {
+    return (await this.fleet.vms.list())
+      .filter(
+        (v) =>
+          (f.host === undefined || v.hostId === f.host) &&
+          (f.state === undefined || v.state === f.state) &&
+          Object.entries(f.label ?? {}).every(([k, val]) => v.labels[k] === val),
+      )
+      .map(({ fingerprint: _f, tenant: _t, ...v }) => v);
+  }
+
+  async listHosts(): Promise<HostRow[]> {
+    return (await this.fleet.hosts.list()).map((h) => ({
+      ...h.status,
+      up: h.up,
+      draining: h.draining,
+      capacity: h.allocation.capacity,
+      allocated: h.allocation.allocated,
+    }));
+  }
+
+  close(): Promise<void> {
+    return this.fleet.close();
+  }
+}
