@@ -67,9 +67,17 @@ export interface HostAgentOptions {
   /** On close, how long running jobs may take before they are aborted and handed back. Default 60000 ms. */
   shutdownTimeoutMs?: number;
   runner?: CommandRunner;
+  /**
+   * Does the work of each job. Default: the Provisioner (qemu-img, virt-install, virsh). Benchmarks
+   * put one here that does no subprocess work, to measure the control plane alone.
+   */
+  executor?: JobExecutor;
   timeouts?: Partial<ProvisionerTimeouts>;
   version?: string;
 }
+
+/** What runs a job's work on the host: the Provisioner, or a stand-in. */
+export type JobExecutor = Pick<Provisioner, "create" | "destroy" | "rollback">;
 
 /** The reason given to running jobs' abort signals when the worker shuts down. */
 const SHUTDOWN = "shutdown";
@@ -108,7 +116,7 @@ export class HostAgent {
   /** For watching other hosts (when elected) and re-placing their jobs. */
   readonly #fleet: FleetClient;
   readonly #instance = `${process.pid}-${Math.random().toString(36).slice(2)}`;
-  #provisioner: Provisioner | undefined;
+  #provisioner: JobExecutor | undefined;
   #worker: Worker | undefined;
   #timers: NodeJS.Timeout[] = [];
   #status: HostStatus | undefined;
@@ -130,6 +138,7 @@ export class HostAgent {
     this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
     this.#queue = new Queue(this.keys.hostQueue(this.hostId), { connection: this.#redis, prefix: this.keys.prefix });
+    this.#queue.on("error", (error) => this.#logger.debug({ err: error }, "queue connection error"));
     this.#fleet = new FleetClient({
       redisUrl: options.redisUrl,
       ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
@@ -150,14 +159,16 @@ export class HostAgent {
         { cause: error },
       );
     }
-    this.#provisioner = new Provisioner({
-      libvirt: this.#libvirt,
-      runner: this.#runner,
-      paths: this.#paths,
-      hostId: this.hostId,
-      defaultVirtType: virtType,
-      ...(o.timeouts === undefined ? {} : { timeouts: o.timeouts }),
-    });
+    this.#provisioner =
+      o.executor ??
+      new Provisioner({
+        libvirt: this.#libvirt,
+        runner: this.#runner,
+        paths: this.#paths,
+        hostId: this.hostId,
+        defaultVirtType: virtType,
+        ...(o.timeouts === undefined ? {} : { timeouts: o.timeouts }),
+      });
     this.#status = {
       hostId: this.hostId,
       version: o.version ?? "0.1.0",

@@ -238,7 +238,7 @@ export class Provisioner {
           `guest ${name} did not print "${pattern}" within ${timeoutMs / 1000} s`,
         );
       }
-      await sleep(250, signal);
+      await sleep(100, signal);
     }
   }
 

@@ -119,6 +119,8 @@ export class FleetClient {
     let queue = this.#queues.get(hostId);
     if (queue === undefined) {
       queue = new Queue(this.keys.hostQueue(hostId), { connection: this.#redis, prefix: this.keys.prefix });
+      // Connection errors while Redis restarts are expected; the client reconnects by itself.
+      queue.on("error", () => undefined);
       this.#queues.set(hostId, queue);
     }
     return queue;

@@ -1,0 +1,541 @@
+/**
+ * virtfleet benchmarks (`npm run bench`): host throughput against the plain recipe, control-plane
+ * overhead against raw BullMQ, event latency, footprint, disk creation. Every figure is a ratio
+ * against a baseline run in the same process. Writes test/bench/results.json.
+ */
+import { execFile, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { HostAgent, type JobExecutor } from "@virtfleet/agent";
+import type { CommandRunner } from "@virtfleet/hypervisor";
+import { EventLog, FleetClient, Keys, VmRegistry } from "@virtfleet/queue";
+import { Queue, QueueEvents, Worker } from "bullmq";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { LocalRedis } from "../fixtures/redis-server.js";
+
+const run = promisify(execFile);
+const repo = path.resolve(import.meta.dirname, "../..");
+const ROOT = "/var/lib/virtfleet/bench";
+const IMAGES = path.join(ROOT, "images");
+const C = Number(process.env.BENCH_CONCURRENCY ?? os.cpus().length);
+const VMS = Number(process.env.BENCH_VMS ?? 40);
+const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 10_000);
+const results: Record<string, unknown> = {};
+const logger = pino({ level: "silent" });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
+
+function table(title: string, rows: Record<string, string | number>[]): void {
+  process.stdout.write(`\n${title}\n`);
+  console.table(rows);
+}
+
+async function virsh(...args: string[]): Promise<string> {
+  try {
+    return (await run("virsh", ["-c", "qemu:///system", ...args], { env: { ...process.env, LC_ALL: "C" } })).stdout;
+  } catch {
+    return "";
+  }
+}
+
+async function destroyDomains(prefix: string): Promise<void> {
+  const names = (await virsh("list", "--all", "--name"))
+    .split("\n")
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith(prefix));
+  await Promise.all(
+    names.map(async (n) => {
+      await virsh("destroy", n);
+      await virsh("undefine", n, "--nvram");
+    }),
+  );
+}
+
+async function rssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+/** 1. VMs per minute: the recipe in a sequential loop, the recipe under xargs -P C, and virtfleet. */
+async function hostThroughput(redis: LocalRedis): Promise<void> {
+  const recipe = path.join(repo, "test/bench/recipe-one.sh");
+  const shell = async (label: string, script: string, prefix: string) => {
+    const dir = path.join(ROOT, `vfbench-${label}`);
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    const started = performance.now();
+    await run("bash", ["-c", script, "bench", recipe, dir, IMAGES, String(VMS), String(C), prefix], {
+      maxBuffer: 1 << 24,
+    });
+    const seconds = (performance.now() - started) / 1000;
+    await destroyDomains(prefix);
+    // The plain recipe's `--disk path=` leaves a storage pool over the folder: part of its cost.
+    await virsh("pool-destroy", `vfbench-${label}`);
+    await virsh("pool-undefine", `vfbench-${label}`);
+    await rm(dir, { recursive: true, force: true });
+    return seconds;
+  };
+  const seqSeconds = await shell("seq", 'for i in $(seq 1 "$4"); do "$1" "$6$i" "$2" "$3"; done', "vfb-s-");
+  const xargsSeconds = await shell("xargs", 'seq 1 "$4" | xargs -P "$5" -I{} "$1" "$6{}" "$2" "$3"', "vfb-x-");
+
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
+  const storage = path.join(ROOT, "vfbench-vf");
+  await mkdir(storage, { recursive: true, mode: 0o755 });
+  const env = { ...process.env, REDIS_URL: redis.url, VIRTFLEET_PREFIX: prefix };
+  const worker = spawn(process.execPath, [path.join(repo, "apps/worker/dist/main.js")], {
+    env: {
+      ...env,
+      VIRTFLEET_HOST_ID: "bench",
+      VIRTFLEET_STORAGE_DIR: storage,
+      VIRTFLEET_IMAGE_DIR: IMAGES,
+      VIRTFLEET_VIRT_TYPE: "qemu",
+      VIRTFLEET_CONCURRENCY: String(C),
+      VIRTFLEET_CAPACITY_MEMORY_MB: "65536",
+      VIRTFLEET_CAPACITY_VCPUS: "256",
+      LOG_LEVEL: "warn",
+    },
+    stdio: "ignore",
+  });
+  const client = new FleetClient({ redisUrl: redis.url, prefix });
+  while (!(await client.hosts.get("bench"))?.up) await sleep(100);
+  await sleep(2000);
+  const idleRss = await rssKiB(worker.pid as number);
+  let peakRss = idleRss;
+  const sampler = setInterval(() => {
+    void rssKiB(worker.pid as number).then((r) => {
+      peakRss = Math.max(peakRss, r);
+    });
+  }, 200);
+  const cli = path.join(repo, "apps/cli/dist/main.js");
+  const started = performance.now();
+  await run(
+    process.execPath,
+    [
+      cli,
+      "create",
+      "--name",
+      "vfb-v-{n}",
+      "--count",
+      String(VMS),
+      "--memory",
+      "192",
+      "--disk",
+      "size=1,backing=tiny",
+      "--boot",
+      "kernel=tiny,initrd=tiny,kernel_args=console=ttyS0",
+      "--network",
+      "none",
+      "--virt-type",
+      "qemu",
+      "--wait",
+      "--wait-ready",
+      "--json",
+    ],
+    { env, maxBuffer: 1 << 24 },
+  );
+  const vfSeconds = (performance.now() - started) / 1000;
+  clearInterval(sampler);
+  const running = (await virsh("list", "--name")).split("\n").filter((s) => s.startsWith("vfb-v-")).length;
+  const names = Array.from({ length: VMS }, (_, i) => `vfb-v-${i + 1}`);
+  await run(process.execPath, [cli, "destroy", ...names, "--wait", "--json"], { env, maxBuffer: 1 << 24 });
+  await client.close();
+  worker.kill("SIGTERM");
+  await new Promise((r) => worker.once("exit", r));
+  await destroyDomains("vfb-v-");
+  await rm(storage, { recursive: true, force: true });
+
+  const perMin = (s: number) => round((VMS / s) * 60, 1);
+  const r = {
+    vms: VMS,
+    concurrency: C,
+    sequentialPerMin: perMin(seqSeconds),
+    xargsPerMin: perMin(xargsSeconds),
+    virtfleetPerMin: perMin(vfSeconds),
+    virtfleetRunning: running,
+    ratioToXargs: round(xargsSeconds / vfSeconds, 3),
+    ratioToSequential: round(seqSeconds / vfSeconds, 3),
+  };
+  results.hostThroughput = r;
+  results.footprint = {
+    ...(results.footprint as object),
+    workerRssIdleMiB: round(idleRss / 1024, 1),
+    workerRssUnderLoadMiB: round(peakRss / 1024, 1),
+  };
+  table(`1. Host throughput: ${VMS} tiny TCG VMs to the guest's ready line, concurrency ${C}`, [
+    { way: "recipe, sequential loop", seconds: round(seqSeconds, 1), "VMs/min": r.sequentialPerMin },
+    { way: `recipe, xargs -P ${C}`, seconds: round(xargsSeconds, 1), "VMs/min": r.xargsPerMin },
+    {
+      way: `virtfleet (CLI → Redis → worker, concurrency ${C})`,
+      seconds: round(vfSeconds, 1),
+      "VMs/min": r.virtfleetPerMin,
+    },
+  ]);
+  process.stdout.write(
+    `virtfleet / xargs = ${r.ratioToXargs}, virtfleet / sequential = ${r.ratioToSequential}, running at the end: ${running}/${VMS}\n`,
+  );
+}
+
+/** A runner that answers the few virsh calls a worker makes at start, and runs nothing. */
+const fakeRunner: CommandRunner = {
+  async run(_file, args) {
+    if (args.includes("nodeinfo")) return { stdout: "CPU(s): 64\nMemory size: 268435456 KiB\n", stderr: "" };
+    return { stdout: "", stderr: "" };
+  },
+};
+
+/** An executor that reports a create's phases and does no subprocess work. */
+const noopExecutor: JobExecutor = {
+  async create(_data, report) {
+    await report("disk.creating", "bench");
+    await report("disk.ready", "bench");
+    await report("domain.defining", "bench");
+    await report("domain.running", "bench");
+  },
+  async destroy(_data, report) {
+    await report("stopping", "bench");
+  },
+  async rollback() {},
+};
+
+const HOSTS = 4;
+const PER_HOST_CONCURRENCY = 50;
+
+/** Counts terminal events on the all-events stream until `n` have arrived. */
+async function countDone(redisUrl: string, keys: Keys, n: number, from = "$"): Promise<void> {
+  const r = new Redis(redisUrl);
+  let last = from === "$" ? ((await r.xrevrange(keys.allEvents(), "+", "-", "COUNT", 1))[0]?.[0] ?? "0") : from;
+  let done = 0;
+  while (done < n) {
+    const reply = (await r.xread("COUNT", 5000, "BLOCK", 5000, "STREAMS", keys.allEvents(), last)) as
+      | [string, [string, string[]][]][]
+      | null;
+    for (const [, items] of reply ?? []) {
+      for (const [id, fields] of items) {
+        last = id;
+        if ((fields[1] ?? "").includes('"phase":"done"')) done++;
+      }
+    }
+  }
+  r.disconnect();
+}
+
+/** 2. Control-plane overhead: jobs/s through virtfleet with no subprocess work, against raw BullMQ. */
+async function controlPlane(redis: LocalRedis): Promise<void> {
+  // Raw BullMQ: addBulk, an empty processor, the same hosts and concurrency, completion events.
+  const rawPrefix = `raw-${randomUUID().slice(0, 8)}`;
+  const conn = { url: redis.url };
+  const queues = Array.from(
+    { length: HOSTS },
+    (_, h) => new Queue(`host.raw${h}`, { connection: conn, prefix: rawPrefix }),
+  );
+  const workers = queues.map(
+    (q) =>
+      new Worker(q.name, async () => undefined, {
+        connection: conn,
+        prefix: rawPrefix,
+        concurrency: PER_HOST_CONCURRENCY,
+      }),
+  );
+  const events = queues.map((q) => new QueueEvents(q.name, { connection: conn, prefix: rawPrefix }));
+  await Promise.all([...workers.map((w) => w.waitUntilReady()), ...events.map((e) => e.waitUntilReady())]);
+  let completed = 0;
+  const allDone = new Promise<void>((resolve) => {
+    for (const e of events)
+      e.on("completed", () => {
+        if (++completed === JOBS) resolve();
+      });
+  });
+  let started = performance.now();
+  for (let i = 0; i < JOBS; i += 1000) {
+    const chunk = Array.from({ length: Math.min(1000, JOBS - i) }, (_, k) => ({
+      name: "create",
+      data: { n: i + k },
+      opts: { removeOnComplete: true },
+    }));
+    await (queues[(i / 1000) % HOSTS] as Queue).addBulk(chunk);
+  }
+  await allDone;
+  const rawSeconds = (performance.now() - started) / 1000;
+  await Promise.all([
+    ...workers.map((w) => w.close()),
+    ...events.map((e) => e.close()),
+    ...queues.map((q) => q.close()),
+  ]);
+
+  // virtfleet: FleetClient.createVm for each (validation, name claim, placement with an atomic claim,
+  // job record, events), simulated hosts running the real HostAgent with a no-op executor.
+  const prefix = `cp-${randomUUID().slice(0, 8)}`;
+  const keys = new Keys(prefix);
+  const agents = await Promise.all(
+    Array.from({ length: HOSTS }, async (_, h) => {
+      const dir = path.join(os.tmpdir(), `vfbench-cp-${prefix}-${h}`);
+      const agent = new HostAgent({
+        redisUrl: redis.url,
+        prefix,
+        hostId: `sim${h}`,
+        storageDir: dir,
+        imageDir: dir,
+        virtType: "qemu",
+        concurrency: PER_HOST_CONCURRENCY,
+        capacityMemoryMiB: 1 << 30,
+        capacityVcpus: 1 << 30,
+        logger,
+        runner: fakeRunner,
+        executor: noopExecutor,
+        heartbeatMs: 5000,
+      });
+      await agent.start();
+      return { agent, dir };
+    }),
+  );
+  const client = new FleetClient({ redisUrl: redis.url, prefix });
+  const counting = countDone(redis.url, keys, JOBS);
+  started = performance.now();
+  const WINDOW = 500;
+  for (let i = 0; i < JOBS; i += WINDOW) {
+    await Promise.all(
+      Array.from({ length: Math.min(WINDOW, JOBS - i) }, (_, k) =>
+        client.createVm({ name: `cp-${i + k}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] }),
+      ),
+    );
+  }
+  await counting;
+  const vfSeconds = (performance.now() - started) / 1000;
+  await client.close();
+  for (const { agent, dir } of agents) {
+    await agent.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const r = {
+    jobs: JOBS,
+    hosts: HOSTS,
+    concurrencyPerHost: PER_HOST_CONCURRENCY,
+    rawBullmqJobsPerSec: round(JOBS / rawSeconds, 0),
+    virtfleetJobsPerSec: round(JOBS / vfSeconds, 0),
+    ratioToRawBullmq: round(rawSeconds / vfSeconds, 3),
+  };
+  results.controlPlane = r;
+  table(
+    `2. Control plane: ${JOBS} create jobs, ${HOSTS} simulated hosts × concurrency ${PER_HOST_CONCURRENCY}, no subprocess work`,
+    [
+      {
+        way: "raw BullMQ (addBulk, empty processor, completion events)",
+        seconds: round(rawSeconds, 2),
+        "jobs/s": r.rawBullmqJobsPerSec,
+      },
+      {
+        way: "virtfleet (FleetClient → placement → worker → 7 events each)",
+        seconds: round(vfSeconds, 2),
+        "jobs/s": r.virtfleetJobsPerSec,
+      },
+    ],
+  );
+  process.stdout.write(`virtfleet / raw BullMQ = ${r.ratioToRawBullmq}\n`);
+}
+
+/** 3. Event latency: a worker's progress update to the producer's handler. */
+async function eventLatency(redis: LocalRedis): Promise<void> {
+  const prefix = `lat-${randomUUID().slice(0, 8)}`;
+  const keys = new Keys(prefix);
+  const writer = new Redis(redis.url);
+  const log = new EventLog(writer, keys);
+  const client = new FleetClient({ redisUrl: redis.url, prefix });
+  const JOBS_N = 100;
+  const PER_JOB = Math.ceil(EVENTS / JOBS_N);
+  const latencies: number[] = [];
+  const ids = Array.from({ length: JOBS_N }, (_, j) => `lat-${j}`);
+  for (const id of ids) await log.createJob({ jobId: id, kind: "create", vm: "lat", data: "{}" });
+  const following = ids.map(async (id) => {
+    for await (const e of client.job(id).events()) {
+      if (e.phase === "queued" && e.message === "") continue;
+      latencies.push(Date.now() - Number(e.message));
+      if (e.phase === "done") return;
+    }
+  });
+  await sleep(500);
+  // Each event's message carries the send time in ms; the reader measures arrival minus send.
+  for (let k = 0; k < PER_JOB; k++) {
+    await Promise.all(
+      ids.map((id) =>
+        log.append({
+          jobId: id,
+          kind: "create",
+          vm: "lat",
+          phase: k === PER_JOB - 1 ? "done" : "domain.defining",
+          message: String(Date.now()),
+        }),
+      ),
+    );
+    await sleep(5);
+  }
+  await Promise.all(following);
+  await client.close();
+  writer.disconnect();
+  latencies.sort((a, b) => a - b);
+  const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  const r = { events: latencies.length, p50Ms: pick(0.5), p99Ms: pick(0.99), maxMs: latencies.at(-1) ?? 0 };
+  results.eventLatency = r;
+  table(`3. Event latency: ${r.events} events, ${JOBS_N} jobs followed at once`, [
+    { p50_ms: r.p50Ms, p99_ms: r.p99Ms, max_ms: r.maxMs },
+  ]);
+}
+
+/** 4. Redis memory per queued job and per registered VM. */
+async function redisFootprint(redis: LocalRedis): Promise<void> {
+  const r = new Redis(redis.url);
+  const used = async () => Number(/used_memory:(\d+)/.exec(await r.info("memory"))?.[1] ?? 0);
+  const N = 5000;
+  const prefix = `fp-${randomUUID().slice(0, 8)}`;
+  const keys = new Keys(prefix);
+  const client = new FleetClient({ redisUrl: redis.url, prefix });
+  const status = {
+    hostId: "fp",
+    version: "bench",
+    startedAt: "",
+    heartbeatAt: "",
+    libvirtUri: "",
+    virtTypes: ["qemu" as const],
+    defaultVirtType: "qemu" as const,
+    concurrency: 1,
+    memoryMiB: { total: 1, capacity: 1 << 30 },
+    vcpus: { total: 1, capacity: 1 << 30 },
+    diskFreeGiB: 1,
+    runningVms: 0,
+    images: [],
+    labels: {},
+    draining: false,
+  };
+  await client.vms.ledger.setCapacity("fp", 1 << 30, 1 << 30);
+  await client.hosts.heartbeat(status, 600_000);
+  await client.createVm({ name: "fp-warm", memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] });
+  let before = await used();
+  for (let i = 0; i < N; i += 250) {
+    await Promise.all(
+      Array.from({ length: 250 }, (_, k) =>
+        client.createVm({ name: `fp-${i + k}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] }),
+      ),
+    );
+  }
+  const perJob = ((await used()) - before) / N;
+  const vms = new VmRegistry(r, new Keys(`${prefix}-vm`));
+  before = await used();
+  for (let i = 0; i < N; i++) {
+    await vms.put({
+      name: `vm-${i}`,
+      hostId: "fp",
+      state: "running",
+      fingerprint: "f".repeat(64),
+      jobId: `create-${randomUUID()}`,
+      memoryMiB: 512,
+      vcpus: 1,
+      labels: {},
+      updatedAt: new Date().toISOString(),
+    });
+  }
+  const perVm = ((await used()) - before) / N;
+  await client.close();
+  r.disconnect();
+  void keys;
+  results.footprint = {
+    ...(results.footprint as object),
+    redisBytesPerQueuedJob: Math.round(perJob),
+    redisBytesPerRegisteredVm: Math.round(perVm),
+  };
+  table("4. Footprint", [
+    { what: "Redis bytes per queued create job (record, events, queue entry, VM claim)", value: Math.round(perJob) },
+    { what: "Redis bytes per registered VM", value: Math.round(perVm) },
+  ]);
+}
+
+/** 5. Linked clone (qcow2 overlay) against a full copy, for a 1 GiB and a 10 GiB base. */
+async function diskCreation(): Promise<void> {
+  const dir = path.join(ROOT, "vfbench-disk");
+  await mkdir(dir, { recursive: true });
+  const rows: Record<string, string | number>[] = [];
+  const out: Record<string, unknown> = {};
+  const time = async (fn: () => Promise<unknown>, runs: number) => {
+    const t: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const s = performance.now();
+      await fn();
+      t.push(performance.now() - s);
+    }
+    t.sort((a, b) => a - b);
+    return t[Math.floor(t.length / 2)] as number;
+  };
+  for (const gib of [1, 10]) {
+    const base = path.join(dir, `base-${gib}.raw`);
+    await run("truncate", ["-s", `${gib}G`, base]);
+    let n = 0;
+    const overlayMs = await time(
+      () =>
+        run("qemu-img", [
+          "create",
+          "-q",
+          "-f",
+          "qcow2",
+          "-b",
+          base,
+          "-F",
+          "raw",
+          path.join(dir, `ov-${gib}-${n++}.qcow2`),
+        ]),
+      5,
+    );
+    const copyMs = await time(
+      async () => {
+        const target = path.join(dir, `copy-${gib}.raw`);
+        await run("cp", ["--sparse=never", base, target]);
+        await rm(target);
+      },
+      gib === 1 ? 3 : 1,
+    );
+    out[`base${gib}GiB`] = {
+      overlayMs: round(overlayMs, 1),
+      fullCopyMs: round(copyMs, 0),
+      speedup: round(copyMs / overlayMs, 0),
+    };
+    rows.push({
+      base: `${gib} GiB`,
+      "qcow2 overlay ms": round(overlayMs, 1),
+      "full copy ms": round(copyMs, 0),
+      "copy / overlay": round(copyMs / overlayMs, 0),
+    });
+  }
+  await rm(dir, { recursive: true, force: true });
+  results.diskCreation = out;
+  table("5. Disk creation: linked clone vs full copy (cp --sparse=never)", rows);
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  await mkdir(ROOT, { recursive: true, mode: 0o755 });
+  await run("bash", [path.join(repo, "deploy/build-test-guest.sh"), IMAGES]);
+  const redis = await LocalRedis.start({ appendonly: false });
+  try {
+    const only = process.env.BENCH_ONLY?.split(",");
+    const want = (s: string) => only === undefined || only.includes(s);
+    if (want("control")) await controlPlane(redis);
+    if (want("latency")) await eventLatency(redis);
+    if (want("footprint")) await redisFootprint(redis);
+    if (want("disk")) await diskCreation();
+    if (want("throughput")) await hostThroughput(redis);
+  } finally {
+    await redis.stop();
+  }
+  results.machine = {
+    cpus: os.cpus().length,
+    node: process.version,
+    date: new Date().toISOString(),
+    seconds: Math.round((Date.now() - started) / 1000),
+  };
+  const file = path.join(repo, "test/bench/results.json");
+  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`\nwrote ${file} (${results.machine && (results.machine as { seconds: number }).seconds} s)\n`);
+}
+
+await main();
