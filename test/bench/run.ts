@@ -303,8 +303,12 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
       ),
     );
   }
+  const submitSeconds = (performance.now() - started) / 1000;
   await counting;
   const vfSeconds = (performance.now() - started) / 1000;
+  process.stdout.write(
+    `virtfleet: submitted in ${round(submitSeconds, 2)} s, all done after ${round(vfSeconds, 2)} s\n`,
+  );
   await client.close();
   for (const { agent, dir } of agents) {
     await agent.close();

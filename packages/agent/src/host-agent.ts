@@ -361,12 +361,19 @@ export class HostAgent {
         ...(error === undefined ? {} : { error }),
       });
     };
-    // Between phases: a cancel request that arrived while no signal could carry it stops the job here.
+    // Between phases: a cancel request that arrived while no signal could carry it stops the job here
+    // (checked in the same script that appends the event).
     const report = async (phase: Phase, message: string) => {
-      if (data.kind === "create" && (await this.#log.cancelRequested(data.jobId))) {
-        throw new VirtfleetError("CANCELLED", "cancelled by request");
-      }
-      await append(phase, message);
+      log.info({ phase }, message);
+      await this.#log.append({
+        jobId: data.jobId,
+        kind: data.kind,
+        vm,
+        phase,
+        message,
+        host: this.hostId,
+        unlessCancelled: data.kind === "create",
+      });
     };
     const current = await this.#log.getJob(data.jobId);
     if (current !== undefined && isTerminal(current.phase)) {

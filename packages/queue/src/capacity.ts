@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
+import { runScript } from "./scripts.js";
 
 // Claims room for a VM on the best of the given hosts that is up and has room, judged on the live
 // numbers, atomically: no two claims can both fit the last of a host's room, and a burst of
@@ -7,7 +8,8 @@ import type { Keys } from "./keys.js";
 // anti-affinity group, then by policy ('spread': most free memory, 'pack': least, 'order': the
 // first in the given order), then the given order. A VM that already holds a claim keeps it.
 // KEYS: group hash (or any key when there is no group), then per host: alloc hash, claims hash,
-// live status. ARGV: vm, memoryMiB, vcpus, policy, hasGroup ('1'/'0'), host ids...
+// live status, drain mark. ARGV: vm, memoryMiB, vcpus, policy, hasGroup ('1'/'0'), host ids...
+// A host is a candidate only while its status lives and it is not drained.
 const CLAIM = `
 local mem = tonumber(ARGV[2])
 local vcpus = tonumber(ARGV[3])
@@ -18,11 +20,11 @@ if grouped then
   for _, h in ipairs(redis.call('HVALS', KEYS[1])) do counts[h] = (counts[h] or 0) + 1 end
 end
 local best, bestCount, bestFree = nil, nil, nil
-local n = (#KEYS - 1) / 3
+local n = (#KEYS - 1) / 4
 for i = 1, n do
-  local alloc, claims, status = KEYS[(i - 1) * 3 + 2], KEYS[(i - 1) * 3 + 3], KEYS[(i - 1) * 3 + 4]
+  local alloc, claims, status, drain = KEYS[(i - 1) * 4 + 2], KEYS[(i - 1) * 4 + 3], KEYS[(i - 1) * 4 + 4], KEYS[(i - 1) * 4 + 5]
   if redis.call('HEXISTS', claims, ARGV[1]) == 1 then return i end
-  if redis.call('EXISTS', status) == 1 then
+  if redis.call('EXISTS', status) == 1 and redis.call('EXISTS', drain) == 0 then
     local capM = tonumber(redis.call('HGET', alloc, 'capMem') or '0')
     local capV = tonumber(redis.call('HGET', alloc, 'capVcpus') or '0')
     local m = tonumber(redis.call('HGET', alloc, 'mem') or '0')
@@ -37,7 +39,7 @@ for i = 1, n do
   end
 end
 if best == nil then return 0 end
-local alloc, claims = KEYS[(best - 1) * 3 + 2], KEYS[(best - 1) * 3 + 3]
+local alloc, claims = KEYS[(best - 1) * 4 + 2], KEYS[(best - 1) * 4 + 3]
 redis.call('HINCRBY', alloc, 'mem', mem)
 redis.call('HINCRBY', alloc, 'vcpus', vcpus)
 redis.call('HSET', claims, ARGV[1], ARGV[2] .. ':' .. ARGV[3])
@@ -92,9 +94,15 @@ export class CapacityLedger {
       options.group === undefined ? this.#keys.alloc(hostIds[0] as string) : this.#keys.group(options.group);
     const keys = [
       groupKey,
-      ...hostIds.flatMap((h) => [this.#keys.alloc(h), this.#keys.claims(h), this.#keys.hostStatus(h)]),
+      ...hostIds.flatMap((h) => [
+        this.#keys.alloc(h),
+        this.#keys.claims(h),
+        this.#keys.hostStatus(h),
+        this.#keys.drain(h),
+      ]),
     ];
-    const index = (await this.#redis.eval(
+    const index = (await runScript(
+      this.#redis,
       CLAIM,
       keys.length,
       ...keys,
@@ -110,7 +118,7 @@ export class CapacityLedger {
 
   /** Gives the VM's room on the host back; true if it held any. Safe to call twice. */
   async release(hostId: string, vm: string): Promise<boolean> {
-    return (await this.#redis.eval(RELEASE, 2, this.#keys.alloc(hostId), this.#keys.claims(hostId), vm)) === 1;
+    return (await runScript(this.#redis, RELEASE, 2, this.#keys.alloc(hostId), this.#keys.claims(hostId), vm)) === 1;
   }
 
   async get(hostId: string): Promise<Allocation> {

@@ -6,9 +6,11 @@ import {
   type Phase,
   ProgressEvent,
   type StreamedEvent,
+  VirtfleetError,
 } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
+import { runScript } from "./scripts.js";
 
 /** How long a job's record and events are kept after its last event. */
 const JOB_TTL_SEC = 7 * 24 * 3600;
@@ -40,15 +42,19 @@ export interface EventInput {
   host?: string | undefined;
   percent?: number;
   error?: ErrorInfo;
+  /** Refuse, with a CANCELLED error, when the job was asked to be cancelled (checked atomically). */
+  unlessCancelled?: boolean;
 }
 
 // Appends an event unless the job already ended: a job's terminal event is its last.
 // KEYS: job hash, job stream, all-events stream. ARGV: event json, phase, percent, message, at, host, error json, ttl, terminal?, maxlen, allMaxlen
 // A job of a batch also appends to the batch's stream, and its terminal event counts toward the
 // batch's end. ARGV[12]: the key prefix.
+// ARGV[13] = '1': refuse (return '!cancel') when the job was asked to be cancelled.
 const APPEND = `
 local phase = redis.call('HGET', KEYS[1], 'phase')
 if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return false end
+if ARGV[13] == '1' and redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then return '!cancel' end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 'e', ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', 'e', ARGV[1])
 local batch = redis.call('HGET', KEYS[1], 'batch')
@@ -122,7 +128,8 @@ export class EventLog {
       at: new Date().toISOString(),
       ...(input.error === undefined ? {} : { error: input.error }),
     };
-    const id = await this.#redis.eval(
+    const id = await runScript(
+      this.#redis,
       APPEND,
       3,
       this.#keys.job(input.jobId),
@@ -140,7 +147,9 @@ export class EventLog {
       String(JOB_STREAM_MAXLEN),
       String(ALL_EVENTS_MAXLEN),
       this.#keys.prefix,
+      input.unlessCancelled === true ? "1" : "0",
     );
+    if (id === "!cancel") throw new VirtfleetError("CANCELLED", "cancelled by request");
     return typeof id === "string" ? id : undefined;
   }
 

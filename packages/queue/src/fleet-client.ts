@@ -38,6 +38,8 @@ export interface FleetClientOptions {
   redisUrl: string;
   /** Key prefix shared by every part of one fleet. Default `virtfleet`. */
   prefix?: string;
+  /** How long placement may reuse the hosts list. Default 1000 ms; 0 reads it for every request. */
+  placementCacheMs?: number;
 }
 
 export interface CreateOptions {
@@ -106,8 +108,11 @@ export class FleetClient {
   readonly #redis: Redis;
   readonly #queues = new Map<string, Queue>();
   #closing: Promise<void> | undefined;
+  readonly #placementCacheMs: number;
+  #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
 
   constructor(options: FleetClientOptions) {
+    this.#placementCacheMs = options.placementCacheMs ?? 1000;
     this.keys = new Keys(options.prefix);
     this.#redis = createRedis({ url: options.redisUrl, connectionName: "virtfleet-client" });
     this.hosts = new HostRegistry(this.#redis, this.keys);
@@ -145,10 +150,29 @@ export class FleetClient {
     );
   }
 
+  /**
+   * The hosts list, read at most every `placementCacheMs`: the claim script judges liveness, drain
+   * and room on live numbers, so a stale list only costs a retry with a fresh one.
+   */
+  async #hostList(fresh: boolean): Promise<HostView[]> {
+    const now = Date.now();
+    if (!fresh && this.#hostCache !== undefined && now - this.#hostCache.at < this.#placementCacheMs) {
+      return this.#hostCache.hosts;
+    }
+    const hosts = this.hosts.list();
+    this.#hostCache = { at: now, hosts };
+    try {
+      return await hosts;
+    } catch (error) {
+      this.#hostCache = undefined;
+      throw error;
+    }
+  }
+
   /** What placement needs to know of every registered host. */
-  async candidates(group?: string): Promise<HostCandidate[]> {
+  async candidates(group?: string, fresh = true): Promise<HostCandidate[]> {
     const [hosts, members] = await Promise.all([
-      this.hosts.list(),
+      this.#hostList(fresh),
       group === undefined ? Promise.resolve(new Map<string, number>()) : this.vms.groupCounts(group),
     ]);
     return hosts.map((h) => ({
@@ -176,8 +200,9 @@ export class FleetClient {
     exclude: readonly string[] = [],
   ): Promise<string> {
     const deadline = Date.now() + waitMs;
+    let fresh = false;
     for (;;) {
-      const all = (await this.candidates(placement.group)).filter((h) => !exclude.includes(h.hostId));
+      const all = (await this.candidates(placement.group, fresh)).filter((h) => !exclude.includes(h.hostId));
       let order: string[];
       if (placement.host !== undefined) {
         const pinned = all.find((h) => h.hostId === placement.host);
@@ -210,6 +235,11 @@ export class FleetClient {
         ...(placement.group === undefined ? {} : { group: placement.group }),
       });
       if (host !== undefined) return host;
+      if (!fresh) {
+        // The list may have been stale (a host just came up or changed): once more with a fresh one.
+        fresh = true;
+        continue;
+      }
       if (Date.now() >= deadline) {
         if (placement.host !== undefined) {
           throw new VirtfleetError(

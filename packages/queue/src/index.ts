@@ -6,4 +6,5 @@ export * from "./host-registry.js";
 export * from "./job-handle.js";
 export * from "./keys.js";
 export * from "./quota.js";
+export * from "./scripts.js";
 export * from "./vm-registry.js";

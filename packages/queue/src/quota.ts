@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
+import { runScript } from "./scripts.js";
 
 export interface QuotaLimits {
   vms?: number | undefined;
@@ -61,7 +62,8 @@ export class QuotaLedger {
     limits: QuotaLimits,
   ): Promise<"ok" | keyof QuotaUsage> {
     const u = this.#keys.usage(tenant);
-    return (await this.#redis.eval(
+    return (await runScript(
+      this.#redis,
       ADMIT,
       2,
       u,
@@ -77,7 +79,7 @@ export class QuotaLedger {
 
   async release(tenant: string, vm: string): Promise<boolean> {
     const u = this.#keys.usage(tenant);
-    return (await this.#redis.eval(RELEASE, 2, u, `${u}:vms`, vm)) === 1;
+    return (await runScript(this.#redis, RELEASE, 2, u, `${u}:vms`, vm)) === 1;
   }
 
   async usage(tenant: string): Promise<QuotaUsage> {

@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import { CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
 import { QuotaLedger } from "./quota.js";
+import { runScript } from "./scripts.js";
 
 export type VmState = "creating" | "running" | "destroying" | "failed";
 
@@ -111,7 +112,8 @@ export class VmRegistry {
 
   /** Claims `record.name` for a new create, atomically; tells whether the same VM or another holds it. */
   async claim(record: VmRecord): Promise<ClaimResult> {
-    const outcome = (await this.#redis.eval(
+    const outcome = (await runScript(
+      this.#redis,
       CLAIM,
       2,
       this.#keys.vm(record.name),
