@@ -375,9 +375,9 @@ export class HostAgent {
         unlessCancelled: data.kind === "create",
       });
     };
-    const current = await this.#log.getJob(data.jobId);
-    if (current !== undefined && isTerminal(current.phase)) {
-      log.info({ phase: current.phase }, "job already ended; skipping");
+    const current = await this.#log.phase(data.jobId);
+    if (current !== undefined && isTerminal(current)) {
+      log.info({ phase: current }, "job already ended; skipping");
       return;
     }
     const provisioner = this.#provisioner;
@@ -387,10 +387,10 @@ export class HostAgent {
       if (data.kind === "create") {
         if (await this.#log.cancelRequested(data.jobId)) throw new VirtfleetError("CANCELLED", "cancelled by request");
         await provisioner.create(data, report, signal);
-        const now = await this.#log.getJob(data.jobId);
-        if (now !== undefined && isTerminal(now.phase)) {
+        const now = await this.#log.phase(data.jobId);
+        if (now !== undefined && isTerminal(now)) {
           // The fleet gave up on this job while it ran (HOST_LOST): what it made must go.
-          log.warn({ phase: now.phase }, "job ended elsewhere while it ran; rolling back");
+          log.warn({ phase: now }, "job ended elsewhere while it ran; rolling back");
           await provisioner.rollback(vm, data.jobId);
           return;
         }

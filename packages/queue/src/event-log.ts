@@ -187,6 +187,11 @@ export class EventLog {
     return (await this.#redis.hget(this.#keys.job(jobId), "cancelRequested")) === "1";
   }
 
+  /** Only the job's phase (cheaper than getJob). */
+  async phase(jobId: string): Promise<Phase | undefined> {
+    return ((await this.#redis.hget(this.#keys.job(jobId), "phase")) ?? undefined) as Phase | undefined;
+  }
+
   /** The job's payload as the producer stored it (parse it again before use). */
   async getJobData(jobId: string): Promise<unknown> {
     const raw = await this.#redis.hget(this.#keys.job(jobId), "data");

@@ -467,25 +467,28 @@ export class FleetClient {
     vm: string,
     extra: { tenant?: string; batchId?: string; callbackUrl?: string } = {},
   ): Promise<void> {
-    await this.log.createJob({
-      jobId: data.jobId,
-      kind: data.kind,
-      vm,
-      hostId: data.hostId,
-      data: JSON.stringify(data),
-      ...(extra.tenant === undefined ? {} : { tenant: extra.tenant }),
-      ...(extra.batchId === undefined ? {} : { batchId: extra.batchId }),
-      ...(extra.callbackUrl === undefined ? {} : { callbackUrl: extra.callbackUrl }),
-    });
-    await this.log.append({ jobId: data.jobId, kind: data.kind, vm, phase: "queued", message: "accepted" });
-    await this.log.append({
-      jobId: data.jobId,
-      kind: data.kind,
-      vm,
-      phase: "placed",
-      host: data.hostId,
-      message: `placed on host ${data.hostId}`,
-    });
+    // Sent together (one round trip with auto-pipelining); Redis runs them in this order.
+    await Promise.all([
+      this.log.createJob({
+        jobId: data.jobId,
+        kind: data.kind,
+        vm,
+        hostId: data.hostId,
+        data: JSON.stringify(data),
+        ...(extra.tenant === undefined ? {} : { tenant: extra.tenant }),
+        ...(extra.batchId === undefined ? {} : { batchId: extra.batchId }),
+        ...(extra.callbackUrl === undefined ? {} : { callbackUrl: extra.callbackUrl }),
+      }),
+      this.log.append({ jobId: data.jobId, kind: data.kind, vm, phase: "queued", message: "accepted" }),
+      this.log.append({
+        jobId: data.jobId,
+        kind: data.kind,
+        vm,
+        phase: "placed",
+        host: data.hostId,
+        message: `placed on host ${data.hostId}`,
+      }),
+    ]);
     await this.#queue(data.hostId).add(data.kind, data, this.#jobOptions(data.jobId));
   }
 
