@@ -183,6 +183,17 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
     expect(await domainState(name)).toBeUndefined();
   });
 
+  it("an unreachable Redis is a clear REDIS_UNAVAILABLE error, not a hang", async () => {
+    const r = await runCli(
+      ["ls", "--json"],
+      { REDIS_URL: "redis://127.0.0.1:1", VIRTFLEET_PREFIX: fleet.prefix },
+      30_000,
+    );
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({ error: { code: "REDIS_UNAVAILABLE" } });
+    expect(r.stderr).toMatch(/Redis did not answer/);
+  });
+
   it("bad input exits 2, names the flag, and enqueues nothing", async () => {
     const redis = new Redis(fleet.redisUrl);
     try {

@@ -68,11 +68,12 @@ class Cli {
   }
 
   /** Operator commands that only exist on Redis. */
-  fleet(what: string): FleetClient {
+  async fleet(what: string): Promise<FleetClient> {
     const backend = this.backend();
     if (!(backend instanceof RedisBackend)) {
       throw new VirtfleetError("INVALID_SPEC", `${what} is not offered through the API; unset VIRTFLEET_API_URL`);
     }
+    await backend.ready();
     return backend.fleet;
   }
 
@@ -318,7 +319,7 @@ async function main(argv: string[]): Promise<number> {
     .description("remove a host that is down from the fleet's list")
     .argument("<id>", "host id")
     .action(async (id: string) => {
-      const client = cli.fleet("hosts forget");
+      const client = await cli.fleet("hosts forget");
       const hostId = parseOrThrow(HostId, id, "host");
       const view = await client.hosts.get(hostId);
       if (view === undefined)
@@ -337,7 +338,7 @@ async function main(argv: string[]): Promise<number> {
       .description(on ? "finish what the host runs and place nothing new on it" : "place VMs on the host again")
       .argument("<id>", "host id")
       .action(async (id: string) => {
-        const client = cli.fleet(`hosts ${verb}`);
+        const client = await cli.fleet(`hosts ${verb}`);
         const hostId = parseOrThrow(HostId, id, "host");
         if ((await client.hosts.get(hostId)) === undefined) {
           throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });

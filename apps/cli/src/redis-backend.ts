@@ -6,12 +6,20 @@ import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 export class RedisBackend implements Backend {
   readonly kind = "redis";
   readonly fleet: FleetClient;
+  #ready: Promise<void> | undefined;
 
   constructor(redisUrl: string, prefix: string) {
     this.fleet = new FleetClient({ redisUrl, prefix });
   }
 
+  /** Fails fast with REDIS_UNAVAILABLE instead of waiting for Redis forever. */
+  ready(): Promise<void> {
+    this.#ready ??= this.fleet.ready(5000);
+    return this.#ready;
+  }
+
   async createVm(r: CreateRequest): Promise<string> {
+    await this.ready();
     const job = await this.fleet.createVm(r.spec, {
       ...(r.host === undefined ? {} : { host: r.host }),
       labels: r.labels,
@@ -24,18 +32,22 @@ export class RedisBackend implements Backend {
   }
 
   async destroyVm(name: string, host?: string): Promise<string> {
+    await this.ready();
     return (await this.fleet.destroyVm(name, host === undefined ? {} : { host })).id;
   }
 
-  waitJob(jobId: string, onEvent: (e: StreamedEvent) => void): Promise<StreamedEvent> {
+  async waitJob(jobId: string, onEvent: (e: StreamedEvent) => void): Promise<StreamedEvent> {
+    await this.ready();
     return this.fleet.job(jobId).wait({ onEvent });
   }
 
-  cancelJob(jobId: string): Promise<string> {
+  async cancelJob(jobId: string): Promise<string> {
+    await this.ready();
     return this.fleet.cancelJob(jobId);
   }
 
   async listVms(f: { host?: string; state?: string; label?: Record<string, string> }): Promise<VmRow[]> {
+    await this.ready();
     return (await this.fleet.vms.list())
       .filter(
         (v) =>
@@ -47,6 +59,7 @@ export class RedisBackend implements Backend {
   }
 
   async listHosts(): Promise<HostRow[]> {
+    await this.ready();
     return (await this.fleet.hosts.list()).map((h) => ({
       ...h.status,
       up: h.up,

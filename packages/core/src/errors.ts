@@ -15,6 +15,7 @@ export const ErrorCode = z.enum([
   "PHASE_TIMEOUT",
   "GUEST_TIMEOUT",
   "LIBVIRT_UNAVAILABLE",
+  "REDIS_UNAVAILABLE",
   "OUT_OF_DISK",
   "CANCELLED",
   "QUOTA_EXCEEDED",

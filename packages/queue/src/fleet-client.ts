@@ -110,7 +110,10 @@ export class FleetClient {
   readonly #placementCacheMs: number;
   #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
 
+  readonly #url: string;
+
   constructor(options: FleetClientOptions) {
+    this.#url = options.redisUrl.replace(/\/\/[^@/]*@/, "//");
     this.#placementCacheMs = options.placementCacheMs ?? 1000;
     this.keys = new Keys(options.prefix);
     this.#redis = createRedis({ url: options.redisUrl, connectionName: "virtfleet-client" });
@@ -128,6 +131,33 @@ export class FleetClient {
       this.#queues.set(hostId, queue);
     }
     return queue;
+  }
+
+  /**
+   * Waits until Redis answers, or throws REDIS_UNAVAILABLE after `timeoutMs`. Commands otherwise
+   * wait for Redis forever (so a restart loses nothing); a command line tool wants a clear error.
+   */
+  async ready(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.#redis.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new VirtfleetError(
+                  "REDIS_UNAVAILABLE",
+                  `Redis did not answer within ${timeoutMs / 1000} s (${this.#url})`,
+                ),
+              ),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Job counts of a host's queue, by BullMQ state. */
