@@ -131,15 +131,15 @@ describe("parseNetwork", () => {
   });
 
   it("reads a libvirt network", () => {
-    expect(parseNetwork("network=default")).toEqual({ type: "network", network: "default" });
-    expect(parseNetwork("network=default,model=e1000")).toEqual({
+    expect(parseNetwork("network=labnet")).toEqual({ type: "network", network: "labnet" });
+    expect(parseNetwork("network=labnet,model=e1000")).toEqual({
       type: "network",
-      network: "default",
+      network: "labnet",
       model: "e1000",
     });
   });
 
-  it.each(["bridge=virbr0,network=default", "model=virtio", "bridge=br0,mac=52:54:00:00:00:01", "virbr0"])(
+  it.each(["bridge=virbr0,network=labnet", "model=virtio", "bridge=br0,mac=52:54:00:00:00:01", "virbr0"])(
     "rejects %j naming --network",
     (raw) => {
       expect(validationError(() => parseNetwork(raw)).issues[0]?.field).toBe("--network");
@@ -274,11 +274,11 @@ describe("specFromFlags", () => {
     const input = specFromFlags({
       ...product,
       disk: ["size=20", "size=5,format=raw"],
-      network: ["network=default", "bridge=br0"],
+      network: ["network=labnet", "bridge=br0"],
     });
     expect(input.disks).toEqual([{ sizeGiB: 20 }, { sizeGiB: 5, format: "raw" }]);
     expect(input.networks).toEqual([
-      { type: "network", network: "default" },
+      { type: "network", network: "labnet" },
       { type: "bridge", bridge: "br0" },
     ]);
   });

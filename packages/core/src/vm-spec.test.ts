@@ -45,7 +45,7 @@ describe("VmSpec: valid specs", () => {
       osVariant: "debian12",
       networks: [
         { type: "bridge", bridge: "virbr0", model: "virtio" },
-        { type: "network", network: "default" },
+        { type: "network", network: "labnet" },
       ],
       virtType: "qemu",
       labels: { team: "infra", "app.kubernetes.io/name": "x" },

@@ -101,12 +101,12 @@ describe("virtInstallArgs", () => {
     const args = virtInstallArgs({
       ...seed,
       networks: [
-        { type: "network", network: "default" },
+        { type: "network", network: "labnet" },
         { type: "bridge", bridge: "br0", model: "e1000" },
       ],
     });
     const nets = args.flatMap((a, i) => (a === "--network" ? [args[i + 1]] : []));
-    expect(nets).toEqual(["network=default", "bridge=br0,model=e1000"]);
+    expect(nets).toEqual(["network=labnet", "bridge=br0,model=e1000"]);
   });
 
   it("says --disk none for an import with no disks", () => {
