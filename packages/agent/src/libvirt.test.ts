@@ -169,35 +169,11 @@ describe("Libvirt", () => {
     await expect(new Libvirt(new FakeRunner(other), URI).ownership("budgie")).rejects.toBe(other);
   });
 
-  it("setOwnership() writes the element under the key, in the config", async () => {
-    const runner = new FakeRunner();
-    await new Libvirt(runner, URI).setOwnership("budgie", owner);
-    expect(runner.calls[0]?.args).toEqual([
-      "-c",
-      URI,
-      "metadata",
-      "budgie",
-      METADATA_NS,
-      "--key",
-      METADATA_KEY,
-      "--set",
-      ownershipXml(owner),
-      "--config",
-    ]);
-  });
-
-  it("listDomains() and listPools() read one name a line", async () => {
-    const runner = new FakeRunner(
-      { stdout: "a\n b \n\nc\n", stderr: "" },
-      { stdout: "default\nvirtfleet-a\n\n", stderr: "" },
-    );
+  it("listDomains() reads one name a line", async () => {
+    const runner = new FakeRunner({ stdout: "a\n b \n\nc\n", stderr: "" });
     const libvirt = new Libvirt(runner, URI);
     expect(await libvirt.listDomains()).toEqual(["a", "b", "c"]);
-    expect(await libvirt.listPools()).toEqual(["default", "virtfleet-a"]);
-    expect(runner.calls.map((c) => c.args)).toEqual([
-      ["-c", URI, "list", "--all", "--name"],
-      ["-c", URI, "pool-list", "--all", "--name"],
-    ]);
+    expect(runner.calls.map((c) => c.args)).toEqual([["-c", URI, "list", "--all", "--name"]]);
   });
 
   it("nodeinfo() parses virsh nodeinfo", async () => {

@@ -99,14 +99,6 @@ export class Libvirt {
     }
   }
 
-  async setOwnership(name: string, owner: Ownership, options?: RunOptions): Promise<void> {
-    await this.#runner.run(
-      "virsh",
-      virsh.metadataSet(this.uri, name, METADATA_NS, METADATA_KEY, ownershipXml(owner)),
-      options,
-    );
-  }
-
   async start(name: string, options?: RunOptions): Promise<void> {
     await this.#runner.run("virsh", virsh.start(this.uri, name), options);
   }
@@ -134,14 +126,6 @@ export class Libvirt {
 
   async listDomains(options?: RunOptions): Promise<string[]> {
     const { stdout } = await this.#runner.run("virsh", virsh.listAll(this.uri), options);
-    return stdout
-      .split("\n")
-      .map((s) => s.trim())
-      .filter((s) => s !== "");
-  }
-
-  async listPools(options?: RunOptions): Promise<string[]> {
-    const { stdout } = await this.#runner.run("virsh", virsh.poolList(this.uri), options);
     return stdout
       .split("\n")
       .map((s) => s.trim())

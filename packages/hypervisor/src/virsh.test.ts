@@ -15,26 +15,8 @@ describe("virsh argv builders", () => {
     expect(virsh.version(uri)).toEqual(["-c", uri, "version"]);
   });
 
-  it("build metadata get and set", () => {
+  it("build metadata get", () => {
     expect(virsh.metadataGet(uri, "budgie", "https://ns/1")).toEqual(["-c", uri, "metadata", "budgie", "https://ns/1"]);
-    expect(virsh.metadataSet(uri, "budgie", "https://ns/1", "vf", '<vm a="b"/>')).toEqual([
-      "-c",
-      uri,
-      "metadata",
-      "budgie",
-      "https://ns/1",
-      "--key",
-      "vf",
-      "--set",
-      '<vm a="b"/>',
-      "--config",
-    ]);
-  });
-
-  it("build pool commands", () => {
-    expect(virsh.poolDestroy(uri, "p")).toEqual(["-c", uri, "pool-destroy", "p"]);
-    expect(virsh.poolUndefine(uri, "p")).toEqual(["-c", uri, "pool-undefine", "p"]);
-    expect(virsh.poolList(uri)).toEqual(["-c", uri, "pool-list", "--all", "--name"]);
   });
 });
 

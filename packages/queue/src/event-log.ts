@@ -222,12 +222,6 @@ export class EventLog {
         : await redis.xread("COUNT", 1000, "BLOCK", blockMs, "STREAMS", key, afterId);
     return parseStreamReply(reply as StreamReply);
   }
-
-  /** Events of every job after `afterId` ("$" for only new ones). */
-  async readAll(afterId: string, blockMs: number, redis: Redis): Promise<StreamedEvent[]> {
-    const reply = await redis.xread("COUNT", 1000, "BLOCK", blockMs, "STREAMS", this.#keys.allEvents(), afterId);
-    return parseStreamReply(reply);
-  }
 }
 
 type StreamReply = [key: string, items: [id: string, fields: string[]][]][] | null;
