@@ -225,6 +225,22 @@ async function countDone(redisUrl: string, keys: Keys, n: number, from = "$"): P
   r.disconnect();
 }
 
+/** CPU seconds used so far by this process and by the Redis server. */
+async function cpuNow(url: string): Promise<{ node: number; redis: number }> {
+  const r = new Redis(url);
+  const info = await r.info("cpu");
+  r.disconnect();
+  const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  const u = process.cpuUsage();
+  return { node: (u.user + u.system) / 1e6, redis: field("used_cpu_user") + field("used_cpu_sys") };
+}
+
+/** CPU seconds each side spent since `before`. */
+async function cpuSince(url: string, before: { node: number; redis: number }) {
+  const now = await cpuNow(url);
+  return { nodeCpuS: round(now.node - before.node, 1), redisCpuS: round(now.redis - before.redis, 1) };
+}
+
 /** 2. Control-plane overhead: jobs/s through virtfleet with no subprocess work, against raw BullMQ. */
 async function controlPlane(redis: LocalRedis): Promise<void> {
   // Raw BullMQ: addBulk, an empty processor, the same hosts and concurrency, completion events.
@@ -251,6 +267,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
         if (++completed === JOBS) resolve();
       });
   });
+  let cpu = await cpuNow(redis.url);
   let started = performance.now();
   for (let i = 0; i < JOBS; i += 1000) {
     const chunk = Array.from({ length: Math.min(1000, JOBS - i) }, (_, k) => ({
@@ -262,6 +279,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
   }
   await allDone;
   const rawSeconds = (performance.now() - started) / 1000;
+  const rawCpu = await cpuSince(redis.url, cpu);
   await Promise.all([
     ...workers.map((w) => w.close()),
     ...events.map((e) => e.close()),
@@ -296,18 +314,25 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
   );
   const client = new FleetClient({ redisUrl: redis.url, prefix });
   const counting = countDone(redis.url, keys, JOBS);
+  cpu = await cpuNow(redis.url);
   started = performance.now();
   const WINDOW = 500;
   for (let i = 0; i < JOBS; i += WINDOW) {
-    await Promise.all(
-      Array.from({ length: Math.min(WINDOW, JOBS - i) }, (_, k) =>
-        client.createVm({ name: `cp-${i + k}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] }),
-      ),
+    const results = await client.createVms(
+      Array.from({ length: Math.min(WINDOW, JOBS - i) }, (_, k) => ({
+        name: `cp-${i + k}`,
+        memoryMiB: 64,
+        vcpus: 1,
+        disks: [{ sizeGiB: 1 }],
+      })),
     );
+    const refused = results.find((r) => r instanceof Error);
+    if (refused !== undefined) throw refused;
   }
   const submitSeconds = (performance.now() - started) / 1000;
   await counting;
   const vfSeconds = (performance.now() - started) / 1000;
+  const vfCpu = await cpuSince(redis.url, cpu);
   process.stdout.write(
     `virtfleet: submitted in ${round(submitSeconds, 2)} s, all done after ${round(vfSeconds, 2)} s\n`,
   );
@@ -323,6 +348,8 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     rawBullmqJobsPerSec: round(JOBS / rawSeconds, 0),
     virtfleetJobsPerSec: round(JOBS / vfSeconds, 0),
     ratioToRawBullmq: round(rawSeconds / vfSeconds, 3),
+    rawCpu,
+    virtfleetCpu: vfCpu,
   };
   results.controlPlane = r;
   table(
@@ -332,11 +359,15 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
         way: "raw BullMQ (addBulk, empty processor, completion events)",
         seconds: round(rawSeconds, 2),
         "jobs/s": r.rawBullmqJobsPerSec,
+        "node CPU s": rawCpu.nodeCpuS,
+        "redis CPU s": rawCpu.redisCpuS,
       },
       {
         way: "virtfleet (FleetClient → placement → worker → 7 events each)",
         seconds: round(vfSeconds, 2),
         "jobs/s": r.virtfleetJobsPerSec,
+        "node CPU s": vfCpu.nodeCpuS,
+        "redis CPU s": vfCpu.redisCpuS,
       },
     ],
   );
@@ -354,7 +385,7 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
   const PER_JOB = Math.ceil(EVENTS / JOBS_N);
   const latencies: number[] = [];
   const ids = Array.from({ length: JOBS_N }, (_, j) => `lat-${j}`);
-  for (const id of ids) await log.createJob({ jobId: id, kind: "create", vm: "lat", data: "{}" });
+  for (const id of ids) await log.createJob({ jobId: id, kind: "create", vm: "lat" });
   const following = ids.map(async (id) => {
     for await (const e of client.job(id).events()) {
       if (e.phase === "queued" && e.message === "") continue;

@@ -118,6 +118,9 @@ export class HostAgent {
   readonly #instance = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   #provisioner: JobExecutor | undefined;
   #worker: Worker | undefined;
+  /** The worker's own connection (BullMQ does not close a connection it was given). */
+  #workerRedis: Redis | undefined;
+  readonly #queueRedis: Redis;
   #timers: NodeJS.Timeout[] = [];
   #status: HostStatus | undefined;
   #closing: Promise<void> | undefined;
@@ -137,7 +140,13 @@ export class HostAgent {
     this.#runner = options.runner ?? new ExecaRunner({ logger: this.#logger });
     this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
-    this.#queue = new Queue(this.keys.hostQueue(this.hostId), { connection: this.#redis, prefix: this.keys.prefix });
+    // BullMQ gets its own connection: it defines its scripts on it, which would make every pipeline
+    // of ours dearer (ioredis copies defined scripts into each pipeline).
+    this.#queueRedis = quietErrors(this.#redis.duplicate());
+    this.#queue = new Queue(this.keys.hostQueue(this.hostId), {
+      connection: this.#queueRedis,
+      prefix: this.keys.prefix,
+    });
     this.#queue.on("error", (error) => this.#logger.debug({ err: error }, "queue connection error"));
     this.#fleet = new FleetClient({
       redisUrl: options.redisUrl,
@@ -206,11 +215,12 @@ export class HostAgent {
     this.#every(Math.max(period * 2, 5000), () => this.#sweepFailed(), "failed-job sweep");
 
     const lockMs = o.lockMs ?? 30_000;
+    this.#workerRedis = quietErrors(this.#redis.duplicate());
     this.#worker = new Worker(
       this.keys.hostQueue(this.hostId),
       (job, token, signal) => this.#process(job, token, signal),
       {
-        connection: quietErrors(this.#redis.duplicate()),
+        connection: this.#workerRedis,
         prefix: this.keys.prefix,
         concurrency: o.concurrency ?? 4,
         autorun: false,
@@ -375,9 +385,9 @@ export class HostAgent {
         unlessCancelled: data.kind === "create",
       });
     };
-    const current = await this.#log.phase(data.jobId);
-    if (current !== undefined && isTerminal(current)) {
-      log.info({ phase: current }, "job already ended; skipping");
+    const current = await this.#log.progress(data.jobId);
+    if (current.phase !== undefined && isTerminal(current.phase)) {
+      log.info({ phase: current.phase }, "job already ended; skipping");
       return;
     }
     const provisioner = this.#provisioner;
@@ -385,17 +395,25 @@ export class HostAgent {
     const release = await this.#locks.acquire(vm);
     try {
       if (data.kind === "create") {
-        if (await this.#log.cancelRequested(data.jobId)) throw new VirtfleetError("CANCELLED", "cancelled by request");
+        if (current.cancelRequested) throw new VirtfleetError("CANCELLED", "cancelled by request");
         await provisioner.create(data, report, signal);
-        const now = await this.#log.phase(data.jobId);
-        if (now !== undefined && isTerminal(now)) {
-          // The fleet gave up on this job while it ran (HOST_LOST): what it made must go.
-          log.warn({ phase: now }, "job ended elsewhere while it ran; rolling back");
+        // The VM is marked running in the same step as the `done` event, unless the fleet gave up on
+        // this job while it ran (HOST_LOST): then what it made must go.
+        log.info({ phase: "done" }, "VM is running");
+        const id = await this.#log.append({
+          jobId: data.jobId,
+          kind: data.kind,
+          vm,
+          phase: "done",
+          message: `VM ${vm} is running on ${this.hostId}`,
+          host: this.hostId,
+          vmState: { key: this.keys.vm(vm), state: "running" },
+        });
+        if (id === undefined) {
+          log.warn("job ended elsewhere while it ran; rolling back");
           await provisioner.rollback(vm, data.jobId);
           return;
         }
-        await this.#vms.setState(vm, "running", data.jobId);
-        await append("done", `VM ${vm} is running on ${this.hostId}`);
       } else {
         await provisioner.destroy(data, report, signal);
         await this.#vms.forget(vm);
@@ -480,6 +498,8 @@ export class HostAgent {
         ["queue", () => this.#queue.close()],
         ["fleet client", () => this.#fleet.close()],
         ["subscriber", () => closeRedis(this.#subscriber)],
+        ["worker connection", async () => this.#workerRedis && closeRedis(this.#workerRedis)],
+        ["queue connection", () => closeRedis(this.#queueRedis)],
         ["redis", () => closeRedis(this.#redis)],
       ];
       for (const [what, step] of steps) {

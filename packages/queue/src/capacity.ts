@@ -2,48 +2,69 @@ import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
 import { runScript } from "./scripts.js";
 
-// Claims room for a VM on the best of the given hosts that is up and has room, judged on the live
-// numbers, atomically: no two claims can both fit the last of a host's room, and a burst of
-// concurrent requests spreads (or packs) as it would one by one. Best: fewest VMs of the request's
-// anti-affinity group, then by policy ('spread': most free memory, 'pack': least, 'order': the
-// first in the given order), then the given order. A VM that already holds a claim keeps it.
-// KEYS: group hash (or any key when there is no group), then per host: alloc hash, claims hash,
-// live status, drain mark. ARGV: vm, memoryMiB, vcpus, policy, hasGroup ('1'/'0'), host ids...
-// A host is a candidate only while its status lives and it is not drained.
-const CLAIM = `
-local mem = tonumber(ARGV[2])
-local vcpus = tonumber(ARGV[3])
-local policy = ARGV[4]
-local grouped = ARGV[5] == '1'
-local counts = {}
-if grouped then
-  for _, h in ipairs(redis.call('HVALS', KEYS[1])) do counts[h] = (counts[h] or 0) + 1 end
-end
-local best, bestCount, bestFree = nil, nil, nil
-local n = (#KEYS - 1) / 4
-for i = 1, n do
-  local alloc, claims, status, drain = KEYS[(i - 1) * 4 + 2], KEYS[(i - 1) * 4 + 3], KEYS[(i - 1) * 4 + 4], KEYS[(i - 1) * 4 + 5]
-  if redis.call('HEXISTS', claims, ARGV[1]) == 1 then return i end
-  if redis.call('EXISTS', status) == 1 and redis.call('EXISTS', drain) == 0 then
-    local capM = tonumber(redis.call('HGET', alloc, 'capMem') or '0')
-    local capV = tonumber(redis.call('HGET', alloc, 'capVcpus') or '0')
-    local m = tonumber(redis.call('HGET', alloc, 'mem') or '0')
-    local v = tonumber(redis.call('HGET', alloc, 'vcpus') or '0')
-    if m + mem <= capM and v + vcpus <= capV then
-      local free = capM - m
-      local c = counts[ARGV[5 + i]] or 0
-      local better = best == nil or c < bestCount or
-        (c == bestCount and ((policy == 'spread' and free > bestFree) or (policy == 'pack' and free < bestFree)))
-      if better then best, bestCount, bestFree = i, c, free end
+// Lua: finds room for a VM on the best of the given hosts that is up and has room, judged on the
+// live numbers. Best: fewest VMs of the request's anti-affinity group, then by policy ('spread':
+// most free memory, 'pack': least, 'order': the first in the given order), then the given order. A
+// VM that already holds a claim keeps it (looked for only with `held`: a name just admitted holds
+// none). A host is a candidate only while its status lives and it
+// is not drained. Hosts' keys are KEYS[first ..], four each: alloc hash, claims hash, live status,
+// drain mark; `ids` are their host ids. Returns the host's index in `ids` (1-based), or 0.
+// `take_room` then claims it. Shared by the claim script below and the admission script.
+export const ROOM_LUA = `
+local function find_room(first, ids, vm, mem, vcpus, policy, groupKey, held)
+  local counts = {}
+  if groupKey then
+    for _, h in ipairs(redis.call('HVALS', groupKey)) do counts[h] = (counts[h] or 0) + 1 end
+  end
+  local best, bestCount, bestFree = 0, nil, nil
+  for i = 1, #ids do
+    local base = first + (i - 1) * 4
+    local alloc, claims, status, drain = KEYS[base], KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
+    if held and redis.call('HEXISTS', claims, vm) == 1 then return i end
+    if redis.call('EXISTS', status) == 1 and redis.call('EXISTS', drain) == 0 then
+      local a = redis.call('HMGET', alloc, 'capMem', 'capVcpus', 'mem', 'vcpus')
+      local capM, capV = tonumber(a[1] or '0'), tonumber(a[2] or '0')
+      local m, v = tonumber(a[3] or '0'), tonumber(a[4] or '0')
+      if m + mem <= capM and v + vcpus <= capV then
+        local free = capM - m
+        local c = counts[ids[i]] or 0
+        local better = best == 0 or c < bestCount or
+          (c == bestCount and ((policy == 'spread' and free > bestFree) or (policy == 'pack' and free < bestFree)))
+        if better then best, bestCount, bestFree = i, c, free end
+      end
     end
   end
+  return best
 end
-if best == nil then return 0 end
-local alloc, claims = KEYS[(best - 1) * 4 + 2], KEYS[(best - 1) * 4 + 3]
-redis.call('HINCRBY', alloc, 'mem', mem)
-redis.call('HINCRBY', alloc, 'vcpus', vcpus)
-redis.call('HSET', claims, ARGV[1], ARGV[2] .. ':' .. ARGV[3])
-if grouped then redis.call('HSET', KEYS[1], ARGV[1], ARGV[5 + best]) end
+local function take_room(first, ids, i, vm, mem, vcpus, groupKey)
+  local base = first + (i - 1) * 4
+  local alloc, claims = KEYS[base], KEYS[base + 1]
+  if redis.call('HEXISTS', claims, vm) == 1 then return end
+  redis.call('HINCRBY', alloc, 'mem', mem)
+  redis.call('HINCRBY', alloc, 'vcpus', vcpus)
+  redis.call('HSET', claims, vm, mem .. ':' .. vcpus)
+  if groupKey then redis.call('HSET', groupKey, vm, ids[i]) end
+end
+`;
+
+/** The KEYS `find_room` reads for each host, in its order. */
+export function roomKeys(keys: Keys, hostIds: readonly string[]): string[] {
+  return hostIds.flatMap((h) => [keys.alloc(h), keys.claims(h), keys.hostStatus(h), keys.drain(h)]);
+}
+
+// Claims room for a VM on the best host (see ROOM_LUA), atomically: no two claims can both fit the
+// last of a host's room, and a burst of concurrent requests spreads (or packs) as it would one by
+// one. KEYS: group hash (or any key when there is no group), then four per host (see ROOM_LUA).
+// ARGV: vm, memoryMiB, vcpus, policy, hasGroup ('1'/'0'), host ids...
+const CLAIM = `${ROOM_LUA}
+local ids = {}
+for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
+local groupKey = nil
+if ARGV[5] == '1' then groupKey = KEYS[1] end
+local mem, vcpus = tonumber(ARGV[2]), tonumber(ARGV[3])
+local best = find_room(2, ids, ARGV[1], mem, vcpus, ARGV[4], groupKey, true)
+if best == 0 then return 0 end
+take_room(2, ids, best, ARGV[1], mem, vcpus, groupKey)
 return best
 `;
 
@@ -92,15 +113,7 @@ export class CapacityLedger {
     if (hostIds.length === 0) return undefined;
     const groupKey =
       options.group === undefined ? this.#keys.alloc(hostIds[0] as string) : this.#keys.group(options.group);
-    const keys = [
-      groupKey,
-      ...hostIds.flatMap((h) => [
-        this.#keys.alloc(h),
-        this.#keys.claims(h),
-        this.#keys.hostStatus(h),
-        this.#keys.drain(h),
-      ]),
-    ];
+    const keys = [groupKey, ...roomKeys(this.#keys, hostIds)];
     const index = (await runScript(
       this.#redis,
       CLAIM,

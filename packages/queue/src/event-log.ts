@@ -1,6 +1,5 @@
 import {
   type ErrorInfo,
-  isTerminal,
   type JobKind,
   PHASE_PERCENT,
   type Phase,
@@ -10,12 +9,12 @@ import {
 } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.js";
-import { runScript } from "./scripts.js";
+import { BatchedScript } from "./scripts.js";
 
 /** How long a job's record and events are kept after its last event. */
-const JOB_TTL_SEC = 7 * 24 * 3600;
-const JOB_STREAM_MAXLEN = 1000;
-const ALL_EVENTS_MAXLEN = 100_000;
+export const JOB_TTL_SEC = 7 * 24 * 3600;
+export const JOB_STREAM_MAXLEN = 1000;
+export const ALL_EVENTS_MAXLEN = 100_000;
 
 export interface JobRecord {
   jobId: string;
@@ -44,42 +43,83 @@ export interface EventInput {
   error?: ErrorInfo;
   /** Refuse, with a CANCELLED error, when the job was asked to be cancelled (checked atomically). */
   unlessCancelled?: boolean;
+  /** In the same step, set this VM's state (and job), if the fleet still records it. */
+  vmState?: { key: string; state: string };
 }
 
-// Appends an event unless the job already ended: a job's terminal event is its last.
-// KEYS: job hash, job stream, all-events stream. ARGV: event json, phase, percent, message, at, host, error json, ttl, terminal?, maxlen, allMaxlen
-// A job of a batch also appends to the batch's stream, and its terminal event counts toward the
-// batch's end. ARGV[12]: the key prefix.
-// ARGV[13] = '1': refuse (return '!cancel') when the job was asked to be cancelled.
-const APPEND = `
-local phase = redis.call('HGET', KEYS[1], 'phase')
-if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return false end
-if ARGV[13] == '1' and redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then return '!cancel' end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 'e', ARGV[1])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', 'e', ARGV[1])
-local batch = redis.call('HGET', KEYS[1], 'batch')
-if batch then
-  local bkey = ARGV[12] .. ':batch:' .. batch
-  redis.call('XADD', bkey .. ':events', '*', 'e', ARGV[1])
-  if ARGV[9] == '1' then redis.call('HINCRBY', bkey, 'ended', 1) end
-  redis.call('EXPIRE', bkey .. ':events', ARGV[8])
+/** A progress event as stored in the streams. */
+export function toEvent(input: EventInput, at = new Date().toISOString()): ProgressEvent {
+  return {
+    jobId: input.jobId,
+    kind: input.kind,
+    vm: input.vm,
+    phase: input.phase,
+    percent: input.percent ?? PHASE_PERCENT[input.phase],
+    message: input.message,
+    ...(input.host === undefined ? {} : { host: input.host }),
+    at,
+    ...(input.error === undefined ? {} : { error: input.error }),
+  };
+}
+
+// Lua: appends an event to the job's stream and the all-events stream, and to its batch's stream
+// (the terminal event counts toward the batch's end), and updates the job's record. `e` holds: job
+// (hash key), stream, all (stream keys), json, phase, percent, message, at, host, err (json or ''),
+// batch (the job's batch id, or false). A job's record and stream live JOB_TTL_SEC after its first
+// (`queued`) and its terminal event. Shared with the admission script.
+export const APPEND_LUA = `
+local function append_event(e)
+  local id = redis.call('XADD', e.stream, 'MAXLEN', '~', ${JOB_STREAM_MAXLEN}, '*', 'e', e.json)
+  redis.call('XADD', e.all, 'MAXLEN', '~', ${ALL_EVENTS_MAXLEN}, '*', 'e', e.json)
+  local terminal = e.phase == 'done' or e.phase == 'failed' or e.phase == 'cancelled'
+  if e.batch then
+    local bkey = string.sub(e.job, 1, string.find(e.job, ':job:', 1, true)) .. 'batch:' .. e.batch
+    redis.call('XADD', bkey .. ':events', '*', 'e', e.json)
+    if terminal then redis.call('HINCRBY', bkey, 'ended', 1) end
+    redis.call('EXPIRE', bkey .. ':events', ${JOB_TTL_SEC})
+  end
+  local f = { 'phase', e.phase, 'percent', e.percent, 'message', e.message, 'updatedAt', e.at }
+  if e.host ~= '' then f[#f + 1] = 'hostId'; f[#f + 1] = e.host end
+  if e.err ~= '' then f[#f + 1] = 'error'; f[#f + 1] = e.err end
+  redis.call('HSET', e.job, unpack(f))
+  if terminal or e.phase == 'queued' then
+    redis.call('EXPIRE', e.job, ${JOB_TTL_SEC})
+    redis.call('EXPIRE', e.stream, ${JOB_TTL_SEC})
+  end
+  return id
 end
-redis.call('HSET', KEYS[1], 'phase', ARGV[2], 'percent', ARGV[3], 'message', ARGV[4], 'updatedAt', ARGV[5])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'hostId', ARGV[6]) end
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[7]) end
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-return id
 `;
+
+// Appends an event unless the job already ended: a job's terminal event is its last.
+// KEYS: job hash, job stream, all-events stream[, vm hash]. ARGV: event json, phase, percent,
+// message, at, host, error json, '1' to refuse (returning '!cancel') when the job was asked to be
+// cancelled. With a vm hash (KEYS[4]): also sets the VM's state to ARGV[9] and its job to ARGV[10],
+// if the VM is still recorded.
+const APPEND = {
+  lib: APPEND_LUA,
+  body: `
+local j = redis.call('HMGET', KEYS[1], 'phase', 'cancelRequested', 'batch')
+local phase = j[1]
+if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return false end
+if ARGV[8] == '1' and j[2] == '1' then return '!cancel' end
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], 'state', ARGV[9], 'jobId', ARGV[10], 'updatedAt', ARGV[5])
+end
+return append_event({ job = KEYS[1], stream = KEYS[2], all = KEYS[3], json = ARGV[1], phase = ARGV[2],
+  percent = ARGV[3], message = ARGV[4], at = ARGV[5], host = ARGV[6], err = ARGV[7], batch = j[3] })
+`,
+};
 
 /** Jobs' records and progress events in Redis: one stream per job, one for everything. */
 export class EventLog {
   readonly #redis: Redis;
   readonly #keys: Keys;
+  readonly #append: BatchedScript;
 
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
+    this.#append = new BatchedScript(redis, APPEND);
   }
 
   /** Creates a job's record. */
@@ -88,7 +128,6 @@ export class EventLog {
     kind: JobKind;
     vm: string;
     hostId?: string;
-    data: string;
     tenant?: string;
     batchId?: string;
     callbackUrl?: string;
@@ -106,7 +145,6 @@ export class EventLog {
         message: "",
         createdAt: now,
         updatedAt: now,
-        data: record.data,
         ...(record.tenant === undefined ? {} : { tenant: record.tenant }),
         ...(record.batchId === undefined ? {} : { batch: record.batchId }),
         ...(record.callbackUrl === undefined ? {} : { callbackUrl: record.callbackUrl }),
@@ -117,37 +155,26 @@ export class EventLog {
 
   /** Appends an event; returns its stream id, or undefined when the job had already ended. */
   async append(input: EventInput): Promise<string | undefined> {
-    const event: ProgressEvent = {
-      jobId: input.jobId,
-      kind: input.kind,
-      vm: input.vm,
-      phase: input.phase,
-      percent: input.percent ?? PHASE_PERCENT[input.phase],
-      message: input.message,
-      ...(input.host === undefined ? {} : { host: input.host }),
-      at: new Date().toISOString(),
-      ...(input.error === undefined ? {} : { error: input.error }),
-    };
-    const id = await runScript(
-      this.#redis,
-      APPEND,
-      3,
-      this.#keys.job(input.jobId),
-      this.#keys.jobEvents(input.jobId),
-      this.#keys.allEvents(),
-      JSON.stringify(event),
-      event.phase,
-      String(event.percent),
-      event.message,
-      event.at,
-      input.host ?? "",
-      input.error === undefined ? "" : JSON.stringify(input.error),
-      String(JOB_TTL_SEC),
-      isTerminal(event.phase) ? "1" : "0",
-      String(JOB_STREAM_MAXLEN),
-      String(ALL_EVENTS_MAXLEN),
-      this.#keys.prefix,
-      input.unlessCancelled === true ? "1" : "0",
+    const event = toEvent(input);
+    const vm = input.vmState;
+    const id = await this.#append.call(
+      [
+        this.#keys.job(input.jobId),
+        this.#keys.jobEvents(input.jobId),
+        this.#keys.allEvents(),
+        ...(vm === undefined ? [] : [vm.key]),
+      ],
+      [
+        JSON.stringify(event),
+        event.phase,
+        String(event.percent),
+        event.message,
+        event.at,
+        input.host ?? "",
+        input.error === undefined ? "" : JSON.stringify(input.error),
+        input.unlessCancelled === true ? "1" : "0",
+        ...(vm === undefined ? [] : [vm.state, input.jobId]),
+      ],
     );
     if (id === "!cancel") throw new VirtfleetError("CANCELLED", "cancelled by request");
     return typeof id === "string" ? id : undefined;
@@ -173,29 +200,15 @@ export class EventLog {
     };
   }
 
-  /** Replaces the job's stored payload (after it was re-placed on another host). */
-  async setData(jobId: string, data: string): Promise<void> {
-    await this.#redis.hset(this.#keys.job(jobId), "data", data);
-  }
-
   /** Marks the job as asked to be cancelled; the worker checks the mark between phases. */
   async requestCancel(jobId: string): Promise<void> {
     await this.#redis.hset(this.#keys.job(jobId), "cancelRequested", "1");
   }
 
-  async cancelRequested(jobId: string): Promise<boolean> {
-    return (await this.#redis.hget(this.#keys.job(jobId), "cancelRequested")) === "1";
-  }
-
-  /** Only the job's phase (cheaper than getJob). */
-  async phase(jobId: string): Promise<Phase | undefined> {
-    return ((await this.#redis.hget(this.#keys.job(jobId), "phase")) ?? undefined) as Phase | undefined;
-  }
-
-  /** The job's payload as the producer stored it (parse it again before use). */
-  async getJobData(jobId: string): Promise<unknown> {
-    const raw = await this.#redis.hget(this.#keys.job(jobId), "data");
-    return raw === null ? undefined : JSON.parse(raw);
+  /** Only the job's phase and whether it was asked to be cancelled (cheaper than getJob). */
+  async progress(jobId: string): Promise<{ phase: Phase | undefined; cancelRequested: boolean }> {
+    const [phase, cancel] = await this.#redis.hmget(this.#keys.job(jobId), "phase", "cancelRequested");
+    return { phase: (phase ?? undefined) as Phase | undefined, cancelRequested: cancel === "1" };
   }
 
   /** Events after `afterId` ("0" for all); with `blockMs`, waits that long for the first new one. */

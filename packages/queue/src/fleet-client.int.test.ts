@@ -185,3 +185,57 @@ describe("FleetClient against real Redis", () => {
     }
   });
 });
+
+describe("FleetClient.createVms against real Redis", () => {
+  test("admits many at once: one bulk add per host, each job with queued and placed events; refusals write nothing", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    try {
+      await up(client, "h1");
+      await up(client, "h2");
+      await client.createVm(spec("taken"));
+      const before = await client.vms.get("taken");
+      // 8 vCPUs in all: the first 7 fit beside "taken", the 8th and 9th do not.
+      const specs = [
+        ...Array.from({ length: 9 }, (_, i) => spec(`many-${i}`)),
+        spec("taken", 2), // another spec under a taken name
+        { name: "Bad Name" },
+      ];
+      const results = await client.createVms(specs);
+      const jobs = results.filter((r) => !(r instanceof VirtfleetError));
+      const errors = results.filter((r) => r instanceof VirtfleetError).map((e) => (e as VirtfleetError).code);
+      expect(jobs).toHaveLength(7);
+      expect(errors.sort()).toEqual(["INVALID_SPEC", "NAME_CLASH", "NO_CAPACITY", "NO_CAPACITY"]);
+      expect(await client.vms.get("taken")).toEqual(before);
+      const keys = new Keys(prefix);
+      let queued = 0;
+      for (const host of ["h1", "h2"]) {
+        const queue = new Queue(keys.hostQueue(host), { connection: { url: redisUrl }, prefix });
+        queued += (await queue.getJobs(["waiting"])).length;
+        await queue.close();
+      }
+      expect(queued).toBe(8); // 7 new and "taken"
+      for (const job of jobs) {
+        const events = await client.log.read((job as { id: string }).id);
+        expect(events.map((e) => e.phase)).toEqual(["queued", "placed"]);
+        expect(["h1", "h2"]).toContain(events[1]?.host);
+        expect(events[1]?.message).toBe(`placed on host ${events[1]?.host}`);
+      }
+      // Refused VMs left no record and no claim behind.
+      const refused = specs.filter((_, i) => (results[i] as VirtfleetError).code === "NO_CAPACITY");
+      expect(refused).toHaveLength(2);
+      for (const { name } of refused) {
+        expect(await client.vms.get(name)).toBeUndefined();
+        expect(await redis.hexists(keys.claims("h1"), name)).toBe(0);
+        expect(await redis.hexists(keys.claims("h2"), name)).toBe(0);
+      }
+      const placed = await Promise.all(["h1", "h2"].map((h) => client.vms.ledger.claimants(h)));
+      expect(placed.flat().sort()).toEqual((await client.vms.list()).map((v) => v.name).sort());
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   type CreateJobData,
   DestroyJobData,
+  type ErrorCode,
   type ErrorInfo,
   explainNoRoom,
   GuestReadyOptions,
@@ -24,6 +25,7 @@ import {
 } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { Admission, type AdmitOutcome } from "./admission.js";
 import { closeRedis, createRedis, quietErrors } from "./connection.js";
 import { EventLog } from "./event-log.js";
 import { HostRegistry, type HostView } from "./host-registry.js";
@@ -104,7 +106,14 @@ export class FleetClient {
   readonly hosts: HostRegistry;
   readonly vms: VmRegistry;
   readonly log: EventLog;
+  readonly #admission: Admission;
   readonly #redis: Redis;
+  /**
+   * BullMQ's connection. Kept apart from ours: BullMQ defines its ~50 scripts on the connection it
+   * is given, and ioredis copies every defined script into each pipeline it builds, which made each
+   * of our own pipelines (one per auto-pipelined tick or MULTI) several times dearer.
+   */
+  #bullRedis: Redis | undefined;
   readonly #queues = new Map<string, Queue>();
   #closing: Promise<void> | undefined;
   readonly #placementCacheMs: number;
@@ -120,12 +129,14 @@ export class FleetClient {
     this.hosts = new HostRegistry(this.#redis, this.keys);
     this.vms = new VmRegistry(this.#redis, this.keys);
     this.log = new EventLog(this.#redis, this.keys);
+    this.#admission = new Admission(this.#redis, this.keys);
   }
 
   #queue(hostId: string): Queue {
     let queue = this.#queues.get(hostId);
     if (queue === undefined) {
-      queue = new Queue(this.keys.hostQueue(hostId), { connection: this.#redis, prefix: this.keys.prefix });
+      this.#bullRedis ??= quietErrors(this.#redis.duplicate({ connectionName: "virtfleet-client-queue" }));
+      queue = new Queue(this.keys.hostQueue(hostId), { connection: this.#bullRedis, prefix: this.keys.prefix });
       // Connection errors while Redis restarts are expected; the client reconnects by itself.
       queue.on("error", () => undefined);
       this.#queues.set(hostId, queue);
@@ -218,86 +229,121 @@ export class FleetClient {
   }
 
   /**
-   * Places a VM and claims its room, atomically: the pinned host, else the best host by policy whose
-   * claim succeeds. Throws HOST_NOT_FOUND for a pinned host that is unknown or down, NO_CAPACITY when
-   * no host has room (after waiting up to `waitMs` for room to free up).
+   * The hosts a VM may go on, in order (the claim scripts pick the best of them on live numbers and
+   * judge room, liveness and drain); or why a pinned host cannot take it.
    */
-  async placeAndClaim(
+  #eligible(
+    all: readonly HostCandidate[],
     spec: VmSpec,
     placement: PlacementOptions,
-    waitMs = 0,
-    exclude: readonly string[] = [],
-  ): Promise<string> {
+  ): { order: string[] } | { error: VirtfleetError } {
+    if (placement.host === undefined) {
+      return {
+        order: all
+          .filter((h) => rejectHost({ ...h, allocated: { memoryMiB: 0, vcpus: 0 } }, spec, placement) === undefined)
+          .map((h) => h.hostId),
+      };
+    }
+    const pinned = all.find((h) => h.hostId === placement.host);
+    const fail = (code: ErrorCode, message: string, field = "host") => ({
+      error: new VirtfleetError(code, message, { field }),
+    });
+    if (pinned === undefined) return fail("HOST_NOT_FOUND", `no host "${placement.host}" in the fleet`);
+    if (!pinned.up) return fail("HOST_NOT_FOUND", `host "${placement.host}" is down`);
+    const why = rejectHost(pinned, spec, { ...placement, requiredLabels: {} });
+    if (why === "draining") return fail("NO_CAPACITY", `host "${placement.host}" is draining`);
+    if (why === "image") return fail("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`);
+    if (why === "virt-type") {
+      return fail("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, "spec.virtType");
+    }
+    return { order: [pinned.hostId] };
+  }
+
+  /** Why no host took the VM: NO_CAPACITY, or IMAGE_NOT_FOUND when no up host has its image. */
+  #noRoom(all: readonly HostCandidate[], spec: VmSpec, placement: PlacementOptions): VirtfleetError {
+    if (placement.host !== undefined) {
+      return new VirtfleetError(
+        "NO_CAPACITY",
+        `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`,
+      );
+    }
+    const missing = missingImages(all, spec);
+    if (missing.length > 0) {
+      return new VirtfleetError(
+        "IMAGE_NOT_FOUND",
+        `no host that is up has the image(s) ${missing.map((m) => `"${m}"`).join(", ")}`,
+        { field: imageField(spec, missing[0] as string) },
+      );
+    }
+    return new VirtfleetError("NO_CAPACITY", explainNoRoom(all, spec, placement));
+  }
+
+  /**
+   * Tries `attempt` with the hosts a VM may go on until it finds room: once more with a fresh hosts
+   * list when the cached one found none (a host may just have come up or changed), then every
+   * second or so until `waitMs` has passed. Throws the pinned host's problem, or NO_CAPACITY /
+   * IMAGE_NOT_FOUND.
+   */
+  async #withRoom<T>(
+    spec: VmSpec,
+    placement: PlacementOptions,
+    waitMs: number,
+    exclude: readonly string[],
+    attempt: (order: string[], policy: "spread" | "pack" | "order") => Promise<T | undefined>,
+  ): Promise<T> {
     const deadline = Date.now() + waitMs;
     let fresh = false;
     for (;;) {
       const all = (await this.candidates(placement.group, fresh)).filter((h) => !exclude.includes(h.hostId));
-      let order: string[];
-      if (placement.host !== undefined) {
-        const pinned = all.find((h) => h.hostId === placement.host);
-        if (pinned === undefined) {
-          throw new VirtfleetError("HOST_NOT_FOUND", `no host "${placement.host}" in the fleet`, { field: "host" });
-        }
-        if (!pinned.up)
-          throw new VirtfleetError("HOST_NOT_FOUND", `host "${placement.host}" is down`, { field: "host" });
-        const why = rejectHost(pinned, spec, { ...placement, requiredLabels: {} });
-        if (why === "draining")
-          throw new VirtfleetError("NO_CAPACITY", `host "${placement.host}" is draining`, { field: "host" });
-        if (why === "image")
-          throw new VirtfleetError("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`, {
-            field: "host",
-          });
-        if (why === "virt-type")
-          throw new VirtfleetError("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, {
-            field: "spec.virtType",
-          });
-        order = [pinned.hostId];
-      } else {
-        // Every eligible host; the claim script picks the best on live numbers and judges room.
-        order = all
-          .filter((h) => rejectHost({ ...h, allocated: { memoryMiB: 0, vcpus: 0 } }, spec, placement) === undefined)
-          .map((h) => h.hostId);
-      }
-      const host = await this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus, {
-        policy: placement.host !== undefined ? "order" : placement.policy,
-        ...(placement.group === undefined ? {} : { group: placement.group }),
-      });
-      if (host !== undefined) return host;
+      const eligible = this.#eligible(all, spec, placement);
+      const order = "order" in eligible ? eligible.order : [];
+      const done = await attempt(order, placement.host !== undefined ? "order" : placement.policy);
+      if (done !== undefined) return done;
+      if ("error" in eligible) throw eligible.error;
       if (!fresh) {
-        // The list may have been stale (a host just came up or changed): once more with a fresh one.
         fresh = true;
         continue;
       }
-      if (Date.now() >= deadline) {
-        if (placement.host !== undefined) {
-          throw new VirtfleetError(
-            "NO_CAPACITY",
-            `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`,
-          );
-        }
-        const missing = missingImages(all, spec);
-        if (missing.length > 0) {
-          throw new VirtfleetError(
-            "IMAGE_NOT_FOUND",
-            `no host that is up has the image(s) ${missing.map((m) => `"${m}"`).join(", ")}`,
-            {
-              field: imageField(spec, missing[0] as string),
-            },
-          );
-        }
-        throw new VirtfleetError("NO_CAPACITY", explainNoRoom(all, spec, placement));
-      }
+      if (Date.now() >= deadline) throw this.#noRoom(all, spec, placement);
       await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
     }
   }
 
   /**
+   * Places a VM and claims its room, atomically: the pinned host, else the best host by policy whose
+   * claim succeeds. Throws HOST_NOT_FOUND for a pinned host that is unknown or down, NO_CAPACITY when
+   * no host has room (after waiting up to `waitMs` for room to free up).
+   */
+  placeAndClaim(
+    spec: VmSpec,
+    placement: PlacementOptions,
+    waitMs = 0,
+    exclude: readonly string[] = [],
+  ): Promise<string> {
+    return this.#withRoom(spec, placement, waitMs, exclude, (order, policy) =>
+      this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus, {
+        policy,
+        ...(placement.group === undefined ? {} : { group: placement.group }),
+      }),
+    );
+  }
+
+  /**
    * Asks for one VM. Validates the spec and placement (a bad one throws ValidationError and nothing
-   * is enqueued), claims the name fleet-wide, places it on a host with room (claiming that room
-   * atomically) and enqueues the create job on that host's queue. Asking again for the same VM
-   * returns the first job.
+   * is enqueued), then admits it in one atomic step (see Admission): claims the name fleet-wide,
+   * checks the tenant's quota, places it on the best host with room, and records the job with its
+   * `queued` and `placed` events; then enqueues the create job on that host's queue. Asking again
+   * for the same VM returns the first job.
    */
   async createVm(specInput: unknown, options: CreateOptions = {}): Promise<JobHandle> {
+    const admitted = await this.#admit(specInput, options);
+    if ("jobId" in admitted) return this.job(admitted.jobId);
+    await this.#queue(admitted.data.hostId).add("create", admitted.data, this.#jobOptions(admitted.data.jobId));
+    return this.job(admitted.data.jobId);
+  }
+
+  /** Validates and admits a create (see createVm): the job to enqueue, or the earlier job of the same VM. */
+  async #admit(specInput: unknown, options: CreateOptions): Promise<{ data: CreateJobData } | { jobId: string }> {
     const spec = parseOrThrow(VmSpec, specInput, "spec");
     const placement = parseOrThrow(
       PlacementOptions,
@@ -314,6 +360,17 @@ export class FleetClient {
         ? undefined
         : parseOrThrow(GuestReadyOptions, options.guestReady === true ? {} : options.guestReady, "guestReady");
     const jobId = `create-${randomUUID()}`;
+    const requestedAt = new Date().toISOString();
+    // Every part was parsed above: no second pass over the spec.
+    const data = (hostId: string): CreateJobData => ({
+      kind: "create",
+      jobId,
+      hostId,
+      spec,
+      ...(guestReady === undefined ? {} : { guestReady }),
+      placement,
+      requestedAt,
+    });
     const record: VmRecord = {
       name: spec.name,
       hostId: "",
@@ -325,51 +382,50 @@ export class FleetClient {
       labels: spec.labels,
       ...(placement.group === undefined ? {} : { group: placement.group }),
       ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
-      updatedAt: new Date().toISOString(),
+      updatedAt: requestedAt,
     };
-    const claim = await this.vms.claim(record);
-    if (claim.outcome === "same") return this.job(claim.record.jobId);
-    if (claim.outcome === "clash") {
-      throw new VirtfleetError(
-        "NAME_CLASH",
-        `a VM named "${spec.name}" already exists with another spec${claim.record.hostId ? ` (on ${claim.record.hostId})` : ""}`,
-        { field: "spec.name" },
-      );
-    }
-    let hostId: string;
-    try {
-      if (options.tenant !== undefined) {
-        const over = await this.vms.quotas.admit(
-          options.tenant,
-          spec.name,
-          spec.memoryMiB,
-          spec.vcpus,
-          options.quota ?? {},
-        );
-        if (over !== "ok") {
-          throw new VirtfleetError("QUOTA_EXCEEDED", `tenant ${options.tenant} would exceed its ${over} quota`, {
-            field: `quota.${over}`,
-          });
-        }
-      }
-      hostId = await this.placeAndClaim(spec, placement, options.waitForCapacityMs ?? 0);
-      await this.vms.placed(spec.name, hostId, placement.group);
-    } catch (error) {
-      await this.vms.forget(spec.name, jobId);
-      throw error;
-    }
-    // Every part was parsed above: no second pass over the spec.
-    const data: CreateJobData = {
-      kind: "create",
-      jobId,
-      hostId,
+    const admitted = await this.#withRoom(
       spec,
-      ...(guestReady === undefined ? {} : { guestReady }),
       placement,
-      requestedAt: new Date().toISOString(),
-    };
-    await this.#enqueue(data, spec.name, options);
-    return this.job(jobId);
+      options.waitForCapacityMs ?? 0,
+      [],
+      async (hosts, policy): Promise<Exclude<AdmitOutcome, { outcome: "noroom" }> | undefined> => {
+        const outcome = await this.#admission.admit({
+          record,
+          hosts,
+          policy,
+          group: placement.group,
+          tenant: options.tenant === undefined ? undefined : { name: options.tenant, limits: options.quota ?? {} },
+          job: {
+            jobId,
+            kind: "create",
+            vm: spec.name,
+            ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+            ...(options.batchId === undefined ? {} : { batchId: options.batchId }),
+            ...(options.callbackUrl === undefined ? {} : { callbackUrl: options.callbackUrl }),
+          },
+        });
+        return outcome.outcome === "noroom" ? undefined : outcome;
+      },
+    );
+    switch (admitted.outcome) {
+      case "same":
+        return { jobId: admitted.jobId };
+      case "clash":
+        throw new VirtfleetError(
+          "NAME_CLASH",
+          `a VM named "${spec.name}" already exists with another spec${admitted.hostId ? ` (on ${admitted.hostId})` : ""}`,
+          { field: "spec.name" },
+        );
+      case "quota":
+        throw new VirtfleetError(
+          "QUOTA_EXCEEDED",
+          `tenant ${options.tenant} would exceed its ${admitted.which} quota`,
+          { field: `quota.${admitted.which}` },
+        );
+      case "claimed":
+        return { data: data(admitted.hostId) };
+    }
   }
 
   /**
@@ -393,20 +449,18 @@ export class FleetClient {
       })
       .expire(key, 7 * 24 * 3600)
       .exec();
+    const results = await this.createVms(specs, { ...options, batchId });
     const items = await Promise.all(
-      specs.map(async (spec): Promise<BatchItemResult> => {
-        const vm = (spec as { name?: string }).name ?? "";
-        try {
-          const job = await this.createVm(spec, { ...options, batchId });
-          const record = await this.log.getJob(job.id);
-          // The same VM asked for before, outside this batch: its job is not the batch's to follow.
-          if (record?.batchId !== batchId) await this.#redis.hincrby(key, "ended", 1);
-          return { vm, jobId: job.id };
-        } catch (error) {
-          if (!(error instanceof VirtfleetError)) throw error;
+      results.map(async (result, i): Promise<BatchItemResult> => {
+        const vm = (specs[i] as { name?: string } | undefined)?.name ?? "";
+        if (result instanceof VirtfleetError) {
           await this.#redis.hincrby(key, "ended", 1);
-          return { vm, error: error.toInfo() };
+          return { vm, error: result.toInfo() };
         }
+        const record = await this.log.getJob(result.id);
+        // The same VM asked for before, outside this batch: its job is not the batch's to follow.
+        if (record?.batchId !== batchId) await this.#redis.hincrby(key, "ended", 1);
+        return { vm, jobId: result.id };
       }),
     );
     await this.#redis
@@ -444,16 +498,35 @@ export class FleetClient {
     };
   }
 
-  /** Asks for many VMs; each is placed on its own (see createVm). Returns a handle or the error of each. */
+  /**
+   * Asks for many VMs; each is validated, admitted and placed on its own (see createVm), and the
+   * admitted ones are enqueued in one bulk call per host. Returns a handle or the error of each.
+   */
   async createVms(specs: readonly unknown[], options: CreateOptions = {}): Promise<(JobHandle | VirtfleetError)[]> {
-    return Promise.all(
+    const admitted = await Promise.all(
       specs.map((spec) =>
-        this.createVm(spec, options).catch((error: unknown) => {
+        this.#admit(spec, options).catch((error: unknown) => {
           if (error instanceof VirtfleetError) return error;
           throw error;
         }),
       ),
     );
+    const byHost = new Map<string, CreateJobData[]>();
+    for (const a of admitted) {
+      if (a instanceof VirtfleetError || !("data" in a)) continue;
+      const list = byHost.get(a.data.hostId) ?? [];
+      list.push(a.data);
+      byHost.set(a.data.hostId, list);
+    }
+    await Promise.all(
+      [...byHost].map(([hostId, jobs]) =>
+        this.#queue(hostId).addBulk(jobs.map((data) => ({ name: "create", data, opts: this.#jobOptions(data.jobId) }))),
+      ),
+    );
+    return admitted.map((a) => {
+      if (a instanceof VirtfleetError) return a;
+      return this.job("data" in a ? a.data.jobId : a.jobId);
+    });
   }
 
   /** Destroys a VM wherever it lives. Destroying a VM that is gone succeeds. */
@@ -504,7 +577,6 @@ export class FleetClient {
         kind: data.kind,
         vm,
         hostId: data.hostId,
-        data: JSON.stringify(data),
         ...(extra.tenant === undefined ? {} : { tenant: extra.tenant }),
         ...(extra.batchId === undefined ? {} : { batchId: extra.batchId }),
         ...(extra.callbackUrl === undefined ? {} : { callbackUrl: extra.callbackUrl }),
@@ -527,7 +599,8 @@ export class FleetClient {
       jobId,
       attempts: JOB_ATTEMPTS,
       backoff: { type: "exponential", delay: JOB_BACKOFF_MS, jitter: 0.5 },
-      removeOnComplete: { age: 24 * 3600, count: 10_000 },
+      // The job's record and events (our keys) outlive it; BullMQ's copy of a done job is not needed.
+      removeOnComplete: true,
       removeOnFail: { age: 7 * 24 * 3600 },
     };
   }
@@ -648,7 +721,6 @@ export class FleetClient {
         const next = await this.placeAndClaim(data.spec, placement, 0, [hostId]);
         await this.vms.placed(vm, next, placement.group);
         const moved: JobData = { ...data, hostId: next };
-        await this.log.setData(job.id, JSON.stringify(moved));
         await this.log.append({
           jobId: job.id,
           kind: "create",
@@ -680,6 +752,7 @@ export class FleetClient {
       for (const queue of this.#queues.values()) {
         await queue.close().catch(() => undefined);
       }
+      if (this.#bullRedis !== undefined) await closeRedis(this.#bullRedis);
       await closeRedis(this.#redis);
     })();
     return this.#closing;

@@ -1,3 +1,4 @@
+export * from "./admission.js";
 export * from "./capacity.js";
 export * from "./connection.js";
 export * from "./event-log.js";

@@ -78,6 +78,11 @@ export class Keys {
     return `${this.prefix}:usage:${tenant}`;
   }
 
+  /** The quota each of a tenant's VMs holds: vm → "memoryMiB:vcpus". */
+  usageVms(tenant: string): string {
+    return `${this.prefix}:usage:${tenant}:vms`;
+  }
+
   batch(batchId: string): string {
     return `${this.prefix}:batch:${batchId}`;
   }

@@ -14,21 +14,34 @@ export interface QuotaUsage {
   vcpus: number;
 }
 
-// Admits a VM against its tenant's quota, atomically; a VM already admitted is not counted twice.
-// KEYS: usage hash (vms, mem, vcpus), per-VM hash. ARGV: vm, mem, vcpus, limit vms, mem, vcpus (-1: none).
-const ADMIT = `
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'ok' end
-local vms = tonumber(redis.call('HGET', KEYS[1], 'vms') or '0')
-local mem = tonumber(redis.call('HGET', KEYS[1], 'mem') or '0')
-local vcpus = tonumber(redis.call('HGET', KEYS[1], 'vcpus') or '0')
-local lv, lm, lc = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if lv >= 0 and vms + 1 > lv then return 'vms' end
-if lm >= 0 and mem + tonumber(ARGV[2]) > lm then return 'memoryMiB' end
-if lc >= 0 and vcpus + tonumber(ARGV[3]) > lc then return 'vcpus' end
-redis.call('HINCRBY', KEYS[1], 'vms', 1)
-redis.call('HINCRBY', KEYS[1], 'mem', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'vcpus', ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+// Lua: a VM against its tenant's quota. `quota_check` returns 'ok' or the quota it would exceed (a
+// VM already admitted is not counted twice); `quota_take` counts it. Usage hash (vms, mem, vcpus) and
+// per-VM hash are keys the caller declared; limits are -1 for none. Shared with the admission script.
+export const QUOTA_LUA = `
+local function quota_check(usage, perVm, vm, mem, vcpus, lv, lm, lc)
+  if redis.call('HEXISTS', perVm, vm) == 1 then return 'ok' end
+  local u = redis.call('HMGET', usage, 'vms', 'mem', 'vcpus')
+  if lv >= 0 and tonumber(u[1] or '0') + 1 > lv then return 'vms' end
+  if lm >= 0 and tonumber(u[2] or '0') + mem > lm then return 'memoryMiB' end
+  if lc >= 0 and tonumber(u[3] or '0') + vcpus > lc then return 'vcpus' end
+  return 'ok'
+end
+local function quota_take(usage, perVm, vm, mem, vcpus)
+  if redis.call('HEXISTS', perVm, vm) == 1 then return end
+  redis.call('HINCRBY', usage, 'vms', 1)
+  redis.call('HINCRBY', usage, 'mem', mem)
+  redis.call('HINCRBY', usage, 'vcpus', vcpus)
+  redis.call('HSET', perVm, vm, mem .. ':' .. vcpus)
+end
+`;
+
+// Admits a VM against its tenant's quota, atomically.
+// KEYS: usage hash, per-VM hash. ARGV: vm, mem, vcpus, limit vms, mem, vcpus (-1: none).
+const ADMIT = `${QUOTA_LUA}
+local mem, vcpus = tonumber(ARGV[2]), tonumber(ARGV[3])
+local over = quota_check(KEYS[1], KEYS[2], ARGV[1], mem, vcpus, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+if over ~= 'ok' then return over end
+quota_take(KEYS[1], KEYS[2], ARGV[1], mem, vcpus)
 return 'ok'
 `;
 
@@ -67,7 +80,7 @@ export class QuotaLedger {
       ADMIT,
       2,
       u,
-      `${u}:vms`,
+      this.#keys.usageVms(tenant),
       vm,
       String(memoryMiB),
       String(vcpus),
@@ -78,8 +91,7 @@ export class QuotaLedger {
   }
 
   async release(tenant: string, vm: string): Promise<boolean> {
-    const u = this.#keys.usage(tenant);
-    return (await runScript(this.#redis, RELEASE, 2, u, `${u}:vms`, vm)) === 1;
+    return (await runScript(this.#redis, RELEASE, 2, this.#keys.usage(tenant), this.#keys.usageVms(tenant), vm)) === 1;
   }
 
   async usage(tenant: string): Promise<QuotaUsage> {

@@ -25,3 +25,83 @@ export async function runScript(
     return redis.eval(source, numKeys, ...args);
   }
 }
+
+/**
+ * A Lua script whose calls are coalesced: calls made in the same turn of the event loop go to Redis
+ * as one EVALSHA that runs the script's body once per call, each call atomic as if run alone (so
+ * is the whole batch). Many concurrent jobs' events or admissions then cost Redis one script run
+ * and the client one command, not one each. `lib` holds local functions the body uses; the body
+ * reads its own KEYS and ARGV. A call whose body returns false (or nothing) resolves to null.
+ */
+export class BatchedScript {
+  readonly #redis: Redis;
+  readonly #single: string;
+  readonly #multi: string;
+  readonly #maxBatch: number;
+  #pending: { keys: string[]; args: string[]; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+  #scheduled = false;
+
+  constructor(redis: Redis, script: { lib: string; body: string }, maxBatch = 200) {
+    this.#redis = redis;
+    this.#maxBatch = maxBatch;
+    const run = `${script.lib}\nlocal function run(KEYS, ARGV)\n${script.body}\nend\n`;
+    this.#single = `${run}return run(KEYS, ARGV)`;
+    // ARGV: count, then per call: its key count, its arg count, its args. KEYS: every call's keys.
+    this.#multi = `${run}
+local out, k, a = {}, 1, 2
+for i = 1, tonumber(ARGV[1]) do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  local ks, as = {}, {}
+  for j = 1, nk do ks[j] = KEYS[k]; k = k + 1 end
+  for j = 1, na do as[j] = ARGV[a]; a = a + 1 end
+  local r = run(ks, as)
+  if r == nil or r == false then r = 0 end
+  out[i] = r
+end
+return out`;
+  }
+
+  call(keys: string[], args: string[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ keys, args, resolve, reject });
+      if (this.#pending.length >= this.#maxBatch) this.#flush();
+      else if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#flush();
+        });
+      }
+    });
+  }
+
+  #flush(): void {
+    const batch = this.#pending;
+    if (batch.length === 0) return;
+    this.#pending = [];
+    if (batch.length === 1) {
+      const only = batch[0] as (typeof batch)[number];
+      runScript(this.#redis, this.#single, only.keys.length, ...only.keys, ...only.args).then(
+        only.resolve,
+        only.reject,
+      );
+      return;
+    }
+    const keys: string[] = [];
+    const args: string[] = [String(batch.length)];
+    for (const c of batch) {
+      keys.push(...c.keys);
+      args.push(String(c.keys.length), String(c.args.length), ...c.args);
+    }
+    runScript(this.#redis, this.#multi, keys.length, ...keys, ...args).then(
+      (results) => {
+        const list = results as unknown[];
+        for (const [i, c] of batch.entries()) c.resolve(list[i] === 0 ? null : list[i]);
+      },
+      (error: unknown) => {
+        for (const c of batch) c.reject(error);
+      },
+    );
+  }
+}

@@ -42,12 +42,12 @@ redis.call('SADD', KEYS[2], ARGV[3])
 return 'claimed'
 `;
 
-function toFields(r: VmRecord): string[] {
+/** A VM record as hash fields; without `hostId` when `withHost` is false. */
+export function vmFields(r: VmRecord, withHost = true): string[] {
   return [
+    ...(withHost ? ["hostId", r.hostId] : []),
     "name",
     r.name,
-    "hostId",
-    r.hostId,
     "state",
     r.state,
     "fingerprint",
@@ -118,7 +118,7 @@ export class VmRegistry {
       2,
       this.#keys.vm(record.name),
       this.#keys.vms(),
-      JSON.stringify(toFields(record)),
+      JSON.stringify(vmFields(record)),
       record.fingerprint,
       record.name,
     )) as string;
@@ -159,7 +159,7 @@ export class VmRegistry {
     await this.#redis
       .multi()
       .del(this.#keys.vm(record.name))
-      .hset(this.#keys.vm(record.name), ...toFields(record))
+      .hset(this.#keys.vm(record.name), ...vmFields(record))
       .sadd(this.#keys.vms(), record.name)
       .exec();
   }

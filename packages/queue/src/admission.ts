@@ -1,0 +1,167 @@
+import { PHASE_PERCENT } from "@virtfleet/core";
+import type { Redis } from "ioredis";
+import { ROOM_LUA, roomKeys } from "./capacity.js";
+import { APPEND_LUA, type EventInput, toEvent } from "./event-log.js";
+import type { Keys } from "./keys.js";
+import type { QuotaLimits, QuotaUsage } from "./quota.js";
+import { QUOTA_LUA } from "./quota.js";
+import { BatchedScript } from "./scripts.js";
+import { type VmRecord, vmFields } from "./vm-registry.js";
+
+// Admits a create in one atomic step: claims the VM's name fleet-wide (a name is free when unknown
+// or its last create failed), checks the tenant's quota, picks the best host with room on live
+// numbers, and only when all of that holds writes everything: the room and quota claims, the VM's
+// record, the job's record and its `queued` and `placed` events. Nothing is written otherwise.
+// (The job's payload travels in the host's queue; the record holds what the API shows.)
+// KEYS: 1 vm hash, 2 vms set, 3 job hash, 4 job stream, 5 all-events stream, 6 group hash,
+// 7 usage hash, 8 usage per-VM hash (6-8: any key when unused), 9.. four per host (see ROOM_LUA).
+// ARGV[1]: the request as JSON (see Admission.admit). The `placed` event comes split around where
+// the host's id goes (`*Parts`).
+// Returns {'claimed', host} | {'same', jobId} | {'clash', host} | {'quota', which} | {'noroom'}.
+const ADMIT = {
+  lib: ROOM_LUA + QUOTA_LUA + APPEND_LUA,
+  body: `
+local a = cjson.decode(ARGV[1])
+local state = redis.call('HGET', KEYS[1], 'state')
+if state and state ~= 'failed' then
+  local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'jobId', 'hostId')
+  if r[1] == a.fingerprint and state ~= 'destroying' then return { 'same', r[2] } end
+  return { 'clash', r[3] or '' }
+end
+local quota = a.quota
+if quota then
+  local over = quota_check(KEYS[7], KEYS[8], a.vm, a.mem, a.vcpus, quota.vms, quota.mem, quota.vcpus)
+  if over ~= 'ok' then return { 'quota', over } end
+end
+local groupKey = nil
+if a.grouped then groupKey = KEYS[6] end
+local best = find_room(9, a.hosts, a.vm, a.mem, a.vcpus, a.policy, groupKey, false)
+if best == 0 then return { 'noroom' } end
+local host = a.hosts[best]
+take_room(9, a.hosts, best, a.vm, a.mem, a.vcpus, groupKey)
+if quota then quota_take(KEYS[7], KEYS[8], a.vm, a.mem, a.vcpus) end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
+redis.call('SADD', KEYS[2], a.vm)
+redis.call('HSET', KEYS[3], 'hostId', host, unpack(a.jobFields))
+local e = { job = KEYS[3], stream = KEYS[4], all = KEYS[5], json = a.queued.json, phase = 'queued',
+  percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', batch = a.batch }
+append_event(e)
+e.json = table.concat(a.placed.parts, host)
+e.phase = 'placed'
+e.percent = a.placed.percent
+e.message = table.concat(a.placed.messageParts, host)
+e.host = host
+append_event(e)
+return { 'claimed', host }
+`,
+};
+
+export interface AdmitRequest {
+  /** The VM's record; its hostId is filled in with the host picked. */
+  record: VmRecord;
+  /** Hosts to pick from, in order (the pick is by policy on live numbers). Empty: none has room. */
+  hosts: readonly string[];
+  policy: "spread" | "pack" | "order";
+  group?: string | undefined;
+  tenant?: { name: string; limits: QuotaLimits } | undefined;
+  /** The job's record fields besides hostId and phase. */
+  job: { jobId: string; kind: "create"; vm: string; tenant?: string; batchId?: string; callbackUrl?: string };
+}
+
+export type AdmitOutcome =
+  | { outcome: "claimed"; hostId: string }
+  | { outcome: "same"; jobId: string }
+  | { outcome: "clash"; hostId: string }
+  | { outcome: "quota"; which: keyof QuotaUsage }
+  | { outcome: "noroom" };
+
+/** Admission of create requests: one script call each (see the script above). */
+export class Admission {
+  readonly #keys: Keys;
+  readonly #script: BatchedScript;
+
+  constructor(redis: Redis, keys: Keys) {
+    this.#keys = keys;
+    this.#script = new BatchedScript(redis, ADMIT, 100);
+  }
+
+  async admit(r: AdmitRequest): Promise<AdmitOutcome> {
+    const { jobId, vm } = r.job;
+    // Unguessable, so no user text can contain it: where the host's id goes.
+    const holder = `{{host:${jobId}}}`;
+    const at = new Date().toISOString();
+    const event = (input: Omit<EventInput, "jobId" | "kind" | "vm">) =>
+      JSON.stringify(toEvent({ jobId, kind: "create", vm, ...input }, at));
+    const placedMessage = `placed on host ${holder}`;
+    const args = {
+      vm,
+      fingerprint: r.record.fingerprint,
+      mem: r.record.memoryMiB,
+      vcpus: r.record.vcpus,
+      policy: r.policy,
+      grouped: r.group !== undefined,
+      ...(r.tenant === undefined
+        ? {}
+        : {
+            quota: {
+              vms: r.tenant.limits.vms ?? -1,
+              mem: r.tenant.limits.memoryMiB ?? -1,
+              vcpus: r.tenant.limits.vcpus ?? -1,
+            },
+          }),
+      hosts: r.hosts,
+      vmFields: vmFields(r.record, false), // the script adds hostId
+      jobFields: [
+        "jobId",
+        jobId,
+        "kind",
+        "create",
+        "vm",
+        vm,
+        "createdAt",
+        at,
+        ...(r.job.tenant === undefined ? [] : ["tenant", r.job.tenant]),
+        ...(r.job.batchId === undefined ? [] : ["batch", r.job.batchId]),
+        ...(r.job.callbackUrl === undefined ? [] : ["callbackUrl", r.job.callbackUrl]),
+      ],
+      queued: { json: event({ phase: "queued", message: "accepted" }), percent: "0", message: "accepted" },
+      placed: {
+        parts: event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
+        percent: String(PHASE_PERCENT.placed),
+        messageParts: placedMessage.split(holder),
+      },
+      at,
+      ...(r.job.batchId === undefined ? {} : { batch: r.job.batchId }),
+    };
+    const k = this.#keys;
+    const unused = k.vm(vm);
+    const reply = (await this.#script.call(
+      [
+        k.vm(vm),
+        k.vms(),
+        k.job(jobId),
+        k.jobEvents(jobId),
+        k.allEvents(),
+        r.group === undefined ? unused : k.group(r.group),
+        r.tenant === undefined ? unused : k.usage(r.tenant.name),
+        r.tenant === undefined ? unused : k.usageVms(r.tenant.name),
+        ...roomKeys(k, r.hosts),
+      ],
+      [JSON.stringify(args)],
+    )) as [string, string?];
+    const [outcome, value = ""] = reply;
+    switch (outcome) {
+      case "claimed":
+        return { outcome, hostId: value };
+      case "same":
+        return { outcome, jobId: value };
+      case "clash":
+        return { outcome, hostId: value };
+      case "quota":
+        return { outcome, which: value as keyof QuotaUsage };
+      default:
+        return { outcome: "noroom" };
+    }
+  }
+}
