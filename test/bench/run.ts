@@ -206,6 +206,21 @@ const noopExecutor: JobExecutor = {
 const HOSTS = 4;
 const PER_HOST_CONCURRENCY = 50;
 
+/** Waits for `p`, or fails the run after 5 minutes (a lost completion must not hang the bench). */
+async function withDeadline<T>(p: Promise<T>, what: string, ms = 300_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not all arrived within ${ms / 1000} s`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Counts terminal events on the all-events stream until `n` have arrived. */
 async function countDone(redisUrl: string, keys: Keys, n: number, from = "$"): Promise<void> {
   const r = new Redis(redisUrl);
@@ -248,7 +263,9 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
   const conn = { url: redis.url };
   const queues = Array.from(
     { length: HOSTS },
-    (_, h) => new Queue(`host.raw${h}`, { connection: conn, prefix: rawPrefix }),
+    (_, h) =>
+      // Events kept for every job, so a slow reader cannot miss a completion to trimming.
+      new Queue(`host.raw${h}`, { connection: conn, prefix: rawPrefix, streams: { events: { maxLen: JOBS * 10 } } }),
   );
   const workers = queues.map(
     (q) =>
@@ -277,7 +294,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     }));
     await (queues[(i / 1000) % HOSTS] as Queue).addBulk(chunk);
   }
-  await allDone;
+  await withDeadline(allDone, "raw BullMQ completions");
   const rawSeconds = (performance.now() - started) / 1000;
   const rawCpu = await cpuSince(redis.url, cpu);
   await Promise.all([
@@ -330,7 +347,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     if (refused !== undefined) throw refused;
   }
   const submitSeconds = (performance.now() - started) / 1000;
-  await counting;
+  await withDeadline(counting, "virtfleet done events");
   const vfSeconds = (performance.now() - started) / 1000;
   const vfCpu = await cpuSince(redis.url, cpu);
   process.stdout.write(
@@ -363,7 +380,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
         "redis CPU s": rawCpu.redisCpuS,
       },
       {
-        way: "virtfleet (FleetClient → placement → worker → 7 events each)",
+        way: "virtfleet (createVms → admission → worker → 7 events each)",
         seconds: round(vfSeconds, 2),
         "jobs/s": r.virtfleetJobsPerSec,
         "node CPU s": vfCpu.nodeCpuS,

@@ -1,6 +1,6 @@
 import { PHASE_PERCENT } from "@virtfleet/core";
 import type { Redis } from "ioredis";
-import { ROOM_LUA, roomKeys } from "./capacity.js";
+import { ROOM_LUA } from "./capacity.js";
 import { APPEND_LUA, type EventInput, toEvent } from "./event-log.js";
 import type { Keys } from "./keys.js";
 import type { QuotaLimits, QuotaUsage } from "./quota.js";
@@ -14,7 +14,8 @@ import { type VmRecord, vmFields } from "./vm-registry.js";
 // record, the job's record and its `queued` and `placed` events. Nothing is written otherwise.
 // (The job's payload travels in the host's queue; the record holds what the API shows.)
 // KEYS: 1 vm hash, 2 vms set, 3 job hash, 4 job stream, 5 all-events stream, 6 group hash,
-// 7 usage hash, 8 usage per-VM hash (6-8: any key when unused), 9.. four per host (see ROOM_LUA).
+// 7 usage hash, 8 usage per-VM hash (6-8: any key when unused). The hosts' keys are built from
+// the prefix and their ids (Redis Cluster is not supported: see README).
 // ARGV[1]: the request as JSON (see Admission.admit). The `placed` event comes split around where
 // the host's id goes (`*Parts`).
 // Returns {'claimed', host} | {'same', jobId} | {'clash', host} | {'quota', which} | {'noroom'}.
@@ -35,10 +36,16 @@ if quota then
 end
 local groupKey = nil
 if a.grouped then groupKey = KEYS[6] end
-local best = find_room(9, a.hosts, a.vm, a.mem, a.vcpus, a.policy, groupKey, false)
+-- The hosts' keys, as Keys names them (alloc, claims, host, drain): a fleet of hundreds of hosts
+-- would otherwise send hundreds of keys with every request.
+local function hk(i)
+  local id = a.hosts[i]
+  return a.prefix .. ':alloc:' .. id, a.prefix .. ':claims:' .. id, a.prefix .. ':host:' .. id, a.prefix .. ':drain:' .. id
+end
+local best = find_room(hk, a.hosts, a.vm, a.mem, a.vcpus, a.policy, groupKey, false)
 if best == 0 then return { 'noroom' } end
 local host = a.hosts[best]
-take_room(9, a.hosts, best, a.vm, a.mem, a.vcpus, groupKey)
+take_room(hk, a.hosts, best, a.vm, a.mem, a.vcpus, groupKey)
 if quota then quota_take(KEYS[7], KEYS[8], a.vm, a.mem, a.vcpus) end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
@@ -94,6 +101,7 @@ export class Admission {
     const event = (input: Omit<EventInput, "jobId" | "kind" | "vm">) =>
       JSON.stringify(toEvent({ jobId, kind: "create", vm, ...input }, at));
     const placedMessage = `placed on host ${holder}`;
+    const k = this.#keys;
     const args = {
       vm,
       fingerprint: r.record.fingerprint,
@@ -132,9 +140,9 @@ export class Admission {
         messageParts: placedMessage.split(holder),
       },
       at,
+      prefix: k.prefix,
       ...(r.job.batchId === undefined ? {} : { batch: r.job.batchId }),
     };
-    const k = this.#keys;
     const unused = k.vm(vm);
     const reply = (await this.#script.call(
       [
@@ -146,7 +154,6 @@ export class Admission {
         r.group === undefined ? unused : k.group(r.group),
         r.tenant === undefined ? unused : k.usage(r.tenant.name),
         r.tenant === undefined ? unused : k.usageVms(r.tenant.name),
-        ...roomKeys(k, r.hosts),
       ],
       [JSON.stringify(args)],
     )) as [string, string?];

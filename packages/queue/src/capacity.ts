@@ -6,20 +6,19 @@ import { runScript } from "./scripts.js";
 // live numbers. Best: fewest VMs of the request's anti-affinity group, then by policy ('spread':
 // most free memory, 'pack': least, 'order': the first in the given order), then the given order. A
 // VM that already holds a claim keeps it (looked for only with `held`: a name just admitted holds
-// none). A host is a candidate only while its status lives and it
-// is not drained. Hosts' keys are KEYS[first ..], four each: alloc hash, claims hash, live status,
-// drain mark; `ids` are their host ids. Returns the host's index in `ids` (1-based), or 0.
-// `take_room` then claims it. Shared by the claim script below and the admission script.
+// none). A host is a candidate only while its status lives and it is not drained. `hk(i)` gives
+// the keys of host `ids[i]`: alloc hash, claims hash, live status, drain mark. Returns the host's
+// index in `ids` (1-based), or 0. `take_room` then claims it. Shared by the claim script below and
+// the admission script.
 export const ROOM_LUA = `
-local function find_room(first, ids, vm, mem, vcpus, policy, groupKey, held)
+local function find_room(hk, ids, vm, mem, vcpus, policy, groupKey, held)
   local counts = {}
   if groupKey then
     for _, h in ipairs(redis.call('HVALS', groupKey)) do counts[h] = (counts[h] or 0) + 1 end
   end
   local best, bestCount, bestFree = 0, nil, nil
   for i = 1, #ids do
-    local base = first + (i - 1) * 4
-    local alloc, claims, status, drain = KEYS[base], KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
+    local alloc, claims, status, drain = hk(i)
     if held and redis.call('HEXISTS', claims, vm) == 1 then return i end
     if redis.call('EXISTS', status) == 1 and redis.call('EXISTS', drain) == 0 then
       local a = redis.call('HMGET', alloc, 'capMem', 'capVcpus', 'mem', 'vcpus')
@@ -36,9 +35,8 @@ local function find_room(first, ids, vm, mem, vcpus, policy, groupKey, held)
   end
   return best
 end
-local function take_room(first, ids, i, vm, mem, vcpus, groupKey)
-  local base = first + (i - 1) * 4
-  local alloc, claims = KEYS[base], KEYS[base + 1]
+local function take_room(hk, ids, i, vm, mem, vcpus, groupKey)
+  local alloc, claims = hk(i)
   if redis.call('HEXISTS', claims, vm) == 1 then return end
   redis.call('HINCRBY', alloc, 'mem', mem)
   redis.call('HINCRBY', alloc, 'vcpus', vcpus)
@@ -62,9 +60,13 @@ for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
 local groupKey = nil
 if ARGV[5] == '1' then groupKey = KEYS[1] end
 local mem, vcpus = tonumber(ARGV[2]), tonumber(ARGV[3])
-local best = find_room(2, ids, ARGV[1], mem, vcpus, ARGV[4], groupKey, true)
+local function hk(i)
+  local b = 2 + (i - 1) * 4
+  return KEYS[b], KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
+end
+local best = find_room(hk, ids, ARGV[1], mem, vcpus, ARGV[4], groupKey, true)
 if best == 0 then return 0 end
-take_room(2, ids, best, ARGV[1], mem, vcpus, groupKey)
+take_room(hk, ids, best, ARGV[1], mem, vcpus, groupKey)
 return best
 `;
 

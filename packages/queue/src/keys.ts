@@ -1,4 +1,7 @@
-/** Every Redis key and queue name virtfleet uses, in one place. */
+/**
+ * Every Redis key and queue name virtfleet uses, in one place. (The admission script builds a
+ * host's alloc, claims, host and drain keys from the prefix itself: keep them in step.)
+ */
 export class Keys {
   readonly prefix: string;
 
