@@ -142,7 +142,7 @@ export class HostAgent {
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
     // BullMQ gets its own connection: it defines its scripts on it, which would make every pipeline
     // of ours dearer (ioredis copies defined scripts into each pipeline).
-    this.#queueRedis = quietErrors(this.#redis.duplicate());
+    this.#queueRedis = quietErrors(this.#redis.duplicate({ enableAutoPipelining: false }));
     this.#queue = new Queue(this.keys.hostQueue(this.hostId), {
       connection: this.#queueRedis,
       prefix: this.keys.prefix,
@@ -215,7 +215,7 @@ export class HostAgent {
     this.#every(Math.max(period * 2, 5000), () => this.#sweepFailed(), "failed-job sweep");
 
     const lockMs = o.lockMs ?? 30_000;
-    this.#workerRedis = quietErrors(this.#redis.duplicate());
+    this.#workerRedis = quietErrors(this.#redis.duplicate({ enableAutoPipelining: false }));
     this.#worker = new Worker(
       this.keys.hostQueue(this.hostId),
       (job, token, signal) => this.#process(job, token, signal),

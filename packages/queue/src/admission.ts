@@ -13,9 +13,9 @@ import { type VmRecord, vmFields } from "./vm-registry.js";
 // numbers, and only when all of that holds writes everything: the room and quota claims, the VM's
 // record, the job's record and its `queued` and `placed` events. Nothing is written otherwise.
 // (The job's payload travels in the host's queue; the record holds what the API shows.)
-// KEYS: 1 vm hash, 2 vms set, 3 job hash, 4 job stream, 5 all-events stream, 6 group hash,
-// 7 usage hash, 8 usage per-VM hash (6-8: any key when unused). The hosts' keys are built from
-// the prefix and their ids (Redis Cluster is not supported: see README).
+// KEYS: 1 vm hash, 2 vms set, 3 job hash, 4 group hash, 5 usage hash, 6 usage per-VM hash (4-6:
+// any key when unused). The hosts' and streams' keys are built from the prefix and their ids
+// (Redis Cluster is not supported: see README).
 // ARGV[1]: the request as JSON (see Admission.admit). The `placed` event comes split around where
 // the host's id goes (`*Parts`).
 // Returns {'claimed', host} | {'same', jobId} | {'clash', host} | {'quota', which} | {'noroom'}.
@@ -31,11 +31,11 @@ if state and state ~= 'failed' then
 end
 local quota = a.quota
 if quota then
-  local over = quota_check(KEYS[7], KEYS[8], a.vm, a.mem, a.vcpus, quota.vms, quota.mem, quota.vcpus)
+  local over = quota_check(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, quota.vms, quota.mem, quota.vcpus)
   if over ~= 'ok' then return { 'quota', over } end
 end
 local groupKey = nil
-if a.grouped then groupKey = KEYS[6] end
+if a.grouped then groupKey = KEYS[4] end
 -- The hosts' keys, as Keys names them (alloc, claims, host, drain): a fleet of hundreds of hosts
 -- would otherwise send hundreds of keys with every request.
 local function hk(i)
@@ -46,12 +46,12 @@ local best = find_room(hk, a.hosts, a.vm, a.mem, a.vcpus, a.policy, groupKey, fa
 if best == 0 then return { 'noroom' } end
 local host = a.hosts[best]
 take_room(hk, a.hosts, best, a.vm, a.mem, a.vcpus, groupKey)
-if quota then quota_take(KEYS[7], KEYS[8], a.vm, a.mem, a.vcpus) end
+if quota then quota_take(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus) end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
 redis.call('SADD', KEYS[2], a.vm)
 redis.call('HSET', KEYS[3], 'hostId', host, unpack(a.jobFields))
-local e = { job = KEYS[3], stream = KEYS[4], all = KEYS[5], json = a.queued.json, phase = 'queued',
+local e = { job = KEYS[3], json = a.queued.json, phase = 'queued',
   percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', batch = a.batch }
 append_event(e)
 e.json = table.concat(a.placed.parts, host)
@@ -149,8 +149,6 @@ export class Admission {
         k.vm(vm),
         k.vms(),
         k.job(jobId),
-        k.jobEvents(jobId),
-        k.allEvents(),
         r.group === undefined ? unused : k.group(r.group),
         r.tenant === undefined ? unused : k.usage(r.tenant.name),
         r.tenant === undefined ? unused : k.usageVms(r.tenant.name),

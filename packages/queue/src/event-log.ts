@@ -64,16 +64,19 @@ export function toEvent(input: EventInput, at = new Date().toISOString()): Progr
 
 // Lua: appends an event to the job's stream and the all-events stream, and to its batch's stream
 // (the terminal event counts toward the batch's end), and updates the job's record. `e` holds: job
-// (hash key), stream, all (stream keys), json, phase, percent, message, at, host, err (json or ''),
-// batch (the job's batch id, or false). A job's record and stream live JOB_TTL_SEC after its first
-// (`queued`) and its terminal event. Shared with the admission script.
+// (its hash key), json, phase, percent, message, at, host, err (json or ''), batch (the job's batch
+// id, or false). The streams' keys follow from the job's as Keys names them (`<job>:events` and
+// `<prefix>:events`). A job's record and stream live JOB_TTL_SEC after its first (`queued`) and its
+// terminal event. Shared with the admission script.
 export const APPEND_LUA = `
 local function append_event(e)
-  local id = redis.call('XADD', e.stream, 'MAXLEN', '~', ${JOB_STREAM_MAXLEN}, '*', 'e', e.json)
-  redis.call('XADD', e.all, 'MAXLEN', '~', ${ALL_EVENTS_MAXLEN}, '*', 'e', e.json)
+  local prefix = string.sub(e.job, 1, string.find(e.job, ':job:', 1, true) - 1)
+  local stream = e.job .. ':events'
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', ${JOB_STREAM_MAXLEN}, '*', 'e', e.json)
+  redis.call('XADD', prefix .. ':events', 'MAXLEN', '~', ${ALL_EVENTS_MAXLEN}, '*', 'e', e.json)
   local terminal = e.phase == 'done' or e.phase == 'failed' or e.phase == 'cancelled'
   if e.batch then
-    local bkey = string.sub(e.job, 1, string.find(e.job, ':job:', 1, true)) .. 'batch:' .. e.batch
+    local bkey = prefix .. ':batch:' .. e.batch
     redis.call('XADD', bkey .. ':events', '*', 'e', e.json)
     if terminal then redis.call('HINCRBY', bkey, 'ended', 1) end
     redis.call('EXPIRE', bkey .. ':events', ${JOB_TTL_SEC})
@@ -84,29 +87,31 @@ local function append_event(e)
   redis.call('HSET', e.job, unpack(f))
   if terminal or e.phase == 'queued' then
     redis.call('EXPIRE', e.job, ${JOB_TTL_SEC})
-    redis.call('EXPIRE', e.stream, ${JOB_TTL_SEC})
+    redis.call('EXPIRE', stream, ${JOB_TTL_SEC})
   end
   return id
 end
 `;
 
 // Appends an event unless the job already ended: a job's terminal event is its last.
-// KEYS: job hash, job stream, all-events stream[, vm hash]. ARGV: event json, phase, percent,
-// message, at, host, error json, '1' to refuse (returning '!cancel') when the job was asked to be
-// cancelled. With a vm hash (KEYS[4]): also sets the VM's state to ARGV[9] and its job to ARGV[10],
-// if the VM is still recorded.
+// KEYS: job hash[, vm hash]. ARGV: the event as JSON (the record's fields are read from it), '1' to
+// refuse (returning '!cancel') when the job was asked to be cancelled. With a vm hash (KEYS[2]):
+// also sets the VM's state to ARGV[3] and its job to ARGV[4], if the VM is still recorded.
 const APPEND = {
   lib: APPEND_LUA,
   body: `
 local j = redis.call('HMGET', KEYS[1], 'phase', 'cancelRequested', 'batch')
 local phase = j[1]
 if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return false end
-if ARGV[8] == '1' and j[2] == '1' then return '!cancel' end
-if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HSET', KEYS[4], 'state', ARGV[9], 'jobId', ARGV[10], 'updatedAt', ARGV[5])
+if ARGV[2] == '1' and j[2] == '1' then return '!cancel' end
+local ev = cjson.decode(ARGV[1])
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'state', ARGV[3], 'jobId', ARGV[4], 'updatedAt', ev.at)
 end
-return append_event({ job = KEYS[1], stream = KEYS[2], all = KEYS[3], json = ARGV[1], phase = ARGV[2],
-  percent = ARGV[3], message = ARGV[4], at = ARGV[5], host = ARGV[6], err = ARGV[7], batch = j[3] })
+local err = ''
+if type(ev.error) == 'table' then err = cjson.encode(ev.error) end
+return append_event({ job = KEYS[1], json = ARGV[1], phase = ev.phase, percent = tostring(ev.percent),
+  message = ev.message, at = ev.at, host = ev.host or '', err = err, batch = j[3] })
 `,
 };
 
@@ -158,23 +163,10 @@ export class EventLog {
     const event = toEvent(input);
     const vm = input.vmState;
     const id = await this.#append.call(
-      [
-        this.#keys.job(input.jobId),
-        this.#keys.jobEvents(input.jobId),
-        this.#keys.allEvents(),
-        ...(vm === undefined ? [] : [vm.key]),
-      ],
-      [
-        JSON.stringify(event),
-        event.phase,
-        String(event.percent),
-        event.message,
-        event.at,
-        input.host ?? "",
-        input.error === undefined ? "" : JSON.stringify(input.error),
-        input.unlessCancelled === true ? "1" : "0",
-        ...(vm === undefined ? [] : [vm.state, input.jobId]),
-      ],
+      vm === undefined ? [this.#keys.job(input.jobId)] : [this.#keys.job(input.jobId), vm.key],
+      vm === undefined
+        ? [JSON.stringify(event), input.unlessCancelled === true ? "1" : "0"]
+        : [JSON.stringify(event), input.unlessCancelled === true ? "1" : "0", vm.state, input.jobId],
     );
     if (id === "!cancel") throw new VirtfleetError("CANCELLED", "cancelled by request");
     return typeof id === "string" ? id : undefined;

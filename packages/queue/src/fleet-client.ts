@@ -135,7 +135,9 @@ export class FleetClient {
   #queue(hostId: string): Queue {
     let queue = this.#queues.get(hostId);
     if (queue === undefined) {
-      this.#bullRedis ??= quietErrors(this.#redis.duplicate({ connectionName: "virtfleet-client-queue" }));
+      this.#bullRedis ??= quietErrors(
+        this.#redis.duplicate({ connectionName: "virtfleet-client-queue", enableAutoPipelining: false }),
+      );
       queue = new Queue(this.keys.hostQueue(hostId), { connection: this.#bullRedis, prefix: this.keys.prefix });
       // Connection errors while Redis restarts are expected; the client reconnects by itself.
       queue.on("error", () => undefined);
