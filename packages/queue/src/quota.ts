@@ -14,9 +14,9 @@ export interface QuotaUsage {
   vcpus: number;
 }
 
-// Lua: a VM against its tenant's quota. `quota_check` returns 'ok' or the quota it would exceed (a
-// VM already admitted is not counted twice); `quota_take` counts it. Usage hash (vms, mem, vcpus) and
-// per-VM hash are keys the caller declared; limits are -1 for none. Shared with the admission script.
+// Lua: a VM against its tenant's quota, for the admission script. `quota_check` returns 'ok' or the
+// quota it would exceed (a VM already admitted is not counted twice); `quota_take` counts it. Usage
+// hash (vms, mem, vcpus) and per-VM hash are keys the caller declared; limits are -1 for none.
 export const QUOTA_LUA = `
 local function quota_check(usage, perVm, vm, mem, vcpus, lv, lm, lc)
   if redis.call('HEXISTS', perVm, vm) == 1 then return 'ok' end
@@ -33,16 +33,6 @@ local function quota_take(usage, perVm, vm, mem, vcpus)
   redis.call('HINCRBY', usage, 'vcpus', vcpus)
   redis.call('HSET', perVm, vm, mem .. ':' .. vcpus)
 end
-`;
-
-// Admits a VM against its tenant's quota, atomically.
-// KEYS: usage hash, per-VM hash. ARGV: vm, mem, vcpus, limit vms, mem, vcpus (-1: none).
-const ADMIT = `${QUOTA_LUA}
-local mem, vcpus = tonumber(ARGV[2]), tonumber(ARGV[3])
-local over = quota_check(KEYS[1], KEYS[2], ARGV[1], mem, vcpus, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
-if over ~= 'ok' then return over end
-quota_take(KEYS[1], KEYS[2], ARGV[1], mem, vcpus)
-return 'ok'
 `;
 
 const RELEASE = `
@@ -64,30 +54,6 @@ export class QuotaLedger {
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
-  }
-
-  /** Admits the VM, or returns the quota it would exceed. */
-  async admit(
-    tenant: string,
-    vm: string,
-    memoryMiB: number,
-    vcpus: number,
-    limits: QuotaLimits,
-  ): Promise<"ok" | keyof QuotaUsage> {
-    const u = this.#keys.usage(tenant);
-    return (await runScript(
-      this.#redis,
-      ADMIT,
-      2,
-      u,
-      this.#keys.usageVms(tenant),
-      vm,
-      String(memoryMiB),
-      String(vcpus),
-      String(limits.vms ?? -1),
-      String(limits.memoryMiB ?? -1),
-      String(limits.vcpus ?? -1),
-    )) as "ok" | keyof QuotaUsage;
   }
 
   async release(tenant: string, vm: string): Promise<boolean> {

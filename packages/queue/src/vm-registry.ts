@@ -2,7 +2,6 @@ import type { Redis } from "ioredis";
 import { CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
 import { QuotaLedger } from "./quota.js";
-import { runScript } from "./scripts.js";
 
 export type VmState = "creating" | "running" | "destroying" | "failed";
 
@@ -21,26 +20,6 @@ export interface VmRecord {
   tenant?: string;
   updatedAt: string;
 }
-
-export type ClaimResult =
-  | { outcome: "claimed" }
-  | { outcome: "same"; record: VmRecord }
-  | { outcome: "clash"; record: VmRecord };
-
-// Claims a VM name fleet-wide. A name is free when unknown or its last create failed.
-// KEYS: vm hash, vms set. ARGV: record json fields..., fingerprint
-const CLAIM = `
-local state = redis.call('HGET', KEYS[1], 'state')
-if state and state ~= 'failed' then
-  local fp = redis.call('HGET', KEYS[1], 'fingerprint')
-  if fp == ARGV[2] and state ~= 'destroying' then return 'same' end
-  return 'clash'
-end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
-redis.call('SADD', KEYS[2], ARGV[3])
-return 'claimed'
-`;
 
 /** A VM record as hash fields; without `hostId` when `withHost` is false. */
 export function vmFields(r: VmRecord, withHost = true): string[] {
@@ -108,24 +87,6 @@ export class VmRegistry {
     if (record.tenant !== undefined) await this.quotas.release(record.tenant, name);
     if (record.group !== undefined) await this.#redis.hdel(this.#keys.group(record.group), name);
     await this.remove(name);
-  }
-
-  /** Claims `record.name` for a new create, atomically; tells whether the same VM or another holds it. */
-  async claim(record: VmRecord): Promise<ClaimResult> {
-    const outcome = (await runScript(
-      this.#redis,
-      CLAIM,
-      2,
-      this.#keys.vm(record.name),
-      this.#keys.vms(),
-      JSON.stringify(vmFields(record)),
-      record.fingerprint,
-      record.name,
-    )) as string;
-    if (outcome === "claimed") return { outcome: "claimed" };
-    const existing = await this.get(record.name);
-    if (existing === undefined) return this.claim(record);
-    return outcome === "same" ? { outcome: "same", record: existing } : { outcome: "clash", record: existing };
   }
 
   async get(name: string): Promise<VmRecord | undefined> {
