@@ -99,13 +99,24 @@ export function specFingerprint(spec: VmSpec): string {
   return createHash("sha256").update(stableStringify(spec)).digest("hex");
 }
 
+/** JSON with object keys sorted (and undefined members left out), so equal values give equal text. */
 export function stableStringify(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) {
+      out += (i === 0 ? "" : ",") + (value[i] === undefined ? "" : stableStringify(value[i]));
+    }
+    return `${out}]`;
+  }
   if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(",")}}`;
+    const object = value as Record<string, unknown>;
+    let out = "{";
+    for (const key of Object.keys(object).sort()) {
+      const member = object[key];
+      if (member === undefined) continue;
+      out += `${out.length === 1 ? "" : ","}${JSON.stringify(key)}:${stableStringify(member)}`;
+    }
+    return `${out}}`;
   }
   return JSON.stringify(value);
 }

@@ -16,8 +16,8 @@ import { type VmRecord, vmFields } from "./vm-registry.js";
 // KEYS: 1 vm hash, 2 vms set, 3 job hash, 4 group hash, 5 usage hash, 6 usage per-VM hash (4-6:
 // any key when unused). The hosts' and streams' keys are built from the prefix and their ids
 // (Redis Cluster is not supported: see README).
-// ARGV[1]: the request as JSON (see Admission.admit). The `placed` event comes split around where
-// the host's id goes (`*Parts`).
+// ARGV: 1 the request as JSON (see Admission.admit), 2 the `queued` event's JSON, 3.. the `placed`
+// event's JSON split around where the host's id goes.
 // Returns {'claimed', host} | {'same', jobId} | {'clash', host} | {'quota', which} | {'noroom'}.
 const ADMIT = {
   lib: ROOM_LUA + QUOTA_LUA + APPEND_LUA,
@@ -47,14 +47,17 @@ if best == 0 then return { 'noroom' } end
 local host = a.hosts[best]
 take_room(hk, a.hosts, best, a.vm, a.mem, a.vcpus, groupKey)
 if quota then quota_take(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus) end
-redis.call('DEL', KEYS[1])
+-- A failed create's record goes (with any field this one does not set).
+if state then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
 redis.call('SADD', KEYS[2], a.vm)
 redis.call('HSET', KEYS[3], 'hostId', host, unpack(a.jobFields))
-local e = { job = KEYS[3], json = a.queued.json, phase = 'queued',
+local e = { job = KEYS[3], json = ARGV[2], phase = 'queued',
   percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', batch = a.batch }
 append_event(e)
-e.json = table.concat(a.placed.parts, host)
+local parts = {}
+for i = 3, #ARGV do parts[#parts + 1] = ARGV[i] end
+e.json = table.concat(parts, host)
 e.phase = 'placed'
 e.percent = a.placed.percent
 e.message = table.concat(a.placed.messageParts, host)
@@ -133,12 +136,8 @@ export class Admission {
         ...(r.job.batchId === undefined ? [] : ["batch", r.job.batchId]),
         ...(r.job.callbackUrl === undefined ? [] : ["callbackUrl", r.job.callbackUrl]),
       ],
-      queued: { json: event({ phase: "queued", message: "accepted" }), percent: "0", message: "accepted" },
-      placed: {
-        parts: event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
-        percent: String(PHASE_PERCENT.placed),
-        messageParts: placedMessage.split(holder),
-      },
+      queued: { percent: "0", message: "accepted" },
+      placed: { percent: String(PHASE_PERCENT.placed), messageParts: placedMessage.split(holder) },
       at,
       prefix: k.prefix,
       ...(r.job.batchId === undefined ? {} : { batch: r.job.batchId }),
@@ -153,7 +152,11 @@ export class Admission {
         r.tenant === undefined ? unused : k.usage(r.tenant.name),
         r.tenant === undefined ? unused : k.usageVms(r.tenant.name),
       ],
-      [JSON.stringify(args)],
+      [
+        JSON.stringify(args),
+        event({ phase: "queued", message: "accepted" }),
+        ...event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
+      ],
     )) as [string, string?];
     const [outcome, value = ""] = reply;
     switch (outcome) {

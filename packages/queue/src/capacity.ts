@@ -20,16 +20,17 @@ local function find_room(hk, ids, vm, mem, vcpus, policy, groupKey, held)
   for i = 1, #ids do
     local alloc, claims, status, drain = hk(i)
     if held and redis.call('HEXISTS', claims, vm) == 1 then return i end
-    if redis.call('EXISTS', status) == 1 and redis.call('EXISTS', drain) == 0 then
-      local a = redis.call('HMGET', alloc, 'capMem', 'capVcpus', 'mem', 'vcpus')
-      local capM, capV = tonumber(a[1] or '0'), tonumber(a[2] or '0')
-      local m, v = tonumber(a[3] or '0'), tonumber(a[4] or '0')
-      if m + mem <= capM and v + vcpus <= capV then
-        local free = capM - m
-        local c = counts[ids[i]] or 0
-        local better = best == 0 or c < bestCount or
-          (c == bestCount and ((policy == 'spread' and free > bestFree) or (policy == 'pack' and free < bestFree)))
-        if better then best, bestCount, bestFree = i, c, free end
+    local a = redis.call('HMGET', alloc, 'capMem', 'capVcpus', 'mem', 'vcpus')
+    local capM, capV = tonumber(a[1] or '0'), tonumber(a[2] or '0')
+    local m, v = tonumber(a[3] or '0'), tonumber(a[4] or '0')
+    if m + mem <= capM and v + vcpus <= capV then
+      local free = capM - m
+      local c = counts[ids[i]] or 0
+      local better = best == 0 or c < bestCount or
+        (c == bestCount and ((policy == 'spread' and free > bestFree) or (policy == 'pack' and free < bestFree)))
+      -- Liveness and drain are looked at only for a host that would be the best so far.
+      if better and redis.call('EXISTS', status) == 1 and redis.call('EXISTS', drain) == 0 then
+        best, bestCount, bestFree = i, c, free
       end
     end
   end

@@ -49,17 +49,18 @@ export interface EventInput {
 
 /** A progress event as stored in the streams. */
 export function toEvent(input: EventInput, at = new Date().toISOString()): ProgressEvent {
-  return {
+  const event: ProgressEvent = {
     jobId: input.jobId,
     kind: input.kind,
     vm: input.vm,
     phase: input.phase,
     percent: input.percent ?? PHASE_PERCENT[input.phase],
     message: input.message,
-    ...(input.host === undefined ? {} : { host: input.host }),
     at,
-    ...(input.error === undefined ? {} : { error: input.error }),
   };
+  if (input.host !== undefined) event.host = input.host;
+  if (input.error !== undefined) event.error = input.error;
+  return event;
 }
 
 // Lua: appends an event to the job's stream and the all-events stream, and to its batch's stream

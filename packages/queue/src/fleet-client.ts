@@ -79,6 +79,27 @@ export interface BatchItemResult {
   error?: ErrorInfo;
 }
 
+/** A create's placement and guest-ready options, parsed. */
+interface ParsedOptions {
+  placement: PlacementOptions;
+  guestReady: GuestReadyOptions | undefined;
+}
+
+/** What placement needs to know of each host. */
+function toCandidates(hosts: readonly HostView[], groupMembers: ReadonlyMap<string, number>): HostCandidate[] {
+  return hosts.map((h) => ({
+    hostId: h.status.hostId,
+    up: h.up,
+    draining: h.draining,
+    labels: h.status.labels,
+    images: h.status.images,
+    virtTypes: h.status.virtTypes,
+    capacity: h.allocation.capacity,
+    allocated: h.allocation.allocated,
+    groupMembers: groupMembers.get(h.status.hostId) ?? 0,
+  }));
+}
+
 /** Images the spec needs that no up host has. */
 function missingImages(hosts: readonly HostCandidate[], spec: VmSpec): string[] {
   const up = hosts.filter((h) => h.up);
@@ -118,6 +139,8 @@ export class FleetClient {
   #closing: Promise<void> | undefined;
   readonly #placementCacheMs: number;
   #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
+  /** Placement candidates of each hosts list read (no group). */
+  readonly #candidates = new WeakMap<readonly HostView[], HostCandidate[]>();
 
   readonly #url: string;
 
@@ -211,23 +234,20 @@ export class FleetClient {
     }
   }
 
-  /** What placement needs to know of every registered host. */
-  async candidates(group?: string, fresh = true): Promise<HostCandidate[]> {
-    const [hosts, members] = await Promise.all([
-      this.#hostList(fresh),
-      group === undefined ? Promise.resolve(new Map<string, number>()) : this.vms.groupCounts(group),
-    ]);
-    return hosts.map((h) => ({
-      hostId: h.status.hostId,
-      up: h.up,
-      draining: h.draining,
-      labels: h.status.labels,
-      images: h.status.images,
-      virtTypes: h.status.virtTypes,
-      capacity: h.allocation.capacity,
-      allocated: h.allocation.allocated,
-      groupMembers: members.get(h.status.hostId) ?? 0,
-    }));
+  /** What placement needs to know of every registered host (not to be changed: it may be shared). */
+  async candidates(group?: string, fresh = true): Promise<readonly HostCandidate[]> {
+    if (group === undefined) {
+      // Without a group, every request placed from the same hosts list sees the same candidates.
+      const hosts = await this.#hostList(fresh);
+      let candidates = this.#candidates.get(hosts);
+      if (candidates === undefined) {
+        candidates = toCandidates(hosts, new Map());
+        this.#candidates.set(hosts, candidates);
+      }
+      return candidates;
+    }
+    const [hosts, members] = await Promise.all([this.#hostList(fresh), this.vms.groupCounts(group)]);
+    return toCandidates(hosts, members);
   }
 
   /**
@@ -338,15 +358,14 @@ export class FleetClient {
    * for the same VM returns the first job.
    */
   async createVm(specInput: unknown, options: CreateOptions = {}): Promise<JobHandle> {
-    const admitted = await this.#admit(specInput, options);
+    const admitted = await this.#admit(specInput, options, this.#parseOptions(options));
     if ("jobId" in admitted) return this.job(admitted.jobId);
     await this.#queue(admitted.data.hostId).add("create", admitted.data, this.#jobOptions(admitted.data.jobId));
     return this.job(admitted.data.jobId);
   }
 
-  /** Validates and admits a create (see createVm): the job to enqueue, or the earlier job of the same VM. */
-  async #admit(specInput: unknown, options: CreateOptions): Promise<{ data: CreateJobData } | { jobId: string }> {
-    const spec = parseOrThrow(VmSpec, specInput, "spec");
+  /** The placement and guest-ready options of a create, parsed (a bad one throws ValidationError). */
+  #parseOptions(options: CreateOptions): ParsedOptions {
     const placement = parseOrThrow(
       PlacementOptions,
       {
@@ -361,6 +380,16 @@ export class FleetClient {
       options.guestReady === undefined || options.guestReady === false
         ? undefined
         : parseOrThrow(GuestReadyOptions, options.guestReady === true ? {} : options.guestReady, "guestReady");
+    return { placement, guestReady };
+  }
+
+  /** Validates and admits a create (see createVm): the job to enqueue, or the earlier job of the same VM. */
+  async #admit(
+    specInput: unknown,
+    options: CreateOptions,
+    { placement, guestReady }: ParsedOptions,
+  ): Promise<{ data: CreateJobData } | { jobId: string }> {
+    const spec = parseOrThrow(VmSpec, specInput, "spec");
     const jobId = `create-${randomUUID()}`;
     const requestedAt = new Date().toISOString();
     // Every part was parsed above: no second pass over the spec.
@@ -505,9 +534,16 @@ export class FleetClient {
    * admitted ones are enqueued in one bulk call per host. Returns a handle or the error of each.
    */
   async createVms(specs: readonly unknown[], options: CreateOptions = {}): Promise<(JobHandle | VirtfleetError)[]> {
+    let parsed: ParsedOptions;
+    try {
+      parsed = this.#parseOptions(options);
+    } catch (error) {
+      if (error instanceof VirtfleetError) return specs.map(() => error);
+      throw error;
+    }
     const admitted = await Promise.all(
       specs.map((spec) =>
-        this.#admit(spec, options).catch((error: unknown) => {
+        this.#admit(spec, options, parsed).catch((error: unknown) => {
           if (error instanceof VirtfleetError) return error;
           throw error;
         }),
