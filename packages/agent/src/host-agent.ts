@@ -1,7 +1,6 @@
 import { constants } from "node:fs";
 import { access, mkdir, statfs } from "node:fs/promises";
 import {
-  type ErrorInfo,
   type HostStatus,
   isTerminal,
   JobData,
@@ -15,6 +14,7 @@ import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hyperviso
 import {
   closeRedis,
   createRedis,
+  type EventInput,
   EventLog,
   FleetClient,
   HostRegistry,
@@ -359,31 +359,18 @@ export class HostAgent {
     const data = parsed.data;
     const vm = data.kind === "create" ? data.spec.name : data.name;
     const log = this.#logger.child({ jobId: data.jobId, vm, kind: data.kind });
-    const append = (phase: Phase, message: string, error?: ErrorInfo) => {
-      log.info({ phase, ...(error === undefined ? {} : { code: error.code }) }, message);
-      return this.#log.append({
-        jobId: data.jobId,
-        kind: data.kind,
-        vm,
-        phase,
-        message,
-        host: this.hostId,
-        ...(error === undefined ? {} : { error }),
-      });
+    const append = (
+      phase: Phase,
+      message: string,
+      extra: Pick<EventInput, "error" | "unlessCancelled" | "vmState"> = {},
+    ) => {
+      log.info({ phase, ...(extra.error === undefined ? {} : { code: extra.error.code }) }, message);
+      return this.#log.append({ jobId: data.jobId, kind: data.kind, vm, phase, message, host: this.hostId, ...extra });
     };
     // Between phases: a cancel request that arrived while no signal could carry it stops the job here
     // (checked in the same script that appends the event).
     const report = async (phase: Phase, message: string) => {
-      log.info({ phase }, message);
-      await this.#log.append({
-        jobId: data.jobId,
-        kind: data.kind,
-        vm,
-        phase,
-        message,
-        host: this.hostId,
-        unlessCancelled: data.kind === "create",
-      });
+      await append(phase, message, { unlessCancelled: data.kind === "create" });
     };
     const current = await this.#log.progress(data.jobId);
     if (current.phase !== undefined && isTerminal(current.phase)) {
@@ -399,14 +386,7 @@ export class HostAgent {
         await provisioner.create(data, report, signal);
         // The VM is marked running in the same step as the `done` event, unless the fleet gave up on
         // this job while it ran (HOST_LOST): then what it made must go.
-        log.info({ phase: "done" }, "VM is running");
-        const id = await this.#log.append({
-          jobId: data.jobId,
-          kind: data.kind,
-          vm,
-          phase: "done",
-          message: `VM ${vm} is running on ${this.hostId}`,
-          host: this.hostId,
+        const id = await append("done", `VM ${vm} is running on ${this.hostId}`, {
           vmState: { key: this.keys.vm(vm), state: "running" },
         });
         if (id === undefined) {
@@ -433,14 +413,16 @@ export class HostAgent {
         throw new WaitingError();
       }
       if (signal?.aborted || info.code === "CANCELLED") {
-        await append("cancelled", "cancelled; what the job made was removed", { ...info, code: "CANCELLED" });
+        await append("cancelled", "cancelled; what the job made was removed", {
+          error: { ...info, code: "CANCELLED" },
+        });
         if (data.kind === "create") await this.#forgetVm(vm, data.jobId);
         throw new UnrecoverableError(`CANCELLED: ${info.message}`);
       }
       const retryable = error instanceof VirtfleetError ? error.retryable : true;
       const attempts = job.opts.attempts ?? 1;
       if (!retryable || job.attemptsMade + 1 >= attempts) {
-        await append("failed", `${info.code}: ${info.message}`, info);
+        await append("failed", `${info.code}: ${info.message}`, { error: info });
         if (data.kind === "create") await this.#forgetVm(vm, data.jobId);
         else if ((await this.#vms.get(vm))?.state === "destroying") await this.#vms.setState(vm, "running");
         throw new UnrecoverableError(`${info.code}: ${info.message}`);

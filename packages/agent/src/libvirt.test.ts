@@ -1,15 +1,7 @@
 import { VirtfleetError } from "@virtfleet/core";
 import type { CommandRunner, RunOptions, RunResult } from "@virtfleet/hypervisor";
 import { describe, expect, it } from "vitest";
-import {
-  Libvirt,
-  METADATA_KEY,
-  METADATA_NS,
-  type Ownership,
-  ownershipXml,
-  ownershipXmlEdits,
-  parseOwnershipXml,
-} from "./libvirt.js";
+import { Libvirt, METADATA_NS, type Ownership, ownershipXml, ownershipXmlEdits, parseOwnershipXml } from "./libvirt.js";
 
 const URI = "qemu:///system";
 

@@ -11,7 +11,6 @@ import {
 
 /** The XML namespace of virtfleet's domain metadata: a domain without it is not virtfleet's. */
 export const METADATA_NS = "https://virtfleet.dev/xmlns/vm/1";
-export const METADATA_KEY = "virtfleet";
 
 /** What virtfleet writes into each domain it makes. */
 export interface Ownership {

@@ -79,7 +79,7 @@ export class Provisioner {
   }
 
   async create(data: CreateJobData, report: Report, signal?: AbortSignal): Promise<void> {
-    const { libvirt, paths } = this.#o;
+    const { libvirt } = this.#o;
     const { spec } = data;
     const name = spec.name;
     const owner: Ownership = { fingerprint: specFingerprint(spec), jobId: data.jobId, hostId: this.#o.hostId };

@@ -140,7 +140,7 @@ export class FleetClient {
   readonly #placementCacheMs: number;
   #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
   /** Placement candidates of each hosts list read (no group). */
-  readonly #candidates = new WeakMap<readonly HostView[], HostCandidate[]>();
+  readonly #candidateCache = new WeakMap<readonly HostView[], HostCandidate[]>();
 
   readonly #url: string;
 
@@ -216,14 +216,13 @@ export class FleetClient {
   }
 
   /**
-   * The hosts list, read at most every `placementCacheMs`: the claim script judges liveness, drain
-   * and room on live numbers, so a stale list only costs a retry with a fresh one.
+   * The hosts list: a read started at or after `since` (default: within the last
+   * `placementCacheMs`) is reused, so concurrent requests share one read. The claim scripts judge
+   * liveness, drain and room on live numbers, so a stale list only costs a retry with a fresh one.
    */
-  async #hostList(fresh: boolean): Promise<HostView[]> {
+  async #hostList(since = Date.now() - this.#placementCacheMs): Promise<HostView[]> {
+    if (this.#hostCache !== undefined && this.#hostCache.at >= since) return this.#hostCache.hosts;
     const now = Date.now();
-    if (!fresh && this.#hostCache !== undefined && now - this.#hostCache.at < this.#placementCacheMs) {
-      return this.#hostCache.hosts;
-    }
     const hosts = this.hosts.list();
     this.#hostCache = { at: now, hosts };
     try {
@@ -234,19 +233,22 @@ export class FleetClient {
     }
   }
 
-  /** What placement needs to know of every registered host (not to be changed: it may be shared). */
-  async candidates(group?: string, fresh = true): Promise<readonly HostCandidate[]> {
+  /**
+   * What placement needs to know of every registered host, from a hosts list read at or after
+   * `since` (see #hostList). Not to be changed: it may be shared.
+   */
+  async candidates(group?: string, since?: number): Promise<readonly HostCandidate[]> {
     if (group === undefined) {
       // Without a group, every request placed from the same hosts list sees the same candidates.
-      const hosts = await this.#hostList(fresh);
-      let candidates = this.#candidates.get(hosts);
+      const hosts = await this.#hostList(since);
+      let candidates = this.#candidateCache.get(hosts);
       if (candidates === undefined) {
         candidates = toCandidates(hosts, new Map());
-        this.#candidates.set(hosts, candidates);
+        this.#candidateCache.set(hosts, candidates);
       }
       return candidates;
     }
-    const [hosts, members] = await Promise.all([this.#hostList(fresh), this.vms.groupCounts(group)]);
+    const [hosts, members] = await Promise.all([this.#hostList(since), this.vms.groupCounts(group)]);
     return toCandidates(hosts, members);
   }
 
@@ -301,10 +303,10 @@ export class FleetClient {
   }
 
   /**
-   * Tries `attempt` with the hosts a VM may go on until it finds room: once more with a fresh hosts
-   * list when the cached one found none (a host may just have come up or changed), then every
-   * second or so until `waitMs` has passed. Throws the pinned host's problem, or NO_CAPACITY /
-   * IMAGE_NOT_FOUND.
+   * Tries `attempt` with the hosts a VM may go on until it finds room: once more with a hosts list
+   * read since this request began when the cached one found none (a host may just have come up or
+   * changed; a burst of refused requests shares that read), then every second or so until `waitMs`
+   * has passed. Throws the pinned host's problem, or NO_CAPACITY / IMAGE_NOT_FOUND.
    */
   async #withRoom<T>(
     spec: VmSpec,
@@ -313,20 +315,22 @@ export class FleetClient {
     exclude: readonly string[],
     attempt: (order: string[], policy: "spread" | "pack" | "order") => Promise<T | undefined>,
   ): Promise<T> {
-    const deadline = Date.now() + waitMs;
-    let fresh = false;
+    const began = Date.now();
+    const deadline = began + waitMs;
+    let since: number | undefined; // the first try takes the cached list
     for (;;) {
-      const all = (await this.candidates(placement.group, fresh)).filter((h) => !exclude.includes(h.hostId));
+      const all = (await this.candidates(placement.group, since)).filter((h) => !exclude.includes(h.hostId));
       const eligible = this.#eligible(all, spec, placement);
       const order = "order" in eligible ? eligible.order : [];
       const done = await attempt(order, placement.host !== undefined ? "order" : placement.policy);
       if (done !== undefined) return done;
       if ("error" in eligible) throw eligible.error;
-      if (!fresh) {
-        fresh = true;
+      if (since === undefined) {
+        since = began;
         continue;
       }
       if (Date.now() >= deadline) throw this.#noRoom(all, spec, placement);
+      since = Date.now();
       await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
     }
   }
@@ -480,22 +484,26 @@ export class FleetClient {
       })
       .expire(key, 7 * 24 * 3600)
       .exec();
-    const results = await this.createVms(specs, { ...options, batchId });
-    const items = await Promise.all(
-      results.map(async (result, i): Promise<BatchItemResult> => {
-        const vm = (specs[i] as { name?: string } | undefined)?.name ?? "";
-        if (result instanceof VirtfleetError) {
-          await this.#redis.hincrby(key, "ended", 1);
-          return { vm, error: result.toInfo() };
-        }
-        const record = await this.log.getJob(result.id);
-        // The same VM asked for before, outside this batch: its job is not the batch's to follow.
-        if (record?.batchId !== batchId) await this.#redis.hincrby(key, "ended", 1);
-        return { vm, jobId: result.id };
-      }),
+    const results = await this.#createMany(specs, { ...options, batchId });
+    const admitted = new Set(
+      results.flatMap((r) => (!(r instanceof VirtfleetError) && "data" in r ? [r.data.jobId] : [])),
     );
-    await this.#redis
-      .multi()
+    // Refused items, and VMs asked for before outside this batch (their jobs are not the batch's to
+    // follow), count as ended at once.
+    let ended = 0;
+    const items = results.map((result, i): BatchItemResult => {
+      const vm = (specs[i] as { name?: string } | undefined)?.name ?? "";
+      if (result instanceof VirtfleetError) {
+        ended++;
+        return { vm, error: result.toInfo() };
+      }
+      const jobId = "data" in result ? result.data.jobId : result.jobId;
+      if (!admitted.has(jobId)) ended++;
+      return { vm, jobId };
+    });
+    const done = this.#redis.multi();
+    if (ended > 0) done.hincrby(key, "ended", ended);
+    await done
       .rpush(this.keys.batchItems(batchId), ...items.map((i) => JSON.stringify(i)))
       .expire(this.keys.batchItems(batchId), 7 * 24 * 3600)
       .exec();
@@ -534,6 +542,17 @@ export class FleetClient {
    * admitted ones are enqueued in one bulk call per host. Returns a handle or the error of each.
    */
   async createVms(specs: readonly unknown[], options: CreateOptions = {}): Promise<(JobHandle | VirtfleetError)[]> {
+    return (await this.#createMany(specs, options)).map((a) => {
+      if (a instanceof VirtfleetError) return a;
+      return this.job("data" in a ? a.data.jobId : a.jobId);
+    });
+  }
+
+  /** createVms' work: each item's enqueued job (or earlier job of the same VM), or its error. */
+  async #createMany(
+    specs: readonly unknown[],
+    options: CreateOptions,
+  ): Promise<({ data: CreateJobData } | { jobId: string } | VirtfleetError)[]> {
     let parsed: ParsedOptions;
     try {
       parsed = this.#parseOptions(options);
@@ -561,10 +580,7 @@ export class FleetClient {
         this.#queue(hostId).addBulk(jobs.map((data) => ({ name: "create", data, opts: this.#jobOptions(data.jobId) }))),
       ),
     );
-    return admitted.map((a) => {
-      if (a instanceof VirtfleetError) return a;
-      return this.job("data" in a ? a.data.jobId : a.jobId);
-    });
+    return admitted;
   }
 
   /** Destroys a VM wherever it lives. Destroying a VM that is gone succeeds. */
@@ -717,19 +733,16 @@ export class FleetClient {
       if (!parsed.success || record === undefined || isTerminal(record.phase)) continue;
       const data = parsed.data;
       const vm = data.kind === "create" ? data.spec.name : data.name;
+      const jobId = job.id;
       const lost = { code: "HOST_LOST" as const, message: `host ${hostId} stopped answering` };
+      /** Ends the job `failed`; a create's VM is forgotten (its room and quota given back). */
+      const fail = async (message: string, error: ErrorInfo) => {
+        await this.log.append({ jobId, kind: data.kind, vm, phase: "failed", host: hostId, message, error });
+        if (data.kind === "create") await this.vms.forget(vm, jobId);
+      };
       const state = await job.getState();
       if (data.kind === "destroy") {
-        if (state !== "active") continue;
-        await this.log.append({
-          jobId: job.id,
-          kind: "destroy",
-          vm,
-          phase: "failed",
-          host: hostId,
-          message: lost.message,
-          error: lost,
-        });
+        if (state === "active") await fail(lost.message, lost);
         continue;
       }
       if (state !== "active") {
@@ -740,16 +753,7 @@ export class FleetClient {
         if (!removed) continue;
       }
       if (state === "active" || data.placement?.host !== undefined) {
-        await this.log.append({
-          jobId: job.id,
-          kind: "create",
-          vm,
-          phase: "failed",
-          host: hostId,
-          message: lost.message,
-          error: lost,
-        });
-        await this.vms.forget(vm, job.id);
+        await fail(lost.message, lost);
         continue;
       }
       // Waiting and not pinned: place it again, on another host.
@@ -770,16 +774,7 @@ export class FleetClient {
         await this.#queue(next).add("create", moved, this.#jobOptions(job.id));
       } catch (error) {
         const info = toErrorInfo(error);
-        await this.log.append({
-          jobId: job.id,
-          kind: "create",
-          vm,
-          phase: "failed",
-          host: hostId,
-          message: `host ${hostId} was lost and ${info.message}`,
-          error: info,
-        });
-        await this.vms.forget(vm, job.id);
+        await fail(`host ${hostId} was lost and ${info.message}`, info);
       }
     }
   }
