@@ -128,7 +128,7 @@ async function hostThroughput(redis: LocalRedis): Promise<void> {
       "--disk",
       "size=1,backing=tiny",
       "--boot",
-      "kernel=tiny,initrd=tiny,kernel_args=console=ttyS0",
+      "kernel=tiny,initrd=tiny,kernel_args=console=ttyS0 quiet",
       "--network",
       "none",
       "--virt-type",
@@ -189,9 +189,17 @@ const fakeRunner: CommandRunner = {
   },
 };
 
+/**
+ * With BENCH_PHASES=0 the simulated hosts report none of a create's four middle phases (a job then
+ * has 3 events: queued, placed, done), to show what those events cost.
+ */
+const MIDDLE_PHASES = process.env.BENCH_PHASES !== "0";
+const EVENTS_PER_JOB = MIDDLE_PHASES ? 7 : 3;
+
 /** An executor that reports a create's phases and does no subprocess work. */
 const noopExecutor: JobExecutor = {
   async create(_data, report) {
+    if (!MIDDLE_PHASES) return;
     await report("disk.creating", "bench");
     await report("disk.ready", "bench");
     await report("domain.defining", "bench");
@@ -234,7 +242,8 @@ async function countDone(redisUrl: string, keys: Keys, n: number, from = "$"): P
     for (const [, items] of reply ?? []) {
       for (const [id, fields] of items) {
         last = id;
-        if ((fields[1] ?? "").includes('"phase":"done"')) done++;
+        // An entry holds one script run's events: fields e, json, e, json, …
+        for (let i = 1; i < fields.length; i += 2) if ((fields[i] as string).includes('"phase":"done"')) done++;
       }
     }
   }
@@ -255,6 +264,63 @@ async function cpuNow(url: string): Promise<{ node: number; redis: number }> {
 async function cpuSince(url: string, before: { node: number; redis: number }) {
   const now = await cpuNow(url);
   return { nodeCpuS: round(now.node - before.node, 1), redisCpuS: round(now.redis - before.redis, 1) };
+}
+
+const REDIS_STATS = process.env.BENCH_REDIS_STATS === "1";
+
+/** With BENCH_REDIS_STATS=1: clears Redis's per-command counters (read back by printRedisStats). */
+async function resetRedisStats(url: string): Promise<void> {
+  if (!REDIS_STATS) return;
+  const r = new Redis(url);
+  await r.config("RESETSTAT");
+  await r.config("SET", "slowlog-log-slower-than", "0", "slowlog-max-len", "1000000");
+  await r.slowlog("RESET");
+  r.disconnect();
+}
+
+/** With BENCH_REDIS_STATS=1: prints where Redis spent its time, per job, command by command. */
+async function printRedisStats(url: string, label: string): Promise<void> {
+  if (!REDIS_STATS) return;
+  const r = new Redis(url);
+  const info = await r.info("commandstats");
+  const log = (await r.call("SLOWLOG", "GET", "-1")) as [number, number, number, string[]][];
+  await r.config("SET", "slowlog-log-slower-than", "10000", "slowlog-max-len", "128");
+  await r.slowlog("RESET");
+  r.disconnect();
+  const scripts = new Map<string, { calls: number; us: number; keys: number }>();
+  for (const [, , us, argv] of log) {
+    if (argv[0]?.toLowerCase() !== "evalsha") continue;
+    const sha = (argv[1] ?? "").slice(0, 8);
+    const s = scripts.get(sha) ?? { calls: 0, us: 0, keys: 0 };
+    s.calls++;
+    s.us += us;
+    s.keys = Number(argv[2]);
+    scripts.set(sha, s);
+  }
+  table(
+    `Redis scripts, ${label}`,
+    [...scripts]
+      .map(([sha, s]) => ({
+        sha,
+        keys: s.keys,
+        "calls/job": round(s.calls / JOBS, 3),
+        "µs/job": round(s.us / JOBS, 1),
+        "µs/call": round(s.us / s.calls, 1),
+      }))
+      .sort((a, b) => b["µs/job"] - a["µs/job"]),
+  );
+  const rows = [...info.matchAll(/cmdstat_(\S+):calls=(\d+),usec=(\d+)/g)]
+    .map(([, cmd, calls, usec]) => ({
+      command: cmd as string,
+      "calls/job": round(Number(calls) / JOBS, 2),
+      "µs/job": round(Number(usec) / JOBS, 1),
+    }))
+    .sort((a, b) => b["µs/job"] - a["µs/job"]);
+  const total = rows.reduce((t, x) => t + x["µs/job"], 0);
+  table(
+    `Redis commands, ${label} (${round(total, 1)} µs/job in commands; scripts include the commands they call)`,
+    rows,
+  );
 }
 
 /** Empties Redis between rounds, so each starts from the same state. */
@@ -299,6 +365,7 @@ async function rawBullmqRound(redis: LocalRedis): Promise<Round> {
         if (++completed === JOBS) resolve();
       });
   });
+  await resetRedisStats(redis.url);
   const cpu = await cpuNow(redis.url);
   const started = performance.now();
   for (let i = 0; i < JOBS; i += 1000) {
@@ -312,6 +379,7 @@ async function rawBullmqRound(redis: LocalRedis): Promise<Round> {
   await withDeadline(allDone, "raw BullMQ completions");
   const seconds = (performance.now() - started) / 1000;
   const used = await cpuSince(redis.url, cpu);
+  await printRedisStats(redis.url, "raw BullMQ");
   await Promise.all([
     ...workers.map((w) => w.close()),
     ...events.map((e) => e.close()),
@@ -353,6 +421,7 @@ async function virtfleetRound(redis: LocalRedis): Promise<Round> {
   );
   const client = new FleetClient({ redisUrl: redis.url, prefix });
   const counting = countDone(redis.url, keys, JOBS);
+  await resetRedisStats(redis.url);
   const cpu = await cpuNow(redis.url);
   const started = performance.now();
   const WINDOW = 500;
@@ -372,6 +441,7 @@ async function virtfleetRound(redis: LocalRedis): Promise<Round> {
   await withDeadline(counting, "virtfleet done events");
   const seconds = (performance.now() - started) / 1000;
   const used = await cpuSince(redis.url, cpu);
+  await printRedisStats(redis.url, "virtfleet");
   process.stdout.write(`virtfleet: submitted in ${round(submitSeconds, 2)} s, all done after ${round(seconds, 2)} s\n`);
   await client.close();
   for (const { agent, dir } of agents) {
@@ -401,6 +471,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     jobs: JOBS,
     hosts: HOSTS,
     concurrencyPerHost: PER_HOST_CONCURRENCY,
+    eventsPerJob: EVENTS_PER_JOB,
     rounds: ROUNDS,
     rawBullmqJobsPerSec: round(JOBS / raw.seconds, 0),
     virtfleetJobsPerSec: round(JOBS / vf.seconds, 0),
@@ -421,7 +492,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
         "redis CPU s": raw.cpu.redisCpuS,
       },
       {
-        way: "virtfleet (createVms → admission → worker → 7 events each)",
+        way: `virtfleet (createVms → admission → worker → ${EVENTS_PER_JOB} events each)`,
         seconds: round(vf.seconds, 2),
         "jobs/s": r.virtfleetJobsPerSec,
         "node CPU s": vf.cpu.nodeCpuS,
@@ -611,14 +682,22 @@ async function main(): Promise<void> {
   await mkdir(ROOT, { recursive: true, mode: 0o755 });
   await run("bash", [path.join(repo, "deploy/build-test-guest.sh"), IMAGES]);
   const redis = await LocalRedis.start({ appendonly: false });
+  const sectionSeconds: Record<string, number> = {};
   try {
     const only = process.env.BENCH_ONLY?.split(",");
-    const want = (s: string) => only === undefined || only.includes(s);
-    if (want("control")) await controlPlane(redis);
-    if (want("latency")) await eventLatency(redis);
-    if (want("footprint")) await redisFootprint(redis);
-    if (want("disk")) await diskCreation();
-    if (want("throughput")) await hostThroughput(redis);
+    const sections: [string, () => Promise<void>][] = [
+      ["control", () => controlPlane(redis)],
+      ["latency", () => eventLatency(redis)],
+      ["footprint", () => redisFootprint(redis)],
+      ["disk", () => diskCreation()],
+      ["throughput", () => hostThroughput(redis)],
+    ];
+    for (const [name, fn] of sections) {
+      if (only !== undefined && !only.includes(name)) continue;
+      const t = Date.now();
+      await fn();
+      sectionSeconds[name] = Math.round((Date.now() - t) / 1000);
+    }
   } finally {
     await redis.stop();
   }
@@ -627,10 +706,14 @@ async function main(): Promise<void> {
     node: process.version,
     date: new Date().toISOString(),
     seconds: Math.round((Date.now() - started) / 1000),
+    sectionSeconds,
   };
   const file = path.join(repo, "test/bench/results.json");
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
-  process.stdout.write(`\nwrote ${file} (${results.machine && (results.machine as { seconds: number }).seconds} s)\n`);
+  const took = Object.entries(sectionSeconds)
+    .map(([name, sec]) => `${name} ${sec} s`)
+    .join(", ");
+  process.stdout.write(`\nwrote ${file} (${Math.round((Date.now() - started) / 1000)} s: ${took})\n`);
 }
 
 await main();

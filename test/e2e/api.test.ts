@@ -448,7 +448,9 @@ describe("the HTTP API against a real worker", () => {
     expect((await call("GET", "/healthz", undefined)).status).toBe(200);
     expect((await call("GET", "/readyz", undefined)).body).toMatchObject({ ok: true });
     const metrics = await (await fetch(`${base}/metrics`)).text();
-    expect(metrics).toMatch(/virtfleet_job_events_total\{kind="create",phase="done"\} \d+/);
+    // queued and placed are written together (one all-events entry): both counted.
+    for (const phase of ["queued", "placed", "done"])
+      expect(metrics).toMatch(new RegExp(`virtfleet_job_events_total\\{kind="create",phase="${phase}"\\} [1-9]`));
     expect(metrics).toMatch(/virtfleet_phase_duration_seconds_bucket/);
     expect(metrics).toMatch(new RegExp(`virtfleet_host_capacity\\{host="${worker.hostId}",resource="vcpus"\\} 32`));
     expect(metrics).toMatch(/virtfleet_queue_jobs\{host="[^"]+",state="completed"\}/);

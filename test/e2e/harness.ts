@@ -99,7 +99,9 @@ export async function startWorker(f: FleetEnv, options: StartWorkerOptions = {})
       VIRTFLEET_STORAGE_DIR: storageDir,
       VIRTFLEET_IMAGE_DIR: f.imageDir,
       VIRTFLEET_VIRT_TYPE: "qemu",
-      VIRTFLEET_HEARTBEAT_MS: "500",
+      // A lost host is noticed within seconds; 1.5 s (500 ms beats) proved too tight for a loaded
+      // 2-core machine booting 30 TCG guests, where a busy worker's beat can come late.
+      VIRTFLEET_HEARTBEAT_MS: "1000",
       // A dead worker's jobs come back within seconds, not the production default of 30 s.
       VIRTFLEET_LOCK_MS: "3000",
       VIRTFLEET_STALLED_INTERVAL_MS: "1000",

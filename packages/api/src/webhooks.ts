@@ -71,9 +71,14 @@ export class EventTail {
           ">",
         )) as [string, [string, string[]][]][] | null;
         for (const [, items] of reply ?? []) {
+          // An entry holds one or more events (fields e, json, e, json, …), in order; each event's id
+          // is the entry's and its place in it.
           for (const [id, fields] of items) {
-            const raw = fields[fields.indexOf("e") + 1];
-            if (raw !== undefined) await this.#handle({ ...(JSON.parse(raw) as StreamedEvent), id });
+            for (let i = 0; i + 1 < fields.length; i += 2) {
+              const raw = fields[i + 1] as string;
+              if (fields[i] === "e")
+                await this.#handle({ ...(JSON.parse(raw) as StreamedEvent), id: `${id}/${i / 2}` });
+            }
             await redis.xack(keys.allEvents(), GROUP, id);
           }
         }

@@ -21,6 +21,7 @@ import { type VmRecord, vmFields } from "./vm-registry.js";
 // Returns {'claimed', host} | {'same', jobId} | {'clash', host} | {'quota', which} | {'noroom'}.
 const ADMIT = {
   lib: ROOM_LUA + QUOTA_LUA + APPEND_LUA,
+  epilogue: "flush_events()",
   body: `
 local a = cjson.decode(ARGV[1])
 local state = redis.call('HGET', KEYS[1], 'state')

@@ -14,7 +14,8 @@ import { BatchedScript } from "./scripts.js";
 /** How long a job's record and events are kept after its last event. */
 export const JOB_TTL_SEC = 7 * 24 * 3600;
 export const JOB_STREAM_MAXLEN = 1000;
-export const ALL_EVENTS_MAXLEN = 100_000;
+/** Entries kept in the all-events stream (each holds one script run's events: one to a few hundred). */
+export const ALL_EVENTS_MAXLEN = 10_000;
 
 export interface JobRecord {
   jobId: string;
@@ -63,18 +64,24 @@ export function toEvent(input: EventInput, at = new Date().toISOString()): Progr
   return event;
 }
 
-// Lua: appends an event to the job's stream and the all-events stream, and to its batch's stream
-// (the terminal event counts toward the batch's end), and updates the job's record. `e` holds: job
-// (its hash key), json, phase, percent, message, at, host, err (json or ''), batch (the job's batch
-// id, or false). The streams' keys follow from the job's as Keys names them (`<job>:events` and
-// `<prefix>:events`). A job's record and stream live JOB_TTL_SEC after its first (`queued`) and its
-// terminal event. Shared with the admission script.
+// Lua: appends an event to the job's stream, and to its batch's stream (the terminal event counts
+// toward the batch's end), and updates the job's record. `e` holds: job (its hash key), json, phase,
+// percent, message, at, host, err (json or ''), batch (the job's batch id, or false). The streams'
+// keys follow from the job's as Keys names them (`<job>:events` and `<prefix>:events`). A job's
+// record and stream live JOB_TTL_SEC after its first (`queued`) and its terminal event.
+// The all-events stream gets one entry per script run, not one per event: `flush_events()`, run
+// once at the script's end (BatchedScript's epilogue), writes the run's events as the fields of one
+// entry (`e`, json, `e`, json, … in order), which costs Redis one XADD for a whole batch of jobs.
+// Shared with the admission script.
 export const APPEND_LUA = `
+local fleet_stream, fleet_events = nil, {}
 local function append_event(e)
   local prefix = string.sub(e.job, 1, string.find(e.job, ':job:', 1, true) - 1)
   local stream = e.job .. ':events'
   local id = redis.call('XADD', stream, 'MAXLEN', '~', ${JOB_STREAM_MAXLEN}, '*', 'e', e.json)
-  redis.call('XADD', prefix .. ':events', 'MAXLEN', '~', ${ALL_EVENTS_MAXLEN}, '*', 'e', e.json)
+  fleet_stream = prefix .. ':events'
+  fleet_events[#fleet_events + 1] = 'e'
+  fleet_events[#fleet_events + 1] = e.json
   local terminal = e.phase == 'done' or e.phase == 'failed' or e.phase == 'cancelled'
   if e.batch then
     local bkey = prefix .. ':batch:' .. e.batch
@@ -92,6 +99,11 @@ local function append_event(e)
   end
   return id
 end
+local function flush_events()
+  if fleet_stream == nil then return end
+  redis.call('XADD', fleet_stream, 'MAXLEN', '~', ${ALL_EVENTS_MAXLEN}, '*', unpack(fleet_events))
+  fleet_stream, fleet_events = nil, {}
+end
 `;
 
 // Appends an event unless the job already ended: a job's terminal event is its last.
@@ -100,6 +112,7 @@ end
 // also sets the VM's state to ARGV[3] and its job to ARGV[4], if the VM is still recorded.
 const APPEND = {
   lib: APPEND_LUA,
+  epilogue: "flush_events()",
   body: `
 local j = redis.call('HMGET', KEYS[1], 'phase', 'cancelRequested', 'batch')
 local phase = j[1]

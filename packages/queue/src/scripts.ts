@@ -31,7 +31,8 @@ export async function runScript(
  * as one EVALSHA that runs the script's body once per call, each call atomic as if run alone (so
  * is the whole batch). Many concurrent jobs' events or admissions then cost Redis one script run
  * and the client one command, not one each. `lib` holds local functions the body uses; the body
- * reads its own KEYS and ARGV. A call whose body returns false (or nothing) resolves to null.
+ * reads its own KEYS and ARGV. A call whose body returns false (or nothing) resolves to null. The
+ * optional `epilogue` runs once after all of a run's calls (to write what they gathered).
  */
 export class BatchedScript {
   readonly #redis: Redis;
@@ -41,11 +42,12 @@ export class BatchedScript {
   #pending: { keys: string[]; args: string[]; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   #scheduled = false;
 
-  constructor(redis: Redis, script: { lib: string; body: string }, maxBatch = 200) {
+  constructor(redis: Redis, script: { lib: string; body: string; epilogue?: string }, maxBatch = 200) {
     this.#redis = redis;
     this.#maxBatch = maxBatch;
     const run = `${script.lib}\nlocal function run(KEYS, ARGV)\n${script.body}\nend\n`;
-    this.#single = `${run}return run(KEYS, ARGV)`;
+    const epilogue = script.epilogue ?? "";
+    this.#single = `${run}local r = run(KEYS, ARGV)\n${epilogue}\nreturn r`;
     // ARGV: count, then per call: its key count, its arg count, its args. KEYS: every call's keys.
     this.#multi = `${run}
 local out, k, a = {}, 1, 2
@@ -59,6 +61,7 @@ for i = 1, tonumber(ARGV[1]) do
   if r == nil or r == false then r = 0 end
   out[i] = r
 end
+${epilogue}
 return out`;
   }
 
