@@ -52,6 +52,13 @@ export class ApiBackend implements Backend {
     return translated(this.#api.waitJob(jobId, { onEvent }));
   }
 
+  async followBatch(batchId: string, onEvent: (e: StreamedEvent) => void): Promise<void> {
+    const follow = async () => {
+      for await (const e of this.#api.batchEvents(batchId)) onEvent(e);
+    };
+    await translated(follow());
+  }
+
   async cancelJob(jobId: string): Promise<string> {
     return (await translated(this.#api.cancelJob(jobId))).outcome;
   }

@@ -44,6 +44,8 @@ export interface Backend {
   createVm(request: CreateRequest): Promise<string>;
   destroyVm(name: string, host?: string): Promise<string>;
   waitJob(jobId: string, onEvent: (e: StreamedEvent) => void): Promise<StreamedEvent>;
+  /** Follows every job of a batch until all have ended, passing on each event (NOT_FOUND: no batch). */
+  followBatch(batchId: string, onEvent: (e: StreamedEvent) => void): Promise<void>;
   cancelJob(jobId: string): Promise<string>;
   listVms(filter: { host?: string; state?: string; label?: Record<string, string> }): Promise<VmRow[]>;
   listHosts(): Promise<HostRow[]>;

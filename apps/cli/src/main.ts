@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import {
   HostId,
+  isTerminal,
+  JobId,
   PlacementOptions,
   parseOrThrow,
   type StreamedEvent,
@@ -88,13 +90,39 @@ class Cli {
   /** Follows jobs to their end, printing each event; returns the exit code. */
   async follow(jobIds: string[]): Promise<number> {
     const ends = await Promise.all(
-      jobIds.map((id) =>
-        this.backend().waitJob(id, (e: StreamedEvent) =>
-          this.print(this.json ? JSON.stringify(e) : formatEvent(e, jobIds.length > 1)),
-        ),
-      ),
+      jobIds.map((id) => this.backend().waitJob(id, (e: StreamedEvent) => this.#show(e, jobIds.length > 1))),
     );
     return ends.every((e) => e.phase === "done") ? EXIT_OK : EXIT_FAILED;
+  }
+
+  /** Follows a batch until every job of it has ended; 0 when every one is done. */
+  async followBatch(batchId: string): Promise<number> {
+    const ends = new Map<string, string>();
+    await this.backend().followBatch(batchId, (e) => {
+      this.#show(e, true);
+      if (isTerminal(e.phase)) ends.set(e.jobId, e.phase);
+    });
+    return [...ends.values()].every((phase) => phase === "done") ? EXIT_OK : EXIT_FAILED;
+  }
+
+  /** Prints every event of the fleet as it arrives, until SIGINT or SIGTERM (then exit 0). */
+  async watchAll(): Promise<number> {
+    const fleet = await this.fleet("watching every job (watch with no id)");
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    try {
+      for await (const e of fleet.events({ signal: stop.signal })) this.#show(e, true);
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
+    return EXIT_OK;
+  }
+
+  #show(e: StreamedEvent, withName: boolean): void {
+    this.print(this.json ? JSON.stringify(e) : formatEvent(e, withName));
   }
 }
 
@@ -260,12 +288,19 @@ async function main(argv: string[]): Promise<number> {
 
   program
     .command("watch")
-    .description("follow jobs' progress until they end")
-    .argument("<jobs...>", "job ids")
+    .description("follow jobs, or a batch, until they end; with no id, every job of the fleet until interrupted")
+    .argument("[ids...]", "job ids, or one batch id (batch-…)")
     .option("--json", "machine-readable output (JSON lines)")
-    .action(async (jobs: string[], flags: { json?: boolean }) => {
+    .action(async (ids: string[], flags: { json?: boolean }) => {
       cli.json = flags.json === true;
-      code = await cli.follow(jobs);
+      const parsed = ids.map((id, i) => parseOrThrow(JobId, id, `ids[${i}]`));
+      const batches = parsed.filter((id) => id.startsWith("batch-"));
+      if (batches.length > 0 && parsed.length > 1) {
+        throw new ValidationError([{ field: "ids", message: "a batch id is watched alone" }]);
+      }
+      if (parsed.length === 0) code = await cli.watchAll();
+      else if (batches.length === 1) code = await cli.followBatch(batches[0] as string);
+      else code = await cli.follow(parsed);
     });
 
   program

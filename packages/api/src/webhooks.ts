@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
 import { isTerminal, type StreamedEvent } from "@virtfleet/core";
-import type { EventLog, Keys } from "@virtfleet/queue";
+import { type EventLog, type Keys, unpackAllEvents } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
 import pRetry from "p-retry";
 import type { Logger } from "pino";
@@ -71,15 +71,10 @@ export class EventTail {
           ">",
         )) as [string, [string, string[]][]][] | null;
         for (const [, items] of reply ?? []) {
-          // An entry holds one or more events (fields e, json, e, json, …), in order; each event's id
-          // is the entry's and its place in it.
-          for (const [id, fields] of items) {
-            for (let i = 0; i + 1 < fields.length; i += 2) {
-              const raw = fields[i + 1] as string;
-              if (fields[i] === "e")
-                await this.#handle({ ...(JSON.parse(raw) as StreamedEvent), id: `${id}/${i / 2}` });
-            }
-            await redis.xack(keys.allEvents(), GROUP, id);
+          // An entry holds one script run's events, in order.
+          for (const { entryId, events } of unpackAllEvents(items)) {
+            for (const e of events) await this.#handle(e);
+            await redis.xack(keys.allEvents(), GROUP, entryId);
           }
         }
       } catch (error) {

@@ -44,4 +44,25 @@ describe("EventLog against real Redis", () => {
     expect(await redis.xlen(keys.allEvents())).toBe(2);
     expect((await log.read("j2")).map((e) => e.phase)).toEqual(["queued", "placed", "done"]);
   });
+
+  test("readAll gives every event of the entries after the one named, in order, each with <entry>/<place> as id", async ({
+    redis,
+    prefix,
+  }) => {
+    const log = new EventLog(redis, new Keys(prefix));
+    for (const jobId of ["a", "b"]) await log.createJob({ jobId, kind: "create", vm: `vm-${jobId}` });
+    const before = await log.readAll("0", undefined);
+    expect(before).toEqual({ events: [], lastEntry: "0" });
+    await Promise.all([
+      log.append({ jobId: "a", kind: "create", vm: "vm-a", phase: "queued", message: "q" }),
+      log.append({ jobId: "b", kind: "create", vm: "vm-b", phase: "queued", message: "q" }),
+    ]);
+    const first = await log.readAll("0", undefined);
+    expect(first.events.map((e) => `${e.jobId}:${e.phase}`)).toEqual(["a:queued", "b:queued"]);
+    expect(first.events.map((e) => e.id)).toEqual([`${first.lastEntry}/0`, `${first.lastEntry}/1`]);
+    await log.append({ jobId: "a", kind: "create", vm: "vm-a", phase: "done", message: "d" });
+    const next = await log.readAll(first.lastEntry, 1000);
+    expect(next.events.map((e) => `${e.jobId}:${e.phase}`)).toEqual(["a:done"]);
+    expect((await log.readAll(next.lastEntry, undefined)).events).toEqual([]);
+  });
 });

@@ -227,6 +227,26 @@ export class EventLog {
     return parseStreamReply(reply);
   }
 
+  /**
+   * Every job's events from all-events stream entries after `afterEntry` (a stream entry id, "$" for
+   * only new ones); with `blockMs`, waits that long for the first new entry. Returns the events and
+   * the last entry read (to pass as the next `afterEntry`).
+   */
+  async readAll(
+    afterEntry: string,
+    blockMs: number | undefined,
+    redis: Redis = this.#redis,
+  ): Promise<{ events: StreamedEvent[]; lastEntry: string }> {
+    const key = this.#keys.allEvents();
+    const reply = (
+      blockMs === undefined
+        ? await redis.xread("COUNT", 100, "STREAMS", key, afterEntry)
+        : await redis.xread("COUNT", 100, "BLOCK", blockMs, "STREAMS", key, afterEntry)
+    ) as StreamReply;
+    const entries = unpackAllEvents(reply?.[0]?.[1] ?? []);
+    return { events: entries.flatMap((e) => e.events), lastEntry: entries.at(-1)?.entryId ?? afterEntry };
+  }
+
   /** A batch's events after `afterId`; with `blockMs`, waits that long for the first new one. */
   async readBatch(
     batchId: string,
@@ -243,17 +263,44 @@ export class EventLog {
   }
 }
 
-type StreamReply = [key: string, items: [id: string, fields: string[]][]][] | null;
+type StreamEntries = [id: string, fields: string[]][];
+type StreamReply = [key: string, items: StreamEntries][] | null;
+
+/** An event read back from Redis, parsed again (never trusted); undefined when it is not one. */
+function parseEvent(raw: string, id: string): StreamedEvent | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const parsed = ProgressEvent.safeParse(json);
+  return parsed.success ? { ...parsed.data, id } : undefined;
+}
 
 function parseStreamReply(reply: StreamReply): StreamedEvent[] {
   const out: StreamedEvent[] = [];
   for (const [, items] of reply ?? []) {
     for (const [id, fields] of items) {
       const raw = fields[fields.indexOf("e") + 1];
-      if (raw === undefined) continue;
-      const parsed = ProgressEvent.safeParse(JSON.parse(raw));
-      if (parsed.success) out.push({ ...parsed.data, id });
+      const event = raw === undefined ? undefined : parseEvent(raw, id);
+      if (event !== undefined) out.push(event);
     }
   }
   return out;
+}
+
+/**
+ * The events of all-events stream entries (each holds one script run's events as repeated `e`
+ * fields), in order, each with the id `<entry id>/<place in the entry>`.
+ */
+export function unpackAllEvents(entries: StreamEntries): { entryId: string; events: StreamedEvent[] }[] {
+  return entries.map(([entryId, fields]) => {
+    const events: StreamedEvent[] = [];
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const event = fields[i] === "e" ? parseEvent(fields[i + 1] as string, `${entryId}/${i / 2}`) : undefined;
+      if (event !== undefined) events.push(event);
+    }
+    return { entryId, events };
+  });
 }

@@ -16,6 +16,7 @@ import {
   parseOrThrow,
   rejectHost,
   requiredImages,
+  type StreamedEvent,
   specFingerprint,
   type TerminalPhase,
   toErrorInfo,
@@ -204,6 +205,60 @@ export class FleetClient {
   /** A new blocking connection (for following events). */
   connect(): Redis {
     return quietErrors(this.#redis.duplicate());
+  }
+
+  /**
+   * Every event of every job in the fleet from now on, as they arrive, until `signal` aborts (then
+   * the iterator ends). Uses its own blocking connection.
+   */
+  async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<StreamedEvent, void, undefined> {
+    const redis = this.connect();
+    const { signal } = options;
+    const stop = () => redis.disconnect();
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      // "$" is resolved once, to the last entry now, so nothing written while we read is missed.
+      let last = (await redis.xrevrange(this.keys.allEvents(), "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
+      while (signal?.aborted !== true) {
+        const read = await this.log.readAll(last, 1000, redis).catch((error: unknown) => {
+          if (signal?.aborted === true) return undefined;
+          throw error;
+        });
+        if (read === undefined) return;
+        last = read.lastEntry;
+        yield* read.events;
+      }
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      redis.disconnect();
+    }
+  }
+
+  /**
+   * Every event of a batch's jobs (all of them, from the first), as they arrive; ends once every job
+   * of the batch has ended. NOT_FOUND when there is no such batch.
+   */
+  async *batchEvents(batchId: string): AsyncGenerator<StreamedEvent, void, undefined> {
+    if ((await this.getBatch(batchId)) === undefined) {
+      throw new VirtfleetError("NOT_FOUND", `no batch ${batchId}`, { field: "batchId" });
+    }
+    const redis = this.connect();
+    try {
+      let last = "0";
+      for (;;) {
+        const events = await this.log.readBatch(batchId, last, 1000, redis);
+        for (const e of events) {
+          last = e.id;
+          yield e;
+        }
+        if (events.length > 0) continue;
+        // Every terminal event is in the stream once the count says the batch ended.
+        const now = await this.getBatch(batchId);
+        if (now === undefined || now.ended >= now.total) return;
+      }
+    } finally {
+      redis.disconnect();
+    }
   }
 
   job(jobId: string): JobHandle {
