@@ -7,8 +7,9 @@
 # Never starts libvirt's NAT network `default` (and turns its autostart off).
 set -euo pipefail
 
+# systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway).
 PACKAGES=(qemu-utils qemu-system-x86 libvirt-daemon-system virtinst redis-server
-          busybox-static linux-image-cloud-amd64 cpio)
+          busybox-static linux-image-cloud-amd64 cpio systemd)
 STATE_DIR=/var/lib/virtfleet
 LIBVIRT_URI=qemu:///system
 WAIT_SECS=30

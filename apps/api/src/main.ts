@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ApiServer, TokenStore } from "@virtfleet/api";
-import { ValidationError } from "@virtfleet/core";
+import { endProcess, ValidationError } from "@virtfleet/core";
 import { pino } from "pino";
 import { parseApiEnv } from "./env.js";
 
@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     process.stderr.write(`virtfleet-api: cannot read the tokens file: ${(error as Error).message}\n`);
     process.exit(2);
   }
-  const logger = pino({ level: env.LOG_LEVEL });
+  // Written synchronously: the last lines before an exit are not lost.
+  const logger = pino({ level: env.LOG_LEVEL }, pino.destination({ dest: 1, sync: true }));
   if (env.VIRTFLEET_WEBHOOK_SECRET === undefined)
     logger.warn("VIRTFLEET_WEBHOOK_SECRET is not set: webhook signatures use a random key");
   const server = new ApiServer({
@@ -35,15 +36,18 @@ async function main(): Promise<void> {
   });
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
+    if (stopping) return endProcess(logger, 130);
     stopping = true;
     logger.info({ signal }, "stopping");
     server.close().then(
       () => {
-        process.removeAllListeners(signal);
-        process.kill(process.pid, signal);
+        logger.info("stopped");
+        endProcess(logger, signal);
       },
-      () => process.exit(1),
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        endProcess(logger, 1);
+      },
     );
   };
   process.on("SIGTERM", onSignal);
@@ -54,7 +58,7 @@ async function main(): Promise<void> {
   } catch (error) {
     logger.fatal({ err: error }, "virtfleet-api failed to start");
     await server.close();
-    process.exit(1);
+    endProcess(logger, 1);
   }
 }
 

@@ -26,7 +26,8 @@ function cli(redisUrl: string, prefix: string, ...args: string[]) {
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // "close": the process has exited and its output has all been read.
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   return { child, lines, exited, stderr: () => stderr };
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { HostAgent } from "@virtfleet/agent";
-import { ValidationError } from "@virtfleet/core";
+import { endProcess, ValidationError } from "@virtfleet/core";
 import { pino } from "pino";
 import { parseWorkerEnv } from "./env.js";
 
@@ -16,7 +16,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = pino({ level: env.LOG_LEVEL, base: { pid: process.pid } });
+  // Written synchronously: the last lines before an exit are not lost.
+  const logger = pino({ level: env.LOG_LEVEL, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }));
   const agent = new HostAgent({
     redisUrl: env.REDIS_URL,
     prefix: env.VIRTFLEET_PREFIX,
@@ -43,7 +44,8 @@ async function main(): Promise<void> {
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
       logger.warn({ signal }, "second signal: stopping now");
-      process.exit(130);
+      endProcess(logger, 130);
+      return;
     }
     stopping = true;
     logger.info(
@@ -53,17 +55,14 @@ async function main(): Promise<void> {
     // The agent hands running jobs back at the deadline; this is the last resort if that hangs.
     const force = setTimeout(() => {
       logger.warn("shutdown did not finish: stopping now; unfinished jobs will be picked up again");
-      process.exit(1);
+      endProcess(logger, 1);
     }, env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS + 30_000);
     force.unref();
     agent.close().then(
-      () => {
-        process.removeAllListeners(signal);
-        process.kill(process.pid, signal);
-      },
+      () => endProcess(logger, signal),
       (error: unknown) => {
         logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
+        endProcess(logger, 1);
       },
     );
   };
@@ -75,7 +74,7 @@ async function main(): Promise<void> {
   } catch (error) {
     logger.fatal({ err: error }, "worker failed to start");
     await agent.close();
-    process.exit(1);
+    endProcess(logger, 1);
   }
 }
 

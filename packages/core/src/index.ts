@@ -5,4 +5,5 @@ export * from "./host.js";
 export * from "./jobs.js";
 export * from "./names.js";
 export * from "./placement.js";
+export * from "./process-end.js";
 export * from "./vm-spec.js";
