@@ -220,14 +220,13 @@ export class FleetClient {
       // "$" is resolved once, to the last entry now, so nothing written while we read is missed.
       let last = (await redis.xrevrange(this.keys.allEvents(), "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
       while (signal?.aborted !== true) {
-        const read = await this.log.readAll(last, 1000, redis).catch((error: unknown) => {
-          if (signal?.aborted === true) return undefined;
-          throw error;
-        });
-        if (read === undefined) return;
+        const read = await this.log.readAll(last, 1000, redis);
         last = read.lastEntry;
         yield* read.events;
       }
+    } catch (error) {
+      // Aborting closes the connection under a pending read: that ends the iterator, quietly.
+      if (signal?.aborted !== true) throw error;
     } finally {
       signal?.removeEventListener("abort", stop);
       redis.disconnect();
