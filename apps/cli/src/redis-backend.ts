@@ -1,4 +1,4 @@
-import { type StreamedEvent, VirtfleetError } from "@virtfleet/core";
+import type { StreamedEvent } from "@virtfleet/core";
 import { FleetClient } from "@virtfleet/queue";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 
@@ -38,10 +38,6 @@ export class RedisBackend implements Backend {
 
   async waitJob(jobId: string, onEvent: (e: StreamedEvent) => void): Promise<StreamedEvent> {
     await this.ready();
-    // An unknown id would otherwise be waited for forever.
-    if ((await this.fleet.log.getJob(jobId)) === undefined) {
-      throw new VirtfleetError("JOB_NOT_FOUND", `no job ${jobId}`, { field: "jobId" });
-    }
     return this.fleet.job(jobId).wait({ onEvent });
   }
 

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import { HostStatus } from "@virtfleet/core";
 import { CapacityLedger, FleetClient } from "@virtfleet/queue";
 import { describe, expect } from "vitest";
+import { hostStatus } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 
 const CLI = path.resolve(import.meta.dirname, "../dist/main.js");
@@ -44,25 +44,8 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 /** A host as its worker would publish it, with room for a few VMs. */
 async function hostUp(client: FleetClient, hostId: string): Promise<void> {
-  const now = new Date().toISOString();
-  const status = HostStatus.parse({
-    hostId,
-    version: "test",
-    startedAt: now,
-    heartbeatAt: now,
-    libvirtUri: "qemu:///system",
-    virtTypes: ["qemu"],
-    defaultVirtType: "qemu",
-    concurrency: 2,
-    memoryMiB: { total: 4096, capacity: 4096 },
-    vcpus: { total: 8, capacity: 8 },
-    diskFreeGiB: 10,
-    runningVms: 0,
-    images: [],
-    labels: {},
-    draining: false,
-  });
-  await new CapacityLedger(client.connect(), client.keys).setCapacity(hostId, 4096, 8);
+  const status = hostStatus(hostId, { vcpus: { total: 8, capacity: 8 } });
+  await new CapacityLedger(client.connect(), client.keys).setCapacity(hostId, status.memoryMiB.capacity, 8);
   await client.hosts.heartbeat(status, 60_000);
 }
 

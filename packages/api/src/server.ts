@@ -292,9 +292,7 @@ export class ApiServer {
         async (redis, from) => {
           const events = await this.fleet.log.readBatch(batch.batchId, from, 1000, redis);
           if (events.length > 0) return { events, ended: false };
-          // Every terminal event is in the stream once the count says the batch ended.
-          const now = await this.fleet.getBatch(batch.batchId);
-          return { events, ended: now !== undefined && now.ended >= now.total };
+          return { events, ended: await this.fleet.batchEnded(batch.batchId) };
         },
         after,
       );

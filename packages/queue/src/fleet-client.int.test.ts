@@ -1,36 +1,16 @@
-import { HostStatus, VirtfleetError } from "@virtfleet/core";
+import { type HostStatus, VirtfleetError } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
+import { hostStatus } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { CapacityLedger } from "./capacity.js";
 import { EventLog } from "./event-log.js";
 import { FleetClient } from "./fleet-client.js";
 import { Keys } from "./keys.js";
 
-function status(hostId: string, extra: Partial<HostStatus> = {}): HostStatus {
-  return HostStatus.parse({
-    hostId,
-    version: "test",
-    startedAt: new Date().toISOString(),
-    heartbeatAt: new Date().toISOString(),
-    libvirtUri: "qemu:///system",
-    virtTypes: ["qemu"],
-    defaultVirtType: "qemu",
-    concurrency: 2,
-    memoryMiB: { total: 4096, capacity: 4096 },
-    vcpus: { total: 4, capacity: 4 },
-    diskFreeGiB: 10,
-    runningVms: 0,
-    images: ["tiny.qcow2"],
-    labels: {},
-    draining: false,
-    ...extra,
-  });
-}
-
 /** A host as its worker would publish it: heartbeat and capacity. */
 async function up(client: FleetClient, hostId: string, extra: Partial<HostStatus> = {}, ttlMs = 10_000): Promise<void> {
-  const s = status(hostId, extra);
+  const s = hostStatus(hostId, extra);
   await new CapacityLedger(client.connect(), client.keys).setCapacity(hostId, s.memoryMiB.capacity, s.vcpus.capacity);
   await client.hosts.heartbeat(s, ttlMs);
 }

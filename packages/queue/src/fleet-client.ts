@@ -250,10 +250,7 @@ export class FleetClient {
           last = e.id;
           yield e;
         }
-        if (events.length > 0) continue;
-        // Every terminal event is in the stream once the count says the batch ended.
-        const now = await this.getBatch(batchId);
-        if (now === undefined || now.ended >= now.total) return;
+        if (events.length === 0 && (await this.batchEnded(batchId))) return;
       }
     } finally {
       redis.disconnect();
@@ -562,6 +559,15 @@ export class FleetClient {
       .expire(this.keys.batchItems(batchId), 7 * 24 * 3600)
       .exec();
     return { batchId, items };
+  }
+
+  /**
+   * Whether every job of a batch has ended (or the batch is gone): then every terminal event is in
+   * its stream. Reads only the counts.
+   */
+  async batchEnded(batchId: string): Promise<boolean> {
+    const [total, ended] = await this.#redis.hmget(this.keys.batch(batchId), "total", "ended");
+    return total === null || Number(ended ?? 0) >= Number(total);
   }
 
   /** A batch: its tenant, how many of its jobs ended, and each item. */

@@ -26,7 +26,8 @@ export class JobHandle {
 
   /**
    * Every event of the job after `afterId` (all of them by default), as they arrive; ends after the
-   * terminal event. Uses its own blocking connection.
+   * terminal event. Uses its own blocking connection. JOB_NOT_FOUND when there is no such job (its
+   * record is looked at once, the first time nothing new arrives).
    */
   async *events(
     afterId = "0",
@@ -34,6 +35,7 @@ export class JobHandle {
   ): AsyncGenerator<StreamedEvent> {
     const redis = this.#connect();
     let last = afterId;
+    let known = false;
     try {
       for (;;) {
         if (options.signal?.aborted) return;
@@ -41,6 +43,12 @@ export class JobHandle {
           throw new VirtfleetError("PHASE_TIMEOUT", `job ${this.id} did not end in time`);
         }
         const batch = await this.#log.read(this.id, last, 1000, redis);
+        if (batch.length === 0 && !known) {
+          if ((await this.#log.progress(this.id)).phase === undefined) {
+            throw new VirtfleetError("JOB_NOT_FOUND", `no job "${this.id}"`, { field: "jobId" });
+          }
+          known = true;
+        }
         for (const event of batch) {
           last = event.id;
           yield event;
