@@ -33,7 +33,33 @@ describe("worker configuration", () => {
     [{ REDIS_URL: "not a url" }, "REDIS_URL"],
     [{ VIRTFLEET_HOST_ID: "a:b" }, "VIRTFLEET_HOST_ID"],
     [{ VIRTFLEET_LABELS: "novalue" }, "VIRTFLEET_LABELS"],
+    [{ VIRTFLEET_ALLOWED_NETWORKS: "br0,mac=x" }, "VIRTFLEET_ALLOWED_NETWORKS"],
+    [{ VIRTFLEET_ALLOWED_NETWORKS: "network=a b" }, "VIRTFLEET_ALLOWED_NETWORKS"],
+    [{ VIRTFLEET_QEMU_USER: "a:b" }, "VIRTFLEET_QEMU_USER"],
+    [{ VIRTFLEET_QEMU_GROUP: "" }, "VIRTFLEET_QEMU_GROUP"],
   ])("rejects %o naming %s", (input, field) => {
     expect(() => parseWorkerEnv(input)).toThrow(expect.objectContaining({ code: "INVALID_SPEC", field }));
+  });
+
+  it("reads the network allow-list: unset is any, empty is none, entries are NAME, bridge=NAME, network=NAME", () => {
+    expect(parseWorkerEnv({}).VIRTFLEET_ALLOWED_NETWORKS).toBeUndefined();
+    expect(parseWorkerEnv({ VIRTFLEET_ALLOWED_NETWORKS: "" }).VIRTFLEET_ALLOWED_NETWORKS).toEqual([]);
+    expect(
+      parseWorkerEnv({ VIRTFLEET_ALLOWED_NETWORKS: " br-lab, network=lab,bridge=br0 " }).VIRTFLEET_ALLOWED_NETWORKS,
+    ).toEqual([
+      { type: "bridge", name: "br-lab" },
+      { type: "network", name: "lab" },
+      { type: "bridge", name: "br0" },
+    ]);
+  });
+
+  it("defaults the QEMU user to libvirt-qemu, with no group (the user's own)", () => {
+    const env = parseWorkerEnv({});
+    expect(env.VIRTFLEET_QEMU_USER).toBe("libvirt-qemu");
+    expect(env.VIRTFLEET_QEMU_GROUP).toBeUndefined();
+    expect(parseWorkerEnv({ VIRTFLEET_QEMU_USER: "qemu", VIRTFLEET_QEMU_GROUP: "kvm" })).toMatchObject({
+      VIRTFLEET_QEMU_USER: "qemu",
+      VIRTFLEET_QEMU_GROUP: "kvm",
+    });
   });
 });

@@ -1,5 +1,6 @@
 import os from "node:os";
-import { HostId, Labels, toValidationError, VirtType } from "@virtfleet/core";
+import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
+import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
 import { z } from "zod";
 
 /** `key=value,key=value` into a record. */
@@ -23,6 +24,26 @@ const LabelList = z
   })
   .pipe(Labels);
 
+/** A comma list of `NAME`, `bridge=NAME` or `network=NAME`; unset: undefined (any network); empty: none. */
+const NetworkList = z
+  .string()
+  .optional()
+  .transform((s, ctx) => {
+    if (s === undefined) return undefined;
+    try {
+      return parseNetworkAllowList(
+        s
+          .split(",")
+          .map((p) => p.trim())
+          .filter((p) => p !== ""),
+      );
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      for (const issue of error.issues) ctx.addIssue({ code: "custom", message: issue.message });
+      return z.NEVER;
+    }
+  });
+
 /** The worker's whole configuration, read once at start. */
 export const WorkerEnv = z.object({
   REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
@@ -37,6 +58,15 @@ export const WorkerEnv = z.object({
   VIRTFLEET_VIRT_TYPE: z.enum(["auto", ...VirtType.options]).default("auto"),
   VIRTFLEET_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   VIRTFLEET_LABELS: LabelList,
+  /**
+   * The networks this host offers to VMs: `br-lab,network=lab` (a bare name is a bridge). Unset: any;
+   * set but empty: none, only VMs with `--network none`.
+   */
+  VIRTFLEET_ALLOWED_NETWORKS: NetworkList,
+  /** The user libvirt runs QEMU as; each VM's files are given to it, images never are. */
+  VIRTFLEET_QEMU_USER: AccountName.default(DEFAULT_QEMU_USER),
+  /** QEMU's group. Default: the group named like the user, else the user's primary group. */
+  VIRTFLEET_QEMU_GROUP: AccountName.optional(),
   /** When set, exactly the room this host offers to VMs (no ratio applied). */
   VIRTFLEET_CAPACITY_MEMORY_MB: z.coerce.number().int().min(0).optional(),
   VIRTFLEET_CAPACITY_VCPUS: z.coerce.number().int().min(0).optional(),

@@ -1,16 +1,27 @@
 import { constants } from "node:fs";
 import { access, mkdir, statfs } from "node:fs/promises";
 import {
+  firstDisallowedNetwork,
+  formatNetworkRef,
   type HostStatus,
   isTerminal,
   JobData,
+  type NetworkAllowList,
+  type NetworkSpec,
   type Phase,
   toErrorInfo,
   toValidationError,
   VirtfleetError,
   type VirtType,
 } from "@virtfleet/core";
-import { type CommandRunner, ExecaRunner, HostPaths } from "@virtfleet/hypervisor";
+import {
+  type CommandRunner,
+  DEFAULT_QEMU_USER,
+  ExecaRunner,
+  HostPaths,
+  type QemuOwner,
+  resolveQemuOwner,
+} from "@virtfleet/hypervisor";
 import {
   closeRedis,
   createRedis,
@@ -44,6 +55,18 @@ export interface HostAgentOptions {
   /** Jobs run at once on this host. Default 4. */
   concurrency?: number;
   labels?: Record<string, string>;
+  /**
+   * The networks this host offers to VMs, advertised in its status: placement puts no VM here that
+   * names another, and a create job that names one anyway fails FORBIDDEN. Default: any network.
+   */
+  allowedNetworks?: NetworkAllowList;
+  /**
+   * The user libvirt runs QEMU as (`user` in qemu.conf): virtfleet's VMs run as it, with libvirt
+   * changing the owner of no file, and each VM's own files are given to it. Default `libvirt-qemu`.
+   */
+  qemuUser?: string;
+  /** QEMU's group. Default: the group named like the user, else the user's primary group. */
+  qemuGroup?: string;
   /** Exactly the memory (MiB) this host offers to VMs; no ratio applied. Default: host memory × overcommit. */
   capacityMemoryMiB?: number;
   /** Exactly the vCPUs this host offers to VMs; no ratio applied. Default: host CPUs × overcommit. */
@@ -168,16 +191,21 @@ export class HostAgent {
         { cause: error },
       );
     }
-    this.#provisioner =
-      o.executor ??
-      new Provisioner({
+    let qemuOwner: QemuOwner | undefined;
+    if (o.executor !== undefined) {
+      this.#provisioner = o.executor;
+    } else {
+      qemuOwner = await resolveQemuOwner(this.#runner, o.qemuUser ?? DEFAULT_QEMU_USER, o.qemuGroup);
+      this.#provisioner = new Provisioner({
         libvirt: this.#libvirt,
         runner: this.#runner,
         paths: this.#paths,
         hostId: this.hostId,
         defaultVirtType: virtType,
+        qemuOwner,
         ...(o.timeouts === undefined ? {} : { timeouts: o.timeouts }),
       });
+    }
     this.#status = {
       hostId: this.hostId,
       version: o.version ?? "0.1.0",
@@ -197,6 +225,7 @@ export class HostAgent {
       images: [],
       labels: o.labels ?? {},
       draining: false,
+      ...(o.allowedNetworks === undefined ? {} : { networks: o.allowedNetworks.map(formatNetworkRef) }),
     };
 
     this.lastReconcile = await this.reconcile();
@@ -242,6 +271,8 @@ export class HostAgent {
         concurrency: o.concurrency ?? 4,
         storageDir: this.#paths.storageDir,
         imageDir: this.#paths.imageDir,
+        ...(qemuOwner === undefined ? {} : { qemu: `${qemuOwner.user}:${qemuOwner.group}` }),
+        networks: o.allowedNetworks === undefined ? "any" : o.allowedNetworks.map(formatNetworkRef),
       },
       "worker started",
     );
@@ -376,6 +407,21 @@ export class HostAgent {
     if (current.phase !== undefined && isTerminal(current.phase)) {
       log.info({ phase: current.phase }, "job already ended; skipping");
       return;
+    }
+    if (data.kind === "create") {
+      // Placement sends no such job here; one that comes anyway (an old producer, a hand-made
+      // payload, a list changed since) is refused before anything is made or touched.
+      const i = firstDisallowedNetwork(this.#o.allowedNetworks, data.spec.networks);
+      if (i !== undefined) {
+        const error = new VirtfleetError(
+          "FORBIDDEN",
+          `host ${this.hostId} does not offer the network ${formatNetworkRef(data.spec.networks[i] as NetworkSpec)}`,
+          { field: `spec.networks.${i}` },
+        );
+        await append("failed", `${error.code}: ${error.message}`, { error: error.toInfo() });
+        await this.#forgetVm(vm, data.jobId);
+        throw new UnrecoverableError(`${error.code}: ${error.message}`);
+      }
     }
     const provisioner = this.#provisioner;
     if (provisioner === undefined) throw new Error("agent not started");

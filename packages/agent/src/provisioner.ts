@@ -1,7 +1,8 @@
-import { chmod, mkdir, readFile, rm } from "node:fs/promises";
+import { chmod, chown, mkdir, open, readFile, rm } from "node:fs/promises";
 import {
   type CreateJobData,
   type DestroyJobData,
+  type DiskFormat,
   type ErrorInfo,
   type Phase,
   specFingerprint,
@@ -9,9 +10,14 @@ import {
   type VirtType,
 } from "@virtfleet/core";
 import {
+  backingFormat,
   type CommandRunner,
   type HostPaths,
+  parseQemuImgInfo,
+  type QemuOwner,
   qemuImgCreateArgs,
+  qemuImgInfoArgs,
+  type RunOptions,
   type VirtInstallOptions,
   virtInstallArgs,
 } from "@virtfleet/hypervisor";
@@ -37,6 +43,12 @@ export interface ProvisionerOptions {
   hostId: string;
   /** The virt type for specs that name none. */
   defaultVirtType: VirtType;
+  /**
+   * The ids QEMU runs as (a static DAC seclabel: libvirt chowns nothing, so shared images stay
+   * root's). The VM's own files are given to them: disks and console 0600, the folder root-owned
+   * 0750 with this group.
+   */
+  qemuOwner: Pick<QemuOwner, "uid" | "gid">;
   timeouts?: Partial<ProvisionerTimeouts>;
 }
 
@@ -129,9 +141,12 @@ export class Provisioner {
 
     // Resolve every image before anything is made: a missing one fails at once, leaving nothing.
     const backing = await Promise.all(
-      spec.disks.map((d, i) =>
-        d.backing === undefined ? undefined : paths.resolveImage(d.backing, "backing", `spec.disks.${i}.backing`),
-      ),
+      spec.disks.map(async (d, i) => {
+        if (d.backing === undefined) return undefined;
+        const field = `spec.disks.${i}.backing`;
+        const path = await paths.resolveImage(d.backing, "backing", field);
+        return { path, format: await this.#imageFormat(path, field, run) };
+      }),
     );
     let install: VirtInstallOptions["install"];
     switch (spec.install.method) {
@@ -158,10 +173,15 @@ export class Provisioner {
 
     await report("disk.creating", spec.disks.length === 0 ? "no disks" : `creating ${spec.disks.length} disk(s)`);
     const dir = paths.vmDir(name);
+    const { uid, gid } = this.#o.qemuOwner;
     // No domain exists, so anything in the VM's folder is left from an earlier, unfinished run.
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o755 });
-    await chmod(dir, 0o755);
+    // Private to root and QEMU: QEMU's group may enter and read, nobody else; only root writes in it.
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    await chown(dir, 0, gid);
+    await chmod(dir, 0o750);
+    // The console file exists before QEMU starts, QEMU's and 0600 (libvirt gives it no owner).
+    await this.#ownedFile(paths.consolePath(name), uid, gid);
     const disks: VirtInstallOptions["disks"][number][] = [];
     for (const [i, disk] of spec.disks.entries()) {
       throwIfAborted(signal);
@@ -173,10 +193,12 @@ export class Provisioner {
           path,
           format: disk.format,
           sizeGiB: disk.sizeGiB,
-          ...(b === undefined ? {} : { backingPath: b, backingFormat: await this.#imageFormat(b) }),
+          ...(b === undefined ? {} : { backingPath: b.path, backingFormat: b.format }),
         }),
         run(this.#t.qemuImgMs),
       );
+      await chown(path, uid, gid);
+      await chmod(path, 0o600);
       disks.push({ path, format: disk.format });
     }
     await report("disk.ready", `${disks.length} disk(s) ready`);
@@ -198,6 +220,8 @@ export class Provisioner {
       graphics: false,
       serialFile: paths.consolePath(name),
       xmlEdits: ownershipXmlEdits(owner),
+      // QEMU runs as the QEMU user and libvirt relabels nothing: images are never chowned to it.
+      runAs: { uid, gid },
       noAutoconsole: true,
     });
     await libvirt.virtInstall(args, run(this.#t.virtInstallMs));
@@ -218,11 +242,21 @@ export class Provisioner {
     await report("domain.running", `domain ${name} is running`);
   }
 
-  async #imageFormat(path: string): Promise<"qcow2" | "raw"> {
-    const head = await readFile(path, { flag: "r" })
-      .then((b) => b.subarray(0, 4))
-      .catch(() => Buffer.alloc(0));
-    return head.toString("latin1") === "QFI\xfb" ? "qcow2" : "raw";
+  /** The base image's format as qemu-img reads it from the header (qcow2 or raw; else INVALID_SPEC). */
+  async #imageFormat(path: string, field: string, run: (ms: number) => RunOptions): Promise<DiskFormat> {
+    const { stdout } = await this.#o.runner.run("qemu-img", qemuImgInfoArgs(path), run(this.#t.qemuImgMs));
+    return backingFormat(parseQemuImgInfo(stdout, path), path, field);
+  }
+
+  /** Creates (or truncates) an empty file owned by uid:gid, mode 0600. */
+  async #ownedFile(path: string, uid: number, gid: number): Promise<void> {
+    const file = await open(path, "w", 0o600);
+    try {
+      await file.chown(uid, gid);
+      await file.chmod(0o600);
+    } finally {
+      await file.close();
+    }
   }
 
   async #waitForGuest(name: string, pattern: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {

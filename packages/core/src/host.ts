@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { HostId, ImageName } from "./names.js";
+import { CanonicalNetworkEntry } from "./network-allow.js";
 import { Labels, VirtType } from "./vm-spec.js";
 
 /** What a worker publishes about its host on every heartbeat. */
@@ -20,5 +21,10 @@ export const HostStatus = z.object({
   images: z.array(ImageName),
   labels: Labels,
   draining: z.boolean(),
+  /**
+   * The networks this host offers to VMs (`VIRTFLEET_ALLOWED_NETWORKS`), as `bridge=NAME` /
+   * `network=NAME`. Absent: any network; empty: none (only VMs without a NIC).
+   */
+  networks: z.array(CanonicalNetworkEntry).optional(),
 });
 export type HostStatus = z.infer<typeof HostStatus>;

@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { parseNetworkAllowList } from "./network-allow.js";
 import {
   explainNoRoom,
   type HostCandidate,
   hasImage,
+  networkRefusal,
   PlacementOptions,
   rankHosts,
   rejectHost,
@@ -140,6 +142,56 @@ describe("rankHosts: anti-affinity", () => {
 describe("rejectHost and rankHosts: filters", () => {
   it("accepts a healthy host with room", () => {
     expect(rejectHost(host("ok"), spec, spread)).toBeUndefined();
+  });
+
+  it("rejects a host whose allow-list lacks one of the spec's networks, and takes any network when it has none", () => {
+    const nics = VmSpec.parse({
+      ...spec,
+      networks: [
+        { type: "bridge", bridge: "br-lab" },
+        { type: "network", network: "lab" },
+      ],
+    });
+    const both = parseNetworkAllowList(["br-lab", "network=lab"]);
+    expect(rejectHost(host("both", { networks: both }), nics, spread)).toBeUndefined();
+    expect(rejectHost(host("any"), nics, spread)).toBeUndefined();
+    const bridgeOnly = host("bridge-only", { networks: parseNetworkAllowList(["bridge=br-lab"]) });
+    expect(rejectHost(bridgeOnly, nics, spread)).toBe("network");
+    // An empty list offers no network at all, but still takes a VM without a NIC.
+    const none = host("none", { networks: [] });
+    expect(rejectHost(none, nics, spread)).toBe("network");
+    expect(rejectHost(none, spec, spread)).toBeUndefined();
+    // A full host that lacks the network is turned down for the network, not for room.
+    expect(rejectHost(withFree("full", 0, { networks: [] }), nics, spread)).toBe("network");
+    expect(rankHosts([bridgeOnly, none, host("both", { networks: both })], nics, spread)).toEqual(["both"]);
+    expect(explainNoRoom([bridgeOnly, none], nics, spread)).toContain("2 not offering the networks");
+  });
+
+  it("networkRefusal: FORBIDDEN naming the first NIC no up host (or the pinned host) offers", () => {
+    const nics = VmSpec.parse({
+      ...spec,
+      networks: [
+        { type: "bridge", bridge: "br-lab" },
+        { type: "network", network: "lab" },
+      ],
+    });
+    const a = host("a", { networks: parseNetworkAllowList(["br-lab"]) });
+    const b = host("b", { networks: parseNetworkAllowList(["network=lab"]) });
+    const down = host("down", { up: false });
+    expect(networkRefusal([a, down], nics)).toMatchObject({
+      code: "FORBIDDEN",
+      field: "spec.networks.1",
+      message: "no host that is up offers the network network=lab",
+    });
+    expect(networkRefusal([a, b], nics)).toMatchObject({ code: "FORBIDDEN", field: "spec.networks" });
+    expect(networkRefusal([a, b, host("any")], nics)).toBeUndefined();
+    expect(networkRefusal([down], nics)).toBeUndefined();
+    expect(networkRefusal([a, host("any")], nics, "a")).toMatchObject({
+      code: "FORBIDDEN",
+      field: "spec.networks.1",
+      message: 'host "a" does not offer the network network=lab',
+    });
+    expect(networkRefusal([a], nics, "any")).toBeUndefined();
   });
 
   it("rejects a host that is down", () => {

@@ -1,5 +1,7 @@
 import { z } from "zod";
+import { VirtfleetError } from "./errors.js";
 import { HostId, Token } from "./names.js";
+import { firstDisallowedNetwork, formatNetworkRef, type NetworkAllowList } from "./network-allow.js";
 import { LabelKey, LabelValue, type VmSpec } from "./vm-spec.js";
 
 export const PlacementPolicy = z.enum(["spread", "pack"]);
@@ -27,6 +29,8 @@ export interface HostCandidate {
   labels: Record<string, string>;
   images: readonly string[];
   virtTypes: readonly string[];
+  /** The networks the host offers; undefined: any. */
+  networks?: NetworkAllowList;
   capacity: { memoryMiB: number; vcpus: number };
   allocated: { memoryMiB: number; vcpus: number };
   /** VMs of the request's anti-affinity group already on this host. */
@@ -51,13 +55,14 @@ export function hasImage(store: readonly string[], image: string): boolean {
   );
 }
 
-export type Rejection = "down" | "draining" | "labels" | "image" | "virt-type" | "room";
+export type Rejection = "down" | "draining" | "labels" | "network" | "image" | "virt-type" | "room";
 
 /** Why a host cannot take the VM, or undefined when it can. */
 export function rejectHost(host: HostCandidate, spec: VmSpec, options: PlacementOptions): Rejection | undefined {
   if (!host.up) return "down";
   if (host.draining) return "draining";
   for (const [k, v] of Object.entries(options.requiredLabels)) if (host.labels[k] !== v) return "labels";
+  if (firstDisallowedNetwork(host.networks, spec.networks) !== undefined) return "network";
   if (!requiredImages(spec).every((i) => hasImage(host.images, i))) return "image";
   if (spec.virtType !== undefined && !host.virtTypes.includes(spec.virtType)) return "virt-type";
   if (
@@ -87,6 +92,16 @@ export function rankHosts(hosts: readonly HostCandidate[], spec: VmSpec, options
     .map((h) => h.hostId);
 }
 
+const REJECTION_TEXT: Readonly<Record<Rejection, string>> = {
+  down: "down",
+  draining: "draining",
+  labels: "without the labels",
+  network: "not offering the networks",
+  image: "without the images",
+  "virt-type": "without the virt type",
+  room: "without room",
+};
+
 /** A one-line reason for NO_CAPACITY: how many hosts were turned down and why. */
 export function explainNoRoom(hosts: readonly HostCandidate[], spec: VmSpec, options: PlacementOptions): string {
   if (hosts.length === 0) return "no host is registered in the fleet";
@@ -95,9 +110,44 @@ export function explainNoRoom(hosts: readonly HostCandidate[], spec: VmSpec, opt
     const r = rejectHost(h, spec, options) ?? "room";
     counts.set(r, (counts.get(r) ?? 0) + 1);
   }
-  const parts = [...counts].map(
-    ([r, n]) =>
-      `${n} ${r === "room" ? "without room" : r === "down" ? "down" : r === "draining" ? "draining" : r === "labels" ? "without the labels" : r === "image" ? "without the images" : "without the virt type"}`,
-  );
+  const parts = [...counts].map(([r, n]) => `${n} ${REJECTION_TEXT[r]}`);
   return `no host can take ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s): ${parts.join(", ")}`;
+}
+
+/**
+ * FORBIDDEN when the spec names a network no eligible host offers: the pinned host (when `pinned` is
+ * given) or every host that is up. Its field is `spec.networks.N`, the first NIC none offers (or
+ * `spec.networks` when each is offered somewhere but no one host offers them all). Undefined otherwise,
+ * and when no host is up (nothing is known then).
+ */
+export function networkRefusal(
+  hosts: readonly HostCandidate[],
+  spec: VmSpec,
+  pinned?: string,
+): VirtfleetError | undefined {
+  const nic = (i: number) => formatNetworkRef(spec.networks[i] as VmSpec["networks"][number]);
+  if (pinned !== undefined) {
+    const host = hosts.find((h) => h.hostId === pinned);
+    const i = host === undefined ? undefined : firstDisallowedNetwork(host.networks, spec.networks);
+    if (i === undefined) return undefined;
+    return new VirtfleetError("FORBIDDEN", `host "${pinned}" does not offer the network ${nic(i)}`, {
+      field: `spec.networks.${i}`,
+    });
+  }
+  const up = hosts.filter((h) => h.up);
+  if (up.length === 0) return undefined;
+  const i = spec.networks.findIndex((n) => up.every((h) => firstDisallowedNetwork(h.networks, [n]) !== undefined));
+  if (i >= 0) {
+    return new VirtfleetError("FORBIDDEN", `no host that is up offers the network ${nic(i)}`, {
+      field: `spec.networks.${i}`,
+    });
+  }
+  if (up.every((h) => firstDisallowedNetwork(h.networks, spec.networks) !== undefined)) {
+    return new VirtfleetError(
+      "FORBIDDEN",
+      `no host that is up offers all of the networks ${spec.networks.map((n) => formatNetworkRef(n)).join(", ")}`,
+      { field: "spec.networks" },
+    );
+  }
+  return undefined;
 }

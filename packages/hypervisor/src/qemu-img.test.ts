@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatSize, qemuImgCreateArgs, qemuImgInfoArgs } from "./qemu-img.js";
+import { backingFormat, formatSize, parseQemuImgInfo, qemuImgCreateArgs, qemuImgInfoArgs } from "./qemu-img.js";
 
 describe("qemuImgCreateArgs", () => {
   it("gives back the seed recipe exactly", () => {
@@ -78,5 +78,64 @@ describe("formatSize", () => {
 describe("qemuImgInfoArgs", () => {
   it("asks for JSON without taking the lock", () => {
     expect(qemuImgInfoArgs("/x/disk0.qcow2")).toEqual(["info", "--output=json", "--force-share", "/x/disk0.qcow2"]);
+  });
+});
+
+describe("parseQemuImgInfo", () => {
+  // What qemu-img 8 prints for `qemu-img create -f qcow2 -o preallocation=metadata base.qcow2 3G`.
+  const qcow2 = JSON.stringify({
+    "virtual-size": 3221225472,
+    filename: "/img/base.qcow2",
+    "cluster-size": 65536,
+    format: "qcow2",
+    "actual-size": 663552,
+    "format-specific": { type: "qcow2", data: { compat: "1.1" } },
+    "dirty-flag": false,
+  });
+
+  it("reads format, virtual size and actual size, and ignores the rest", () => {
+    expect(parseQemuImgInfo(qcow2, "/img/base.qcow2")).toEqual({
+      format: "qcow2",
+      "virtual-size": 3221225472,
+      "actual-size": 663552,
+    });
+  });
+
+  it("takes an image without actual-size (qemu-img leaves it out on some file systems)", () => {
+    expect(parseQemuImgInfo('{"format":"raw","virtual-size":1048576}', "/img/r.raw")).toEqual({
+      format: "raw",
+      "virtual-size": 1048576,
+    });
+  });
+
+  it("refuses output that is not JSON or lacks the format, naming the image", () => {
+    expect(() => parseQemuImgInfo("qemu-img: Could not open", "/img/x")).toThrow(
+      expect.objectContaining({ code: "COMMAND_FAILED", message: expect.stringContaining("/img/x") }),
+    );
+    expect(() => parseQemuImgInfo('{"virtual-size":1}', "/img/x")).toThrow(
+      expect.objectContaining({ code: "COMMAND_FAILED", message: expect.stringContaining("format") }),
+    );
+    expect(() => parseQemuImgInfo('{"format":"qcow2","virtual-size":-1}', "/img/x")).toThrow(
+      expect.objectContaining({ code: "COMMAND_FAILED" }),
+    );
+  });
+});
+
+describe("backingFormat", () => {
+  it("gives qcow2 and raw", () => {
+    expect(backingFormat({ format: "qcow2", "virtual-size": 1 }, "/b", "spec.disks.0.backing")).toBe("qcow2");
+    expect(backingFormat({ format: "raw", "virtual-size": 1 }, "/b", "spec.disks.0.backing")).toBe("raw");
+  });
+
+  it("refuses any other format with INVALID_SPEC naming the field", () => {
+    for (const format of ["vmdk", "vdi", "luks", "vpc"]) {
+      expect(() => backingFormat({ format, "virtual-size": 1 }, "/img/b", "spec.disks.1.backing")).toThrow(
+        expect.objectContaining({
+          code: "INVALID_SPEC",
+          field: "spec.disks.1.backing",
+          message: expect.stringContaining(format),
+        }),
+      );
+    }
   });
 });

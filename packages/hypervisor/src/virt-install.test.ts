@@ -189,6 +189,12 @@ describe("virtInstallArgs", () => {
     expect(after(virtInstallArgs({ ...seed, disks: [{ path: "/v/a b.raw" }] }), "--disk")).toBe('path="/v/a b.raw"');
   });
 
+  it("runs QEMU as a given uid:gid with a static DAC seclabel that relabels nothing", () => {
+    const args = virtInstallArgs({ ...seed, runAs: { uid: 64055, gid: 107 } });
+    expect(after(args, "--seclabel")).toBe("type=static,model=dac,label=+64055:+107,relabel=no");
+    expect(virtInstallArgs(seed)).not.toContain("--seclabel");
+  });
+
   it("never splits a name with shell metacharacters: it stays one argv entry", () => {
     const name = "x; rm -rf / $(reboot) `id` && echo | cat > /etc/passwd";
     const args = virtInstallArgs({ ...seed, name });

@@ -57,6 +57,12 @@ export interface VirtInstallOptions {
   description?: string;
   /** Extra `--xml` XPath edits, e.g. for custom metadata. */
   xmlEdits?: readonly string[];
+  /**
+   * Run QEMU as exactly this uid:gid and let libvirt change the owner of no file (a static DAC
+   * seclabel with `relabel=no`): shared images stay as they are, the caller gives the VM's own files
+   * to this user. Undefined: libvirt's default (dynamic ownership: it chowns every file the VM uses).
+   */
+  runAs?: { uid: number; gid: number };
 }
 
 /** Quotes a virt-install sub-option value that holds a comma, its option separator. */
@@ -115,6 +121,9 @@ export function virtInstallArgs(o: VirtInstallOptions): string[] {
   if (o.graphics === false) args.push("--graphics", "none");
   if (o.serialFile !== undefined) args.push("--serial", `file,path=${subValue(o.serialFile)}`);
   if (o.description !== undefined) args.push("--metadata", `description=${subValue(o.description)}`);
+  if (o.runAs !== undefined) {
+    args.push("--seclabel", `type=static,model=dac,label=+${o.runAs.uid}:+${o.runAs.gid},relabel=no`);
+  }
   // virt-install's own cdrom is the first <disk> element; data disks come after it.
   const first = o.install.method === "cdrom" ? 1 : 0;
   const edits = [...(xmlDisks ? o.disks.flatMap((d, i) => diskXmlEdits(d, i, first)) : []), ...(o.xmlEdits ?? [])];

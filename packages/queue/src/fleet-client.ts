@@ -12,7 +12,9 @@ import {
   isTerminal,
   JobData,
   JobId,
+  networkRefusal,
   PlacementOptions,
+  parseNetworkAllowList,
   parseOrThrow,
   rejectHost,
   requiredImages,
@@ -95,6 +97,7 @@ function toCandidates(hosts: readonly HostView[], groupMembers: ReadonlyMap<stri
     labels: h.status.labels,
     images: h.status.images,
     virtTypes: h.status.virtTypes,
+    ...(h.status.networks === undefined ? {} : { networks: parseNetworkAllowList(h.status.networks) }),
     capacity: h.allocation.capacity,
     allocated: h.allocation.allocated,
     groupMembers: groupMembers.get(h.status.hostId) ?? 0,
@@ -327,6 +330,10 @@ export class FleetClient {
     if (!pinned.up) return fail("HOST_NOT_FOUND", `host "${placement.host}" is down`);
     const why = rejectHost(pinned, spec, { ...placement, requiredLabels: {} });
     if (why === "draining") return fail("NO_CAPACITY", `host "${placement.host}" is draining`);
+    if (why === "network") {
+      const refusal = networkRefusal([pinned], spec, pinned.hostId);
+      if (refusal !== undefined) return { error: refusal };
+    }
     if (why === "image") return fail("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`);
     if (why === "virt-type") {
       return fail("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, "spec.virtType");
@@ -334,7 +341,10 @@ export class FleetClient {
     return { order: [pinned.hostId] };
   }
 
-  /** Why no host took the VM: NO_CAPACITY, or IMAGE_NOT_FOUND when no up host has its image. */
+  /**
+   * Why no host took the VM: NO_CAPACITY, FORBIDDEN when no up host offers one of its networks, or
+   * IMAGE_NOT_FOUND when no up host has its image.
+   */
   #noRoom(all: readonly HostCandidate[], spec: VmSpec, placement: PlacementOptions): VirtfleetError {
     if (placement.host !== undefined) {
       return new VirtfleetError(
@@ -342,6 +352,8 @@ export class FleetClient {
         `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`,
       );
     }
+    const refusal = networkRefusal(all, spec);
+    if (refusal !== undefined) return refusal;
     const missing = missingImages(all, spec);
     if (missing.length > 0) {
       return new VirtfleetError(
