@@ -165,6 +165,17 @@ describe("a VM's files are private, shared images are never the guest's", () => 
     expect(await snapshot()).toEqual(before);
   });
 
+  it("a worker whose QEMU user is unknown does not start, and says why", async () => {
+    const hostId = `hf-nouser-${randomUUID().slice(0, 8)}`;
+    try {
+      await expect(startWorker(fleet, { hostId, env: { VIRTFLEET_QEMU_USER: "hf-no-such-user" } })).rejects.toThrow(
+        /worker exited 1:[\s\S]*no user \\"hf-no-such-user\\" on this host/,
+      );
+    } finally {
+      await rm(path.join(testRoot, "vms", `${fleet.prefix}-${hostId}`), { recursive: true, force: true });
+    }
+  });
+
   it("a qcow2 base whose file is over 2 GiB gives an overlay whose backing format is qcow2", async () => {
     const name = hfName("big");
     const created = await runCli(["create", "--name", name, ...bootFlags("hf-big", 4), "--wait", "--json"], env);
