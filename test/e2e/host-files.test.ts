@@ -176,6 +176,26 @@ describe("a VM's files are private, shared images are never the guest's", () => 
     }
   });
 
+  it("an image QEMU could write (or cannot read) is refused before anything is made", async () => {
+    for (const [image, mode, why] of [
+      ["hf-open", "0666", "writable"],
+      ["hf-secret", "0600", "not readable"],
+    ] as const) {
+      const file = path.join(imageDir, `${image}.qcow2`);
+      await copyFile(path.join(imageDir, "tiny.qcow2"), file);
+      await run("chmod", [mode, file]);
+      const name = hfName("badimg");
+      const r = await runCli(["create", "--name", name, ...bootFlags(image), "--wait", "--json"], env);
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(jsonLines(r.stdout).at(-1)).toMatchObject({
+        phase: "failed",
+        error: { code: "IMAGE_NOT_FOUND", field: "spec.disks.0.backing", message: expect.stringContaining(why) },
+      });
+      expect(await domainState(name)).toBeUndefined();
+      await rm(file);
+    }
+  });
+
   it("a qcow2 base whose file is over 2 GiB gives an overlay whose backing format is qcow2", async () => {
     const name = hfName("big");
     const created = await runCli(["create", "--name", name, ...bootFlags("hf-big", 4), "--wait", "--json"], env);

@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, open, readFile, rm } from "node:fs/promises";
+import { chmod, chown, mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import {
   type CreateJobData,
   type DestroyJobData,
@@ -13,8 +13,10 @@ import {
   backingFormat,
   type CommandRunner,
   type HostPaths,
+  type ImageKind,
   parseQemuImgInfo,
   type QemuOwner,
+  qemuAccess,
   qemuImgCreateArgs,
   qemuImgInfoArgs,
   type RunOptions,
@@ -144,7 +146,7 @@ export class Provisioner {
       spec.disks.map(async (d, i) => {
         if (d.backing === undefined) return undefined;
         const field = `spec.disks.${i}.backing`;
-        const path = await paths.resolveImage(d.backing, "backing", field);
+        const path = await this.#image(d.backing, "backing", field);
         return { path, format: await this.#imageFormat(path, field, run) };
       }),
     );
@@ -156,16 +158,16 @@ export class Provisioner {
       case "cdrom":
         install = {
           method: "cdrom",
-          path: await paths.resolveImage(spec.install.image, "cdrom", "spec.install.image"),
+          path: await this.#image(spec.install.image, "cdrom", "spec.install.image"),
         };
         break;
       case "kernel":
         install = {
           method: "kernel",
-          kernelPath: await paths.resolveImage(spec.install.kernel, "kernel", "spec.install.kernel"),
+          kernelPath: await this.#image(spec.install.kernel, "kernel", "spec.install.kernel"),
           ...(spec.install.initrd === undefined
             ? {}
-            : { initrdPath: await paths.resolveImage(spec.install.initrd, "initrd", "spec.install.initrd") }),
+            : { initrdPath: await this.#image(spec.install.initrd, "initrd", "spec.install.initrd") }),
           ...(spec.install.kernelArgs === undefined ? {} : { kernelArgs: spec.install.kernelArgs }),
         };
         break;
@@ -240,6 +242,25 @@ export class Provisioner {
       await sleep(200, signal);
     }
     await report("domain.running", `domain ${name} is running`);
+  }
+
+  /**
+   * The path of a shared image, which QEMU must be able to read and must not be able to write (no
+   * guest may change what other guests boot from); else IMAGE_NOT_FOUND naming `field`.
+   */
+  async #image(name: string, kind: ImageKind, field: string): Promise<string> {
+    const path = await this.#o.paths.resolveImage(name, kind, field);
+    const file = await stat(path);
+    const can = qemuAccess(file, this.#o.qemuOwner);
+    if (!can.read || can.write) {
+      const mode = (file.mode & 0o7777).toString(8).padStart(4, "0");
+      throw new VirtfleetError(
+        "IMAGE_NOT_FOUND",
+        `image ${path} (${mode}, uid ${file.uid}, gid ${file.gid}) is ${can.read ? "writable" : "not readable"} by QEMU (uid ${this.#o.qemuOwner.uid}); shared images must be root-owned and read-only for QEMU (e.g. 0644 root:root)`,
+        { field },
+      );
+    }
+    return path;
   }
 
   /** The base image's format as qemu-img reads it from the header (qcow2 or raw; else INVALID_SPEC). */

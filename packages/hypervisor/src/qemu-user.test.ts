@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { resolveQemuOwner } from "./qemu-user.js";
+import { qemuAccess, resolveQemuOwner } from "./qemu-user.js";
 import type { CommandRunner } from "./runner.js";
 
 /** A getent that knows these passwd and group lines, and exits 2 (a throw) for anything else. */
@@ -57,5 +57,25 @@ describe("resolveQemuOwner", () => {
       field: "qemuGroup",
     });
     await expect(resolveQemuOwner(debian, "a:b")).rejects.toMatchObject({ code: "INVALID_SPEC", field: "qemuUser" });
+  });
+});
+
+describe("qemuAccess", () => {
+  const qemu = { uid: 64055, gid: 64055 };
+  it("root-owned 0644 and 0444 images: readable, not writable", () => {
+    expect(qemuAccess({ uid: 0, gid: 0, mode: 0o100644 }, qemu)).toEqual({ read: true, write: false });
+    expect(qemuAccess({ uid: 0, gid: 0, mode: 0o100444 }, qemu)).toEqual({ read: true, write: false });
+  });
+
+  it("an image chowned to QEMU, group-writable for its group, or world-writable: writable", () => {
+    expect(qemuAccess({ uid: 64055, gid: 64055, mode: 0o100644 }, qemu).write).toBe(true);
+    expect(qemuAccess({ uid: 0, gid: 64055, mode: 0o100664 }, qemu).write).toBe(true);
+    expect(qemuAccess({ uid: 0, gid: 0, mode: 0o100666 }, qemu).write).toBe(true);
+  });
+
+  it("root-only 0600 or 0640 of another group: not readable; the class that matches decides", () => {
+    expect(qemuAccess({ uid: 0, gid: 0, mode: 0o100600 }, qemu).read).toBe(false);
+    expect(qemuAccess({ uid: 0, gid: 5, mode: 0o100640 }, qemu).read).toBe(false);
+    expect(qemuAccess({ uid: 0, gid: 64055, mode: 0o100604 }, qemu).read).toBe(false);
   });
 });

@@ -70,3 +70,14 @@ export async function resolveQemuOwner(runner: CommandRunner, user: string, grou
   const primary = u.gid ?? u.id;
   return { user: u.name, group: `+${primary}`, uid: u.id, gid: primary };
 }
+
+/** What QEMU, running as `owner` (without its supplementary groups), may do with a file of this owner and mode. */
+export function qemuAccess(
+  file: { uid: number; gid: number; mode: number },
+  owner: Pick<QemuOwner, "uid" | "gid">,
+): { read: boolean; write: boolean } {
+  const bits =
+    file.uid === owner.uid ? (file.mode >> 6) & 7 : file.gid === owner.gid ? (file.mode >> 3) & 7 : file.mode & 7;
+  // POSIX checks one class: the owner's bits, else the group's, else the others'.
+  return { read: (bits & 4) !== 0, write: (bits & 2) !== 0 };
+}
