@@ -86,6 +86,16 @@ export class Keys {
     return `${this.prefix}:usage:${tenant}:vms`;
   }
 
+  /** Create jobs admitted but not yet known to be in their host's queue: jobId → admitted at (ms). */
+  pendingJobs(): string {
+    return `${this.prefix}:pending`;
+  }
+
+  /** A tenant's stored batches: batchId → created at (ms). */
+  tenantBatches(tenant: string): string {
+    return `${this.prefix}:batches:${tenant}`;
+  }
+
   batch(batchId: string): string {
     return `${this.prefix}:batch:${batchId}`;
   }
