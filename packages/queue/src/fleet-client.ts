@@ -513,9 +513,11 @@ export class FleetClient {
       case "same":
         // The earlier job may not be in its queue yet (its producer failed or is still at it): it
         // is enqueued again (BullMQ keeps one job per id), so the answer is never a job that won't run.
-        return admitted.pending
-          ? { jobId: admitted.jobId, requeue: { ...data(admitted.hostId), jobId: admitted.jobId } }
-          : { jobId: admitted.jobId };
+        // (Only while it has not started: a job that ran is never enqueued again.)
+        if (admitted.pending && ["queued", "placed"].includes((await this.log.getJob(admitted.jobId))?.phase ?? "")) {
+          return { jobId: admitted.jobId, requeue: { ...data(admitted.hostId), jobId: admitted.jobId } };
+        }
+        return { jobId: admitted.jobId };
       case "clash":
         // A tenant learns only that the name is taken: not by whom, where or with what job.
         throw new VirtfleetError(
@@ -624,27 +626,27 @@ export class FleetClient {
           await this.#queue(hostId).addBulk(
             jobs.map(({ data }) => ({ name: "create", data, opts: this.#jobOptions(data.jobId) })),
           );
-        } catch (error) {
-          const info = toErrorInfo(error);
-          const lost = new VirtfleetError("INTERNAL", `the create job could not be enqueued: ${info.message}`);
+        } catch {
+          // (Redis's own words stay out of the answer: it goes to tenants.)
+          const lost = new VirtfleetError("INTERNAL", "the create job could not be enqueued; retry the request");
           for (const { data } of jobs) {
             await this.#failPending(data.jobId, lost.message);
             failed.set(data.jobId, lost);
           }
           return;
         }
-        await this.#pending.enqueued(jobs.filter((j) => !j.again).map((j) => j.data.jobId));
-        for (const { data } of jobs.filter((j) => j.again)) {
-          // Enqueued again: if a sweep ended the job meanwhile, it must not run.
-          if (
-            !(await this.#pending.take(data.jobId)) &&
-            isTerminal((await this.log.getJob(data.jobId))?.phase ?? "failed")
-          ) {
-            await this.#queue(hostId)
-              .remove(data.jobId)
-              .catch(() => undefined);
-          }
-        }
+        await Promise.all(
+          jobs.map(async ({ data }) => {
+            if (await this.#pending.take(data.jobId)) return;
+            // Someone else took it out: a sweep that ended the job (then it must not run), or
+            // another request that enqueued it too.
+            if (isTerminal((await this.log.getJob(data.jobId))?.phase ?? "failed")) {
+              await this.#queue(hostId)
+                .remove(data.jobId)
+                .catch(() => undefined);
+            }
+          }),
+        );
       }),
     );
     return admitted.map((a) => (a instanceof VirtfleetError ? a : (failed.get(jobIdOf(a)) ?? a)));

@@ -46,12 +46,15 @@ export class Keys {
     return `${this.prefix}:vms`;
   }
 
-  /** A host's capacity (`capMem`, `capVcpus`, written by its worker) and allocation (`mem`, `vcpus`). */
+  /**
+   * A host's capacity (`capMem`, `capVcpus`, `capDisk` in GiB, written by its worker; no `capDisk`:
+   * not limited by disk) and allocation (`mem`, `vcpus`, `disk`).
+   */
   alloc(hostId: string): string {
     return `${this.prefix}:alloc:${hostId}`;
   }
 
-  /** The room each VM holds on a host: vm → "memoryMiB:vcpus". */
+  /** The room each VM holds on a host: vm → "memoryMiB:vcpus[:diskGiB]". */
   claims(hostId: string): string {
     return `${this.prefix}:claims:${hostId}`;
   }
@@ -76,12 +79,12 @@ export class Keys {
     return `${this.prefix}:drain:${hostId}`;
   }
 
-  /** A tenant's usage (vms, mem, vcpus) against its quota. */
+  /** A tenant's usage (vms, mem, vcpus, disk) against its quota. */
   usage(tenant: string): string {
     return `${this.prefix}:usage:${tenant}`;
   }
 
-  /** The quota each of a tenant's VMs holds: vm → "memoryMiB:vcpus". */
+  /** The quota each of a tenant's VMs holds: vm → "memoryMiB:vcpus[:diskGiB]". */
   usageVms(tenant: string): string {
     return `${this.prefix}:usage:${tenant}:vms`;
   }
