@@ -11,6 +11,7 @@ describe("worker configuration", () => {
       VIRTFLEET_CONCURRENCY: 4,
       VIRTFLEET_STORAGE_DIR: "/var/lib/virtfleet/vms",
       VIRTFLEET_LABELS: {},
+      VIRTFLEET_OVERCOMMIT_DISK: 1,
     });
     expect(env.VIRTFLEET_HOST_ID.length).toBeGreaterThan(0);
   });
@@ -33,6 +34,8 @@ describe("worker configuration", () => {
     [{ REDIS_URL: "not a url" }, "REDIS_URL"],
     [{ VIRTFLEET_HOST_ID: "a:b" }, "VIRTFLEET_HOST_ID"],
     [{ VIRTFLEET_LABELS: "novalue" }, "VIRTFLEET_LABELS"],
+    [{ VIRTFLEET_OVERCOMMIT_DISK: "0" }, "VIRTFLEET_OVERCOMMIT_DISK"],
+    [{ VIRTFLEET_OVERCOMMIT_DISK: "lots" }, "VIRTFLEET_OVERCOMMIT_DISK"],
   ])("rejects %o naming %s", (input, field) => {
     expect(() => parseWorkerEnv(input)).toThrow(expect.objectContaining({ code: "INVALID_SPEC", field }));
   });
