@@ -111,6 +111,11 @@ export class Keys {
     return `${this.prefix}:batch:${batchId}:events`;
   }
 
+  /** A tenant's stored idempotency answers: key → stored at (ms). */
+  idempotencyKeys(scope: string): string {
+    return `${this.prefix}:idem-keys:${scope}`;
+  }
+
   /** An API idempotency key's stored answer. */
   idempotency(scope: string, key: string): string {
     return `${this.prefix}:idem:${scope}:${key}`;
