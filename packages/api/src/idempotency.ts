@@ -11,7 +11,7 @@ export interface StoredAnswer {
 const PENDING = "pending";
 
 /** Idempotency answers one tenant keeps at once: storing one more drops the oldest. */
-export const DEFAULT_MAX_IDEMPOTENCY_KEYS = 1000;
+export const DEFAULT_MAX_IDEMPOTENCY_KEYS = 256;
 
 // Records a tenant's stored answer and drops its oldest ones beyond the limit (their keys too).
 // KEYS: 1 the tenant's set of keys. ARGV: 1 the answer's key, 2 now (ms), 3 max, 4 TTL (s).
