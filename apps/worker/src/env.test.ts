@@ -11,6 +11,7 @@ describe("worker configuration", () => {
       VIRTFLEET_CONCURRENCY: 4,
       VIRTFLEET_STORAGE_DIR: "/var/lib/virtfleet/vms",
       VIRTFLEET_LABELS: {},
+      VIRTFLEET_OVERCOMMIT_DISK: 1,
     });
     expect(env.VIRTFLEET_HOST_ID.length).toBeGreaterThan(0);
   });
@@ -37,6 +38,8 @@ describe("worker configuration", () => {
     [{ VIRTFLEET_ALLOWED_NETWORKS: "network=a b" }, "VIRTFLEET_ALLOWED_NETWORKS"],
     [{ VIRTFLEET_QEMU_USER: "a:b" }, "VIRTFLEET_QEMU_USER"],
     [{ VIRTFLEET_QEMU_GROUP: "" }, "VIRTFLEET_QEMU_GROUP"],
+    [{ VIRTFLEET_OVERCOMMIT_DISK: "0" }, "VIRTFLEET_OVERCOMMIT_DISK"],
+    [{ VIRTFLEET_OVERCOMMIT_DISK: "lots" }, "VIRTFLEET_OVERCOMMIT_DISK"],
   ])("rejects %o naming %s", (input, field) => {
     expect(() => parseWorkerEnv(input)).toThrow(expect.objectContaining({ code: "INVALID_SPEC", field }));
   });

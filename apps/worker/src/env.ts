@@ -1,4 +1,5 @@
 import os from "node:os";
+import { DEFAULT_OVERCOMMIT_DISK } from "@virtfleet/agent";
 import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
 import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
 import { z } from "zod";
@@ -73,6 +74,8 @@ export const WorkerEnv = z.object({
   /** Otherwise the host's memory and CPUs times these ratios. */
   VIRTFLEET_OVERCOMMIT_MEMORY: z.coerce.number().positive().max(100).default(1),
   VIRTFLEET_OVERCOMMIT_CPU: z.coerce.number().positive().max(100).default(4),
+  /** The disk room offered to VMs: the storage filesystem's size times this. */
+  VIRTFLEET_OVERCOMMIT_DISK: z.coerce.number().positive().max(100).default(DEFAULT_OVERCOMMIT_DISK),
   VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   /** Running jobs get this long to finish on SIGTERM; then they are rolled back and handed back. */
   VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(60_000),

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     ...(env.VIRTFLEET_CAPACITY_VCPUS === undefined ? {} : { capacityVcpus: env.VIRTFLEET_CAPACITY_VCPUS }),
     overcommitMemory: env.VIRTFLEET_OVERCOMMIT_MEMORY,
     overcommitCpu: env.VIRTFLEET_OVERCOMMIT_CPU,
+    overcommitDisk: env.VIRTFLEET_OVERCOMMIT_DISK,
     heartbeatMs: env.VIRTFLEET_HEARTBEAT_MS,
     lockMs: env.VIRTFLEET_LOCK_MS,
     stalledIntervalMs: env.VIRTFLEET_STALLED_INTERVAL_MS,

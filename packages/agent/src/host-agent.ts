@@ -41,6 +41,9 @@ import { NameLocks } from "./name-locks.js";
 import { Provisioner, type ProvisionerTimeouts } from "./provisioner.js";
 import { type ReconcileReport, Reconciler } from "./reconciler.js";
 
+/** A host offers its storage filesystem's size times this to VMs' disks. */
+export const DEFAULT_OVERCOMMIT_DISK = 1;
+
 export interface HostAgentOptions {
   redisUrl: string;
   /** Key prefix of the fleet. Default `virtfleet`. */
@@ -75,6 +78,11 @@ export interface HostAgentOptions {
   overcommitMemory?: number;
   /** vCPU overcommit ratio. Default 4.0. */
   overcommitCpu?: number;
+  /**
+   * Disk overcommit ratio: the disk room (GiB) this host offers to VMs is its storage filesystem's
+   * size times this. Default DEFAULT_OVERCOMMIT_DISK (1.0).
+   */
+  overcommitDisk?: number;
   logger: Logger;
   /** Heartbeat period; the status lives three periods. Default 5000 ms. */
   heartbeatMs?: number;
@@ -340,7 +348,12 @@ export class HostAgent {
     status.diskFreeGiB = fs === undefined ? 0 : Math.floor((fs.bavail * fs.bsize) / 2 ** 30);
     status.images = images;
     status.runningVms = vms.length;
-    await this.#vms.ledger.setCapacity(this.hostId, status.memoryMiB.capacity, status.vcpus.capacity);
+    // The storage filesystem's size, not what is free: the VMs' claims already count what they will use.
+    const diskGiB =
+      fs === undefined
+        ? undefined
+        : Math.floor(((fs.blocks * fs.bsize) / 2 ** 30) * (this.#o.overcommitDisk ?? DEFAULT_OVERCOMMIT_DISK));
+    await this.#vms.ledger.setCapacity(this.hostId, status.memoryMiB.capacity, status.vcpus.capacity, diskGiB);
     await this.#hosts.heartbeat(status, (this.#o.heartbeatMs ?? 5000) * 3);
   }
 
@@ -352,6 +365,12 @@ export class HostAgent {
       ((await this.#redis.get(key)) === this.#instance && (await this.#redis.pexpire(key, lockMs)) === 1);
     if (!got) return;
     const lost = await this.#fleet.checkHosts();
+    const ghosts = await this.#fleet.sweepPending();
+    if (ghosts.length > 0)
+      this.#logger.warn(
+        { jobs: ghosts },
+        "create jobs admitted but never enqueued were failed; their room was given back",
+      );
     if (lost.length > 0)
       this.#logger.warn(
         { hosts: lost },

@@ -15,6 +15,8 @@ export interface TenantQuota {
   vms?: number;
   memoryMiB?: number;
   vcpus?: number;
+  diskGiB?: number;
+  batches?: number;
 }
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -38,6 +40,8 @@ export class TokenStore {
           ...(t.quota.vms === undefined ? {} : { vms: t.quota.vms }),
           ...(t.quota.memoryMiB === undefined ? {} : { memoryMiB: t.quota.memoryMiB }),
           ...(t.quota.vcpus === undefined ? {} : { vcpus: t.quota.vcpus }),
+          ...(t.quota.diskGiB === undefined ? {} : { diskGiB: t.quota.diskGiB }),
+          ...(t.quota.batches === undefined ? {} : { batches: t.quota.batches }),
         });
       }
     }

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Keys } from "@virtfleet/queue";
+import { type Keys, runScript } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
 import { problem } from "./problem.js";
 
@@ -10,19 +10,39 @@ export interface StoredAnswer {
 
 const PENDING = "pending";
 
+/** Idempotency answers one tenant keeps at once: storing one more drops the oldest. */
+export const DEFAULT_MAX_IDEMPOTENCY_KEYS = 256;
+
+// Records a tenant's stored answer and drops its oldest ones beyond the limit (their keys too).
+// KEYS: 1 the tenant's set of keys. ARGV: 1 the answer's key, 2 now (ms), 3 max, 4 TTL (s).
+const TRACK = `
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then
+  for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, over - 1)) do redis.call('DEL', k) end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+end
+return over
+`;
+
 /**
  * `Idempotency-Key`: the first answer to a key is stored (a day by default) and given back to every
- * retry with the same request; the same key with another request is IDEMPOTENCY_CONFLICT.
+ * retry with the same request; the same key with another request is IDEMPOTENCY_CONFLICT. A tenant
+ * keeps at most `maxKeys` answers (default DEFAULT_MAX_IDEMPOTENCY_KEYS): storing one more drops its
+ * oldest, so what one tenant can make Redis hold is bounded.
  */
 export class IdempotencyStore {
   readonly #redis: Redis;
   readonly #keys: Keys;
   readonly #ttlSec: number;
+  readonly #maxKeys: number;
 
-  constructor(redis: Redis, keys: Keys, ttlSec = 86_400) {
+  constructor(redis: Redis, keys: Keys, ttlSec = 86_400, maxKeys = DEFAULT_MAX_IDEMPOTENCY_KEYS) {
     this.#redis = redis;
     this.#keys = keys;
     this.#ttlSec = ttlSec;
+    this.#maxKeys = maxKeys;
   }
 
   static fingerprint(method: string, url: string, body: unknown): string {
@@ -56,10 +76,16 @@ export class IdempotencyStore {
   }
 
   async complete(scope: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<void> {
-    await this.#redis.set(
-      this.#keys.idempotency(scope, key),
-      JSON.stringify({ fingerprint, state: "done", answer }),
-      "EX",
+    const k = this.#keys.idempotency(scope, key);
+    await this.#redis.set(k, JSON.stringify({ fingerprint, state: "done", answer }), "EX", this.#ttlSec);
+    await runScript(
+      this.#redis,
+      TRACK,
+      1,
+      this.#keys.idempotencyKeys(scope),
+      k,
+      Date.now(),
+      this.#maxKeys,
       this.#ttlSec,
     );
   }

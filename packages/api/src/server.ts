@@ -269,6 +269,8 @@ export class ApiServer {
           if (i.jobId === undefined)
             return { vm: i.vm, phase: "refused", ...(i.error === undefined ? {} : { error: i.error }) };
           const job = await this.fleet.log.getJob(i.jobId);
+          // Never another tenant's job, whatever the item says.
+          if (job !== undefined && job.tenant !== batch.tenant) return { vm: i.vm, phase: "unknown" };
           return {
             vm: i.vm,
             jobId: i.jobId,
@@ -286,12 +288,25 @@ export class ApiServer {
       const p = this.#principal(request, "vms:read");
       const batch = await this.#batch(p, (request.params as { id: string }).id);
       const after = this.#lastEventId(request);
+      // Only the events of the batch's own tenant's jobs (defensive: the batch's stream holds no other).
+      const own = new Set(
+        (
+          await Promise.all(
+            batch.items.map(async (i) =>
+              i.jobId !== undefined && (await this.fleet.log.getJob(i.jobId))?.tenant === batch.tenant ? [i.jobId] : [],
+            ),
+          )
+        ).flat(),
+      );
+      let cursor: string | undefined; // past the events left out, too
       await this.#stream(
         request,
         reply,
         async (redis, from) => {
-          const events = await this.fleet.log.readBatch(batch.batchId, from, 1000, redis);
-          if (events.length > 0) return { events, ended: false };
+          const read = await this.fleet.log.readBatch(batch.batchId, cursor ?? from, 1000, redis);
+          cursor = read.at(-1)?.id ?? cursor;
+          const events = read.filter((e) => own.has(e.jobId));
+          if (read.length > 0) return { events, ended: false };
           return { events, ended: await this.fleet.batchEnded(batch.batchId) };
         },
         after,
@@ -360,6 +375,9 @@ export class ApiServer {
       ...(body.callbackUrl === undefined ? {} : { callbackUrl: body.callbackUrl }),
       tenant: p.tenant,
       quota: this.#o.tokens.quota(p.tenant),
+      ...(this.#o.tokens.quota(p.tenant).batches === undefined
+        ? {}
+        : { maxBatches: this.#o.tokens.quota(p.tenant).batches }),
     };
   }
 

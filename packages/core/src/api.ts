@@ -1,9 +1,9 @@
 import { z } from "zod";
 import { ErrorCode, ErrorInfo } from "./errors.js";
-import { GuestReadyOptions } from "./jobs.js";
+import { GuestReadyOptions, MAX_WAIT_FOR_CAPACITY_SEC } from "./jobs.js";
 import { HostId, JobId, VmName } from "./names.js";
 import { PlacementPolicy } from "./placement.js";
-import { checkSpec, LabelKey, LabelValue, VmSpec, VmSpecFields } from "./vm-spec.js";
+import { checkSpec, Labels, VmSpec, VmSpecFields } from "./vm-spec.js";
 
 /** Where terminal events are POSTed (signed with HMAC-SHA256). http(s) only. */
 export const CallbackUrl = z
@@ -16,14 +16,19 @@ export const CallbackUrl = z
 export const PlacementRequest = z
   .object({
     host: HostId.optional(),
-    labels: z.record(LabelKey, LabelValue).optional(),
+    labels: Labels.optional(),
     group: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/)
       .optional(),
     policy: PlacementPolicy.optional(),
     /** When no host has room, wait this long (seconds) before NO_CAPACITY. */
-    waitForCapacitySec: z.number().int().min(0).max(600).optional(),
+    waitForCapacitySec: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_WAIT_FOR_CAPACITY_SEC, `must be at most ${MAX_WAIT_FOR_CAPACITY_SEC} s`)
+      .optional(),
   })
   .strict();
 export type PlacementRequest = z.infer<typeof PlacementRequest>;
@@ -186,6 +191,10 @@ export const ApiToken = z
         vms: z.number().int().min(0).optional(),
         memoryMiB: z.number().int().min(0).optional(),
         vcpus: z.number().int().min(0).optional(),
+        /** Total disk size of the tenant's VMs, in GiB. */
+        diskGiB: z.number().int().min(0).optional(),
+        /** Batches the tenant may keep stored at once (the oldest ended ones are dropped first). Default 100. */
+        batches: z.number().int().min(1).max(10_000).optional(),
       })
       .strict()
       .optional(),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { specFingerprint, stableStringify, VmSpec } from "./vm-spec.js";
+import { MAX_LABELS, specFingerprint, stableStringify, totalDiskGiB, VmSpec } from "./vm-spec.js";
 
 const base = {
   name: "budgie",
@@ -263,5 +263,19 @@ describe("stableStringify", () => {
   it("sorts keys at every depth and keeps array order", () => {
     expect(stableStringify({ b: [{ y: 1, x: 2 }], a: null })).toBe('{"a":null,"b":[{"x":2,"y":1}]}');
     expect(stableStringify([2, 1])).toBe("[2,1]");
+  });
+});
+
+describe("VmSpec: bounded size", () => {
+  const labels = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
+
+  it(`takes up to ${MAX_LABELS} labels and refuses more, naming labels`, () => {
+    expect(VmSpec.safeParse({ ...base, labels: labels(MAX_LABELS) }).success).toBe(true);
+    expect(issuePaths({ ...base, labels: labels(MAX_LABELS + 1) })).toEqual(["labels"]);
+  });
+
+  it("counts a VM's disks in whole GiB", () => {
+    expect(totalDiskGiB({ disks: [{ sizeGiB: 0.5 }, { sizeGiB: 2 }] })).toBe(3);
+    expect(totalDiskGiB({ disks: [] })).toBe(0);
   });
 });

@@ -61,7 +61,11 @@ export const LabelValue = z
   .string()
   .max(63)
   .regex(/^[A-Za-z0-9._-]*$/, "must be letters, digits, '.', '_' or '-'");
-export const Labels = z.record(LabelKey, LabelValue);
+/** At most this many labels on a VM or a host (each key ≤ 63, each value ≤ 63 characters). */
+export const MAX_LABELS = 32;
+export const Labels = z
+  .record(LabelKey, LabelValue)
+  .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
 
 /** The fields of a VM spec, before the checks that span fields. */
 export const VmSpecFields = z
@@ -93,6 +97,11 @@ export function checkSpec(spec: { install: InstallSpec; disks: unknown[] }, ctx:
 export const VmSpec = VmSpecFields.superRefine(checkSpec);
 export type VmSpec = z.infer<typeof VmSpec>;
 export type VmSpecInput = z.input<typeof VmSpec>;
+
+/** A VM's total disk size, in whole GiB (rounded up): what it claims of a host's disk and of a quota. */
+export function totalDiskGiB(spec: { disks: readonly { sizeGiB: number }[] }): number {
+  return Math.ceil(spec.disks.reduce((sum, d) => sum + d.sizeGiB, 0));
+}
 
 /** A stable fingerprint of a spec (sha256, hex): two creates with the same name and fingerprint are the same VM. */
 export function specFingerprint(spec: VmSpec): string {

@@ -11,14 +11,19 @@ import { type VmRecord, vmFields } from "./vm-registry.js";
 // Admits a create in one atomic step: claims the VM's name fleet-wide (a name is free when unknown
 // or its last create failed), checks the tenant's quota, picks the best host with room on live
 // numbers, and only when all of that holds writes everything: the room and quota claims, the VM's
-// record, the job's record and its `queued` and `placed` events. Nothing is written otherwise.
+// record, the job's record and its `queued` and `placed` events, and the job's entry in the pending
+// set (taken out once the job is in its host's queue; see PendingJobs). Nothing is written otherwise.
 // (The job's payload travels in the host's queue; the record holds what the API shows.)
+// A name is one tenant's: the same spec asked again by the VM's own tenant (or, for an operator's
+// VM, by an operator) is the same VM; anything else is a clash, and a tenant's clash learns nothing
+// of the other VM (the host is given only to an operator).
 // KEYS: 1 vm hash, 2 vms set, 3 job hash, 4 group hash, 5 usage hash, 6 usage per-VM hash (4-6:
-// any key when unused). The hosts' and streams' keys are built from the prefix and their ids
-// (Redis Cluster is not supported: see README).
+// any key when unused), 7 pending jobs set. The hosts' and streams' keys are built from the prefix
+// and their ids (Redis Cluster is not supported: see README).
 // ARGV: 1 the request as JSON (see Admission.admit), 2 the `queued` event's JSON, 3.. the `placed`
 // event's JSON split around where the host's id goes.
-// Returns {'claimed', host} | {'same', jobId} | {'clash', host} | {'quota', which} | {'noroom'}.
+// Returns {'claimed', host} | {'same', jobId, host, pending ('1'/'0')} | {'clash', host or ''} |
+// {'quota', which} | {'noroom'}.
 const ADMIT = {
   lib: ROOM_LUA + QUOTA_LUA + APPEND_LUA,
   epilogue: "flush_events()",
@@ -26,13 +31,19 @@ const ADMIT = {
 local a = cjson.decode(ARGV[1])
 local state = redis.call('HGET', KEYS[1], 'state')
 if state and state ~= 'failed' then
-  local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'jobId', 'hostId')
-  if r[1] == a.fingerprint and state ~= 'destroying' then return { 'same', r[2] } end
-  return { 'clash', r[3] or '' }
+  local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'jobId', 'hostId', 'tenant')
+  local sameTenant = (r[4] or '') == a.tenant
+  if sameTenant and r[1] == a.fingerprint and state ~= 'destroying' then
+    local pending = '0'
+    if redis.call('ZSCORE', KEYS[7], r[2] or '') then pending = '1' end
+    return { 'same', r[2], r[3] or '', pending }
+  end
+  if a.tenant == '' then return { 'clash', r[3] or '' } end
+  return { 'clash', '' }
 end
 local quota = a.quota
 if quota then
-  local over = quota_check(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, quota.vms, quota.mem, quota.vcpus)
+  local over = quota_check(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, quota.vms, quota.mem, quota.vcpus, a.disk, quota.disk)
   if over ~= 'ok' then return { 'quota', over } end
 end
 local groupKey = nil
@@ -43,16 +54,17 @@ local function hk(i)
   local id = a.hosts[i]
   return a.prefix .. ':alloc:' .. id, a.prefix .. ':claims:' .. id, a.prefix .. ':host:' .. id, a.prefix .. ':drain:' .. id
 end
-local best = find_room(hk, a.hosts, a.vm, a.mem, a.vcpus, a.policy, groupKey, false)
+local best = find_room(hk, a.hosts, a.vm, a.mem, a.vcpus, a.policy, groupKey, false, a.disk)
 if best == 0 then return { 'noroom' } end
 local host = a.hosts[best]
-take_room(hk, a.hosts, best, a.vm, a.mem, a.vcpus, groupKey)
-if quota then quota_take(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus) end
+take_room(hk, a.hosts, best, a.vm, a.mem, a.vcpus, groupKey, a.disk)
+if quota then quota_take(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, a.disk) end
 -- A failed create's record goes (with any field this one does not set).
 if state then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
 redis.call('SADD', KEYS[2], a.vm)
 redis.call('HSET', KEYS[3], 'hostId', host, unpack(a.jobFields))
+redis.call('ZADD', KEYS[7], a.atMs, a.jobId)
 local e = { job = KEYS[3], json = ARGV[2], phase = 'queued',
   percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', batch = a.batch }
 append_event(e)
@@ -75,6 +87,8 @@ export interface AdmitRequest {
   hosts: readonly string[];
   policy: "spread" | "pack" | "order";
   group?: string | undefined;
+  /** The VM's total disk size (GiB), claimed of the host's disk room and the tenant's quota. */
+  diskGiB: number;
   tenant?: { name: string; limits: QuotaLimits } | undefined;
   /** The job's record fields besides hostId and phase. */
   job: { jobId: string; kind: "create"; vm: string; tenant?: string; batchId?: string; callbackUrl?: string };
@@ -82,7 +96,9 @@ export interface AdmitRequest {
 
 export type AdmitOutcome =
   | { outcome: "claimed"; hostId: string }
-  | { outcome: "same"; jobId: string }
+  /** `pending`: the earlier job is not yet known to be in its host's queue. */
+  | { outcome: "same"; jobId: string; hostId: string; pending: boolean }
+  /** `hostId`: where the other VM is; given only to an operator (no tenant), else "". */
   | { outcome: "clash"; hostId: string }
   | { outcome: "quota"; which: keyof QuotaUsage }
   | { outcome: "noroom" };
@@ -101,7 +117,8 @@ export class Admission {
     const { jobId, vm } = r.job;
     // Unguessable, so no user text can contain it: where the host's id goes.
     const holder = `{{host:${jobId}}}`;
-    const at = new Date().toISOString();
+    const now = new Date();
+    const at = now.toISOString();
     const event = (input: Omit<EventInput, "jobId" | "kind" | "vm">) =>
       JSON.stringify(toEvent({ jobId, kind: "create", vm, ...input }, at));
     const placedMessage = `placed on host ${holder}`;
@@ -111,6 +128,10 @@ export class Admission {
       fingerprint: r.record.fingerprint,
       mem: r.record.memoryMiB,
       vcpus: r.record.vcpus,
+      disk: r.diskGiB,
+      tenant: r.tenant?.name ?? "",
+      jobId,
+      atMs: now.getTime(),
       policy: r.policy,
       grouped: r.group !== undefined,
       ...(r.tenant === undefined
@@ -120,6 +141,7 @@ export class Admission {
               vms: r.tenant.limits.vms ?? -1,
               mem: r.tenant.limits.memoryMiB ?? -1,
               vcpus: r.tenant.limits.vcpus ?? -1,
+              disk: r.tenant.limits.diskGiB ?? -1,
             },
           }),
       hosts: r.hosts,
@@ -152,19 +174,20 @@ export class Admission {
         r.group === undefined ? unused : k.group(r.group),
         r.tenant === undefined ? unused : k.usage(r.tenant.name),
         r.tenant === undefined ? unused : k.usageVms(r.tenant.name),
+        k.pendingJobs(),
       ],
       [
         JSON.stringify(args),
         event({ phase: "queued", message: "accepted" }),
         ...event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
       ],
-    )) as [string, string?];
-    const [outcome, value = ""] = reply;
+    )) as [string, string?, string?, string?];
+    const [outcome, value = "", host = "", pending = "0"] = reply;
     switch (outcome) {
       case "claimed":
         return { outcome, hostId: value };
       case "same":
-        return { outcome, jobId: value };
+        return { outcome, jobId: value, hostId: host, pending: pending === "1" };
       case "clash":
         return { outcome, hostId: value };
       case "quota":

@@ -152,6 +152,7 @@ describe("CapacityLedger", () => {
     expect(await ledger.get("h1")).toEqual({
       capacity: { memoryMiB: 0, vcpus: 0 },
       allocated: { memoryMiB: 0, vcpus: 0 },
+      disk: { capacityGiB: undefined, allocatedGiB: 0 },
     });
   });
 
@@ -309,5 +310,56 @@ describe("CapacityLedger", () => {
     expect(await ledger.claim(["h2"], "vm", 512, 1)).toBe("h2");
     expect(await ledger.claim(["h1", "h2"], "vm", 512, 1, { policy: "spread" })).toBe("h2");
     expect((await ledger.get("h1")).allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
+  });
+
+  test("disk room: parallel claims never over-commit a host's disk, release gives it back, and a host publishing no disk capacity is not limited", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const keys = new Keys(prefix);
+    const setup = new CapacityLedger(redis, keys);
+    // Plenty of memory and vCPUs: disk is the only limit.
+    await setup.setCapacity("d1", 1_000_000, 10_000, 100);
+    await setup.setCapacity("d2", 1_000_000, 10_000, 50);
+    await up(redis, keys, "d1");
+    await up(redis, keys, "d2");
+    const extra = Array.from({ length: 4 }, () => new Redis(redisUrl, { maxRetriesPerRequest: null }));
+    try {
+      const ledgers = [setup, ...extra.map((c) => new CapacityLedger(c, keys))];
+      const results = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => {
+          const diskGiB = pick([1, 3, 7]);
+          return (ledgers[i % ledgers.length] as CapacityLedger)
+            .claim(shuffled(["d1", "d2"]), `vm-${i}`, 64, 1, { diskGiB })
+            .then((host) => ({ host, diskGiB }));
+        }),
+      );
+      for (const [h, cap] of [
+        ["d1", 100],
+        ["d2", 50],
+      ] as const) {
+        const placed = results.filter((r) => r.host === h).reduce((sum, r) => sum + r.diskGiB, 0);
+        const { disk } = await setup.get(h);
+        expect(disk).toEqual({ capacityGiB: cap, allocatedGiB: placed });
+        expect(placed).toBeLessThanOrEqual(cap);
+        // Full up to the smallest disk asked for.
+        expect(placed).toBeGreaterThan(cap - 1);
+      }
+      expect(results.some((r) => r.host === undefined)).toBe(true);
+
+      const first = results.findIndex((r) => r.host === "d1");
+      const before = (await setup.get("d1")).disk.allocatedGiB;
+      expect(await setup.release("d1", `vm-${first}`)).toBe(true);
+      expect(await setup.release("d1", `vm-${first}`)).toBe(false);
+      expect((await setup.get("d1")).disk.allocatedGiB).toBe(before - (results[first]?.diskGiB ?? 0));
+    } finally {
+      for (const c of extra) c.disconnect();
+    }
+
+    // An older worker publishes no disk capacity: not limited by disk.
+    await setup.setCapacity("old", 4096, 4);
+    await up(redis, keys, "old");
+    expect(await setup.claim(["old"], "huge", 64, 1, { diskGiB: 16 * 65536 })).toBe("old");
   });
 });

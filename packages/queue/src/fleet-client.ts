@@ -22,18 +22,22 @@ import {
   specFingerprint,
   type TerminalPhase,
   toErrorInfo,
+  totalDiskGiB,
   VirtfleetError,
   VmName,
   VmSpec,
+  WaitForCapacityMs,
 } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Admission, type AdmitOutcome } from "./admission.js";
+import { type BatchItemResult, BatchStore } from "./batches.js";
 import { closeRedis, createRedis, quietErrors } from "./connection.js";
 import { EventLog } from "./event-log.js";
 import { HostRegistry, type HostView } from "./host-registry.js";
 import { JobHandle } from "./job-handle.js";
 import { Keys } from "./keys.js";
+import { PENDING_JOB_TIMEOUT_MS, PendingJobs } from "./pending-jobs.js";
 import type { QuotaLimits } from "./quota.js";
 import { type VmRecord, VmRegistry } from "./vm-registry.js";
 
@@ -60,6 +64,8 @@ export interface CreateOptions {
   /** The API tenant that will own the VM; its quota is enforced at admission. */
   tenant?: string;
   quota?: QuotaLimits;
+  /** Batches the tenant may keep stored at once. Default DEFAULT_MAX_BATCHES_PER_TENANT. */
+  maxBatches?: number;
   /** Set by createBatch. */
   batchId?: string;
   /** Terminal events are POSTed here (by the API's webhook dispatcher). */
@@ -76,11 +82,7 @@ export interface DestroyOptions {
   callbackUrl?: string;
 }
 
-export interface BatchItemResult {
-  vm: string;
-  jobId?: string;
-  error?: ErrorInfo;
-}
+export type { BatchItemResult } from "./batches.js";
 
 /** A create's placement and guest-ready options, parsed. */
 interface ParsedOptions {
@@ -121,6 +123,13 @@ function imageField(spec: VmSpec, image: string): string {
   return "spec";
 }
 
+/** An admitted create: the job to enqueue, or the earlier job of the same VM (to enqueue again when pending). */
+type Admitted = { data: CreateJobData } | { jobId: string; requeue?: CreateJobData };
+
+function jobIdOf(a: Admitted): string {
+  return "data" in a ? a.data.jobId : a.jobId;
+}
+
 /** The default job options: retry transient failures with exponential backoff. */
 export const JOB_ATTEMPTS = 5;
 const JOB_BACKOFF_MS = 2000;
@@ -132,6 +141,8 @@ export class FleetClient {
   readonly vms: VmRegistry;
   readonly log: EventLog;
   readonly #admission: Admission;
+  readonly #pending: PendingJobs;
+  readonly #batches: BatchStore;
   readonly #redis: Redis;
   /**
    * BullMQ's connection. Kept apart from ours: BullMQ defines its ~50 scripts on the connection it
@@ -157,6 +168,8 @@ export class FleetClient {
     this.vms = new VmRegistry(this.#redis, this.keys);
     this.log = new EventLog(this.#redis, this.keys);
     this.#admission = new Admission(this.#redis, this.keys);
+    this.#pending = new PendingJobs(this.#redis, this.keys);
+    this.#batches = new BatchStore(this.#redis, this.keys);
   }
 
   #queue(hostId: string): Queue {
@@ -412,6 +425,7 @@ export class FleetClient {
     return this.#withRoom(spec, placement, waitMs, exclude, (order, policy) =>
       this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus, {
         policy,
+        diskGiB: totalDiskGiB(spec),
         ...(placement.group === undefined ? {} : { group: placement.group }),
       }),
     );
@@ -425,10 +439,9 @@ export class FleetClient {
    * for the same VM returns the first job.
    */
   async createVm(specInput: unknown, options: CreateOptions = {}): Promise<JobHandle> {
-    const admitted = await this.#admit(specInput, options, this.#parseOptions(options));
-    if ("jobId" in admitted) return this.job(admitted.jobId);
-    await this.#queue(admitted.data.hostId).add("create", admitted.data, this.#jobOptions(admitted.data.jobId));
-    return this.job(admitted.data.jobId);
+    const [result] = await this.#createMany([specInput], options);
+    if (result instanceof VirtfleetError) throw result;
+    return this.job(jobIdOf(result as Admitted));
   }
 
   /** The placement and guest-ready options of a create, parsed (a bad one throws ValidationError). */
@@ -447,6 +460,7 @@ export class FleetClient {
       options.guestReady === undefined || options.guestReady === false
         ? undefined
         : parseOrThrow(GuestReadyOptions, options.guestReady === true ? {} : options.guestReady, "guestReady");
+    parseOrThrow(WaitForCapacityMs, options.waitForCapacityMs, "waitForCapacityMs");
     return { placement, guestReady };
   }
 
@@ -455,7 +469,7 @@ export class FleetClient {
     specInput: unknown,
     options: CreateOptions,
     { placement, guestReady }: ParsedOptions,
-  ): Promise<{ data: CreateJobData } | { jobId: string }> {
+  ): Promise<Admitted> {
     const spec = parseOrThrow(VmSpec, specInput, "spec");
     const jobId = `create-${randomUUID()}`;
     const requestedAt = new Date().toISOString();
@@ -492,6 +506,7 @@ export class FleetClient {
           record,
           hosts,
           policy,
+          diskGiB: totalDiskGiB(spec),
           group: placement.group,
           tenant: options.tenant === undefined ? undefined : { name: options.tenant, limits: options.quota ?? {} },
           job: {
@@ -508,11 +523,20 @@ export class FleetClient {
     );
     switch (admitted.outcome) {
       case "same":
+        // The earlier job may not be in its queue yet (its producer failed or is still at it): it
+        // is enqueued again (BullMQ keeps one job per id), so the answer is never a job that won't run.
+        // (Only while it has not started: a job that ran is never enqueued again.)
+        if (admitted.pending && ["queued", "placed"].includes((await this.log.getJob(admitted.jobId))?.phase ?? "")) {
+          return { jobId: admitted.jobId, requeue: { ...data(admitted.hostId), jobId: admitted.jobId } };
+        }
         return { jobId: admitted.jobId };
       case "clash":
+        // A tenant learns only that the name is taken: not by whom, where or with what job.
         throw new VirtfleetError(
           "NAME_CLASH",
-          `a VM named "${spec.name}" already exists with another spec${admitted.hostId ? ` (on ${admitted.hostId})` : ""}`,
+          options.tenant === undefined
+            ? `a VM named "${spec.name}" already exists with another spec${admitted.hostId ? ` (on ${admitted.hostId})` : ""}`
+            : `the VM name "${spec.name}" is taken`,
           { field: "spec.name" },
         );
       case "quota":
@@ -535,22 +559,8 @@ export class FleetClient {
     options: CreateOptions = {},
   ): Promise<{ batchId: string; items: BatchItemResult[] }> {
     const batchId = `batch-${randomUUID()}`;
-    const key = this.keys.batch(batchId);
-    await this.#redis
-      .multi()
-      .hset(key, {
-        batchId,
-        total: String(specs.length),
-        ended: "0",
-        createdAt: new Date().toISOString(),
-        ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
-      })
-      .expire(key, 7 * 24 * 3600)
-      .exec();
+    await this.#batches.create(batchId, specs.length, options.tenant, options.maxBatches);
     const results = await this.#createMany(specs, { ...options, batchId });
-    const admitted = new Set(
-      results.flatMap((r) => (!(r instanceof VirtfleetError) && "data" in r ? [r.data.jobId] : [])),
-    );
     // Refused items, and VMs asked for before outside this batch (their jobs are not the batch's to
     // follow), count as ended at once.
     let ended = 0;
@@ -560,16 +570,10 @@ export class FleetClient {
         ended++;
         return { vm, error: result.toInfo() };
       }
-      const jobId = "data" in result ? result.data.jobId : result.jobId;
-      if (!admitted.has(jobId)) ended++;
-      return { vm, jobId };
+      if (!("data" in result)) ended++;
+      return { vm, jobId: jobIdOf(result) };
     });
-    const done = this.#redis.multi();
-    if (ended > 0) done.hincrby(key, "ended", ended);
-    await done
-      .rpush(this.keys.batchItems(batchId), ...items.map((i) => JSON.stringify(i)))
-      .expire(this.keys.batchItems(batchId), 7 * 24 * 3600)
-      .exec();
+    await this.#batches.finish(batchId, items, ended);
     return { batchId, items };
   }
 
@@ -577,36 +581,13 @@ export class FleetClient {
    * Whether every job of a batch has ended (or the batch is gone): then every terminal event is in
    * its stream. Reads only the counts.
    */
-  async batchEnded(batchId: string): Promise<boolean> {
-    const [total, ended] = await this.#redis.hmget(this.keys.batch(batchId), "total", "ended");
-    return total === null || Number(ended ?? 0) >= Number(total);
+  batchEnded(batchId: string): Promise<boolean> {
+    return this.#batches.ended(batchId);
   }
 
   /** A batch: its tenant, how many of its jobs ended, and each item. */
-  async getBatch(batchId: string): Promise<
-    | {
-        batchId: string;
-        tenant: string | undefined;
-        createdAt: string;
-        total: number;
-        ended: number;
-        items: BatchItemResult[];
-      }
-    | undefined
-  > {
-    const [h, raw] = await Promise.all([
-      this.#redis.hgetall(this.keys.batch(batchId)),
-      this.#redis.lrange(this.keys.batchItems(batchId), 0, -1),
-    ]);
-    if (h.batchId === undefined) return undefined;
-    return {
-      batchId,
-      tenant: h.tenant,
-      createdAt: h.createdAt ?? "",
-      total: Number(h.total ?? 0),
-      ended: Number(h.ended ?? 0),
-      items: raw.map((r) => JSON.parse(r) as BatchItemResult),
-    };
+  getBatch(batchId: string): ReturnType<BatchStore["get"]> {
+    return this.#batches.get(batchId);
   }
 
   /**
@@ -616,15 +597,16 @@ export class FleetClient {
   async createVms(specs: readonly unknown[], options: CreateOptions = {}): Promise<(JobHandle | VirtfleetError)[]> {
     return (await this.#createMany(specs, options)).map((a) => {
       if (a instanceof VirtfleetError) return a;
-      return this.job("data" in a ? a.data.jobId : a.jobId);
+      return this.job(jobIdOf(a));
     });
   }
 
-  /** createVms' work: each item's enqueued job (or earlier job of the same VM), or its error. */
-  async #createMany(
-    specs: readonly unknown[],
-    options: CreateOptions,
-  ): Promise<({ data: CreateJobData } | { jobId: string } | VirtfleetError)[]> {
+  /**
+   * createVms' work: each item's enqueued job (or earlier job of the same VM), or its error. The
+   * admitted jobs are enqueued in one bulk call per host, then leave the pending set; a host whose
+   * enqueue fails has its jobs ended at once (INTERNAL) and their room, quota and names given back.
+   */
+  async #createMany(specs: readonly unknown[], options: CreateOptions): Promise<(Admitted | VirtfleetError)[]> {
     let parsed: ParsedOptions;
     try {
       parsed = this.#parseOptions(options);
@@ -632,7 +614,7 @@ export class FleetClient {
       if (error instanceof VirtfleetError) return specs.map(() => error);
       throw error;
     }
-    const admitted = await Promise.all(
+    const admitted: (Admitted | VirtfleetError)[] = await Promise.all(
       specs.map((spec) =>
         this.#admit(spec, options, parsed).catch((error: unknown) => {
           if (error instanceof VirtfleetError) return error;
@@ -640,19 +622,90 @@ export class FleetClient {
         }),
       ),
     );
-    const byHost = new Map<string, CreateJobData[]>();
+    const byHost = new Map<string, { data: CreateJobData; again: boolean }[]>();
     for (const a of admitted) {
-      if (a instanceof VirtfleetError || !("data" in a)) continue;
-      const list = byHost.get(a.data.hostId) ?? [];
-      list.push(a.data);
-      byHost.set(a.data.hostId, list);
+      if (a instanceof VirtfleetError) continue;
+      const job = "data" in a ? { data: a.data, again: false } : a.requeue && { data: a.requeue, again: true };
+      if (job === undefined) continue;
+      const list = byHost.get(job.data.hostId) ?? [];
+      list.push(job);
+      byHost.set(job.data.hostId, list);
     }
+    const failed = new Map<string, VirtfleetError>();
     await Promise.all(
-      [...byHost].map(([hostId, jobs]) =>
-        this.#queue(hostId).addBulk(jobs.map((data) => ({ name: "create", data, opts: this.#jobOptions(data.jobId) }))),
-      ),
+      [...byHost].map(async ([hostId, jobs]) => {
+        try {
+          await this.#queue(hostId).addBulk(
+            jobs.map(({ data }) => ({ name: "create", data, opts: this.#jobOptions(data.jobId) })),
+          );
+        } catch {
+          // (Redis's own words stay out of the answer: it goes to tenants.)
+          const lost = new VirtfleetError("INTERNAL", "the create job could not be enqueued; retry the request");
+          for (const { data } of jobs) {
+            await this.#failPending(data.jobId, lost.message);
+            failed.set(data.jobId, lost);
+          }
+          return;
+        }
+        await Promise.all(
+          jobs.map(async ({ data }) => {
+            if (await this.#pending.take(data.jobId)) return;
+            // Someone else took it out: a sweep that ended the job (then it must not run), or
+            // another request that enqueued it too.
+            if (isTerminal((await this.log.getJob(data.jobId))?.phase ?? "failed")) {
+              await this.#queue(hostId)
+                .remove(data.jobId)
+                .catch(() => undefined);
+            }
+          }),
+        );
+      }),
     );
-    return admitted;
+    return admitted.map((a) => (a instanceof VirtfleetError ? a : (failed.get(jobIdOf(a)) ?? a)));
+  }
+
+  /**
+   * Ends a create job that was admitted but is not in its host's queue: `failed` (INTERNAL), its VM
+   * forgotten (room, quota and name given back). Only the caller that takes it out of the pending
+   * set does this. True when it did.
+   */
+  async #failPending(jobId: string, message: string): Promise<boolean> {
+    if (!(await this.#pending.take(jobId))) return false;
+    const record = await this.log.getJob(jobId);
+    if (record === undefined || isTerminal(record.phase)) return false;
+    await this.log.append({
+      jobId,
+      kind: "create",
+      vm: record.vm,
+      phase: "failed",
+      message,
+      ...(record.hostId === undefined ? {} : { host: record.hostId }),
+      error: { code: "INTERNAL", message },
+    });
+    await this.vms.forget(record.vm, jobId);
+    return true;
+  }
+
+  /**
+   * Repairs admissions whose producer died (or failed) before it enqueued the job: a create job
+   * admitted more than `timeoutMs` ago that its host's queue does not hold ends `failed` (INTERNAL)
+   * and gives its room, quota and name back; one that its queue holds (or that already ran) just
+   * leaves the pending set. Run by the fleet monitor next to checkHosts. Returns the jobs it ended.
+   */
+  async sweepPending(timeoutMs = PENDING_JOB_TIMEOUT_MS): Promise<string[]> {
+    const ended: string[] = [];
+    for (const jobId of await this.#pending.olderThan(Date.now() - timeoutMs)) {
+      const record = await this.log.getJob(jobId);
+      const queued = record?.hostId !== undefined && (await this.#queue(record.hostId).getJob(jobId)) !== undefined;
+      if (record === undefined || queued || !["queued", "placed"].includes(record.phase)) {
+        await this.#pending.enqueued([jobId]);
+        continue;
+      }
+      if (await this.#failPending(jobId, "the create job was admitted but never reached its host's queue")) {
+        ended.push(jobId);
+      }
+    }
+    return ended;
   }
 
   /** Destroys a VM wherever it lives. Destroying a VM that is gone succeeds. */

@@ -1,4 +1,5 @@
 export * from "./admission.js";
+export * from "./batches.js";
 export * from "./capacity.js";
 export * from "./connection.js";
 export * from "./event-log.js";
@@ -6,6 +7,7 @@ export * from "./fleet-client.js";
 export * from "./host-registry.js";
 export * from "./job-handle.js";
 export * from "./keys.js";
+export * from "./pending-jobs.js";
 export * from "./quota.js";
 export * from "./scripts.js";
 export * from "./vm-registry.js";

@@ -46,12 +46,15 @@ export class Keys {
     return `${this.prefix}:vms`;
   }
 
-  /** A host's capacity (`capMem`, `capVcpus`, written by its worker) and allocation (`mem`, `vcpus`). */
+  /**
+   * A host's capacity (`capMem`, `capVcpus`, `capDisk` in GiB, written by its worker; no `capDisk`:
+   * not limited by disk) and allocation (`mem`, `vcpus`, `disk`).
+   */
   alloc(hostId: string): string {
     return `${this.prefix}:alloc:${hostId}`;
   }
 
-  /** The room each VM holds on a host: vm → "memoryMiB:vcpus". */
+  /** The room each VM holds on a host: vm → "memoryMiB:vcpus[:diskGiB]". */
   claims(hostId: string): string {
     return `${this.prefix}:claims:${hostId}`;
   }
@@ -76,14 +79,24 @@ export class Keys {
     return `${this.prefix}:drain:${hostId}`;
   }
 
-  /** A tenant's usage (vms, mem, vcpus) against its quota. */
+  /** A tenant's usage (vms, mem, vcpus, disk) against its quota. */
   usage(tenant: string): string {
     return `${this.prefix}:usage:${tenant}`;
   }
 
-  /** The quota each of a tenant's VMs holds: vm → "memoryMiB:vcpus". */
+  /** The quota each of a tenant's VMs holds: vm → "memoryMiB:vcpus[:diskGiB]". */
   usageVms(tenant: string): string {
     return `${this.prefix}:usage:${tenant}:vms`;
+  }
+
+  /** Create jobs admitted but not yet known to be in their host's queue: jobId → admitted at (ms). */
+  pendingJobs(): string {
+    return `${this.prefix}:pending`;
+  }
+
+  /** A tenant's stored batches: batchId → created at (ms). */
+  tenantBatches(tenant: string): string {
+    return `${this.prefix}:batches:${tenant}`;
   }
 
   batch(batchId: string): string {
@@ -96,6 +109,11 @@ export class Keys {
 
   batchEvents(batchId: string): string {
     return `${this.prefix}:batch:${batchId}:events`;
+  }
+
+  /** A tenant's stored idempotency answers: key → stored at (ms). */
+  idempotencyKeys(scope: string): string {
+    return `${this.prefix}:idem-keys:${scope}`;
   }
 
   /** An API idempotency key's stored answer. */
