@@ -13,7 +13,19 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
-import { type CreateOptions, closeRedis, createRedis, FleetClient, Keys, type VmRecord } from "@virtfleet/queue";
+import {
+  type CreateOptions,
+  closeRedis,
+  createRedis,
+  explainRedisError,
+  FleetClient,
+  Keys,
+  quietErrors,
+  type RedisConfig,
+  reportRedisErrors,
+  resolveRedisConfig,
+  type VmRecord,
+} from "@virtfleet/queue";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -26,7 +38,10 @@ import { problem, toProblem } from "./problem.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
-  redisUrl: string;
+  /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
+  redis?: RedisConfig;
+  /** Redis URL: short for `redis: { url }`. */
+  redisUrl?: string;
   prefix?: string;
   tokens: TokenStore;
   logger: Logger;
@@ -78,15 +93,17 @@ export class ApiServer {
   constructor(options: ApiServerOptions) {
     this.#o = options;
     const keys = new Keys(options.prefix);
-    this.fleet = new FleetClient({
-      redisUrl: options.redisUrl,
-      ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
-    });
-    this.#redis = createRedis({ url: options.redisUrl, connectionName: "virtfleet-api" });
+    const redis = resolveRedisConfig(options);
+    this.fleet = new FleetClient({ redis, ...(options.prefix === undefined ? {} : { prefix: options.prefix }) });
+    this.#redis = createRedis({ config: redis, connectionName: "virtfleet-api" });
+    // A refused password or an untrusted certificate: one clear line (never the secret); /readyz says 503.
+    reportRedisErrors(this.#redis, (error) =>
+      options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
+    );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
     this.#metrics = new Metrics(this.fleet);
     this.#tail = new EventTail({
-      redis: this.#redis.duplicate(),
+      redis: quietErrors(this.#redis.duplicate()),
       keys,
       log: this.fleet.log,
       logger: options.logger,

@@ -7,5 +7,7 @@ export * from "./host-registry.js";
 export * from "./job-handle.js";
 export * from "./keys.js";
 export * from "./quota.js";
+export * from "./redis-config.js";
+export * from "./redis-errors.js";
 export * from "./scripts.js";
 export * from "./vm-registry.js";
