@@ -193,12 +193,14 @@ if [ $WITH_REDIS = 1 ]; then
      "$REDIS_PASSWORD_FILE" "$CONF_DIR/redis-virtfleet.conf" "$password" >"$REDIS_AUTH_CONF.new")
   chown root:redis "$REDIS_AUTH_CONF.new"; chmod 0640 "$REDIS_AUTH_CONF.new"; mv -f "$REDIS_AUTH_CONF.new" "$REDIS_AUTH_CONF"
 
-  ours_pid() { [ -f "$REDIS_PIDFILE" ] && kill -0 "$(cat "$REDIS_PIDFILE")" 2>/dev/null && cat "$REDIS_PIDFILE"; }
+  # A live (not zombie) process of that pid.
+  pid_alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true); [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]; }
+  ours_pid() { [ -f "$REDIS_PIDFILE" ] && pid_alive "$(cat "$REDIS_PIDFILE")" && cat "$REDIS_PIDFILE"; }
   stop_ours() {  # SHUTDOWN writes the AOF/RDB; then wait for the process to go
     local pid; pid=$(ours_pid) || return 0
     rcli "$1" shutdown >/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    ! kill -0 "$pid" 2>/dev/null || die "redis (pid $pid) did not stop"
+    for _ in $(seq 150); do pid_alive "$pid" || break; sleep 0.2; done
+    ! pid_alive "$pid" || die "redis (pid $pid) did not stop"
   }
 
   start=1

@@ -19,6 +19,7 @@ import {
   createRedis,
   explainRedisError,
   FleetClient,
+  isRedisAuthError,
   Keys,
   quietErrors,
   type RedisConfig,
@@ -333,7 +334,14 @@ export class ApiServer {
       }));
     });
 
-    await this.#tail.start();
+    try {
+      await this.#tail.start();
+    } catch (error) {
+      // Redis refuses our credentials: listen anyway (/readyz says 503, the log says why) and start
+      // the event tail once it lets us in.
+      if (!isRedisAuthError(error)) throw error;
+      void this.#startTailLater();
+    }
     await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 8080 });
   }
 
@@ -504,6 +512,19 @@ export class ApiServer {
   }
 
   /** Stops listening, ends streams, closes connections. Safe to call twice. */
+  async #startTailLater(): Promise<void> {
+    while (this.#closing === undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 2000).unref());
+      if (this.#closing !== undefined) return;
+      try {
+        await this.#tail.start();
+        return;
+      } catch {
+        // still refused: the connection's error is logged once (reportRedisErrors)
+      }
+    }
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.app.close().catch(() => undefined);
