@@ -12,12 +12,14 @@ set -euo pipefail
 # systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway).
 PACKAGES=(qemu-utils qemu-system-x86 libvirt-daemon-system virtinst redis-server
           busybox-static linux-image-cloud-amd64 cpio systemd)
-STATE_DIR=/var/lib/virtfleet
+STATE_DIR=${VIRTFLEET_STATE_DIR:-/var/lib/virtfleet}
 LIBVIRT_URI=qemu:///system
 WAIT_SECS=30
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REDIS_CONF=$SCRIPT_DIR/redis/virtfleet.conf
-CONF_DIR=/etc/virtfleet
+CONF_DIR=${VIRTFLEET_CONF_DIR:-/etc/virtfleet}
+# Another port and folders (VIRTFLEET_REDIS_PORT, VIRTFLEET_STATE_DIR, VIRTFLEET_CONF_DIR): for tests.
+REDIS_PORT=${VIRTFLEET_REDIS_PORT:-6379}
 # Generated once by --with-redis: the password clients read (root only), and the server's config.
 REDIS_PASSWORD_FILE=$CONF_DIR/redis.password
 REDIS_AUTH_CONF=$CONF_DIR/redis.conf
@@ -171,8 +173,8 @@ if [ $WITH_REDIS = 1 ]; then
   REDIS_PIDFILE=$REDIS_DIR/redis.pid
   # redis-cli with password $1 ("" for none), through the environment (never argv).
   rcli() {
-    if [ -n "$1" ]; then REDISCLI_AUTH=$1 timeout 3 redis-cli --no-auth-warning -h 127.0.0.1 -p 6379 "${@:2}" 2>/dev/null
-    else env -u REDISCLI_AUTH timeout 3 redis-cli -h 127.0.0.1 -p 6379 "${@:2}" 2>/dev/null; fi
+    if [ -n "$1" ]; then REDISCLI_AUTH=$1 timeout 3 redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" "${@:2}" 2>/dev/null
+    else env -u REDISCLI_AUTH timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "${@:2}" 2>/dev/null; fi
   }
 
   if ! id redis >/dev/null 2>&1; then
@@ -206,8 +208,8 @@ if [ $WITH_REDIS = 1 ]; then
   start=1
   if [ "$(rcli "" ping)" = PONG ]; then
     # Answers without a password: an earlier set-up's Redis (run as root), or somebody else's.
-    pid=$(ours_pid) || die "an unauthenticated Redis that host-setup did not start answers on 127.0.0.1:6379; stop it (or point REDIS_URL elsewhere) and run again"
-    warn "redis: the Redis on 127.0.0.1:6379 (pid $pid, user $(ps -o user= -p "$pid")) has no password: restarting it as user redis with one (its data is kept)"
+    pid=$(ours_pid) || die "an unauthenticated Redis that host-setup did not start answers on 127.0.0.1:$REDIS_PORT; stop it (or point REDIS_URL elsewhere) and run again"
+    warn "redis: the Redis on 127.0.0.1:$REDIS_PORT (pid $pid, user $(ps -o user= -p "$pid")) has no password: restarting it as user redis with one (its data is kept)"
     stop_ours ""
   elif [ "$(rcli "$password" ping)" = PONG ]; then
     pid=$(ours_pid) || true
@@ -216,10 +218,10 @@ if [ $WITH_REDIS = 1 ]; then
       stop_ours "$password"
     else
       start=0
-      log "redis: already answering on 127.0.0.1:6379 (with the password of $REDIS_PASSWORD_FILE)"
+      log "redis: already answering on 127.0.0.1:$REDIS_PORT (with the password of $REDIS_PASSWORD_FILE)"
     fi
-  elif timeout 3 redis-cli -h 127.0.0.1 -p 6379 ping 2>&1 | grep -q 'NOAUTH\|WRONGPASS'; then
-    die "a Redis answers on 127.0.0.1:6379 but refuses the password of $REDIS_PASSWORD_FILE; stop it or put its password there"
+  elif timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>&1 | grep -q 'NOAUTH\|WRONGPASS'; then
+    die "a Redis answers on 127.0.0.1:$REDIS_PORT but refuses the password of $REDIS_PASSWORD_FILE; stop it or put its password there"
   fi
 
   if [ $start = 1 ]; then
@@ -227,14 +229,15 @@ if [ $WITH_REDIS = 1 ]; then
     install -d -m 0750 -o redis -g redis "$REDIS_DIR"
     chown -R redis:redis "$REDIS_DIR"; chmod 0750 "$REDIS_DIR"
     setpriv --reuid=redis --regid=redis --init-groups --inh-caps=-all \
-      redis-server "$REDIS_AUTH_CONF" --daemonize yes --dir "$REDIS_DIR" \
-      --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_DIR/redis.log"
+      redis-server "$REDIS_AUTH_CONF" --port "$REDIS_PORT" --daemonize yes --dir "$REDIS_DIR" \
+      --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_DIR/redis.log" \
+      || die "redis-server did not start as user redis (see $REDIS_DIR/redis.log; it must be able to read $REDIS_AUTH_CONF)"
     deadline=$((SECONDS + WAIT_SECS))
     until [ "$(rcli "$password" ping)" = PONG ]; do
       (( SECONDS < deadline )) || die "redis not answering after ${WAIT_SECS}s (see $REDIS_DIR/redis.log)"
       sleep 0.2
     done
-    log "redis: started on 127.0.0.1:6379 as user $(ps -o user= -p "$(cat "$REDIS_PIDFILE")" | tr -d ' '), with a password (appendonly $(rcli "$password" config get appendonly | tail -1), maxmemory-policy $(rcli "$password" config get maxmemory-policy | tail -1))"
+    log "redis: started on 127.0.0.1:$REDIS_PORT as user $(ps -o user= -p "$(cat "$REDIS_PIDFILE")" | tr -d ' '), with a password (appendonly $(rcli "$password" config get appendonly | tail -1), maxmemory-policy $(rcli "$password" config get maxmemory-policy | tail -1))"
   fi
   log "redis: clients use REDIS_PASSWORD_FILE=$REDIS_PASSWORD_FILE"
 fi

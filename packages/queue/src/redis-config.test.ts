@@ -99,8 +99,12 @@ describe("describeRedis", () => {
   it("names the server and the user, never the password", () => {
     expect(describeRedis({ url: "rediss://alice:s3cret@h:6380/1" })).toBe("rediss://alice@h:6380/1");
     expect(describeRedis({ url: "redis://:s3cret@h:6379", password: "x" })).toBe("redis://h:6379");
-    // The old message kept the password when it held a "/" (the regex stopped there).
-    expect(describeRedis({ url: "redis://:pa%2Fss@h:6379" })).not.toContain("pa");
+    // The old message kept what followed an unencoded "@" in the password (its regex stopped there).
+    expect(describeRedis({ url: "redis://:p@ssw0rd-xyz@h:6379" })).toBe("redis://h:6379");
+    expect(redisOptions({ url: "redis://:p@ssw0rd-xyz@h:6379" })).toMatchObject({
+      host: "h",
+      password: "p@ssw0rd-xyz",
+    });
   });
 });
 
