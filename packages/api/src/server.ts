@@ -511,7 +511,7 @@ export class ApiServer {
       .send(answer.body);
   }
 
-  /** Stops listening, ends streams, closes connections. Safe to call twice. */
+  /** Starts the event tail once Redis accepts the credentials (retried every 2 s until closing). */
   async #startTailLater(): Promise<void> {
     while (this.#closing === undefined) {
       await new Promise((resolve) => setTimeout(resolve, 2000).unref());
@@ -525,6 +525,7 @@ export class ApiServer {
     }
   }
 
+  /** Stops listening, ends streams, closes connections. Safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.app.close().catch(() => undefined);
