@@ -9,9 +9,10 @@
 # Never starts libvirt's NAT network `default` (and turns its autostart off).
 set -euo pipefail
 
-# systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway).
+# systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway);
+# openssl: the tests make a CA and certificates for Redis over TLS.
 PACKAGES=(qemu-utils qemu-system-x86 libvirt-daemon-system virtinst redis-server
-          busybox-static linux-image-cloud-amd64 cpio systemd)
+          busybox-static linux-image-cloud-amd64 cpio systemd openssl)
 STATE_DIR=${VIRTFLEET_STATE_DIR:-/var/lib/virtfleet}
 LIBVIRT_URI=qemu:///system
 WAIT_SECS=30
