@@ -2,25 +2,34 @@
 # virtfleet host setup (Debian 12). Idempotent; a no-op run takes well under a second.
 #
 #   deploy/host-setup.sh               packages, libvirt daemons, /dev/kvm, state dirs
-#   deploy/host-setup.sh --with-redis  ... and a local redis-server on 127.0.0.1:6379
+#   deploy/host-setup.sh --with-redis  ... and a local redis-server on 127.0.0.1:6379, run as user
+#                                      redis with a password (generated once into
+#                                      /etc/virtfleet/redis.password; clients: REDIS_PASSWORD_FILE)
 #
 # Never starts libvirt's NAT network `default` (and turns its autostart off).
 set -euo pipefail
 
-# systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway).
+# systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway);
+# openssl: the tests make a CA and certificates for Redis over TLS.
 PACKAGES=(qemu-utils qemu-system-x86 libvirt-daemon-system virtinst redis-server
-          busybox-static linux-image-cloud-amd64 cpio systemd)
-STATE_DIR=/var/lib/virtfleet
+          busybox-static linux-image-cloud-amd64 cpio systemd openssl)
+STATE_DIR=${VIRTFLEET_STATE_DIR:-/var/lib/virtfleet}
 LIBVIRT_URI=qemu:///system
 WAIT_SECS=30
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REDIS_CONF=$SCRIPT_DIR/redis/virtfleet.conf
+CONF_DIR=${VIRTFLEET_CONF_DIR:-/etc/virtfleet}
+# Another port and folders (VIRTFLEET_REDIS_PORT, VIRTFLEET_STATE_DIR, VIRTFLEET_CONF_DIR): for tests.
+REDIS_PORT=${VIRTFLEET_REDIS_PORT:-6379}
+# Generated once by --with-redis: the password clients read (root only), and the server's config.
+REDIS_PASSWORD_FILE=$CONF_DIR/redis.password
+REDIS_AUTH_CONF=$CONF_DIR/redis.conf
 
 WITH_REDIS=0
 for arg in "$@"; do
   case $arg in
     --with-redis) WITH_REDIS=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "host-setup: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -156,21 +165,82 @@ install -d -m 0755 "$STATE_DIR" "$STATE_DIR/vms" "$STATE_DIR/images"
 log "dirs: $STATE_DIR/{vms,images} ready"
 
 # --- 6. optional redis ----------------------------------------------------------
+# redis-server runs as the `redis` user (Debian's package makes it), its data private to it, with a
+# password generated once: clients read it from $REDIS_PASSWORD_FILE (root only); the server from
+# $REDIS_AUTH_CONF (root:redis 0640). Neither is ever on a command line (`ps` shows those).
 if [ $WITH_REDIS = 1 ]; then
-  if timeout 3 redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -qx PONG; then
-    log "redis: already answering on 127.0.0.1:6379"
-  else
-    [ -r "$REDIS_CONF" ] || die "missing $REDIS_CONF"
-    install -d -m 0750 "$STATE_DIR/redis"   # redis runs as root here; data stays private
-    redis-server "$REDIS_CONF" --daemonize yes --dir "$STATE_DIR/redis" \
-      --pidfile "$STATE_DIR/redis/redis.pid" --logfile "$STATE_DIR/redis/redis.log"
+  [ -r "$REDIS_CONF" ] || die "missing $REDIS_CONF"
+  REDIS_DIR=$STATE_DIR/redis
+  REDIS_PIDFILE=$REDIS_DIR/redis.pid
+  # redis-cli with password $1 ("" for none), through the environment (never argv).
+  rcli() {
+    if [ -n "$1" ]; then REDISCLI_AUTH=$1 timeout 3 redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" "${@:2}" 2>/dev/null
+    else env -u REDISCLI_AUTH timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "${@:2}" 2>/dev/null; fi
+  }
+
+  if ! id redis >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir "$REDIS_DIR" --no-create-home --shell /usr/sbin/nologin redis
+    log "redis: user redis created"
+  fi
+  install -d -m 0755 "$CONF_DIR"
+  if [ ! -s "$REDIS_PASSWORD_FILE" ]; then
+    (umask 077; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$REDIS_PASSWORD_FILE")
+    log "redis: password generated into $REDIS_PASSWORD_FILE"
+  fi
+  chown root:root "$REDIS_PASSWORD_FILE"; chmod 0600 "$REDIS_PASSWORD_FILE"
+  password=$(cat "$REDIS_PASSWORD_FILE")
+  # The server's configuration: the recommended settings plus the password (readable by redis only).
+  install -m 0644 "$REDIS_CONF" "$CONF_DIR/redis-virtfleet.conf"
+  (umask 027
+   printf '# written by virtfleet host-setup.sh: do not edit (the password is %s)\ninclude %s\nrequirepass %s\n' \
+     "$REDIS_PASSWORD_FILE" "$CONF_DIR/redis-virtfleet.conf" "$password" >"$REDIS_AUTH_CONF.new")
+  chown root:redis "$REDIS_AUTH_CONF.new"; chmod 0640 "$REDIS_AUTH_CONF.new"; mv -f "$REDIS_AUTH_CONF.new" "$REDIS_AUTH_CONF"
+
+  # A live (not zombie) process of that pid.
+  pid_alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true); [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]; }
+  ours_pid() { [ -f "$REDIS_PIDFILE" ] && pid_alive "$(cat "$REDIS_PIDFILE")" && cat "$REDIS_PIDFILE"; }
+  stop_ours() {  # SHUTDOWN writes the AOF/RDB; then wait for the process to go
+    local pid; pid=$(ours_pid) || return 0
+    rcli "$1" shutdown >/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do pid_alive "$pid" || break; sleep 0.2; done
+    ! pid_alive "$pid" || die "redis (pid $pid) did not stop"
+  }
+
+  start=1
+  if [ "$(rcli "" ping)" = PONG ]; then
+    # Answers without a password: an earlier set-up's Redis (run as root), or somebody else's.
+    pid=$(ours_pid) || die "an unauthenticated Redis that host-setup did not start answers on 127.0.0.1:$REDIS_PORT; stop it (or point REDIS_URL elsewhere) and run again"
+    warn "redis: the Redis on 127.0.0.1:$REDIS_PORT (pid $pid, user $(ps -o user= -p "$pid")) has no password: restarting it as user redis with one (its data is kept)"
+    stop_ours ""
+  elif [ "$(rcli "$password" ping)" = PONG ]; then
+    pid=$(ours_pid) || true
+    if [ -n "$pid" ] && [ "$(ps -o user= -p "$pid" | tr -d ' ')" != redis ]; then
+      warn "redis: running as $(ps -o user= -p "$pid"), restarting it as user redis"
+      stop_ours "$password"
+    else
+      start=0
+      log "redis: already answering on 127.0.0.1:$REDIS_PORT (with the password of $REDIS_PASSWORD_FILE)"
+    fi
+  elif timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>&1 | grep -q 'NOAUTH\|WRONGPASS'; then
+    die "a Redis answers on 127.0.0.1:$REDIS_PORT but refuses the password of $REDIS_PASSWORD_FILE; stop it or put its password there"
+  fi
+
+  if [ $start = 1 ]; then
+    # Data and log private to redis (an earlier root-run Redis left root's files here: hand them over).
+    install -d -m 0750 -o redis -g redis "$REDIS_DIR"
+    chown -R redis:redis "$REDIS_DIR"; chmod 0750 "$REDIS_DIR"
+    setpriv --reuid=redis --regid=redis --init-groups --inh-caps=-all \
+      redis-server "$REDIS_AUTH_CONF" --port "$REDIS_PORT" --daemonize yes --dir "$REDIS_DIR" \
+      --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_DIR/redis.log" \
+      || die "redis-server did not start as user redis (see $REDIS_DIR/redis.log; it must be able to read $REDIS_AUTH_CONF)"
     deadline=$((SECONDS + WAIT_SECS))
-    until timeout 3 redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -qx PONG; do
-      (( SECONDS < deadline )) || die "redis not answering after ${WAIT_SECS}s (see $STATE_DIR/redis/redis.log)"
+    until [ "$(rcli "$password" ping)" = PONG ]; do
+      (( SECONDS < deadline )) || die "redis not answering after ${WAIT_SECS}s (see $REDIS_DIR/redis.log)"
       sleep 0.2
     done
-    log "redis: started on 127.0.0.1:6379 (appendonly $(redis-cli config get appendonly | tail -1), maxmemory-policy $(redis-cli config get maxmemory-policy | tail -1))"
+    log "redis: started on 127.0.0.1:$REDIS_PORT as user $(ps -o user= -p "$(cat "$REDIS_PIDFILE")" | tr -d ' '), with a password (appendonly $(rcli "$password" config get appendonly | tail -1), maxmemory-policy $(rcli "$password" config get maxmemory-policy | tail -1))"
   fi
+  log "redis: clients use REDIS_PASSWORD_FILE=$REDIS_PASSWORD_FILE"
 fi
 
 log "done"

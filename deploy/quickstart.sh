@@ -6,13 +6,19 @@
 #   deploy/quickstart.sh --stop     stop the local worker and Redis that quickstart started
 #
 # Environment: VIRTFLEET_VIRT_TYPE (default qemu: TCG works everywhere, also under nested virtualisation),
-# DEMO_COUNT (default 3).
+# DEMO_COUNT (default 3). Redis: REDIS_URL (default redis://127.0.0.1:6379, the local Redis host-setup.sh
+# runs as user redis) with REDIS_PASSWORD_FILE (default /etc/virtfleet/redis.password, made by host-setup.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 STATE=/var/lib/virtfleet
 IMAGES=$STATE/images
 PIDFILE=$STATE/worker.pid
+# The local Redis that host-setup.sh --with-redis runs has a password, generated once into this file.
+REDIS_PASSWORD_DEFAULT_FILE=/etc/virtfleet/redis.password
+if [ -z "${REDIS_URL:-}" ] && [ -z "${REDIS_PASSWORD:-}" ] && [ -z "${REDIS_PASSWORD_FILE:-}" ]; then
+  export REDIS_PASSWORD_FILE=$REDIS_PASSWORD_DEFAULT_FILE
+fi
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export TURBO_TELEMETRY_DISABLED=1
 KEEP=0
@@ -22,15 +28,22 @@ for arg in "$@"; do
     --stop)
       if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then kill -TERM "$(cat "$PIDFILE")"; echo "quickstart: worker stopped"; fi
       rm -f "$PIDFILE"
-      redis-cli -u "$REDIS_URL" shutdown >/dev/null 2>&1 && echo "quickstart: redis stopped" || true
+      # The password through the environment, never on a command line.
+      auth=${REDIS_PASSWORD:-}
+      [ -z "$auth" ] && [ -n "${REDIS_PASSWORD_FILE:-}" ] && [ -r "$REDIS_PASSWORD_FILE" ] && auth=$(cat "$REDIS_PASSWORD_FILE")
+      if [ -n "$auth" ]; then
+        REDISCLI_AUTH=$auth redis-cli --no-auth-warning -u "$REDIS_URL" shutdown >/dev/null 2>&1 && echo "quickstart: redis stopped" || true
+      else
+        redis-cli -u "$REDIS_URL" shutdown >/dev/null 2>&1 && echo "quickstart: redis stopped" || true
+      fi
       exit 0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "quickstart: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "host set-up: packages, libvirtd, Redis (AOF, noeviction)"
+say "host set-up: packages, libvirtd, Redis (user redis, a password, AOF, noeviction)"
 bash deploy/host-setup.sh --with-redis
 
 say "build virtfleet"

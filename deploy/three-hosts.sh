@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 STATE=/var/lib/virtfleet
+# quickstart's Redis (host-setup.sh --with-redis) has a password, in this file.
+if [ -z "${REDIS_URL:-}" ] && [ -z "${REDIS_PASSWORD:-}" ] && [ -z "${REDIS_PASSWORD_FILE:-}" ]; then
+  export REDIS_PASSWORD_FILE=/etc/virtfleet/redis.password
+fi
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 KEEP=0; [ "${1:-}" = --keep ] && KEEP=1
 vf() { node apps/cli/dist/main.js "$@"; }

@@ -1,9 +1,11 @@
 import { toValidationError } from "@virtfleet/core";
+import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { z } from "zod";
 
 /** The API server's configuration, read once at start. */
 export const ApiEnv = z.object({
-  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  /** REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_TLS_*_FILE: one schema for every component. */
+  ...RedisEnv.shape,
   VIRTFLEET_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
@@ -22,10 +24,11 @@ export const ApiEnv = z.object({
     .default(1024 * 1024),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
-export type ApiEnv = z.infer<typeof ApiEnv>;
+/** The parsed variables, and the Redis configuration built from them (password and TLS files read). */
+export type ApiEnv = z.infer<typeof ApiEnv> & { redis: RedisConfig };
 
 export function parseApiEnv(env: NodeJS.ProcessEnv): ApiEnv {
   const result = ApiEnv.safeParse(env);
   if (!result.success) throw toValidationError(result.error);
-  return result.data;
+  return { ...result.data, redis: redisConfigFromParsedEnv(result.data) };
 }

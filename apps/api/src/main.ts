@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ApiServer, TokenStore } from "@virtfleet/api";
 import { endProcess, ValidationError } from "@virtfleet/core";
+import { REDACT_PATHS, redactError } from "@virtfleet/queue";
 import { pino } from "pino";
 import { parseApiEnv } from "./env.js";
 
@@ -20,11 +21,19 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   // Written synchronously: the last lines before an exit are not lost.
-  const logger = pino({ level: env.LOG_LEVEL }, pino.destination({ dest: 1, sync: true }));
+  // Never a Redis password: errors lose it (a refused AUTH carries it), logged options too.
+  const logger = pino(
+    {
+      level: env.LOG_LEVEL,
+      serializers: { err: (e: unknown) => pino.stdSerializers.err(redactError(e) as Error) },
+      redact: REDACT_PATHS,
+    },
+    pino.destination({ dest: 1, sync: true }),
+  );
   if (env.VIRTFLEET_WEBHOOK_SECRET === undefined)
     logger.warn("VIRTFLEET_WEBHOOK_SECRET is not set: webhook signatures use a random key");
   const server = new ApiServer({
-    redisUrl: env.REDIS_URL,
+    redis: env.redis,
     prefix: env.VIRTFLEET_PREFIX,
     tokens,
     logger,

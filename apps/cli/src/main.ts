@@ -11,7 +11,7 @@ import {
   VirtfleetError,
   VmSpec,
 } from "@virtfleet/core";
-import type { FleetClient } from "@virtfleet/queue";
+import { type FleetClient, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
@@ -21,7 +21,7 @@ import { formatEvent, formatTable } from "./output.js";
 import { RedisBackend } from "./redis-backend.js";
 
 const CliEnv = z.object({
-  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  ...RedisEnv.shape,
   VIRTFLEET_API_URL: z.string().url().optional(),
   VIRTFLEET_TOKEN: z.string().min(1).optional(),
   VIRTFLEET_PREFIX: z
@@ -63,7 +63,7 @@ class Cli {
         }
         this.#backend = new ApiBackend(env.VIRTFLEET_API_URL, env.VIRTFLEET_TOKEN);
       } else {
-        this.#backend = new RedisBackend(env.REDIS_URL, env.VIRTFLEET_PREFIX);
+        this.#backend = new RedisBackend(redisConfigFromParsedEnv(env), env.VIRTFLEET_PREFIX);
       }
     }
     return this.#backend;

@@ -1,5 +1,5 @@
 import type { StreamedEvent } from "@virtfleet/core";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient, type RedisConfig } from "@virtfleet/queue";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
@@ -8,8 +8,9 @@ export class RedisBackend implements Backend {
   readonly fleet: FleetClient;
   #ready: Promise<void> | undefined;
 
-  constructor(redisUrl: string, prefix: string) {
-    this.fleet = new FleetClient({ redisUrl, prefix });
+  /** `redis`: a whole configuration (credentials, TLS), or a bare URL. */
+  constructor(redis: RedisConfig | string, prefix: string) {
+    this.fleet = new FleetClient({ redis: typeof redis === "string" ? { url: redis } : redis, prefix });
   }
 
   /** Fails fast with REDIS_UNAVAILABLE instead of waiting for Redis forever. */

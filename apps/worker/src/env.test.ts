@@ -27,11 +27,19 @@ describe("worker configuration", () => {
     expect(env.VIRTFLEET_VIRT_TYPE).toBe("qemu");
   });
 
+  it("builds the Redis configuration from the Redis variables", () => {
+    const env = parseWorkerEnv({ REDIS_URL: "redis://h:6380/1", REDIS_USERNAME: "w", REDIS_PASSWORD: "p" });
+    expect(env.redis).toEqual({ url: "redis://h:6380/1", username: "w", password: "p" });
+  });
+
   it.each([
     [{ VIRTFLEET_CONCURRENCY: "0" }, "VIRTFLEET_CONCURRENCY"],
     [{ VIRTFLEET_CONCURRENCY: "many" }, "VIRTFLEET_CONCURRENCY"],
     [{ VIRTFLEET_VIRT_TYPE: "xen" }, "VIRTFLEET_VIRT_TYPE"],
     [{ REDIS_URL: "not a url" }, "REDIS_URL"],
+    [{ REDIS_URL: "http://127.0.0.1:6379" }, "REDIS_URL"],
+    [{ REDIS_PASSWORD_FILE: "/nonexistent/redis.password" }, "REDIS_PASSWORD_FILE"],
+    [{ REDIS_TLS_CA_FILE: "/etc/ssl/certs/ca-certificates.crt" }, "REDIS_TLS_CA_FILE"],
     [{ VIRTFLEET_HOST_ID: "a:b" }, "VIRTFLEET_HOST_ID"],
     [{ VIRTFLEET_LABELS: "novalue" }, "VIRTFLEET_LABELS"],
     [{ VIRTFLEET_ALLOWED_NETWORKS: "br0,mac=x" }, "VIRTFLEET_ALLOWED_NETWORKS"],

@@ -2,6 +2,7 @@ import os from "node:os";
 import { DEFAULT_OVERCOMMIT_DISK } from "@virtfleet/agent";
 import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
 import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
+import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { z } from "zod";
 
 /** `key=value,key=value` into a record. */
@@ -47,7 +48,8 @@ const NetworkList = z
 
 /** The worker's whole configuration, read once at start. */
 export const WorkerEnv = z.object({
-  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  /** REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_TLS_*_FILE: one schema for every component. */
+  ...RedisEnv.shape,
   VIRTFLEET_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
@@ -85,10 +87,11 @@ export const WorkerEnv = z.object({
   VIRTFLEET_MAX_STALLED: z.coerce.number().int().min(1).default(10),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
-export type WorkerEnv = z.infer<typeof WorkerEnv>;
+/** The parsed variables, and the Redis configuration built from them (password and TLS files read). */
+export type WorkerEnv = z.infer<typeof WorkerEnv> & { redis: RedisConfig };
 
 export function parseWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
   const result = WorkerEnv.safeParse(env);
   if (!result.success) throw toValidationError(result.error);
-  return result.data;
+  return { ...result.data, redis: redisConfigFromParsedEnv(result.data) };
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { HostAgent } from "@virtfleet/agent";
 import { endProcess, ValidationError } from "@virtfleet/core";
+import { REDACT_PATHS, redactError } from "@virtfleet/queue";
 import { pino } from "pino";
 import { parseWorkerEnv } from "./env.js";
 
@@ -17,9 +18,18 @@ async function main(): Promise<void> {
     throw error;
   }
   // Written synchronously: the last lines before an exit are not lost.
-  const logger = pino({ level: env.LOG_LEVEL, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }));
+  // Never a Redis password: errors lose it (a refused AUTH carries it), logged options too.
+  const logger = pino(
+    {
+      level: env.LOG_LEVEL,
+      base: { pid: process.pid },
+      serializers: { err: (e: unknown) => pino.stdSerializers.err(redactError(e) as Error) },
+      redact: REDACT_PATHS,
+    },
+    pino.destination({ dest: 1, sync: true }),
+  );
   const agent = new HostAgent({
-    redisUrl: env.REDIS_URL,
+    redis: env.redis,
     prefix: env.VIRTFLEET_PREFIX,
     hostId: env.VIRTFLEET_HOST_ID,
     libvirtUri: env.VIRTFLEET_LIBVIRT_URI,

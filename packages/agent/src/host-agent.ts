@@ -27,10 +27,14 @@ import {
   createRedis,
   type EventInput,
   EventLog,
+  explainRedisError,
   FleetClient,
   HostRegistry,
   Keys,
   quietErrors,
+  type RedisConfig,
+  reportRedisErrors,
+  resolveRedisConfig,
   VmRegistry,
 } from "@virtfleet/queue";
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
@@ -45,7 +49,10 @@ import { type ReconcileReport, Reconciler } from "./reconciler.js";
 export const DEFAULT_OVERCOMMIT_DISK = 1;
 
 export interface HostAgentOptions {
-  redisUrl: string;
+  /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
+  redis?: RedisConfig;
+  /** Redis URL: short for `redis: { url }`. */
+  redisUrl?: string;
   /** Key prefix of the fleet. Default `virtfleet`. */
   prefix?: string;
   hostId: string;
@@ -163,7 +170,10 @@ export class HostAgent {
     this.hostId = options.hostId;
     this.keys = new Keys(options.prefix);
     this.#logger = options.logger.child({ host: options.hostId });
-    this.#redis = createRedis({ url: options.redisUrl, connectionName: `virtfleet-worker:${options.hostId}` });
+    const redis = resolveRedisConfig(options);
+    this.#redis = createRedis({ config: redis, connectionName: `virtfleet-worker:${options.hostId}` });
+    // A refused password or an untrusted certificate: one clear line (never the secret), not silence.
+    reportRedisErrors(this.#redis, (error) => this.#logger.error({ err: error }, `Redis: ${explainRedisError(error)}`));
     this.#subscriber = quietErrors(this.#redis.duplicate());
     this.#log = new EventLog(this.#redis, this.keys);
     this.#hosts = new HostRegistry(this.#redis, this.keys);
@@ -180,7 +190,7 @@ export class HostAgent {
     });
     this.#queue.on("error", (error) => this.#logger.debug({ err: error }, "queue connection error"));
     this.#fleet = new FleetClient({
-      redisUrl: options.redisUrl,
+      redis,
       ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     });
   }

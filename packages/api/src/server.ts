@@ -13,7 +13,20 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
-import { type CreateOptions, closeRedis, createRedis, FleetClient, Keys, type VmRecord } from "@virtfleet/queue";
+import {
+  type CreateOptions,
+  closeRedis,
+  createRedis,
+  explainRedisError,
+  FleetClient,
+  isRedisAuthError,
+  Keys,
+  quietErrors,
+  type RedisConfig,
+  reportRedisErrors,
+  resolveRedisConfig,
+  type VmRecord,
+} from "@virtfleet/queue";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -26,7 +39,10 @@ import { problem, toProblem } from "./problem.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
-  redisUrl: string;
+  /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
+  redis?: RedisConfig;
+  /** Redis URL: short for `redis: { url }`. */
+  redisUrl?: string;
   prefix?: string;
   tokens: TokenStore;
   logger: Logger;
@@ -78,15 +94,17 @@ export class ApiServer {
   constructor(options: ApiServerOptions) {
     this.#o = options;
     const keys = new Keys(options.prefix);
-    this.fleet = new FleetClient({
-      redisUrl: options.redisUrl,
-      ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
-    });
-    this.#redis = createRedis({ url: options.redisUrl, connectionName: "virtfleet-api" });
+    const redis = resolveRedisConfig(options);
+    this.fleet = new FleetClient({ redis, ...(options.prefix === undefined ? {} : { prefix: options.prefix }) });
+    this.#redis = createRedis({ config: redis, connectionName: "virtfleet-api" });
+    // A refused password or an untrusted certificate: one clear line (never the secret); /readyz says 503.
+    reportRedisErrors(this.#redis, (error) =>
+      options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
+    );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
     this.#metrics = new Metrics(this.fleet);
     this.#tail = new EventTail({
-      redis: this.#redis.duplicate(),
+      redis: quietErrors(this.#redis.duplicate()),
       keys,
       log: this.fleet.log,
       logger: options.logger,
@@ -331,7 +349,14 @@ export class ApiServer {
       }));
     });
 
-    await this.#tail.start();
+    try {
+      await this.#tail.start();
+    } catch (error) {
+      // Redis refuses our credentials: listen anyway (/readyz says 503, the log says why) and start
+      // the event tail once it lets us in.
+      if (!isRedisAuthError(error)) throw error;
+      void this.#startTailLater();
+    }
     await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 8080 });
   }
 
@@ -502,6 +527,20 @@ export class ApiServer {
       .status(answer.status)
       .type(answer.status >= 400 ? "application/problem+json" : "application/json")
       .send(answer.body);
+  }
+
+  /** Starts the event tail once Redis accepts the credentials (retried every 2 s until closing). */
+  async #startTailLater(): Promise<void> {
+    while (this.#closing === undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 2000).unref());
+      if (this.#closing !== undefined) return;
+      try {
+        await this.#tail.start();
+        return;
+      } catch {
+        // still refused: the connection's error is logged once (reportRedisErrors)
+      }
+    }
   }
 
   /** Stops listening, ends streams, closes connections. Safe to call twice. */

@@ -39,11 +39,15 @@ import { JobHandle } from "./job-handle.js";
 import { Keys } from "./keys.js";
 import { PENDING_JOB_TIMEOUT_MS, PendingJobs } from "./pending-jobs.js";
 import type { QuotaLimits } from "./quota.js";
+import { describeRedis, type RedisConfig, resolveRedisConfig } from "./redis-config.js";
+import { explainRedisError, isRedisAuthError } from "./redis-errors.js";
 import { type VmRecord, VmRegistry } from "./vm-registry.js";
 
 export interface FleetClientOptions {
-  /** Redis URL. */
-  redisUrl: string;
+  /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
+  redis?: RedisConfig;
+  /** Redis URL: short for `redis: { url }`. */
+  redisUrl?: string;
   /** Key prefix shared by every part of one fleet. Default `virtfleet`. */
   prefix?: string;
   /** How long placement may reuse the hosts list. Default 1000 ms; 0 reads it for every request. */
@@ -157,13 +161,26 @@ export class FleetClient {
   /** Placement candidates of each hosts list read (no group). */
   readonly #candidateCache = new WeakMap<readonly HostView[], HostCandidate[]>();
 
+  /** Where Redis is, for messages (never the credentials). */
   readonly #url: string;
+  /** The last connection error, to say why Redis does not answer. */
+  #lastError: Error | undefined;
 
   constructor(options: FleetClientOptions) {
-    this.#url = options.redisUrl.replace(/\/\/[^@/]*@/, "//");
+    const config = resolveRedisConfig(options);
+    this.#url = describeRedis(config);
     this.#placementCacheMs = options.placementCacheMs ?? 1000;
     this.keys = new Keys(options.prefix);
-    this.#redis = createRedis({ url: options.redisUrl, connectionName: "virtfleet-client" });
+    this.#redis = createRedis({
+      config,
+      connectionName: "virtfleet-client",
+      onError: (error) => {
+        this.#lastError = error;
+      },
+    });
+    this.#redis.on("ready", () => {
+      this.#lastError = undefined;
+    });
     this.hosts = new HostRegistry(this.#redis, this.keys);
     this.vms = new VmRegistry(this.#redis, this.keys);
     this.log = new EventLog(this.#redis, this.keys);
@@ -194,18 +211,22 @@ export class FleetClient {
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.#redis.ping(),
+        this.#redis.ping().catch((error: unknown) => {
+          // A refused password fails every command at once: say so rather than a raw reply.
+          if (isRedisAuthError(error))
+            throw new VirtfleetError("REDIS_UNAVAILABLE", `${explainRedisError(error)} (${this.#url})`);
+          throw error;
+        }),
         new Promise((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new VirtfleetError(
-                  "REDIS_UNAVAILABLE",
-                  `Redis did not answer within ${timeoutMs / 1000} s (${this.#url})`,
-                ),
+          timer = setTimeout(() => {
+            const why = this.#lastError === undefined ? "" : `: ${explainRedisError(this.#lastError)}`;
+            reject(
+              new VirtfleetError(
+                "REDIS_UNAVAILABLE",
+                `Redis did not answer within ${timeoutMs / 1000} s (${this.#url})${why}`,
               ),
-            timeoutMs,
-          );
+            );
+          }, timeoutMs);
         }),
       ]);
     } finally {

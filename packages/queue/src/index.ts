@@ -9,5 +9,7 @@ export * from "./job-handle.js";
 export * from "./keys.js";
 export * from "./pending-jobs.js";
 export * from "./quota.js";
+export * from "./redis-config.js";
+export * from "./redis-errors.js";
 export * from "./scripts.js";
 export * from "./vm-registry.js";
