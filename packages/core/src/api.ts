@@ -2,6 +2,7 @@ import { z } from "zod";
 import { ErrorCode, ErrorInfo } from "./errors.js";
 import { GuestReadyOptions } from "./jobs.js";
 import { HostId, JobId, VmName } from "./names.js";
+import { NetworkAllowEntry } from "./network-allow.js";
 import { PlacementPolicy } from "./placement.js";
 import { checkSpec, LabelKey, LabelValue, VmSpec, VmSpecFields } from "./vm-spec.js";
 
@@ -191,6 +192,16 @@ export const ApiToken = z
       .optional(),
     /** Requests per minute. Default 600. */
     rateLimit: z.number().int().min(1).optional(),
+    /**
+     * The networks this token's creates may attach guests to: `NAME` / `bridge=NAME` (a bridge),
+     * `network=NAME` (a libvirt network), `*` (any). Default: none (only `--network none`).
+     */
+    networks: z.array(NetworkAllowEntry).max(256).optional(),
+    /**
+     * HMAC key for the webhooks of this token's tenant (every token of a tenant that names one must
+     * name the same). Default: the server's `VIRTFLEET_WEBHOOK_SECRET`; with neither, callbacks are refused.
+     */
+    webhookSecret: z.string().min(16).max(1024).optional(),
   })
   .strict()
   .refine((t) => (t.token === undefined) !== (t.tokenSha256 === undefined), "give exactly one of token or tokenSha256");

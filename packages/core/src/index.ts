@@ -4,6 +4,7 @@ export * from "./events.js";
 export * from "./host.js";
 export * from "./jobs.js";
 export * from "./names.js";
+export * from "./network-allow.js";
 export * from "./placement.js";
 export * from "./process-end.js";
 export * from "./vm-spec.js";
