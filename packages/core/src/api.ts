@@ -6,7 +6,10 @@ import { NetworkAllowEntry } from "./network-allow.js";
 import { PlacementPolicy } from "./placement.js";
 import { checkSpec, LabelKey, LabelValue, VmSpec, VmSpecFields } from "./vm-spec.js";
 
-/** Where terminal events are POSTed (signed with HMAC-SHA256). http(s) only. */
+/**
+ * Where terminal events are POSTed (signed with HMAC-SHA256, the tenant's key). http(s) only; the API
+ * refuses loopback, private, link-local and metadata addresses unless its operator allows private ones.
+ */
 export const CallbackUrl = z
   .string()
   .max(2048)
