@@ -216,16 +216,25 @@ describe("webhook callback URLs", () => {
     }
   });
 
-  test("with concurrency 2 and a slow receiver, at most 2 deliveries are in flight", async ({ redisUrl, prefix }) => {
-    let inFlight = 0;
-    let most = 0;
-    let received = 0;
-    const hook = await receiver(async (_req, _body, res) => {
-      inFlight++;
-      most = Math.max(most, inFlight);
-      await new Promise((r) => setTimeout(r, 300));
-      inFlight--;
-      received++;
+  test("with concurrency 2 and slow receivers, at most 2 deliveries are in flight, and one tenant cannot take both", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const inFlight = { acme: 0, globex: 0 };
+    const most = { acme: 0, globex: 0, all: 0 };
+    const received = { acme: 0, globex: 0 };
+    let gateOpen = false;
+    const held: (() => void)[] = [];
+    const hook = await receiver(async (req, _body, res) => {
+      const who = req.url === "/acme" ? "acme" : "globex";
+      inFlight[who]++;
+      most[who] = Math.max(most[who], inFlight[who]);
+      most.all = Math.max(most.all, inFlight.acme + inFlight.globex);
+      // acme's receiver hangs until the gate opens; globex's is merely slow.
+      if (who === "acme" && !gateOpen) await new Promise<void>((r) => held.push(r));
+      else await new Promise((r) => setTimeout(r, 200));
+      inFlight[who]--;
+      received[who]++;
       res.writeHead(204).end();
     });
     const api = await startApi(redisUrl, prefix, tokenList(), {
@@ -234,18 +243,29 @@ describe("webhook callback URLs", () => {
       webhookConcurrency: 2,
     });
     try {
-      const batch = await call(api.base, "POST", "/v1/batches", TOKENS.acme, {
-        template: spec("at-c{n}"),
-        count: 6,
-        callbackUrl: `${hook.url}/hook`,
-      });
-      expect(batch.status).toBe(202);
-      const items = batch.body.items as { vm: string; jobId: string }[];
-      for (const i of items)
-        await api.server.fleet.log.append({ jobId: i.jobId, kind: "create", vm: i.vm, phase: "done", message: "done" });
-      expect(await until(() => received === 6, 20_000)).toBe(true);
-      expect(most).toBe(2);
+      const finishBatch = async (token: string, pattern: string, count: number, path: string) => {
+        const batch = await call(api.base, "POST", "/v1/batches", token, {
+          template: spec(pattern),
+          count,
+          callbackUrl: `${hook.url}${path}`,
+        });
+        expect(batch.status).toBe(202);
+        for (const i of batch.body.items as { vm: string; jobId: string }[])
+          await api.server.fleet.log.append({ jobId: i.jobId, kind: "create", vm: i.vm, phase: "done", message: "d" });
+      };
+      await finishBatch(TOKENS.acme, "at-ca{n}", 4, "/acme");
+      expect(await until(() => held.length >= 1)).toBe(true);
+      // acme's receiver holds its deliveries; globex's still get through.
+      await finishBatch(TOKENS.globex, "at-cg{n}", 4, "/globex");
+      expect(await until(() => received.globex === 4, 20_000)).toBe(true);
+      expect(received.acme).toBe(0);
+      gateOpen = true;
+      for (const release of held.splice(0)) release();
+      expect(await until(() => received.acme === 4, 20_000)).toBe(true);
+      expect(most).toEqual({ acme: 1, globex: 1, all: 2 });
     } finally {
+      gateOpen = true;
+      for (const release of held.splice(0)) release();
       await api.close();
       await hook.close();
     }

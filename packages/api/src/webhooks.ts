@@ -14,6 +14,14 @@ export const TIMESTAMP_HEADER = "x-virtfleet-timestamp";
 /** Webhook deliveries (HTTP requests) in flight at once, across all receivers. */
 export const DEFAULT_WEBHOOK_CONCURRENCY = 8;
 
+/**
+ * A tenant's share of the deliveries in flight: half (at least one), so one tenant's slow receiver
+ * cannot hold every slot and delay the other tenants' webhooks.
+ */
+export function tenantWebhookConcurrency(concurrency: number): number {
+  return Math.max(1, Math.ceil(concurrency / 2));
+}
+
 /** `sha256=<hex>` of HMAC-SHA256(secret, `${timestamp}.${body}`). */
 export function sign(secret: string, timestamp: string, body: string): string {
   return `sha256=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`;
@@ -57,7 +65,10 @@ export class EventTail {
   readonly #o: EventTailOptions;
   readonly #consumer = `api-${process.pid}`;
   readonly #policy: CallbackPolicy;
+  readonly #concurrency: number;
   readonly #limit: LimitFunction;
+  /** Each tenant's share (jobs without a tenant share one). */
+  readonly #tenantLimits = new Map<string, LimitFunction>();
   readonly #agent: Agent;
   readonly #stop = new AbortController();
   #running = false;
@@ -66,7 +77,8 @@ export class EventTail {
   constructor(options: EventTailOptions) {
     this.#o = options;
     this.#policy = { allowPrivate: options.allowPrivate ?? false };
-    this.#limit = pLimit({ concurrency: options.concurrency ?? DEFAULT_WEBHOOK_CONCURRENCY, rejectOnClear: true });
+    this.#concurrency = options.concurrency ?? DEFAULT_WEBHOOK_CONCURRENCY;
+    this.#limit = pLimit({ concurrency: this.#concurrency, rejectOnClear: true });
     // Every connection's address is checked as it is made (redirects are never followed: undici's
     // request() does not, without a redirect interceptor).
     this.#agent = new Agent({ connect: { lookup: guardedLookup(this.#policy) } });
@@ -162,47 +174,61 @@ export class EventTail {
       target.password = "";
     }
     const body = JSON.stringify(e);
-    await pRetry(
-      () =>
-        this.#limit(async () => {
-          const timestamp = String(Math.floor(Date.now() / 1000));
-          let status: number;
-          try {
-            const res = await request(target, {
-              method: "POST",
-              dispatcher: this.#agent,
-              headers: { ...headers, [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: sign(secret, timestamp, body) },
-              body,
-              signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.timeoutMs ?? 10_000)]),
-            });
-            status = res.statusCode;
-            await res.body.dump();
-          } catch (error) {
-            throw new WebhookError(`POST ${shown} failed: ${safeError(error, url).message}`);
-          }
-          if (status >= 300 && status < 400)
-            throw new AbortError(new WebhookError(`${shown} answered ${status}: redirects are not followed`));
-          if (status < 200 || status >= 300) throw new WebhookError(`${shown} answered ${status}`);
-        }),
-      {
-        retries: (this.#o.attempts ?? 6) - 1,
-        minTimeout: this.#o.minTimeoutMs ?? 500,
-        factor: 2,
-        randomize: true,
-        signal: this.#stop.signal,
-        onFailedAttempt: (error) =>
-          this.#o.logger.debug(
-            { err: safeError(error, url), jobId: e.jobId, url: shown, attempt: error.attemptNumber },
-            "webhook attempt failed",
-          ),
-      },
-    );
+    // A tenant's share first, then a slot of all: waiting for its share holds no slot of the others'.
+    const attempt = () =>
+      this.#tenantLimit(tenant)(() => this.#limit(() => this.#post(target, headers, body, secret, url)));
+    await pRetry(attempt, {
+      retries: (this.#o.attempts ?? 6) - 1,
+      minTimeout: this.#o.minTimeoutMs ?? 500,
+      factor: 2,
+      randomize: true,
+      signal: this.#stop.signal,
+      onFailedAttempt: (error) =>
+        this.#o.logger.debug(
+          { err: safeError(error, url), jobId: e.jobId, url: shown, attempt: error.attemptNumber },
+          "webhook attempt failed",
+        ),
+    });
     this.#o.logger.info({ jobId: e.jobId, url: shown, phase: e.phase }, "webhook delivered");
+  }
+
+  /** One attempt: POSTs the signed event; throws unless the receiver answered 2xx. */
+  async #post(target: URL, headers: Record<string, string>, body: string, secret: string, url: string): Promise<void> {
+    const shown = redactUrl(url);
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    let status: number;
+    try {
+      const res = await request(target, {
+        method: "POST",
+        dispatcher: this.#agent,
+        headers: { ...headers, [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: sign(secret, timestamp, body) },
+        body,
+        signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.timeoutMs ?? 10_000)]),
+      });
+      status = res.statusCode;
+      await res.body.dump();
+    } catch (error) {
+      throw new WebhookError(`POST ${shown} failed: ${safeError(error, url).message}`);
+    }
+    if (status >= 300 && status < 400)
+      throw new AbortError(new WebhookError(`${shown} answered ${status}: redirects are not followed`));
+    if (status < 200 || status >= 300) throw new WebhookError(`${shown} answered ${status}`);
+  }
+
+  #tenantLimit(tenant: string | undefined): LimitFunction {
+    const key = tenant ?? "";
+    let limit = this.#tenantLimits.get(key);
+    if (limit === undefined) {
+      limit = pLimit({ concurrency: tenantWebhookConcurrency(this.#concurrency), rejectOnClear: true });
+      this.#tenantLimits.set(key, limit);
+    }
+    return limit;
   }
 
   async close(): Promise<void> {
     this.#running = false;
     this.#stop.abort();
+    for (const limit of this.#tenantLimits.values()) limit.clearQueue();
     this.#limit.clearQueue();
     await this.#loop;
     await this.#agent.destroy().catch(() => undefined);
