@@ -1,3 +1,4 @@
+import { DEFAULT_WEBHOOK_CONCURRENCY } from "@virtfleet/api";
 import { toValidationError } from "@virtfleet/core";
 import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { z } from "zod";
@@ -12,10 +13,20 @@ export const ApiEnv = z.object({
     .default("virtfleet"),
   VIRTFLEET_API_HOST: z.string().min(1).default("127.0.0.1"),
   VIRTFLEET_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  /** JSON: [{"id", "token" or "tokenSha256", "scopes", "tenant", "quota"?, "rateLimit"?}] */
+  /**
+   * JSON: [{"id", "token" or "tokenSha256", "scopes", "tenant", "quota"?, "rateLimit"?, "networks"?,
+   * "webhookSecret"?}]
+   */
   VIRTFLEET_API_TOKENS_FILE: z.string().min(1, "is required: the JSON file of API tokens"),
-  /** HMAC-SHA256 key for webhook signatures. */
+  /** HMAC-SHA256 key for the webhooks of tenants without a `webhookSecret` of their own. */
   VIRTFLEET_WEBHOOK_SECRET: z.string().min(16).optional(),
+  /** 1: callback URLs may reach loopback, private and link-local addresses (never metadata services). */
+  VIRTFLEET_WEBHOOK_ALLOW_PRIVATE: z
+    .enum(["0", "1", "false", "true"])
+    .default("0")
+    .transform((v) => v === "1" || v === "true"),
+  /** Webhook deliveries in flight at once. */
+  VIRTFLEET_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(DEFAULT_WEBHOOK_CONCURRENCY),
   VIRTFLEET_IDEMPOTENCY_TTL_SEC: z.coerce.number().int().min(60).default(86_400),
   VIRTFLEET_API_BODY_LIMIT: z.coerce
     .number()

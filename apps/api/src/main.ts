@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     pino.destination({ dest: 1, sync: true }),
   );
   if (env.VIRTFLEET_WEBHOOK_SECRET === undefined)
-    logger.warn("VIRTFLEET_WEBHOOK_SECRET is not set: webhook signatures use a random key");
+    logger.warn("VIRTFLEET_WEBHOOK_SECRET is not set: callbacks are refused for tenants without a webhookSecret");
   const server = new ApiServer({
     redis: env.redis,
     prefix: env.VIRTFLEET_PREFIX,
@@ -42,6 +42,8 @@ async function main(): Promise<void> {
     idempotencyTtlSec: env.VIRTFLEET_IDEMPOTENCY_TTL_SEC,
     bodyLimit: env.VIRTFLEET_API_BODY_LIMIT,
     ...(env.VIRTFLEET_WEBHOOK_SECRET === undefined ? {} : { webhookSecret: env.VIRTFLEET_WEBHOOK_SECRET }),
+    webhookAllowPrivate: env.VIRTFLEET_WEBHOOK_ALLOW_PRIVATE,
+    webhookConcurrency: env.VIRTFLEET_WEBHOOK_CONCURRENCY,
   });
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -1,6 +1,14 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { type ApiToken, ApiTokens, parseOrThrow, type Scope } from "@virtfleet/core";
+import {
+  type ApiToken,
+  ApiTokens,
+  type NetworkAllowList,
+  parseNetworkAllowList,
+  parseOrThrow,
+  type Scope,
+  ValidationError,
+} from "@virtfleet/core";
 import { problem } from "./problem.js";
 
 /** Who is calling: a token from the tokens file. */
@@ -9,6 +17,8 @@ export interface Principal {
   tenant: string;
   scopes: ReadonlySet<Scope>;
   rateLimit: number;
+  /** The networks this token may attach guests to (its `networks`; none by default). */
+  networks: NetworkAllowList;
 }
 
 export interface TenantQuota {
@@ -25,16 +35,26 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 export class TokenStore {
   readonly #byHash = new Map<string, Principal>();
   readonly #quotas = new Map<string, TenantQuota>();
+  readonly #webhookSecrets = new Map<string, string>();
 
   constructor(tokens: readonly ApiToken[]) {
-    for (const t of tokens) {
+    for (const [i, t] of tokens.entries()) {
       const hash = t.tokenSha256 ?? sha256(t.token as string);
       this.#byHash.set(hash, {
         tokenId: t.id,
         tenant: t.tenant,
         scopes: new Set(t.scopes),
         rateLimit: t.rateLimit ?? 600,
+        networks: parseNetworkAllowList(t.networks ?? [], `tokens.${i}.networks`),
       });
+      if (t.webhookSecret !== undefined) {
+        const earlier = this.#webhookSecrets.get(t.tenant);
+        if (earlier !== undefined && earlier !== t.webhookSecret)
+          throw new ValidationError([
+            { field: `tokens.${i}.webhookSecret`, message: `differs from another token's of tenant ${t.tenant}` },
+          ]);
+        this.#webhookSecrets.set(t.tenant, t.webhookSecret);
+      }
       if (t.quota !== undefined && !this.#quotas.has(t.tenant)) {
         this.#quotas.set(t.tenant, {
           ...(t.quota.vms === undefined ? {} : { vms: t.quota.vms }),
@@ -64,6 +84,11 @@ export class TokenStore {
 
   quota(tenant: string): TenantQuota {
     return this.#quotas.get(tenant) ?? {};
+  }
+
+  /** The tenant's own webhook HMAC key, when its tokens name one. */
+  webhookSecret(tenant: string): string | undefined {
+    return this.#webhookSecrets.get(tenant);
   }
 }
 

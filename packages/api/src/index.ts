@@ -1,4 +1,5 @@
 export * from "./auth.js";
+export * from "./callback-url.js";
 export * from "./idempotency.js";
 export * from "./metrics.js";
 export * from "./openapi.js";

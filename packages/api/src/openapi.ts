@@ -167,7 +167,9 @@ export function buildOpenApi(serverUrl = "/"): Record<string, unknown> {
       },
       "400": problemResponse("invalid input: `field` names it"),
       "401": problemResponse("no or unknown bearer token"),
-      "403": problemResponse("the token lacks the scope, or the tenant's quota is exceeded"),
+      "403": problemResponse(
+        "the token lacks the scope, may not attach guests to a network of the spec (`field` names it), or the tenant's quota is exceeded",
+      ),
       "404": problemResponse("not found (or another tenant's)"),
       "429": problemResponse("rate limited"),
     };

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
@@ -32,8 +31,10 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { canSee, type Principal, requireScope, type TokenStore } from "./auth.js";
+import { checkCallbackUrl } from "./callback-url.js";
 import { IdempotencyStore } from "./idempotency.js";
 import { Metrics } from "./metrics.js";
+import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
 import { EventTail } from "./webhooks.js";
@@ -50,8 +51,15 @@ export interface ApiServerOptions {
   host?: string;
   /** Default 8080; 0 picks a free port. */
   port?: number;
-  /** HMAC key for webhook signatures. Default: random per process (set it to verify signatures). */
+  /**
+   * HMAC key for the webhooks of tenants whose tokens name no `webhookSecret` of their own. Unset:
+   * such tenants' creates with a `callbackUrl` are refused (INVALID_SPEC, field `callbackUrl`).
+   */
   webhookSecret?: string;
+  /** Let callback URLs reach loopback, private and link-local addresses. Default false. */
+  webhookAllowPrivate?: boolean;
+  /** Webhook deliveries in flight at once. Default DEFAULT_WEBHOOK_CONCURRENCY (8). */
+  webhookConcurrency?: number;
   /** How long an Idempotency-Key's answer is kept. Default 86400 s. */
   idempotencyTtlSec?: number;
   /** Largest request body. Default 1 MiB. */
@@ -108,7 +116,10 @@ export class ApiServer {
       keys,
       log: this.fleet.log,
       logger: options.logger,
-      secret: options.webhookSecret ?? randomBytes(32).toString("hex"),
+      ...(options.webhookSecret === undefined ? {} : { secret: options.webhookSecret }),
+      tenantSecret: (tenant) => options.tokens.webhookSecret(tenant),
+      allowPrivate: options.webhookAllowPrivate ?? false,
+      ...(options.webhookConcurrency === undefined ? {} : { concurrency: options.webhookConcurrency }),
       onEvent: (e) => this.#metrics.observe(e),
       ...(options.webhookMinTimeoutMs === undefined ? {} : { minTimeoutMs: options.webhookMinTimeoutMs }),
     });
@@ -190,6 +201,8 @@ export class ApiServer {
     app.post("/v1/vms", (request, reply) =>
       this.#mutating(request, reply, "vms:write", async (p) => {
         const body = parseOrThrow(CreateVmRequest, request.body, "body");
+        checkNetworks(p, [["spec.networks", body.spec.networks]]);
+        await this.#checkCallback(p, body.callbackUrl);
         const job = await this.fleet.createVm(body.spec, this.#createOptions(p, body));
         return { status: 202, body: { jobId: job.id, vm: body.spec.name, kind: "create" } };
       }),
@@ -198,6 +211,13 @@ export class ApiServer {
     app.post("/v1/batches", (request, reply) =>
       this.#mutating(request, reply, "vms:write", async (p) => {
         const body = parseOrThrow(BatchRequest, request.body, "body");
+        checkNetworks(
+          p,
+          body.template
+            ? [["template.networks", body.template.networks]]
+            : (body.vms ?? []).map((v, i) => [`vms.${i}.networks`, v.networks]),
+        );
+        await this.#checkCallback(p, body.callbackUrl);
         const specs =
           body.vms ??
           Array.from({ length: body.count ?? 0 }, (_, i) => ({
@@ -404,6 +424,18 @@ export class ApiServer {
         ? {}
         : { maxBatches: this.#o.tokens.quota(p.tenant).batches }),
     };
+  }
+
+  /** A create's `callbackUrl`: only with a signing key for the tenant, only to an address webhooks may reach. */
+  async #checkCallback(p: Principal, callbackUrl: string | undefined): Promise<void> {
+    if (callbackUrl === undefined) return;
+    if (this.#tail.secretFor(p.tenant) === undefined)
+      throw problem(
+        "INVALID_SPEC",
+        "webhooks are not configured for this tenant (no webhookSecret, no VIRTFLEET_WEBHOOK_SECRET)",
+        "callbackUrl",
+      );
+    await checkCallbackUrl(callbackUrl, { allowPrivate: this.#o.webhookAllowPrivate ?? false });
   }
 
   async #job(p: Principal, id: string) {

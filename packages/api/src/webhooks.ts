@@ -2,11 +2,25 @@ import { createHmac } from "node:crypto";
 import { isTerminal, type StreamedEvent } from "@virtfleet/core";
 import { type EventLog, type Keys, unpackAllEvents } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
-import pRetry from "p-retry";
+import pLimit, { type LimitFunction } from "p-limit";
+import pRetry, { AbortError } from "p-retry";
 import type { Logger } from "pino";
+import { Agent, request } from "undici";
+import { type CallbackPolicy, guardedLookup, redactUrl, refusedTarget, scrubUrl } from "./callback-url.js";
 
 export const SIGNATURE_HEADER = "x-virtfleet-signature";
 export const TIMESTAMP_HEADER = "x-virtfleet-timestamp";
+
+/** Webhook deliveries (HTTP requests) in flight at once, across all receivers. */
+export const DEFAULT_WEBHOOK_CONCURRENCY = 8;
+
+/**
+ * A tenant's share of the deliveries in flight: half (at least one), so one tenant's slow receiver
+ * cannot hold every slot and delay the other tenants' webhooks.
+ */
+export function tenantWebhookConcurrency(concurrency: number): number {
+  return Math.max(1, Math.ceil(concurrency / 2));
+}
 
 /** `sha256=<hex>` of HMAC-SHA256(secret, `${timestamp}.${body}`). */
 export function sign(secret: string, timestamp: string, body: string): string {
@@ -18,13 +32,26 @@ export interface EventTailOptions {
   keys: Keys;
   log: EventLog;
   logger: Logger;
-  /** HMAC key for webhook signatures. */
-  secret: string;
+  /** HMAC key for the signatures of jobs whose tenant has none of its own (and of jobs with no tenant). */
+  secret?: string;
+  /** A tenant's own HMAC key, when it has one. */
+  tenantSecret?: (tenant: string) => string | undefined;
+  /** Let webhooks reach loopback, private and link-local addresses. Default false. */
+  allowPrivate?: boolean;
+  /** Deliveries in flight at once. Default DEFAULT_WEBHOOK_CONCURRENCY. */
+  concurrency?: number;
   /** Called with every event (metrics). */
   onEvent?: (e: StreamedEvent) => void;
   /** Webhook attempts per event. Default 6. */
   attempts?: number;
   minTimeoutMs?: number;
+  /** Per attempt. Default 10000 ms. */
+  timeoutMs?: number;
+}
+
+/** Why a delivery failed; its message never holds the callback URL's credentials or query. */
+class WebhookError extends Error {
+  override readonly name = "WebhookError";
 }
 
 const GROUP = "virtfleet-api";
@@ -37,11 +64,29 @@ const GROUP = "virtfleet-api";
 export class EventTail {
   readonly #o: EventTailOptions;
   readonly #consumer = `api-${process.pid}`;
+  readonly #policy: CallbackPolicy;
+  readonly #concurrency: number;
+  readonly #limit: LimitFunction;
+  /** Each tenant's share (jobs without a tenant share one). */
+  readonly #tenantLimits = new Map<string, LimitFunction>();
+  readonly #agent: Agent;
+  readonly #stop = new AbortController();
   #running = false;
   #loop: Promise<void> | undefined;
 
   constructor(options: EventTailOptions) {
     this.#o = options;
+    this.#policy = { allowPrivate: options.allowPrivate ?? false };
+    this.#concurrency = options.concurrency ?? DEFAULT_WEBHOOK_CONCURRENCY;
+    this.#limit = pLimit({ concurrency: this.#concurrency, rejectOnClear: true });
+    // Every connection's address is checked as it is made (redirects are never followed: undici's
+    // request() does not, without a redirect interceptor).
+    this.#agent = new Agent({ connect: { lookup: guardedLookup(this.#policy) } });
+  }
+
+  /** The HMAC key for a tenant's webhooks: its own, else the server's; undefined: no webhooks. */
+  secretFor(tenant: string | undefined): string | undefined {
+    return (tenant === undefined ? undefined : this.#o.tenantSecret?.(tenant)) ?? this.#o.secret;
   }
 
   async start(): Promise<void> {
@@ -93,37 +138,113 @@ export class EventTail {
     const url = record?.callbackUrl;
     if (url === undefined) return;
     // Delivered in the background: a slow receiver does not hold up the others.
-    void this.deliver(url, e).catch((error: unknown) =>
-      this.#o.logger.warn({ err: error, jobId: e.jobId, url }, "webhook gave up"),
+    void this.deliver(url, e, record?.tenant).catch((error: unknown) =>
+      this.#o.logger.warn(
+        { err: safeError(error, url), jobId: e.jobId, url: redactUrl(url) },
+        this.#stop.signal.aborted ? "webhook abandoned at shutdown" : "webhook gave up",
+      ),
     );
   }
 
-  /** POSTs one event, signed, retrying with exponential backoff until a 2xx. */
-  async deliver(url: string, e: StreamedEvent): Promise<void> {
+  /**
+   * POSTs one event, signed with the tenant's key, retrying with exponential backoff until a 2xx.
+   * A refused address or a redirect (3xx, never followed) fails at once. Credentials in the URL
+   * (`user:pass@`) are sent as HTTP Basic authorization.
+   */
+  async deliver(url: string, e: StreamedEvent, tenant?: string): Promise<void> {
+    const shown = redactUrl(url);
+    const secret = this.secretFor(tenant);
+    if (secret === undefined)
+      throw new WebhookError(
+        `no webhook secret for tenant ${tenant ?? "(none)"}: set webhookSecret or VIRTFLEET_WEBHOOK_SECRET`,
+      );
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch {
+      throw new WebhookError("the callback URL is not a URL");
+    }
+    const refused = refusedTarget(target, this.#policy);
+    if (refused !== undefined) throw new WebhookError(`the callback URL ${shown} is refused: ${refused}`);
+    const headers: Record<string, string> = { "content-type": "application/json", "x-virtfleet-event-id": e.id };
+    if (target.username !== "" || target.password !== "") {
+      const user = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
+      headers.authorization = `Basic ${Buffer.from(user).toString("base64")}`;
+      target.username = "";
+      target.password = "";
+    }
     const body = JSON.stringify(e);
-    await pRetry(
-      async () => {
-        const timestamp = String(Math.floor(Date.now() / 1000));
-        const res = await fetch(url, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            "x-virtfleet-event-id": e.id,
-            [TIMESTAMP_HEADER]: timestamp,
-            [SIGNATURE_HEADER]: sign(this.#o.secret, timestamp, body),
-          },
-          body,
-          signal: AbortSignal.timeout(10_000),
-        });
-        if (!res.ok) throw new Error(`webhook answered ${res.status}`);
-      },
-      { retries: (this.#o.attempts ?? 6) - 1, minTimeout: this.#o.minTimeoutMs ?? 500, factor: 2, randomize: true },
-    );
-    this.#o.logger.info({ jobId: e.jobId, url, phase: e.phase }, "webhook delivered");
+    // A tenant's share first, then a slot of all: waiting for its share holds no slot of the others'.
+    const attempt = () =>
+      this.#tenantLimit(tenant)(() => this.#limit(() => this.#post(target, headers, body, secret, url)));
+    await pRetry(attempt, {
+      retries: (this.#o.attempts ?? 6) - 1,
+      minTimeout: this.#o.minTimeoutMs ?? 500,
+      factor: 2,
+      randomize: true,
+      signal: this.#stop.signal,
+      onFailedAttempt: (error) =>
+        this.#o.logger.debug(
+          { err: safeError(error, url), jobId: e.jobId, url: shown, attempt: error.attemptNumber },
+          "webhook attempt failed",
+        ),
+    });
+    this.#o.logger.info({ jobId: e.jobId, url: shown, phase: e.phase }, "webhook delivered");
+  }
+
+  /** One attempt: POSTs the signed event; throws unless the receiver answered 2xx. */
+  async #post(target: URL, headers: Record<string, string>, body: string, secret: string, url: string): Promise<void> {
+    const shown = redactUrl(url);
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    let status: number;
+    try {
+      const res = await request(target, {
+        method: "POST",
+        dispatcher: this.#agent,
+        headers: { ...headers, [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: sign(secret, timestamp, body) },
+        body,
+        signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.timeoutMs ?? 10_000)]),
+      });
+      status = res.statusCode;
+      await res.body.dump();
+    } catch (error) {
+      throw new WebhookError(`POST ${shown} failed: ${safeError(error, url).message}`);
+    }
+    if (status >= 300 && status < 400)
+      throw new AbortError(new WebhookError(`${shown} answered ${status}: redirects are not followed`));
+    if (status < 200 || status >= 300) throw new WebhookError(`${shown} answered ${status}`);
+  }
+
+  #tenantLimit(tenant: string | undefined): LimitFunction {
+    const key = tenant ?? "";
+    let limit = this.#tenantLimits.get(key);
+    if (limit === undefined) {
+      limit = pLimit({ concurrency: tenantWebhookConcurrency(this.#concurrency), rejectOnClear: true });
+      this.#tenantLimits.set(key, limit);
+    }
+    return limit;
   }
 
   async close(): Promise<void> {
     this.#running = false;
+    this.#stop.abort();
+    for (const limit of this.#tenantLimits.values()) limit.clearQueue();
+    this.#limit.clearQueue();
     await this.#loop;
+    await this.#agent.destroy().catch(() => undefined);
   }
+}
+
+/** An error as logs may show it: its code and message, with the callback URL's secrets removed. */
+function safeError(error: unknown, url: string): WebhookError {
+  const e = error instanceof Error ? error : new Error(String(error));
+  let message = e.message;
+  // undici wraps the socket's error: the cause says what happened (ECONNREFUSED, a refused address).
+  if (e.cause instanceof Error && !message.includes(e.cause.message)) message += `: ${e.cause.message}`;
+  const safe = new WebhookError(scrubUrl(message, url));
+  // No stack: it would point here, and the original's may quote the URL.
+  safe.stack = `${safe.name}: ${safe.message}`;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === "string") Object.assign(safe, { code });
+  return safe;
 }

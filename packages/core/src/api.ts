@@ -2,10 +2,14 @@ import { z } from "zod";
 import { ErrorCode, ErrorInfo } from "./errors.js";
 import { GuestReadyOptions, MAX_WAIT_FOR_CAPACITY_SEC } from "./jobs.js";
 import { HostId, JobId, VmName } from "./names.js";
+import { NetworkAllowText } from "./network-allow.js";
 import { PlacementPolicy } from "./placement.js";
 import { checkSpec, Labels, VmSpec, VmSpecFields } from "./vm-spec.js";
 
-/** Where terminal events are POSTed (signed with HMAC-SHA256). http(s) only. */
+/**
+ * Where terminal events are POSTed (signed with HMAC-SHA256, the tenant's key). http(s) only; the API
+ * refuses loopback, private, link-local and metadata addresses unless its operator allows private ones.
+ */
 export const CallbackUrl = z
   .string()
   .max(2048)
@@ -200,6 +204,16 @@ export const ApiToken = z
       .optional(),
     /** Requests per minute. Default 600. */
     rateLimit: z.number().int().min(1).optional(),
+    /**
+     * The networks this token's creates may attach guests to: `NAME` / `bridge=NAME` (a bridge),
+     * `network=NAME` (a libvirt network), `*` (any). Default: none (only `--network none`).
+     */
+    networks: z.array(NetworkAllowText).max(256).optional(),
+    /**
+     * HMAC key for the webhooks of this token's tenant (every token of a tenant that names one must
+     * name the same). Default: the server's `VIRTFLEET_WEBHOOK_SECRET`; with neither, callbacks are refused.
+     */
+    webhookSecret: z.string().min(16).max(1024).optional(),
   })
   .strict()
   .refine((t) => (t.token === undefined) !== (t.tokenSha256 === undefined), "give exactly one of token or tokenSha256");

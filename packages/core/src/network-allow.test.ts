@@ -89,3 +89,19 @@ describe("firstDisallowedNetwork and formatNetworkRef", () => {
     expect(formatNetworkRef({ type: "bridge", bridge: "br0", model: "virtio" })).toBe("bridge=br0");
   });
 });
+
+describe("the * entry", () => {
+  it("allows any network; the empty list allows none", () => {
+    const any = parseNetworkAllowList(["*"]);
+    expect(formatNetworkRef(any[0] as NetworkAllowList[number])).toBe("*");
+    expect(networkAllowed(any, bridge("br-mgmt"))).toBe(true);
+    expect(networkAllowed(any, network("storage"))).toBe(true);
+    expect(networkAllowed([], bridge("br-mgmt"))).toBe(false);
+  });
+
+  it("is only ever the whole entry", () => {
+    for (const bad of ["*x", "bridge=*", "network=*"]) {
+      expect(() => parseNetworkAllowList([bad])).toThrow();
+    }
+  });
+});
