@@ -1,4 +1,6 @@
+export * from "./audit.js";
 export * from "./auth.js";
+export * from "./event-streams.js";
 export * from "./idempotency.js";
 export * from "./metrics.js";
 export * from "./openapi.js";
