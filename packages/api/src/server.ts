@@ -285,7 +285,7 @@ export class ApiServer {
       const p = this.#principal(request, "vms:read");
       const record = await this.#job(p, (request.params as { id: string }).id);
       const after = this.#lastEventId(request);
-      this.#stream(request, reply, p, after, {
+      this.#stream(reply, p, after, {
         key: this.fleet.keys.jobEvents(record.jobId),
         ended: async () => {
           const { phase } = await this.fleet.log.progress(record.jobId);
@@ -319,7 +319,7 @@ export class ApiServer {
       const p = this.#principal(request, "vms:read");
       const batch = await this.#batch(p, (request.params as { id: string }).id);
       const after = this.#lastEventId(request);
-      this.#stream(request, reply, p, after, {
+      this.#stream(reply, p, after, {
         key: this.fleet.keys.batchEvents(batch.batchId),
         ended: () => this.fleet.batchEnded(batch.batchId),
       });
@@ -429,7 +429,7 @@ export class ApiServer {
    * Last-Event-ID), until the job or batch has ended; a comment keeps quiet streams open through
    * proxies. The streams share EventStreams' connections; a token over its share gets 429.
    */
-  #stream(request: FastifyRequest, reply: FastifyReply, p: Principal, after: string, source: StreamSource): void {
+  #stream(reply: FastifyReply, p: Principal, after: string, source: StreamSource): void {
     const res = reply.raw;
     const stream = this.#streams.open(p.tokenId, source, after, {
       events: (events) => {
