@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectedClients, hostUp, openSse, type SseClient, tinySpec } from "../../../test/fixtures/api-streams.js";
 import { LocalRedis } from "../../../test/fixtures/redis-server.js";
 import { TokenStore } from "./auth.js";
+import { DEFAULT_MAX_STREAMS_PER_TOKEN } from "./event-streams.js";
 import { ApiServer } from "./server.js";
 
 const TOKENS = { reader: "reader-token-0123456789abcdef", other: "other-token-0123456789abcdef" };
@@ -118,17 +119,23 @@ describe("event streams", () => {
     expect(resumedBatch.events).toEqual([]);
   });
 
-  it("close() ends every open stream and frees their connections", async () => {
+  it("a token holds at most DEFAULT_MAX_STREAMS_PER_TOKEN by default; close() ends every open stream", async () => {
     const own = newServer();
     await own.start();
     try {
       const jobId = await runningJob();
+      const url = `${own.url}/v1/jobs/${jobId}/events`;
       const streams: SseClient[] = [];
-      for (let i = 0; i < 5; i++) streams.push(await openSse(`${own.url}/v1/jobs/${jobId}/events`, TOKENS.reader));
+      for (let i = 0; i < DEFAULT_MAX_STREAMS_PER_TOKEN; i++) streams.push(await openSse(url, TOKENS.reader));
       await Promise.all(streams.map((s) => s.waitEvents(2)));
+      const over = await openSse(url, TOKENS.reader);
+      expect(over.status).toBe(429);
+      await over.ended;
+      expect(JSON.parse(over.body)).toMatchObject({ code: "RATE_LIMITED" });
+      // The job is still running: only the shutdown ends these streams.
       await own.close();
       await Promise.all(streams.map((s) => s.ended));
-      expect(streams.map((s) => s.hasEnded())).toEqual([true, true, true, true, true]);
+      expect(streams.every((s) => s.hasEnded())).toBe(true);
     } finally {
       await own.close();
     }

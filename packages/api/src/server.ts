@@ -352,6 +352,10 @@ export class ApiServer {
         const p = toProblem(error);
         void reply.status(p.status).type("application/problem+json").send(p);
       });
+      m.setNotFoundHandler((request, reply) => {
+        const p = toProblem(problem("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`));
+        void reply.status(404).type("application/problem+json").send(p);
+      });
       this.#metrics.route(m, metricsAuth, this.#o.tokens);
       await m.listen({ host: this.#o.metricsHost ?? this.#o.host ?? "127.0.0.1", port: this.#o.metricsPort });
     }
