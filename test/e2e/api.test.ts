@@ -27,6 +27,7 @@ const TOKENS = {
   acmeRead: "acme-read-0123456789abcdef",
   globex: "globex-token-0123456789abcdef",
   small: "small-token-0123456789abcdef",
+  metrics: "metrics-token-0123456789abcdef",
 };
 const fleet: FleetEnv = {
   redisUrl: inject("redisUrl"),
@@ -133,6 +134,7 @@ beforeAll(async () => {
       quota: { vms: 2, memoryMiB: 4096 },
       rateLimit: 100_000,
     },
+    { id: "prometheus", token: TOKENS.metrics, scopes: ["metrics:read"], tenant: "ops" },
   ]);
   server = new ApiServer({
     redisUrl: fleet.redisUrl,
@@ -449,7 +451,11 @@ describe("the HTTP API against a real worker", () => {
     expect(await page.text()).toMatch(/swagger/i);
     expect((await call("GET", "/healthz", undefined)).status).toBe(200);
     expect((await call("GET", "/readyz", undefined)).body).toMatchObject({ ok: true });
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    // /metrics needs a token with metrics:read (the default, VIRTFLEET_METRICS_AUTH=token).
+    expect((await call("GET", "/metrics", undefined)).status).toBe(401);
+    const metrics = await (
+      await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TOKENS.metrics}` } })
+    ).text();
     // queued and placed are written together (one all-events entry): both counted.
     for (const phase of ["queued", "placed", "done"])
       expect(metrics).toMatch(new RegExp(`virtfleet_job_events_total\\{kind="create",phase="${phase}"\\} [1-9]`));

@@ -1,4 +1,10 @@
-import { DEFAULT_WEBHOOK_CONCURRENCY } from "@virtfleet/api";
+import {
+  DEFAULT_MAX_STREAMS_PER_TOKEN,
+  DEFAULT_METRICS_AUTH,
+  DEFAULT_STREAM_CONNECTIONS,
+  DEFAULT_WEBHOOK_CONCURRENCY,
+  MetricsAuth,
+} from "@virtfleet/api";
 import { toValidationError } from "@virtfleet/core";
 import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { z } from "zod";
@@ -33,6 +39,16 @@ export const ApiEnv = z.object({
     .int()
     .min(1024)
     .default(1024 * 1024),
+  /** Redis connections shared by every open event stream (SSE). */
+  VIRTFLEET_API_STREAM_CONNECTIONS: z.coerce.number().int().min(1).max(64).default(DEFAULT_STREAM_CONNECTIONS),
+  /** Event streams one token may hold open at once; more get 429 RATE_LIMITED. */
+  VIRTFLEET_API_MAX_STREAMS_PER_TOKEN: z.coerce.number().int().min(1).default(DEFAULT_MAX_STREAMS_PER_TOKEN),
+  /** `token`: /metrics needs a bearer token with `metrics:read` (or admin); `none`: open to anyone who reaches it. */
+  VIRTFLEET_METRICS_AUTH: MetricsAuth.default(DEFAULT_METRICS_AUTH),
+  /** Serve /metrics on its own listener at this port (and not on the API's); unset: on the API's. */
+  VIRTFLEET_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /** The address of the /metrics listener (with VIRTFLEET_METRICS_PORT). Default: VIRTFLEET_API_HOST. */
+  VIRTFLEET_METRICS_HOST: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 /** The parsed variables, and the Redis configuration built from them (password and TLS files read). */

@@ -44,6 +44,11 @@ async function main(): Promise<void> {
     ...(env.VIRTFLEET_WEBHOOK_SECRET === undefined ? {} : { webhookSecret: env.VIRTFLEET_WEBHOOK_SECRET }),
     webhookAllowPrivate: env.VIRTFLEET_WEBHOOK_ALLOW_PRIVATE,
     webhookConcurrency: env.VIRTFLEET_WEBHOOK_CONCURRENCY,
+    streamConnections: env.VIRTFLEET_API_STREAM_CONNECTIONS,
+    maxStreamsPerToken: env.VIRTFLEET_API_MAX_STREAMS_PER_TOKEN,
+    metricsAuth: env.VIRTFLEET_METRICS_AUTH,
+    ...(env.VIRTFLEET_METRICS_PORT === undefined ? {} : { metricsPort: env.VIRTFLEET_METRICS_PORT }),
+    ...(env.VIRTFLEET_METRICS_HOST === undefined ? {} : { metricsHost: env.VIRTFLEET_METRICS_HOST }),
   });
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -1,6 +1,27 @@
 import type { ProgressEvent } from "@virtfleet/core";
-import type { FleetClient } from "@virtfleet/queue";
+import type { FleetClient, HostView } from "@virtfleet/queue";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { z } from "zod";
+import { requireScope, type TokenStore } from "./auth.js";
+
+/** Who may read /metrics: `token` (a bearer token with `metrics:read` or admin) or `none` (anyone). */
+export const MetricsAuth = z.enum(["token", "none"]);
+export type MetricsAuth = z.infer<typeof MetricsAuth>;
+/** /metrics needs a token unless the operator says otherwise (`VIRTFLEET_METRICS_AUTH=none`). */
+export const DEFAULT_METRICS_AUTH: MetricsAuth = "token";
+/** How long one read of the hosts and their queues serves scrapes (Redis is read at most this often). */
+export const METRICS_CACHE_MS = 5000;
+
+export interface MetricsOptions {
+  /** Default METRICS_CACHE_MS. */
+  cacheMs?: number;
+}
+
+interface FleetSnapshot {
+  hosts: HostView[];
+  queues: Map<string, Record<string, number>>;
+}
 
 /** Prometheus metrics: jobs by phase, phase durations, queue depth per host, host capacity and allocation. */
 export class Metrics {
@@ -8,8 +29,13 @@ export class Metrics {
   readonly #events: Counter;
   readonly #phaseSeconds: Histogram;
   readonly #lastAt = new Map<string, { phase: string; at: number }>();
+  readonly #fleet: FleetClient;
+  readonly #cacheMs: number;
+  #snapshot: { at: number; value: Promise<FleetSnapshot> } | undefined;
 
-  constructor(fleet: FleetClient) {
+  constructor(fleet: FleetClient, options: MetricsOptions = {}) {
+    this.#fleet = fleet;
+    this.#cacheMs = options.cacheMs ?? METRICS_CACHE_MS;
     collectDefaultMetrics({ register: this.registry, prefix: "virtfleet_api_" });
     this.#events = new Counter({
       name: "virtfleet_job_events_total",
@@ -30,11 +56,10 @@ export class Metrics {
       labelNames: ["host", "state"],
       registers: [this.registry],
       collect: async () => {
+        const { queues } = await this.#read();
         queueDepth.reset();
-        for (const h of await fleet.hosts.list()) {
-          const counts = await fleet.queueCounts(h.status.hostId);
-          for (const [state, n] of Object.entries(counts)) queueDepth.set({ host: h.status.hostId, state }, n);
-        }
+        for (const [host, counts] of queues)
+          for (const [state, n] of Object.entries(counts)) queueDepth.set({ host, state }, n);
       },
     });
     const hostGauge = (
@@ -48,8 +73,9 @@ export class Metrics {
         labelNames: ["host", "resource"],
         registers: [this.registry],
         collect: async () => {
+          const { hosts } = await this.#read();
           g.reset();
-          for (const h of await fleet.hosts.list()) {
+          for (const h of hosts) {
             const v = pick(h);
             g.set({ host: h.status.hostId, resource: "memory_mib" }, v.memoryMiB);
             g.set({ host: h.status.hostId, resource: "vcpus" }, v.vcpus);
@@ -65,9 +91,40 @@ export class Metrics {
       labelNames: ["host"],
       registers: [this.registry],
       collect: async () => {
+        const { hosts } = await this.#read();
         up.reset();
-        for (const h of await fleet.hosts.list()) up.set({ host: h.status.hostId }, h.up ? 1 : 0);
+        for (const h of hosts) up.set({ host: h.status.hostId }, h.up ? 1 : 0);
       },
+    });
+  }
+
+  /** The hosts and their queue counts: one read serves every scrape within `cacheMs` (and concurrent ones). */
+  #read(): Promise<FleetSnapshot> {
+    const now = Date.now();
+    if (this.#snapshot !== undefined && now - this.#snapshot.at < this.#cacheMs) return this.#snapshot.value;
+    const value = (async () => {
+      const hosts = await this.#fleet.hosts.list();
+      const counts = await Promise.all(hosts.map((h) => this.#fleet.queueCounts(h.status.hostId)));
+      return { hosts, queues: new Map(hosts.map((h, i) => [h.status.hostId, counts[i] ?? {}])) };
+    })();
+    const snapshot = { at: now, value };
+    this.#snapshot = snapshot;
+    // A failed read is not kept: the next scrape tries again.
+    value.catch(() => {
+      if (this.#snapshot === snapshot) this.#snapshot = undefined;
+    });
+    return value;
+  }
+
+  /**
+   * Serves GET /metrics on `app`; with `auth: "token"`, only to a bearer token with `metrics:read`
+   * (or admin): 401 / 403 problem+json otherwise.
+   */
+  route(app: FastifyInstance, auth: MetricsAuth, tokens: TokenStore): void {
+    app.get("/metrics", async (request: FastifyRequest, reply) => {
+      if (auth === "token") requireScope(tokens.authenticate(request.headers.authorization), "metrics:read");
+      reply.type(this.registry.contentType);
+      return this.registry.metrics();
     });
   }
 

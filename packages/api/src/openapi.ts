@@ -171,7 +171,9 @@ export function buildOpenApi(serverUrl = "/"): Record<string, unknown> {
         "the token lacks the scope, may not attach guests to a network of the spec (`field` names it), or the tenant's quota is exceeded",
       ),
       "404": problemResponse("not found (or another tenant's)"),
-      "429": problemResponse("rate limited"),
+      "429": problemResponse(
+        r.sse ? "rate limited, or the token already holds its most open event streams" : "rate limited",
+      ),
     };
     if (r.mutating) responses["409"] = problemResponse("conflict: name clash, no capacity, or Idempotency-Key reused");
     paths[r.path] ??= {};

@@ -8,7 +8,6 @@ import {
   JobId,
   ListVmsQuery,
   parseOrThrow,
-  type StreamedEvent,
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
@@ -30,10 +29,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { auditMutatingCalls } from "./audit.js";
 import { canSee, type Principal, requireScope, type TokenStore } from "./auth.js";
 import { checkCallbackUrl } from "./callback-url.js";
+import { EventStreams, type StreamSource } from "./event-streams.js";
 import { IdempotencyStore } from "./idempotency.js";
-import { Metrics } from "./metrics.js";
+import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
 import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
@@ -65,6 +66,20 @@ export interface ApiServerOptions {
   /** Largest request body. Default 1 MiB. */
   bodyLimit?: number;
   webhookMinTimeoutMs?: number;
+  /** Redis connections shared by all event streams. Default DEFAULT_STREAM_CONNECTIONS. */
+  streamConnections?: number;
+  /** Event streams one token may hold open at once (more: 429). Default DEFAULT_MAX_STREAMS_PER_TOKEN. */
+  maxStreamsPerToken?: number;
+  /** Who may read /metrics. Default DEFAULT_METRICS_AUTH (a token with `metrics:read`). */
+  metricsAuth?: MetricsAuth;
+  /**
+   * Serve /metrics on its own listener at this port (0 picks a free one) instead of the API's;
+   * `metricsHost` is its address (default: `host`).
+   */
+  metricsPort?: number;
+  metricsHost?: string;
+  /** How long one read of the hosts serves /metrics scrapes. Default METRICS_CACHE_MS. */
+  metricsCacheMs?: number;
 }
 
 const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
@@ -97,6 +112,8 @@ export class ApiServer {
   readonly #idem: IdempotencyStore;
   readonly #tail: EventTail;
   readonly #metrics: Metrics;
+  readonly #streams: EventStreams;
+  #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: ApiServerOptions) {
@@ -110,7 +127,17 @@ export class ApiServer {
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
-    this.#metrics = new Metrics(this.fleet);
+    this.#metrics = new Metrics(
+      this.fleet,
+      options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs },
+    );
+    this.#streams = new EventStreams({
+      connect: () => this.fleet.connect(),
+      redis: this.#redis,
+      logger: options.logger,
+      ...(options.streamConnections === undefined ? {} : { connections: options.streamConnections }),
+      ...(options.maxStreamsPerToken === undefined ? {} : { maxPerToken: options.maxStreamsPerToken }),
+    });
     this.#tail = new EventTail({
       redis: quietErrors(this.#redis.duplicate()),
       keys,
@@ -136,6 +163,13 @@ export class ApiServer {
     return `http://${address.address}:${address.port}`;
   }
 
+  /** Where /metrics is served: its own listener (with `metricsPort`), else the API's. */
+  get metricsUrl(): string {
+    const address = (this.#metricsApp ?? this.app).server.address();
+    if (address === null || typeof address === "string") throw new Error("not listening");
+    return `http://${address.address}:${address.port}/metrics`;
+  }
+
   async start(): Promise<void> {
     const app = this.app;
     app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
@@ -149,12 +183,15 @@ export class ApiServer {
         else request.log.error({ err: error }, "request failed");
       }
       const p = toProblem(err);
+      request.problemCode = p.code;
       void reply.status(p.status).type("application/problem+json").send(p);
     });
     app.setNotFoundHandler((request, reply) => {
       const p = toProblem(problem("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`));
+      request.problemCode = p.code;
       void reply.status(404).type("application/problem+json").send(p);
     });
+    auditMutatingCalls(app, this.#o.logger, (request) => this.#principalOrUndefined(request));
 
     const document = buildOpenApi();
     await app.register(swagger, { mode: "static", specification: { document: document as never } });
@@ -185,10 +222,8 @@ export class ApiServer {
         return reply.status(503).send({ ok: false, redis: "down" });
       }
     });
-    app.get("/metrics", async (_request, reply) => {
-      reply.type(this.#metrics.registry.contentType);
-      return this.#metrics.registry.metrics();
-    });
+    const metricsAuth = this.#o.metricsAuth ?? DEFAULT_METRICS_AUTH;
+    if (this.#o.metricsPort === undefined) this.#metrics.route(app, metricsAuth, this.#o.tokens);
     app.get("/v1/openapi.json", async () => document);
 
     // Every /v1 route but the documents needs a known token.
@@ -288,15 +323,13 @@ export class ApiServer {
       const p = this.#principal(request, "vms:read");
       const record = await this.#job(p, (request.params as { id: string }).id);
       const after = this.#lastEventId(request);
-      await this.#stream(
-        request,
-        reply,
-        async (redis, from) => {
-          const events = await this.fleet.log.read(record.jobId, from, 15_000, redis);
-          return { events, ended: events.some((e) => isTerminal(e.phase)) };
+      this.#stream(reply, p, after, {
+        key: this.fleet.keys.jobEvents(record.jobId),
+        ended: async () => {
+          const { phase } = await this.fleet.log.progress(record.jobId);
+          return phase === undefined || isTerminal(phase);
         },
-        after,
-      );
+      });
     });
 
     app.get("/v1/batches/:id", async (request) => {
@@ -336,19 +369,11 @@ export class ApiServer {
           )
         ).flat(),
       );
-      let cursor: string | undefined; // past the events left out, too
-      await this.#stream(
-        request,
-        reply,
-        async (redis, from) => {
-          const read = await this.fleet.log.readBatch(batch.batchId, cursor ?? from, 1000, redis);
-          cursor = read.at(-1)?.id ?? cursor;
-          const events = read.filter((e) => own.has(e.jobId));
-          if (read.length > 0) return { events, ended: false };
-          return { events, ended: await this.fleet.batchEnded(batch.batchId) };
-        },
-        after,
-      );
+      this.#stream(reply, p, after, {
+        key: this.fleet.keys.batchEvents(batch.batchId),
+        ended: () => this.fleet.batchEnded(batch.batchId),
+        accept: (e) => own.has(e.jobId),
+      });
     });
 
     app.get("/v1/hosts", async (request) => {
@@ -376,6 +401,21 @@ export class ApiServer {
       // the event tail once it lets us in.
       if (!isRedisAuthError(error)) throw error;
       void this.#startTailLater();
+    }
+    if (this.#o.metricsPort !== undefined) {
+      // Only /metrics, on an address of its own (e.g. one only the Prometheus network reaches).
+      const m = Fastify({ loggerInstance: this.#o.logger as unknown as FastifyBaseLogger });
+      this.#metricsApp = m;
+      m.setErrorHandler((error, _request, reply) => {
+        const p = toProblem(error);
+        void reply.status(p.status).type("application/problem+json").send(p);
+      });
+      m.setNotFoundHandler((request, reply) => {
+        const p = toProblem(problem("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`));
+        void reply.status(404).type("application/problem+json").send(p);
+      });
+      this.#metrics.route(m, metricsAuth, this.#o.tokens);
+      await m.listen({ host: this.#o.metricsHost ?? this.#o.host ?? "127.0.0.1", port: this.#o.metricsPort });
     }
     await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 8080 });
   }
@@ -463,16 +503,21 @@ export class ApiServer {
 
   /**
    * Server-Sent Events: every event after `after`, each with its stream id (resume with
-   * Last-Event-ID), until `next` says the stream ended. A comment every 15 s keeps proxies open.
+   * Last-Event-ID), until the job or batch has ended; a comment keeps quiet streams open through
+   * proxies. The streams share EventStreams' connections; a token over its share gets 429.
    */
-  async #stream(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    next: (redis: Redis, after: string) => Promise<{ events: StreamedEvent[]; ended: boolean }>,
-    after: string,
-  ): Promise<void> {
-    reply.hijack();
+  #stream(reply: FastifyReply, p: Principal, after: string, source: StreamSource): void {
     const res = reply.raw;
+    const stream = this.#streams.open(p.tokenId, source, after, {
+      events: (events) => {
+        let out = "";
+        for (const { id, ...event } of events) out += `id: ${id}\nevent: progress\ndata: ${JSON.stringify(event)}\n\n`;
+        res.write(out);
+      },
+      keepAlive: () => res.write(": keep-alive\n\n"),
+      end: () => res.end(),
+    });
+    reply.hijack();
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
@@ -480,30 +525,7 @@ export class ApiServer {
       "x-accel-buffering": "no",
     });
     res.write(": virtfleet events\n\n");
-    const redis = this.fleet.connect();
-    let open = true;
-    request.raw.on("close", () => {
-      open = false;
-      redis.disconnect();
-    });
-    let last = after;
-    try {
-      while (open) {
-        const { events, ended } = await next(redis, last);
-        for (const e of events) {
-          const { id, ...event } = e;
-          res.write(`id: ${id}\nevent: progress\ndata: ${JSON.stringify(event)}\n\n`);
-          last = id;
-        }
-        if (ended) break;
-        if (events.length === 0) res.write(": keep-alive\n\n");
-      }
-    } catch (error) {
-      if (open) request.log.warn({ err: error }, "event stream failed");
-    } finally {
-      redis.disconnect();
-      res.end();
-    }
+    res.on("close", () => stream.close());
   }
 
   /** A mutating call: scope check, Idempotency-Key, then the work; the answer is stored for retries. */
@@ -523,6 +545,7 @@ export class ApiServer {
     if (key !== undefined) {
       const earlier = await this.#idem.begin(p.tenant, key, fingerprint);
       if (earlier !== undefined) {
+        if (earlier.status >= 400) request.problemCode = (earlier.body as { code?: string }).code;
         void reply.header("idempotent-replayed", "true");
         return reply
           .status(earlier.status)
@@ -544,17 +567,7 @@ export class ApiServer {
       answer = { status: pr.status, body: pr };
     }
     if (key !== undefined) await this.#idem.complete(p.tenant, key, fingerprint, answer);
-    this.#o.logger.info(
-      {
-        audit: true,
-        tokenId: p.tokenId,
-        tenant: p.tenant,
-        action: `${request.method} ${request.routeOptions.url}`,
-        target: request.url,
-        outcome: answer.status,
-      },
-      "audit",
-    );
+    if (answer.status >= 400) request.problemCode = (answer.body as { code?: string }).code;
     return reply
       .status(answer.status)
       .type(answer.status >= 400 ? "application/problem+json" : "application/json")
@@ -575,10 +588,13 @@ export class ApiServer {
     }
   }
 
-  /** Stops listening, ends streams, closes connections. Safe to call twice. */
+  /** Ends every event stream, stops listening, closes connections. Safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Streams first: an open stream would hold the listener's close.
+      await this.#streams.close().catch(() => undefined);
       await this.app.close().catch(() => undefined);
+      await this.#metricsApp?.close().catch(() => undefined);
       await this.#tail.close().catch(() => undefined);
       await this.fleet.close();
       await closeRedis(this.#redis);

@@ -175,7 +175,7 @@ export const Problem = z.object({
 });
 export type Problem = z.infer<typeof Problem>;
 
-export const Scope = z.enum(["vms:read", "vms:write", "hosts:read", "admin"]);
+export const Scope = z.enum(["vms:read", "vms:write", "hosts:read", "metrics:read", "admin"]);
 export type Scope = z.infer<typeof Scope>;
 
 /** One entry of the tokens file (`VIRTFLEET_API_TOKENS_FILE`). */

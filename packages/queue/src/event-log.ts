@@ -263,8 +263,8 @@ export class EventLog {
   }
 }
 
-type StreamEntries = [id: string, fields: string[]][];
-type StreamReply = [key: string, items: StreamEntries][] | null;
+export type StreamEntries = [id: string, fields: string[]][];
+export type StreamReply = [key: string, items: StreamEntries][] | null;
 
 /** An event read back from Redis, parsed again (never trusted); undefined when it is not one. */
 function parseEvent(raw: string, id: string): StreamedEvent | undefined {
@@ -278,7 +278,8 @@ function parseEvent(raw: string, id: string): StreamedEvent | undefined {
   return parsed.success ? { ...parsed.data, id } : undefined;
 }
 
-function parseStreamReply(reply: StreamReply): StreamedEvent[] {
+/** The events of an XREAD reply, in order (entries that are not events are skipped). */
+export function parseStreamReply(reply: StreamReply): StreamedEvent[] {
   const out: StreamedEvent[] = [];
   for (const [, items] of reply ?? []) {
     for (const [id, fields] of items) {
