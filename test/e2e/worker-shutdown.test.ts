@@ -15,7 +15,7 @@ afterEach(async () => {
 
 /** The pid of the test's own redis-server (its process title names its port). */
 async function redisPid(port: number): Promise<number> {
-  const { stdout } = await run("pgrep", ["-f", `^redis-server .*:${port}`]);
+  const { stdout } = await run("pgrep", ["-f", `^redis-server .*:${port}$`]);
   const pid = Number(stdout.trim().split("\n")[0]);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no redis-server on port ${port}`);
   return pid;

@@ -1,4 +1,5 @@
 import os from "node:os";
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from "@virtfleet/agent";
 import { HostId, Labels, toValidationError, VirtType } from "@virtfleet/core";
 import { z } from "zod";
 
@@ -45,7 +46,7 @@ export const WorkerEnv = z.object({
   VIRTFLEET_OVERCOMMIT_CPU: z.coerce.number().positive().max(100).default(4),
   VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   /** Running jobs get this long to finish on SIGTERM; then they are rolled back and handed back. */
-  VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(60_000),
+  VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_SHUTDOWN_TIMEOUT_MS),
   /** A dead worker's jobs are picked up again after at most this long. */
   VIRTFLEET_LOCK_MS: z.coerce.number().int().min(1000).default(30_000),
   VIRTFLEET_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(15_000),

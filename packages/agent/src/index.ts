@@ -3,3 +3,6 @@ export * from "./libvirt.js";
 export * from "./name-locks.js";
 export * from "./provisioner.js";
 export * from "./reconciler.js";
+export * from "./fleet-identity.js";
+export * from "./ownership-rule.js";
+export * from "./vm-marker.js";

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm } from "node:fs/promises";
 import {
   type CreateJobData,
   type DestroyJobData,
@@ -16,6 +16,7 @@ import {
   virtInstallArgs,
 } from "@virtfleet/hypervisor";
 import { type Libvirt, type Ownership, ownershipXmlEdits } from "./libvirt.js";
+import { readMarker, type VmMarker, writeMarker } from "./vm-marker.js";
 
 export type Report = (phase: Phase, message: string, error?: ErrorInfo) => Promise<void>;
 
@@ -38,6 +39,13 @@ export interface ProvisionerOptions {
   /** The virt type for specs that name none. */
   defaultVirtType: VirtType;
   timeouts?: Partial<ProvisionerTimeouts>;
+  /** The fleet's identity, written into each domain's metadata and each VM folder's marker. */
+  fleetId: string;
+  /**
+   * Whether another job's leftover folder is proven dead (this fleet's, its job failed or was
+   * cancelled), so a create may replace it. Default: never.
+   */
+  isDead?: (marker: VmMarker) => Promise<boolean>;
 }
 
 export const DEFAULT_TIMEOUTS: ProvisionerTimeouts = {
@@ -82,7 +90,12 @@ export class Provisioner {
     const { libvirt } = this.#o;
     const { spec } = data;
     const name = spec.name;
-    const owner: Ownership = { fingerprint: specFingerprint(spec), jobId: data.jobId, hostId: this.#o.hostId };
+    const owner: Ownership = {
+      fingerprint: specFingerprint(spec),
+      jobId: data.jobId,
+      hostId: this.#o.hostId,
+      fleetId: this.#o.fleetId,
+    };
     const virsh = { timeoutMs: this.#t.virshMs, ...(signal === undefined ? {} : { signal }) };
 
     const existing = await libvirt.state(name, virsh);
@@ -103,6 +116,7 @@ export class Provisioner {
       if (existing !== "running") await libvirt.start(name, virsh);
       await report("domain.running", `VM ${name} already exists; running`);
     } else {
+      await this.#clearFolder(name, data.jobId);
       try {
         await this.#build(data, owner, report, signal);
       } catch (error) {
@@ -158,10 +172,9 @@ export class Provisioner {
 
     await report("disk.creating", spec.disks.length === 0 ? "no disks" : `creating ${spec.disks.length} disk(s)`);
     const dir = paths.vmDir(name);
-    // No domain exists, so anything in the VM's folder is left from an earlier, unfinished run.
-    await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o755 });
     await chmod(dir, 0o755);
+    await writeMarker(dir, { fleet: this.#o.fleetId, host: this.#o.hostId, job: data.jobId, vm: name });
     const disks: VirtInstallOptions["disks"][number][] = [];
     for (const [i, disk] of spec.disks.entries()) {
       throwIfAborted(signal);
@@ -218,6 +231,31 @@ export class Provisioner {
     await report("domain.running", `domain ${name} is running`);
   }
 
+  /**
+   * No domain exists: a folder of the VM's name is left from an earlier, unfinished run of this job
+   * (or of a job proven dead) and goes. Anything else there is not virtfleet's to remove: NAME_CLASH.
+   */
+  async #clearFolder(name: string, jobId: string): Promise<void> {
+    const dir = this.#o.paths.vmDir(name);
+    if (!(await this.#o.paths.listVmDirs()).includes(name)) return;
+    const marker = await readMarker(dir);
+    const empty = (await readdir(dir).catch(() => ["?"])).length === 0;
+    const ours =
+      empty ||
+      (marker !== undefined &&
+      marker.host === this.#o.hostId &&
+      marker.fleet === this.#o.fleetId &&
+      (marker.job === jobId || ((await this.#o.isDead?.(marker)) ?? false)));
+    if (!ours) {
+      throw new VirtfleetError(
+        "NAME_CLASH",
+        `a folder ${dir} exists on ${this.#o.hostId} that virtfleet cannot prove is a dead leftover; leaving it alone`,
+        { field: "spec.name" },
+      );
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
   async #imageFormat(path: string): Promise<"qcow2" | "raw"> {
     const head = await readFile(path, { flag: "r" })
       .then((b) => b.subarray(0, 4))
@@ -253,7 +291,8 @@ export class Provisioner {
       await libvirt.stop(name, opts);
       await libvirt.undefine(name, opts);
     }
-    await rm(paths.vmDir(name), { recursive: true, force: true });
+    // Only the folder this job made (its marker names the job).
+    if ((await readMarker(paths.vmDir(name)))?.job === jobId) await rm(paths.vmDir(name), { recursive: true, force: true });
   }
 
   async destroy(data: DestroyJobData, report: Report, signal?: AbortSignal): Promise<void> {
@@ -278,7 +317,14 @@ export class Provisioner {
       await report("stopping", `no domain ${name} on ${this.#o.hostId}`);
       await report("undefined", "nothing to undefine");
     }
-    await rm(paths.vmDir(name), { recursive: true, force: true });
-    await report("storage.removed", `removed ${paths.vmDir(name)}`);
+    const dir = paths.vmDir(name);
+    if ((await readMarker(dir)) !== undefined) {
+      await rm(dir, { recursive: true, force: true });
+      await report("storage.removed", `removed ${dir}`);
+    } else if ((await paths.listVmDirs()).includes(name)) {
+      await report("storage.removed", `left ${dir} alone: it has no virtfleet marker`);
+    } else {
+      await report("storage.removed", `no folder ${dir}`);
+    }
   }
 }
