@@ -54,10 +54,13 @@ async function main(): Promise<void> {
     );
     // The agent hands running jobs back at the deadline and gives up on what has not closed a grace
     // period later, Redis or not; this is the last resort if even that hangs.
-    const force = setTimeout(() => {
-      logger.warn("shutdown did not finish: stopping now; unfinished jobs will be picked up again");
-      endProcess(logger, 1);
-    }, env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS + SHUTDOWN_GRACE_MS + 5000);
+    const force = setTimeout(
+      () => {
+        logger.warn("shutdown did not finish: stopping now; unfinished jobs will be picked up again");
+        endProcess(logger, 1);
+      },
+      env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS + SHUTDOWN_GRACE_MS + 5000,
+    );
     force.unref();
     agent.close().then(
       () => endProcess(logger, signal),

@@ -3,11 +3,11 @@ import { access, mkdir, statfs } from "node:fs/promises";
 import {
   type HostStatus,
   isTerminal,
+  JobData,
   MAX_REPORTED_ORPHANS,
+  type Phase,
   ReconcileRequest,
   type ReconcileResult,
-  JobData,
-  type Phase,
   toErrorInfo,
   toValidationError,
   VirtfleetError,

@@ -243,9 +243,9 @@ export class Provisioner {
     const ours =
       empty ||
       (marker !== undefined &&
-      marker.host === this.#o.hostId &&
-      marker.fleet === this.#o.fleetId &&
-      (marker.job === jobId || ((await this.#o.isDead?.(marker)) ?? false)));
+        marker.host === this.#o.hostId &&
+        marker.fleet === this.#o.fleetId &&
+        (marker.job === jobId || ((await this.#o.isDead?.(marker)) ?? false)));
     if (!ours) {
       throw new VirtfleetError(
         "NAME_CLASH",
@@ -292,7 +292,8 @@ export class Provisioner {
       await libvirt.undefine(name, opts);
     }
     // Only the folder this job made (its marker names the job).
-    if ((await readMarker(paths.vmDir(name)))?.job === jobId) await rm(paths.vmDir(name), { recursive: true, force: true });
+    if ((await readMarker(paths.vmDir(name)))?.job === jobId)
+      await rm(paths.vmDir(name), { recursive: true, force: true });
   }
 
   async destroy(data: DestroyJobData, report: Report, signal?: AbortSignal): Promise<void> {

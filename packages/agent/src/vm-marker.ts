@@ -7,7 +7,6 @@ export { VmMarker };
 /** The file virtfleet writes into every VM folder it makes: only folders carrying it are ever removed. */
 export const MARKER_FILE = ".virtfleet.json";
 
-
 export async function writeMarker(dir: string, marker: VmMarker): Promise<void> {
   await writeFile(path.join(dir, MARKER_FILE), `${JSON.stringify(marker)}\n`, { mode: 0o644 });
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { HostStatus, ReconcileResult, type ReconcileRequest, VirtfleetError } from "@virtfleet/core";
+import { HostStatus, type ReconcileRequest, ReconcileResult, VirtfleetError } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import { type Allocation, CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
@@ -105,7 +105,8 @@ export class HostRegistry {
       if (raw !== null) {
         await this.#redis.del(replyKey);
         const parsed = ReconcileResult.safeParse(JSON.parse(raw));
-        if (!parsed.success) throw new VirtfleetError("INTERNAL", `host "${hostId}" answered with a bad reconcile result`);
+        if (!parsed.success)
+          throw new VirtfleetError("INTERNAL", `host "${hostId}" answered with a bad reconcile result`);
         return parsed.data;
       }
       if (Date.now() > deadline) {
