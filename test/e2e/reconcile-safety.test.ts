@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { FleetClient } from "@virtfleet/queue";
 import { Redis } from "ioredis";
@@ -10,13 +9,13 @@ import {
   cliEnv,
   domainState,
   type FleetEnv,
+  jobPhase,
   runCli,
   type StartWorkerOptions,
   startWorker,
   tinySpec,
   until,
   virsh,
-  virtInstallRunning,
   type WorkerProcess,
 } from "./harness.js";
 
@@ -198,23 +197,25 @@ describe("reconciliation never destroys what it cannot prove is virtfleet's and 
     const r = await redis();
     const f = fleetEnv(r.url);
     const c = client(f);
-    const faults = await mkdtemp(path.join(os.tmpdir(), "hs-faults-"));
-    cleanups.push(() => rm(faults, { recursive: true, force: true }));
     const hostId = `hs-${randomUUID().slice(0, 6)}`;
-    const w1 = await worker(f, { hostId, faultDir: faults });
+    const w1 = await worker(f, { hostId });
     const name = hsName("lost");
-    await writeFile(path.join(faults, `slow-${name}`), "1");
-    const job = await c.createVm(tinySpec(name));
-    await until("virt-install to run", async () => ((await virtInstallRunning(name)) ? true : undefined), 60_000);
-    // The worker dies; virt-install goes on and defines the domain; the fleet fails the job HOST_LOST.
+    // The job waits for a line its guest never prints: its domain runs while the job is still live.
+    const job = await c.createVm(tinySpec(name), { guestReady: { pattern: "NEVER-PRINTED", timeoutSec: 600 } });
+    await until(
+      "the domain to run",
+      async () => ((await jobPhase(c, job.id)) === "domain.running" ? true : undefined),
+      90_000,
+    );
+    // The worker dies; the fleet fails the job HOST_LOST; its domain is left behind.
     w1.child.kill("SIGKILL");
     await w1.exited;
-    await until("the domain", async () => ((await domainState(name)) === "running" ? true : undefined), 90_000);
+    expect(await domainState(name)).toBe("running");
     await until("the host to be down", async () => ((await c.hosts.get(hostId))?.up === false ? true : undefined));
     expect(await c.checkHosts()).toEqual([hostId]);
     expect((await job.wait({ timeoutMs: 10_000 })).phase).toBe("failed");
 
-    const w2 = await worker(f, { hostId, faultDir: faults });
+    const w2 = await worker(f, { hostId });
     await reconciled(w2);
     expect(await domainState(name)).toBeUndefined();
     expect(await exists(path.join(w2.storageDir, name))).toBe(false);

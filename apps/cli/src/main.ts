@@ -375,7 +375,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--timeout <sec>", "how long to wait for the worker's answer", "120")
     .option("--json", "machine-readable output")
     .action(async (id: string, flags: { deleteOrphans?: boolean; timeout: string; json?: boolean }) => {
-      cli.json = flags.json === true;
+      // `--json` after the host id may be taken by `hosts` itself.
+      cli.json = flags.json === true || hosts.opts<{ json?: boolean }>().json === true;
       const hostId = parseOrThrow(HostId, id, "host");
       const timeoutSec = seconds("--timeout", flags.timeout) as number;
       const client = await cli.fleet("hosts reconcile");
