@@ -221,4 +221,19 @@ describe("reconciliation never destroys what it cannot prove is virtfleet's and 
     expect(await exists(path.join(w2.storageDir, name))).toBe(false);
     expect((await c.hosts.get(hostId))?.status.orphans).toEqual([]);
   });
+
+  it("a create never removes a folder of its VM's name that virtfleet did not make: NAME_CLASH", async () => {
+    const r = await redis();
+    const f = fleetEnv(r.url);
+    const c = client(f);
+    const w = await worker(f, { hostId: `hs-${randomUUID().slice(0, 6)}` });
+    const name = hsName("clash");
+    const dir = path.join(w.storageDir, name);
+    await mkdir(dir, { mode: 0o755 });
+    await writeFile(path.join(dir, "disk0.qcow2"), "someone's data");
+    const end = await (await c.createVm(tinySpec(name))).wait({ timeoutMs: 60_000 });
+    expect(end).toMatchObject({ phase: "failed", error: { code: "NAME_CLASH", field: "spec.name" } });
+    expect(await readdir(dir)).toEqual(["disk0.qcow2"]);
+    expect(await domainState(name)).toBeUndefined();
+  });
 });
