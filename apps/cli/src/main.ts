@@ -11,7 +11,7 @@ import {
   VirtfleetError,
   VmSpec,
 } from "@virtfleet/core";
-import type { FleetClient } from "@virtfleet/queue";
+import { DEFAULT_RECONCILE_TIMEOUT_MS, type FleetClient } from "@virtfleet/queue";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
@@ -372,7 +372,7 @@ async function main(argv: string[]): Promise<number> {
       "--delete-orphans",
       "remove the orphans found (only what virtfleet's metadata or marker names as this host's)",
     )
-    .option("--timeout <sec>", "how long to wait for the worker's answer", "120")
+    .option("--timeout <sec>", "how long to wait for the worker's answer", String(DEFAULT_RECONCILE_TIMEOUT_MS / 1000))
     .option("--json", "machine-readable output")
     .action(async (id: string, flags: { deleteOrphans?: boolean; timeout: string; json?: boolean }) => {
       // `--json` after the host id may be taken by `hosts` itself.
