@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { FleetClient } from "@virtfleet/queue";
@@ -143,7 +143,7 @@ describe("crash safety", () => {
     await destroyAll(c, [name]);
   });
 
-  it("on start a worker removes what virtfleet left on its host that nothing accounts for, and only that", async () => {
+  it("on start a worker removes nothing the fleet merely does not know: a forgotten VM and a stray folder are reported orphans", async () => {
     const f = fleetEnv();
     const c = client(f);
     const w1 = await worker(f, { hostId: "recon" });
@@ -158,10 +158,16 @@ describe("crash safety", () => {
     await writeFile(path.join(stray, "disk0.qcow2"), "junk");
     const w2 = await worker(f, { hostId: "recon" });
     await until("reconciliation", async () => (w2.logs().includes("reconciled host") ? true : undefined), 20_000);
-    expect(await domainState(orphan)).toBeUndefined();
+    // Its job ended `done`: nothing proves the VM dead, so it is left running, and reported.
+    expect(await domainState(orphan)).toBe("running");
     expect(await domainState(kept)).toBe("running");
-    expect(await readdir(w1.storageDir)).toEqual([kept]);
+    expect((await readdir(w1.storageDir)).sort()).toEqual([kept, orphan, path.basename(stray)].sort());
+    expect((await c.hosts.get("recon"))?.status.orphans.map((o) => o.vm).sort()).toEqual(
+      [orphan, path.basename(stray)].sort(),
+    );
     await destroyAll(c, [kept]);
+    expect((await (await c.destroyVm(orphan, { host: "recon" })).wait({ timeoutMs: 60_000 })).phase).toBe("done");
+    await rm(stray, { recursive: true });
   });
 
   it("SIGTERM lets a running job finish; past the deadline the job is handed back and another worker ends it", async () => {

@@ -83,7 +83,7 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
 
     expect(await domainState(name)).toBe("running");
     const dir = path.join(worker.storageDir, name);
-    expect((await filesIn(dir)).sort()).toEqual(["console.log", "disk0.qcow2"]);
+    expect((await filesIn(dir)).sort()).toEqual([".virtfleet.json", "console.log", "disk0.qcow2"]);
     const console = await readFile(path.join(dir, "console.log"), "utf8");
     expect(console).toMatch(new RegExp(`VIRTFLEET_READY cmdline=.*virtfleet\\.e2e=${token}`));
 

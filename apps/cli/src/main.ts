@@ -11,7 +11,7 @@ import {
   VirtfleetError,
   VmSpec,
 } from "@virtfleet/core";
-import { type FleetClient, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
+import { DEFAULT_RECONCILE_TIMEOUT_MS, type FleetClient, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
@@ -364,6 +364,43 @@ async function main(argv: string[]): Promise<number> {
       await client.hosts.remove(hostId);
       cli.print(`${hostId}\tforgotten`);
     });
+  hosts
+    .command("reconcile")
+    .description("ask the host's worker to reconcile now and report orphans; with --delete-orphans, also remove them")
+    .argument("<id>", "host id")
+    .option(
+      "--delete-orphans",
+      "remove the orphans found (only what virtfleet's metadata or marker names as this host's)",
+    )
+    .option("--timeout <sec>", "how long to wait for the worker's answer", String(DEFAULT_RECONCILE_TIMEOUT_MS / 1000))
+    .option("--json", "machine-readable output")
+    .action(async (id: string, flags: { deleteOrphans?: boolean; timeout: string; json?: boolean }) => {
+      // `--json` after the host id may be taken by `hosts` itself.
+      cli.json = flags.json === true || hosts.opts<{ json?: boolean }>().json === true;
+      const hostId = parseOrThrow(HostId, id, "host");
+      const timeoutSec = seconds("--timeout", flags.timeout) as number;
+      const client = await cli.fleet("hosts reconcile");
+      const view = await client.hosts.get(hostId);
+      if (view === undefined)
+        throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
+      if (!view.up)
+        throw new VirtfleetError("HOST_NOT_FOUND", `host "${hostId}" is down; start its worker first`, {
+          field: "host",
+        });
+      const result = await client.hosts.requestReconcile(hostId, {
+        deleteOrphans: flags.deleteOrphans === true,
+        timeoutMs: timeoutSec * 1000,
+      });
+      if (result.error !== undefined) {
+        throw new VirtfleetError("INTERNAL", `host "${hostId}" could not reconcile: ${result.error.message}`);
+      }
+      if (cli.json) return cli.print(JSON.stringify(result));
+      const rows = [
+        ...result.removed.map((o) => [o.vm, o.kind, "removed", o.reason]),
+        ...result.orphans.map((o) => [o.vm, o.kind, "orphan", o.reason]),
+      ];
+      cli.print(formatTable(["VM", "KIND", "ACTION", "REASON"], rows));
+    });
   for (const [verb, on] of [
     ["drain", true],
     ["undrain", false],
@@ -389,9 +426,25 @@ async function main(argv: string[]): Promise<number> {
     .option("--host <id>", "only VMs on this host")
     .option("--label <key=value>", "only VMs with this label (repeatable)", collect)
     .option("--state <state>", "only VMs in this state (creating, running, destroying)")
+    .option("--orphans", "instead, what hosts found that nothing accounts for (domains, folders), left alone")
     .option("--json", "machine-readable output")
-    .action(async (flags: { host?: string; label?: string[]; state?: string; json?: boolean }) => {
+    .action(async (flags: { host?: string; label?: string[]; state?: string; orphans?: boolean; json?: boolean }) => {
       cli.json = flags.json === true;
+      if (flags.orphans) {
+        const host = flags.host === undefined ? undefined : parseOrThrow(HostId, flags.host, "host");
+        const client = await cli.fleet("listing orphans (ls --orphans)");
+        const rows = (await client.hosts.list())
+          .filter((h) => host === undefined || h.status.hostId === host)
+          .flatMap((h) => h.status.orphans.map((o) => ({ host: h.status.hostId, ...o })));
+        if (cli.json) return cli.print(JSON.stringify(rows));
+        cli.print(
+          formatTable(
+            ["HOST", "VM", "KIND", "REASON"],
+            rows.map((r) => [r.host, r.vm, r.kind, r.reason]),
+          ),
+        );
+        return;
+      }
       const labels: Record<string, string> = {};
       for (const l of flags.label ?? []) parseLabel("--label", l, labels);
       const vms = await cli.backend().listVms({

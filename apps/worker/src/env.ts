@@ -1,5 +1,5 @@
 import os from "node:os";
-import { DEFAULT_OVERCOMMIT_DISK } from "@virtfleet/agent";
+import { DEFAULT_OVERCOMMIT_DISK, DEFAULT_SHUTDOWN_TIMEOUT_MS } from "@virtfleet/agent";
 import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
 import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
 import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
@@ -80,7 +80,7 @@ export const WorkerEnv = z.object({
   VIRTFLEET_OVERCOMMIT_DISK: z.coerce.number().positive().max(100).default(DEFAULT_OVERCOMMIT_DISK),
   VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   /** Running jobs get this long to finish on SIGTERM; then they are rolled back and handed back. */
-  VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(60_000),
+  VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_SHUTDOWN_TIMEOUT_MS),
   /** A dead worker's jobs are picked up again after at most this long. */
   VIRTFLEET_LOCK_MS: z.coerce.number().int().min(1000).default(30_000),
   VIRTFLEET_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(15_000),

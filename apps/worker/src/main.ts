@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { HostAgent } from "@virtfleet/agent";
+import { HostAgent, SHUTDOWN_GRACE_MS } from "@virtfleet/agent";
 import { endProcess, ValidationError } from "@virtfleet/core";
 import { REDACT_PATHS, redactError } from "@virtfleet/queue";
 import { pino } from "pino";
@@ -66,11 +66,15 @@ async function main(): Promise<void> {
       { signal, timeoutMs: env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS },
       "stopping: taking no new jobs, finishing running ones",
     );
-    // The agent hands running jobs back at the deadline; this is the last resort if that hangs.
-    const force = setTimeout(() => {
-      logger.warn("shutdown did not finish: stopping now; unfinished jobs will be picked up again");
-      endProcess(logger, 1);
-    }, env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS + 30_000);
+    // The agent hands running jobs back at the deadline and gives up on what has not closed a grace
+    // period later, Redis or not; this is the last resort if even that hangs.
+    const force = setTimeout(
+      () => {
+        logger.warn("shutdown did not finish: stopping now; unfinished jobs will be picked up again");
+        endProcess(logger, 1);
+      },
+      env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS + SHUTDOWN_GRACE_MS + 5000,
+    );
     force.unref();
     agent.close().then(
       () => endProcess(logger, signal),

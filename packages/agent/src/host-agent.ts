@@ -8,7 +8,10 @@ import {
   JobData,
   type NetworkAllowList,
   type NetworkSpec,
+  MAX_REPORTED_ORPHANS,
   type Phase,
+  ReconcileRequest,
+  type ReconcileResult,
   toErrorInfo,
   toValidationError,
   VirtfleetError,
@@ -40,6 +43,7 @@ import {
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { ensureFleetId } from "./fleet-identity.js";
 import { Libvirt } from "./libvirt.js";
 import { NameLocks } from "./name-locks.js";
 import { Provisioner, type ProvisionerTimeouts } from "./provisioner.js";
@@ -162,8 +166,14 @@ export class HostAgent {
   #timers: NodeJS.Timeout[] = [];
   #status: HostStatus | undefined;
   #closing: Promise<void> | undefined;
-  /** What the start-up reconciliation found. */
+  /** What the last reconciliation found. */
   lastReconcile: ReconcileReport | undefined;
+  /** The fleet's identity, read at start. */
+  #fleetId: string | undefined;
+  /** Reconciliations run one at a time. */
+  #reconciling: Promise<unknown> = Promise.resolve();
+  /** Jobs this worker is running now (their #process promises). */
+  readonly #running = new Set<Promise<unknown>>();
 
   constructor(options: HostAgentOptions) {
     this.#o = options;
@@ -209,6 +219,8 @@ export class HostAgent {
         { cause: error },
       );
     }
+    const fleetId = await ensureFleetId(this.#redis, this.keys);
+    this.#fleetId = fleetId;
     let qemuOwner: QemuOwner | undefined;
     if (o.executor !== undefined) {
       this.#provisioner = o.executor;
@@ -219,6 +231,12 @@ export class HostAgent {
         runner: this.#runner,
         paths: this.#paths,
         hostId: this.hostId,
+        fleetId,
+        isDead: async (marker) => {
+          if (marker.fleet !== fleetId) return false;
+          const phase = (await this.#log.getJob(marker.job))?.phase;
+          return phase === "failed" || phase === "cancelled";
+        },
         defaultVirtType: virtType,
         qemuOwner,
         ...(o.timeouts === undefined ? {} : { timeouts: o.timeouts }),
@@ -244,14 +262,21 @@ export class HostAgent {
       labels: o.labels ?? {},
       draining: false,
       ...(o.allowedNetworks === undefined ? {} : { networks: o.allowedNetworks.map(formatNetworkRef) }),
+      orphans: [],
     };
 
     this.lastReconcile = await this.reconcile();
 
-    await this.#subscriber.subscribe(this.keys.cancelChannel(this.hostId));
-    this.#subscriber.on("message", (_channel: string, jobId: string) => {
-      const found = this.#worker?.cancelJob(jobId, "cancelled") ?? false;
-      this.#logger.info({ jobId, found }, "cancel request");
+    const cancelChannel = this.keys.cancelChannel(this.hostId);
+    const reconcileChannel = this.keys.reconcileChannel(this.hostId);
+    await this.#subscriber.subscribe(cancelChannel, reconcileChannel);
+    this.#subscriber.on("message", (channel: string, message: string) => {
+      if (channel === cancelChannel) {
+        const found = this.#worker?.cancelJob(message, "cancelled") ?? false;
+        this.#logger.info({ jobId: message, found }, "cancel request");
+      } else if (channel === reconcileChannel) {
+        void this.#answerReconcile(message);
+      }
     });
 
     await this.#redis.del(this.keys.hostDown(this.hostId));
@@ -265,7 +290,7 @@ export class HostAgent {
     this.#workerRedis = quietErrors(this.#redis.duplicate({ enableAutoPipelining: false }));
     this.#worker = new Worker(
       this.keys.hostQueue(this.hostId),
-      (job, token, signal) => this.#process(job, token, signal),
+      (job, token, signal) => this.#track(this.#process(job, token, signal)),
       {
         connection: this.#workerRedis,
         prefix: this.keys.prefix,
@@ -304,23 +329,43 @@ export class HostAgent {
     this.#timers.push(timer);
   }
 
-  /** Removes what virtfleet left on this host that no live job or known VM accounts for. */
-  async reconcile(): Promise<ReconcileReport> {
-    const liveJobVms = new Set<string>();
-    const jobs = await this.#queue.getJobs(["active", "waiting", "delayed", "prioritized"]);
-    for (const job of jobs) {
-      const parsed = JobData.safeParse(job?.data);
-      if (!parsed.success) continue;
-      const record = await this.#log.getJob(parsed.data.jobId);
-      if (record !== undefined && isTerminal(record.phase)) continue; // e.g. failed HOST_LOST while this host was away
-      liveJobVms.add(parsed.data.kind === "create" ? parsed.data.spec.name : parsed.data.name);
-    }
-    const knownVms = new Set(
-      (await this.#vms.list()).filter((v) => v.hostId === this.hostId && v.state !== "failed").map((v) => v.name),
-    );
+  /**
+   * Brings the host in line with the fleet: removes what virtfleet made here and can prove dead (this
+   * fleet's, its job failed or was cancelled), reports the rest nothing accounts for as orphans (a
+   * warn line each, and the host's status); with `deleteOrphans`, removes those too. One at a time.
+   */
+  reconcile(options: { deleteOrphans?: boolean } = {}): Promise<ReconcileReport> {
+    const run = this.#reconciling.then(() => this.#reconcile(options.deleteOrphans ?? false));
+    this.#reconciling = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reconcile(deleteOrphans: boolean): Promise<ReconcileReport> {
+    const fleetId = this.#fleetId;
+    if (fleetId === undefined) throw new Error("agent not started");
+    let knownVms = new Set<string>();
+    let liveJobVms = new Set<string>();
+    const accounting = async () => {
+      liveJobVms = new Set<string>();
+      const jobs = await this.#queue.getJobs(["active", "waiting", "delayed", "prioritized"]);
+      for (const job of jobs) {
+        const parsed = JobData.safeParse(job?.data);
+        if (!parsed.success) continue;
+        const record = await this.#log.getJob(parsed.data.jobId);
+        if (record !== undefined && isTerminal(record.phase)) continue; // e.g. failed HOST_LOST while this host was away
+        liveJobVms.add(parsed.data.kind === "create" ? parsed.data.spec.name : parsed.data.name);
+      }
+      knownVms = new Set(
+        (await this.#vms.list()).filter((v) => v.hostId === this.hostId && v.state !== "failed").map((v) => v.name),
+      );
+      return { liveJobVms, knownVms };
+    };
     const report = await new Reconciler(this.#libvirt, this.#paths, this.hostId, this.#logger).run({
-      liveJobVms,
-      knownVms,
+      accounting,
+      fleetId,
+      jobPhase: async (jobId) => (await this.#log.getJob(jobId))?.phase,
+      deleteOrphans,
+      lock: (vm) => this.#locks.acquire(vm),
     });
     for (const vm of report.missingVms) {
       this.#logger.warn({ vm }, "reconcile: the fleet lists this VM here but it has no domain; forgetting it");
@@ -335,15 +380,44 @@ export class HostAgent {
       await this.#vms.ledger.release(this.hostId, vm);
       this.#logger.warn({ vm }, "reconcile: released room no VM holds");
     }
+    this.lastReconcile = report;
+    if (this.#status !== undefined) this.#status.orphans = report.orphans.slice(0, MAX_REPORTED_ORPHANS);
     this.#logger.info(
       {
-        orphanDomains: report.orphanDomains.length,
-        orphanDirs: report.orphanDirs.length,
+        fleet: fleetId,
+        removed: report.removed.length,
+        orphans: report.orphans.length,
         missingVms: report.missingVms.length,
+        deleteOrphans,
       },
       "reconciled host",
     );
     return report;
+  }
+
+  /** An operator's reconcile request (`virtfleet hosts reconcile`): reconcile, then answer it. */
+  async #answerReconcile(message: string): Promise<void> {
+    let request: ReconcileRequest;
+    try {
+      request = ReconcileRequest.parse(JSON.parse(message));
+    } catch (error) {
+      this.#logger.warn({ err: error }, "ignoring a bad reconcile request");
+      return;
+    }
+    this.#logger.info({ request: request.id, deleteOrphans: request.deleteOrphans }, "reconcile request");
+    let result: ReconcileResult;
+    try {
+      const report = await this.reconcile({ deleteOrphans: request.deleteOrphans });
+      await this.#beat();
+      result = { hostId: this.hostId, removed: report.removed, orphans: report.orphans };
+    } catch (error) {
+      const info = toErrorInfo(error);
+      this.#logger.error({ err: error }, "reconcile request failed");
+      result = { hostId: this.hostId, removed: [], orphans: [], error: { code: info.code, message: info.message } };
+    }
+    await this.#hosts.replyReconcile(request.id, result).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, "could not answer a reconcile request");
+    });
   }
 
   async #beat(): Promise<void> {
@@ -513,22 +587,39 @@ export class HostAgent {
     }
   }
 
+  /** Counts a job as running on this worker until it settles. */
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#running.add(work);
+    const done = () => this.#running.delete(work);
+    work.then(done, done);
+    return work;
+  }
+
   async #forgetVm(name: string, jobId: string): Promise<void> {
     await this.#vms.forget(name, jobId);
   }
 
   /**
    * Stops taking jobs and lets running ones finish; past the shutdown deadline, aborts them (each
-   * rolls back and goes back to the queue). Closes connections. Safe to call twice.
+   * rolls back and goes back to the queue, given SHUTDOWN_GRACE_MS more). Closes connections. Every
+   * step is bounded, so the whole takes at most about deadline + grace whether or not Redis answers:
+   * what Redis did not take by then is given up (a job it did not see handed back is picked up again
+   * once its lock expires). Safe to call twice.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
       const worker = this.#worker;
-      const deadline = this.#o.shutdownTimeoutMs ?? 60_000;
-      const steps: [string, () => Promise<unknown>][] = [
+      const deadline = this.#o.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
+      const started = Date.now();
+      const giveUpAt = started + deadline + SHUTDOWN_GRACE_MS;
+      // Once a Redis step has hung, the others are not waited for.
+      let redisStuck = false;
+      const redisStep = (ms: number) => () => (redisStuck || this.#redis.status !== "ready" ? 0 : ms);
+      const steps: [string, () => number, () => Promise<unknown>][] = [
         [
-          "host status",
+          "host status (draining)",
+          redisStep(REDIS_STEP_MS),
           async () => {
             // Nothing new is placed here while running jobs finish.
             if (this.#status !== undefined) this.#status.draining = true;
@@ -537,6 +628,7 @@ export class HostAgent {
         ],
         [
           "worker",
+          () => giveUpAt - Date.now(),
           async () => {
             if (worker === undefined) return;
             const closing = worker.close();
@@ -544,30 +636,76 @@ export class HostAgent {
               this.#logger.warn({ deadlineMs: deadline }, "shutdown deadline passed: handing running jobs back");
               worker.cancelAllJobs(SHUTDOWN);
             }, deadline);
+            // With no job of ours running, what is left of the worker's close is Redis's to answer.
+            const idle = async () => {
+              while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+              await sleep(REDIS_STEP_MS);
+            };
             try {
-              await closing;
+              await Promise.race([closing, idle()]);
             } finally {
               clearTimeout(timer);
             }
           },
         ],
-        ["host status", () => this.#hosts.markDown(this.hostId)],
-        ["queue", () => this.#queue.close()],
-        ["fleet client", () => this.#fleet.close()],
-        ["subscriber", () => closeRedis(this.#subscriber)],
-        ["worker connection", async () => this.#workerRedis && closeRedis(this.#workerRedis)],
-        ["queue connection", () => closeRedis(this.#queueRedis)],
-        ["redis", () => closeRedis(this.#redis)],
+        ["host status (down)", redisStep(REDIS_STEP_MS), () => this.#hosts.markDown(this.hostId)],
+        [
+          "connections",
+          redisStep(REDIS_STEP_MS),
+          () =>
+            Promise.all([
+              this.#queue.close(),
+              this.#fleet.close(),
+              closeRedis(this.#subscriber),
+              this.#workerRedis && closeRedis(this.#workerRedis),
+              closeRedis(this.#queueRedis),
+              closeRedis(this.#redis),
+            ]),
+        ],
       ];
-      for (const [what, step] of steps) {
-        try {
-          await step();
-        } catch (error) {
-          this.#logger.warn({ err: error }, `closing ${what} failed`);
+      for (const [what, ms, step] of steps) {
+        const outcome = await within(step(), Math.min(ms(), Math.max(0, giveUpAt - Date.now())));
+        if (outcome.ok) continue;
+        if (outcome.timedOut) {
+          redisStuck = true;
+          this.#logger.warn({ afterMs: Date.now() - started }, `closing ${what}: no answer in time; giving up on it`);
+        } else {
+          this.#logger.warn({ err: outcome.error }, `closing ${what} failed`);
         }
       }
+      // Whatever did not close in time is cut.
+      for (const r of [this.#subscriber, this.#workerRedis, this.#queueRedis, this.#redis]) r?.disconnect();
       this.#logger.info("worker stopped");
     })();
     return this.#closing;
+  }
+}
+
+/** After the shutdown deadline, running jobs get this long to roll back and be handed back. */
+export const SHUTDOWN_GRACE_MS = 5000;
+/** Default shutdown deadline (VIRTFLEET_SHUTDOWN_TIMEOUT_MS). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 60_000;
+/** How long one Redis write or close may take while the worker stops. */
+const REDIS_STEP_MS = 2000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/** Waits for `work` at most `ms`; never throws. */
+async function within(
+  work: Promise<unknown>,
+  ms: number,
+): Promise<{ ok: true } | { ok: false; timedOut: true } | { ok: false; timedOut: false; error: unknown }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((r) => {
+    timer = setTimeout(() => r("late"), ms);
+  });
+  try {
+    const first = await Promise.race([work.then(() => "done" as const), late]);
+    return first === "done" ? { ok: true } : { ok: false, timedOut: true };
+  } catch (error) {
+    return { ok: false, timedOut: false, error };
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
   }
 }

@@ -79,6 +79,22 @@ describe("ownership metadata", () => {
   it("does not take a longer attribute name for a shorter one", () => {
     expect(parseOwnershipXml('<vm xfingerprint="f" job="j" host="h"/>')).toBeUndefined();
   });
+
+  it("writes the fleet's identity as a fleet attribute and reads it back", () => {
+    const withFleet: Ownership = { ...owner, fleetId: "5f3bce27-2dbc-46e1-803e-690c1277af3c" };
+    expect(ownershipXmlEdits(withFleet)).toContain("./metadata/vm/@fleet=5f3bce27-2dbc-46e1-803e-690c1277af3c");
+    expect(ownershipXml(withFleet)).toContain(' fleet="5f3bce27-2dbc-46e1-803e-690c1277af3c"');
+    expect(parseOwnershipXml(ownershipXml(withFleet))).toEqual(withFleet);
+    const printed = `<vm xmlns="${METADATA_NS}" fleet="F1" host="h" job="j" fingerprint="f"/>`;
+    expect(parseOwnershipXml(printed)).toEqual({ fingerprint: "f", jobId: "j", hostId: "h", fleetId: "F1" });
+  });
+
+  it("reads older metadata without a fleet: owned, but with no fleet id", () => {
+    const parsed = parseOwnershipXml(`<vm xmlns="${METADATA_NS}" fingerprint="f" job="j" host="h"/>`);
+    expect(parsed).toEqual({ fingerprint: "f", jobId: "j", hostId: "h" });
+    expect(parsed?.fleetId).toBeUndefined();
+    expect(parseOwnershipXml('<vm fingerprint="f" job="j" host="h" fleet=""/>')?.fleetId).toBeUndefined();
+  });
 });
 
 describe("Libvirt", () => {

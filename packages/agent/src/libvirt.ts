@@ -17,6 +17,11 @@ export interface Ownership {
   fingerprint: string;
   jobId: string;
   hostId: string;
+  /**
+   * The fleet's identity (`<prefix>:fleet` in Redis). Absent in metadata written by older versions:
+   * such a domain is never removed without an operator's word.
+   */
+  fleetId?: string;
 }
 
 function escapeAttr(s: string): string {
@@ -42,11 +47,12 @@ export function ownershipXmlEdits(o: Ownership): string[] {
     `./metadata/vm/@fingerprint=${o.fingerprint}`,
     `./metadata/vm/@job=${o.jobId}`,
     `./metadata/vm/@host=${o.hostId}`,
+    ...(o.fleetId === undefined ? [] : [`./metadata/vm/@fleet=${o.fleetId}`]),
   ];
 }
 
 export function ownershipXml(o: Ownership): string {
-  return `<vm fingerprint="${escapeAttr(o.fingerprint)}" job="${escapeAttr(o.jobId)}" host="${escapeAttr(o.hostId)}"/>`;
+  return `<vm fingerprint="${escapeAttr(o.fingerprint)}" job="${escapeAttr(o.jobId)}" host="${escapeAttr(o.hostId)}"${o.fleetId === undefined ? "" : ` fleet="${escapeAttr(o.fleetId)}"`}/>`;
 }
 
 export function parseOwnershipXml(xml: string): Ownership | undefined {
@@ -57,8 +63,9 @@ export function parseOwnershipXml(xml: string): Ownership | undefined {
   const fingerprint = attr("fingerprint");
   const jobId = attr("job");
   const hostId = attr("host");
+  const fleetId = attr("fleet");
   if (fingerprint === undefined || jobId === undefined || hostId === undefined) return undefined;
-  return { fingerprint, jobId, hostId };
+  return { fingerprint, jobId, hostId, ...(fleetId === undefined || fleetId === "" ? {} : { fleetId }) };
 }
 
 /** A libvirt host, through `virsh` (and `virt-install`), one argv at a time. */

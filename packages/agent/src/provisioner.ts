@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import {
   type CreateJobData,
   type DestroyJobData,
@@ -24,6 +24,7 @@ import {
   virtInstallArgs,
 } from "@virtfleet/hypervisor";
 import { type Libvirt, type Ownership, ownershipXmlEdits } from "./libvirt.js";
+import { readMarker, type VmMarker, writeMarker } from "./vm-marker.js";
 
 export type Report = (phase: Phase, message: string, error?: ErrorInfo) => Promise<void>;
 
@@ -52,6 +53,13 @@ export interface ProvisionerOptions {
    */
   qemuOwner: Pick<QemuOwner, "uid" | "gid">;
   timeouts?: Partial<ProvisionerTimeouts>;
+  /** The fleet's identity, written into each domain's metadata and each VM folder's marker. */
+  fleetId: string;
+  /**
+   * Whether another job's leftover folder is proven dead (this fleet's, its job failed or was
+   * cancelled), so a create may replace it. Default: never.
+   */
+  isDead?: (marker: VmMarker) => Promise<boolean>;
 }
 
 export const DEFAULT_TIMEOUTS: ProvisionerTimeouts = {
@@ -96,7 +104,12 @@ export class Provisioner {
     const { libvirt } = this.#o;
     const { spec } = data;
     const name = spec.name;
-    const owner: Ownership = { fingerprint: specFingerprint(spec), jobId: data.jobId, hostId: this.#o.hostId };
+    const owner: Ownership = {
+      fingerprint: specFingerprint(spec),
+      jobId: data.jobId,
+      hostId: this.#o.hostId,
+      fleetId: this.#o.fleetId,
+    };
     const virsh = { timeoutMs: this.#t.virshMs, ...(signal === undefined ? {} : { signal }) };
 
     const existing = await libvirt.state(name, virsh);
@@ -117,6 +130,7 @@ export class Provisioner {
       if (existing !== "running") await libvirt.start(name, virsh);
       await report("domain.running", `VM ${name} already exists; running`);
     } else {
+      await this.#clearFolder(name, data.jobId);
       try {
         await this.#build(data, owner, report, signal);
       } catch (error) {
@@ -176,12 +190,11 @@ export class Provisioner {
     await report("disk.creating", spec.disks.length === 0 ? "no disks" : `creating ${spec.disks.length} disk(s)`);
     const dir = paths.vmDir(name);
     const { uid, gid } = this.#o.qemuOwner;
-    // No domain exists, so anything in the VM's folder is left from an earlier, unfinished run.
-    await rm(dir, { recursive: true, force: true });
     // Private to root and QEMU: QEMU's group may enter and read, nobody else; only root writes in it.
     await mkdir(dir, { recursive: true, mode: 0o750 });
     await chown(dir, 0, gid);
     await chmod(dir, 0o750);
+    await writeMarker(dir, { fleet: this.#o.fleetId, host: this.#o.hostId, job: data.jobId, vm: name });
     // The console file exists before QEMU starts, QEMU's and 0600 (libvirt gives it no owner).
     await this.#ownedFile(paths.consolePath(name), uid, gid);
     const disks: VirtInstallOptions["disks"][number][] = [];
@@ -243,6 +256,32 @@ export class Provisioner {
     }
     await report("domain.running", `domain ${name} is running`);
   }
+
+  /**
+   * No domain exists: a folder of the VM's name is left from an earlier, unfinished run of this job
+   * (or of a job proven dead) and goes. Anything else there is not virtfleet's to remove: NAME_CLASH.
+   */
+  async #clearFolder(name: string, jobId: string): Promise<void> {
+    const dir = this.#o.paths.vmDir(name);
+    if (!(await this.#o.paths.listVmDirs()).includes(name)) return;
+    const marker = await readMarker(dir);
+    const empty = (await readdir(dir).catch(() => ["?"])).length === 0;
+    const ours =
+      empty ||
+      (marker !== undefined &&
+        marker.host === this.#o.hostId &&
+        marker.fleet === this.#o.fleetId &&
+        (marker.job === jobId || ((await this.#o.isDead?.(marker)) ?? false)));
+    if (!ours) {
+      throw new VirtfleetError(
+        "NAME_CLASH",
+        `a folder ${dir} exists on ${this.#o.hostId} that virtfleet cannot prove is a dead leftover; leaving it alone`,
+        { field: "spec.name" },
+      );
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
 
   /**
    * The path of a shared image, which QEMU must be able to read and must not be able to write (no
@@ -308,7 +347,9 @@ export class Provisioner {
       await libvirt.stop(name, opts);
       await libvirt.undefine(name, opts);
     }
-    await rm(paths.vmDir(name), { recursive: true, force: true });
+    // Only the folder this job made (its marker names the job).
+    if ((await readMarker(paths.vmDir(name)))?.job === jobId)
+      await rm(paths.vmDir(name), { recursive: true, force: true });
   }
 
   async destroy(data: DestroyJobData, report: Report, signal?: AbortSignal): Promise<void> {
@@ -333,7 +374,14 @@ export class Provisioner {
       await report("stopping", `no domain ${name} on ${this.#o.hostId}`);
       await report("undefined", "nothing to undefine");
     }
-    await rm(paths.vmDir(name), { recursive: true, force: true });
-    await report("storage.removed", `removed ${paths.vmDir(name)}`);
+    const dir = paths.vmDir(name);
+    if ((await readMarker(dir)) !== undefined) {
+      await rm(dir, { recursive: true, force: true });
+      await report("storage.removed", `removed ${dir}`);
+    } else if ((await paths.listVmDirs()).includes(name)) {
+      await report("storage.removed", `left ${dir} alone: it has no virtfleet marker`);
+    } else {
+      await report("storage.removed", `no folder ${dir}`);
+    }
   }
 }

@@ -96,6 +96,16 @@ export class Metrics {
         for (const h of hosts) up.set({ host: h.status.hostId }, h.up ? 1 : 0);
       },
     });
+    const orphans: Gauge = new Gauge({
+      name: "virtfleet_orphans",
+      help: "Domains and VM folders a host found that nothing accounts for, left alone (virtfleet ls --orphans)",
+      labelNames: ["host"],
+      registers: [this.registry],
+      collect: async () => {
+        orphans.reset();
+        for (const h of await fleet.hosts.list()) orphans.set({ host: h.status.hostId }, h.status.orphans.length);
+      },
+    });
   }
 
   /** The hosts and their queue counts: one read serves every scrape within `cacheMs` (and concurrent ones). */

@@ -1,7 +1,11 @@
-import { HostStatus } from "@virtfleet/core";
+import { randomUUID } from "node:crypto";
+import { HostStatus, type ReconcileRequest, ReconcileResult, VirtfleetError } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import { type Allocation, CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
+
+/** How long `requestReconcile` waits for the worker's answer by default. */
+export const DEFAULT_RECONCILE_TIMEOUT_MS = 120_000;
 
 export interface HostView {
   status: HostStatus;
@@ -75,5 +79,48 @@ export class HostRegistry {
       .hdel(this.#keys.hosts(), hostId)
       .del(this.#keys.drain(hostId))
       .exec();
+  }
+
+  /**
+   * Asks the worker of a host to reconcile now (with `deleteOrphans`, also to remove the orphans it
+   * finds) and waits for its answer. HOST_NOT_FOUND when no worker of that host listens;
+   * COMMAND_TIMEOUT when it does not answer within `timeoutMs`.
+   */
+  async requestReconcile(
+    hostId: string,
+    options: { deleteOrphans: boolean; timeoutMs?: number },
+  ): Promise<ReconcileResult> {
+    const request: ReconcileRequest = { id: randomUUID(), deleteOrphans: options.deleteOrphans };
+    const timeoutMs = options.timeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_MS;
+    const listeners = await this.#redis.publish(this.#keys.reconcileChannel(hostId), JSON.stringify(request));
+    if (listeners === 0) {
+      throw new VirtfleetError("HOST_NOT_FOUND", `no worker of host "${hostId}" is up to reconcile; start it first`, {
+        field: "host",
+      });
+    }
+    const replyKey = this.#keys.reconcileReply(request.id);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const raw = await this.#redis.get(replyKey);
+      if (raw !== null) {
+        await this.#redis.del(replyKey);
+        const parsed = ReconcileResult.safeParse(JSON.parse(raw));
+        if (!parsed.success)
+          throw new VirtfleetError("INTERNAL", `host "${hostId}" answered with a bad reconcile result`);
+        return parsed.data;
+      }
+      if (Date.now() > deadline) {
+        throw new VirtfleetError(
+          "COMMAND_TIMEOUT",
+          `host "${hostId}" did not answer the reconcile request within ${Math.round(timeoutMs / 1000)} s`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** A worker's answer to a reconcile request; kept a minute for the asker to read. */
+  async replyReconcile(requestId: string, result: ReconcileResult): Promise<void> {
+    await this.#redis.set(this.#keys.reconcileReply(requestId), JSON.stringify(result), "PX", 60_000);
   }
 }

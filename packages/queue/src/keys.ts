@@ -125,4 +125,19 @@ export class Keys {
   cancelChannel(hostId: string): string {
     return `${this.prefix}:cancel:${hostId}`;
   }
+
+  /** The fleet's identity (a UUID, set once): written into every domain and VM folder virtfleet makes. */
+  fleet(): string {
+    return `${this.prefix}:fleet`;
+  }
+
+  /** Operators' reconcile requests (`virtfleet hosts reconcile`) go to the host's worker on this channel. */
+  reconcileChannel(hostId: string): string {
+    return `${this.prefix}:reconcile:${hostId}`;
+  }
+
+  /** A worker's answer to one reconcile request (short-lived). */
+  reconcileReply(requestId: string): string {
+    return `${this.prefix}:reconcile-reply:${requestId}`;
+  }
 }
