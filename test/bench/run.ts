@@ -574,6 +574,7 @@ async function redisFootprint(redis: LocalRedis): Promise<void> {
     images: [],
     labels: {},
     draining: false,
+    orphans: [],
   };
   await client.vms.ledger.setCapacity("fp", 1 << 30, 1 << 30);
   await client.hosts.heartbeat(status, 600_000);

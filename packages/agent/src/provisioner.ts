@@ -282,7 +282,6 @@ export class Provisioner {
     await rm(dir, { recursive: true, force: true });
   }
 
-
   /**
    * The path of a shared image, which QEMU must be able to read and must not be able to write (no
    * guest may change what other guests boot from); else IMAGE_NOT_FOUND naming `field`.
