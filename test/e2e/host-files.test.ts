@@ -15,6 +15,7 @@ import {
   jsonLines,
   runCli,
   startWorker,
+  until,
   virsh,
   type WorkerProcess,
 } from "./harness.js";
@@ -184,6 +185,17 @@ describe("a VM's files are private, shared images are never the guest's", () => 
       const file = path.join(imageDir, `${image}.qcow2`);
       await copyFile(path.join(imageDir, "tiny.qcow2"), file);
       await run("chmod", [mode, file]);
+      // Placement only offers hosts that list the image: wait for the worker's next heartbeat.
+      const client = new FleetClient({ redisUrl: fleet.redisUrl, prefix: fleet.prefix });
+      try {
+        await until(`the host lists ${image}`, async () =>
+          (await client.hosts.list()).some((h) => h.up && h.status.images.includes(`${image}.qcow2`))
+            ? true
+            : undefined,
+        );
+      } finally {
+        await client.close();
+      }
       const name = hfName("badimg");
       const r = await runCli(["create", "--name", name, ...bootFlags(image), "--wait", "--json"], env);
       expect(r.code, r.stdout + r.stderr).toBe(1);

@@ -102,8 +102,9 @@ export class Metrics {
       labelNames: ["host"],
       registers: [this.registry],
       collect: async () => {
+        const { hosts } = await this.#read();
         orphans.reset();
-        for (const h of await fleet.hosts.list()) orphans.set({ host: h.status.hostId }, h.status.orphans.length);
+        for (const h of hosts) orphans.set({ host: h.status.hostId }, h.status.orphans.length);
       },
     });
   }

@@ -268,8 +268,9 @@ describe("admission: tenants, pending jobs, disk, bounds", () => {
       );
       expect(batch.items.every((i) => i.jobId !== undefined)).toBe(true);
       const perVm = ((await bytesUnder(redis, prefix)) - before) / 10;
-      // The VM's record and the job's payload each hold the labels (~4.2 KB), plus records and events.
-      expect(perVm).toBeLessThan(16 * 1024);
+      // The VM's record and the job's payload each hold the labels (~4.2 KB as JSON; the record's hash
+      // then leaves Redis's compact encoding), plus the job's record, events and batch line: ~26 KB.
+      expect(perVm).toBeLessThan(32 * 1024);
       expect(await redis.ttl(client.keys.batch(batch.batchId))).toBeGreaterThan(REFUSED_BATCH_TTL_SEC);
       expect(await redis.ttl(client.keys.batch(batch.batchId))).toBeLessThanOrEqual(BATCH_TTL_SEC);
     } finally {
