@@ -68,8 +68,8 @@ describe("redisConfigFromEnv", () => {
 
 describe("redisOptions", () => {
   it("takes host, port, database and credentials from the URL; explicit fields win", () => {
-    expect(redisOptions({ url: "redis://alice:p%40ss@10.1.2.3:6380/3" })).toEqual({
-      host: "10.1.2.3",
+    expect(redisOptions({ url: "redis://alice:p%40ss@redis.example:6380/3" })).toEqual({
+      host: "redis.example",
       port: 6380,
       db: 3,
       username: "alice",
