@@ -1,6 +1,7 @@
 import { CapacityLedger } from "@virtfleet/queue";
 import { pino } from "pino";
 import { describe, expect } from "vitest";
+import { call } from "../../../test/fixtures/api-server.js";
 import { hostStatus } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { TokenStore } from "./auth.js";
@@ -26,18 +27,7 @@ async function withServer(
     await new CapacityLedger(redis, server.fleet.keys).setCapacity("ad-api-host", 65536, 64, 1000);
     redis.disconnect();
     await server.fleet.hosts.heartbeat(status, 60_000);
-    await run(async (method, path, token, body) => {
-      const res = await fetch(server.url + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      return { status: res.status, text, body: JSON.parse(text) as Record<string, unknown> };
-    });
+    await run((method, path, token, body) => call(server.url, method, path, token, body));
   } finally {
     await server.close();
   }
