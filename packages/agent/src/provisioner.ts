@@ -234,6 +234,7 @@ export class Provisioner {
       networks: spec.networks,
       graphics: false,
       serialFile: paths.consolePath(name),
+      guestAgent: true,
       xmlEdits: ownershipXmlEdits(owner),
       // QEMU runs as the QEMU user and libvirt relabels nothing: images are never chowned to it.
       runAs: { uid, gid },

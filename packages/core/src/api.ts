@@ -132,6 +132,8 @@ export const VmView = z.object({
   labels: z.record(z.string(), z.string()),
   group: z.string().optional(),
   jobId: z.string(),
+  /** The guest's IP addresses (CIDR), as its agent last reported them; absent until known. */
+  addresses: z.array(z.string()).optional(),
   updatedAt: z.string(),
 });
 export type VmView = z.infer<typeof VmView>;
