@@ -45,12 +45,7 @@ export const GuestReadyOptions = z
     strategy: ReadyStrategy.default("console"),
     /** A substring of the console line that means "ready" (`console` only). */
     pattern: z.string().min(1).max(256).optional(),
-    timeoutSec: z
-      .number()
-      .int()
-      .min(1)
-      .max(MAX_GUEST_READY_SEC, `must be at most ${MAX_GUEST_READY_SEC} s`)
-      .optional(),
+    timeoutSec: z.number().int().min(1).max(MAX_GUEST_READY_SEC, `must be at most ${MAX_GUEST_READY_SEC} s`).optional(),
   })
   .strict()
   .superRefine((o, ctx) => {

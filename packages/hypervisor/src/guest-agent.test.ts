@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { GUEST_AGENT_CHANNEL, virtInstallArgs } from "./virt-install.js";
 import {
   agentCommands,
   isAgentNotReadyError,
@@ -11,6 +10,7 @@ import {
   usableAddresses,
   virsh,
 } from "./virsh.js";
+import { GUEST_AGENT_CHANNEL, virtInstallArgs } from "./virt-install.js";
 
 const uri = "qemu:///system";
 
@@ -65,8 +65,24 @@ describe("guest agent argv", () => {
   });
 
   it("asks domifaddr for one source, in full form", () => {
-    expect(virsh.domifaddr(uri, "budgie", "agent")).toEqual(["-c", uri, "domifaddr", "budgie", "--source", "agent", "--full"]);
-    expect(virsh.domifaddr(uri, "budgie", "lease")).toEqual(["-c", uri, "domifaddr", "budgie", "--source", "lease", "--full"]);
+    expect(virsh.domifaddr(uri, "budgie", "agent")).toEqual([
+      "-c",
+      uri,
+      "domifaddr",
+      "budgie",
+      "--source",
+      "agent",
+      "--full",
+    ]);
+    expect(virsh.domifaddr(uri, "budgie", "lease")).toEqual([
+      "-c",
+      uri,
+      "domifaddr",
+      "budgie",
+      "--source",
+      "lease",
+      "--full",
+    ]);
     expect(virsh.domstateReason(uri, "budgie")).toEqual(["-c", uri, "domstate", "budgie", "--reason"]);
   });
 
@@ -81,9 +97,9 @@ describe("guest agent argv", () => {
     });
     expect(args[args.indexOf("--channel") + 1]).toBe(GUEST_AGENT_CHANNEL);
     expect(GUEST_AGENT_CHANNEL).toBe("unix,target.type=virtio,target.name=org.qemu.guest_agent.0");
-    expect(virtInstallArgs({ name: "b", memoryMiB: 256, vcpus: 1, disks: [], install: { method: "import" } })).not.toContain(
-      "--channel",
-    );
+    expect(
+      virtInstallArgs({ name: "b", memoryMiB: 256, vcpus: 1, disks: [], install: { method: "import" } }),
+    ).not.toContain("--channel");
   });
 });
 
@@ -103,16 +119,18 @@ describe("parseDomStateReason", () => {
 describe("agent errors and replies", () => {
   it("knows virsh's words for an agent that is not there yet", () => {
     // Real stderr of libvirt 9.0 for a domain with the channel but no agent in the guest.
-    expect(isAgentNotReadyError("error: Guest agent is not responding: QEMU guest agent is not connected\n")).toBe(true);
+    expect(isAgentNotReadyError("error: Guest agent is not responding: QEMU guest agent is not connected\n")).toBe(
+      true,
+    );
     expect(isAgentNotReadyError("error: Requested operation is not valid: domain is not running")).toBe(false);
     expect(isAgentNotReadyError("error: failed to get domain 'x'")).toBe(false);
   });
 
   it("reads guest-ping's empty return and refuses an error reply or junk", () => {
     expect(parseAgentReply('{"return":{}}\n\n')).toEqual({});
-    expect(() => parseAgentReply('{"error":{"class":"CommandNotFound","desc":"The command guest-exec has not been found"}}')).toThrow(
-      /CommandNotFound: The command guest-exec has not been found/,
-    );
+    expect(() =>
+      parseAgentReply('{"error":{"class":"CommandNotFound","desc":"The command guest-exec has not been found"}}'),
+    ).toThrow(/CommandNotFound: The command guest-exec has not been found/);
     expect(() => parseAgentReply("garbage")).toThrow(/not JSON/);
     expect(() => parseAgentReply('{"id":1}')).toThrow(/unexpected/);
   });
