@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { rm } from "node:fs/promises";
 import { FleetClient } from "@virtfleet/queue";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {
@@ -6,16 +7,13 @@ import {
   domainState,
   type FleetEnv,
   filesIn,
-  forceClean,
   jobPhase,
   jsonLines,
-  leftovers,
   runCli,
   startWorker,
   tinySpec,
   until,
   virsh,
-  vmName,
   type WorkerProcess,
 } from "./harness.js";
 
@@ -31,6 +29,22 @@ const fleet: FleetEnv = {
 };
 const env = cliEnv(fleet);
 let worker: WorkerProcess;
+
+/**
+ * This suite's VM names: `ry-…`, not the harness's `vft-…`, since other suites running on the same
+ * host at the same time remove every `vft-` domain they find after each test.
+ */
+function ryName(tag: string): string {
+  return `ry-${tag}-${randomUUID().slice(0, 8)}`;
+}
+
+/** This suite's domains still defined. */
+async function ours(): Promise<string[]> {
+  return (await virsh(["list", "--all", "--name"])).stdout
+    .split("\n")
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith("ry-"));
+}
 
 function tinyFlags(kernelArgs = "console=ttyS0"): string[] {
   return [
@@ -60,20 +74,29 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await worker?.stop();
-  await forceClean([worker.storageDir]);
+  for (const d of await ours()) {
+    await virsh(["destroy", d]);
+    await virsh(["undefine", d, "--nvram"]);
+  }
+  await rm(worker.storageDir, { recursive: true, force: true });
 });
 
 // Nothing is left behind: no domain, no file.
 afterEach(async () => {
-  const left = await leftovers();
+  const left = await ours();
   const files = await filesIn(worker.storageDir);
-  if (left.domains.length + left.pools.length + files.length > 0) await forceClean([]);
-  expect({ ...left, files }).toEqual({ domains: [], pools: [], files: [] });
+  if (left.length + files.length > 0) {
+    for (const d of left) {
+      await virsh(["destroy", d]);
+      await virsh(["undefine", d, "--nvram"]);
+    }
+  }
+  expect({ domains: left, files }).toEqual({ domains: [], files: [] });
 });
 
 describe("--wait-ready STRATEGY with a real worker", () => {
   it("console still works, every VM gets a guest agent channel, and ls lists its addresses", async () => {
-    const name = vmName("ry-con");
+    const name = ryName("con");
     const created = await runCli(
       ["create", "--name", name, ...tinyFlags(), "--wait", "--wait-ready", "console", "--json"],
       env,
@@ -100,7 +123,7 @@ describe("--wait-ready STRATEGY with a real worker", () => {
   });
 
   it("agent fails GUEST_TIMEOUT saying it waited for the guest agent, and rolls the VM back", async () => {
-    const name = vmName("ry-agt");
+    const name = ryName("agt");
     const r = await runCli(
       ["create", "--name", name, ...tinyFlags(), "--wait", "--wait-ready", "agent", "--ready-timeout", "8", "--json"],
       env,
@@ -115,7 +138,7 @@ describe("--wait-ready STRATEGY with a real worker", () => {
   });
 
   it("a guest that powers off while waited on fails at once with libvirt's reason, not at the timeout", async () => {
-    const name = vmName("ry-off");
+    const name = ryName("off");
     // The tiny guest's init powers off after its ready line when the kernel command line says so. The
     // wait's timeout (1500 s) is far beyond the CLI's 150 s: only a prompt failure ends this in time.
     const r = await runCli(
@@ -144,7 +167,7 @@ describe("--wait-ready STRATEGY with a real worker", () => {
   });
 
   it("a guest destroyed from outside while waited on fails at once, saying so", async () => {
-    const name = vmName("ry-dst");
+    const name = ryName("dst");
     const c = new FleetClient({ redisUrl: fleet.redisUrl, prefix: fleet.prefix });
     try {
       const job = await c.createVm(tinySpec(name), { guestReady: { strategy: "agent", timeoutSec: 1500 } });

@@ -1,5 +1,11 @@
 import { VirtfleetError } from "@virtfleet/core";
-import { agentCommands, parseGuestExecReply, parseGuestExecStatus } from "@virtfleet/hypervisor";
+import {
+  type AgentCommand,
+  agentCommands,
+  type GuestExecStatus,
+  parseGuestExecReply,
+  parseGuestExecStatus,
+} from "@virtfleet/hypervisor";
 import { pingAgent, WAITING_FOR_AGENT } from "./agent.js";
 import { AGENT_TIMEOUT_SEC, type ReadinessStrategy, type ReadyContext } from "./probe.js";
 
@@ -17,59 +23,70 @@ export function parseCloudInitStatus(stdout: string): { status: string; detail: 
   return { status, detail: detail.replace(/\s*\n\s*/g, "; ").slice(0, 500) };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs `cloud-init status --long` in the guest through the agent; its output, or undefined when it did not end in time. */
-async function cloudInitStatus(ctx: ReadyContext): Promise<string | undefined> {
-  let pid: number;
-  try {
-    const reply = await ctx.libvirt.agentCommand(
-      ctx.name,
-      agentCommands.exec("cloud-init", ["status", "--long"]),
-      AGENT_TIMEOUT_SEC,
-      ctx.run,
-    );
-    pid = parseGuestExecReply(reply);
-  } catch (error) {
-    if (error instanceof VirtfleetError) throw error; // virsh failed: the caller looks at the domain again
-    throw new VirtfleetError("GUEST_FAILED", `guest ${ctx.name}: cannot run cloud-init: ${(error as Error).message}`);
-  }
-  // A status (without --wait) answers at once; give it a few seconds under TCG.
-  for (let i = 0; i < 20; i++) {
-    const st = parseGuestExecStatus(
-      await ctx.libvirt.agentCommand(ctx.name, agentCommands.execStatus(pid), AGENT_TIMEOUT_SEC, ctx.run),
-    );
-    if (st.exited) return st.stdout + st.stderr;
-    await sleep(250);
-  }
-  return undefined;
-}
-
 /**
- * `cloud-init`: the agent answers and `cloud-init status` says done. Each probe asks for the
- * status without `--wait` (a waiting process would outlive a timed-out wait in the guest): `error`
- * or `disabled` fails at once with cloud-init's detail; anything else is still running.
+ * `cloud-init`: the agent answers and `cloud-init status` says done. Each probe asks for the status
+ * without `--wait` (a waiting process would outlive a timed-out wait in the guest); under TCG the
+ * command itself takes seconds, so a run still going is looked at again by the next probe rather
+ * than started anew. `error` or `disabled` fails at once with cloud-init's detail; anything else is
+ * still running.
  */
 export function cloudInitStrategy(): ReadinessStrategy {
+  /** The guest pid of the `cloud-init status` run not yet seen to end. */
+  let pending: number | undefined;
+  let last = "not asked yet";
+  const agent = (ctx: ReadyContext, command: AgentCommand) =>
+    ctx.libvirt.agentCommand(ctx.name, command, AGENT_TIMEOUT_SEC, ctx.run);
   return {
-    pollMs: 2000,
+    pollMs: 1000,
     async probe(ctx) {
       const ping = await pingAgent(ctx);
       if (!ping.up) return { ready: false, stuck: `${WAITING_FOR_AGENT} (${ping.why})` };
-      let out: string | undefined;
+      let status: GuestExecStatus;
       try {
-        out = await cloudInitStatus(ctx);
+        if (pending === undefined) {
+          let reply: string;
+          try {
+            reply = await agent(ctx, agentCommands.exec("cloud-init", ["status", "--long"]));
+          } catch (error) {
+            if (error instanceof VirtfleetError) throw error;
+            throw new Error(String(error));
+          }
+          try {
+            pending = parseGuestExecReply(reply);
+          } catch (error) {
+            // The agent refused (no cloud-init in the guest, guest-exec not allowed): it never will.
+            throw new VirtfleetError(
+              "GUEST_FAILED",
+              `guest ${ctx.name}: cannot run cloud-init: ${(error as Error).message}`,
+            );
+          }
+        }
+        status = parseGuestExecStatus(await agent(ctx, agentCommands.execStatus(pending)));
       } catch (error) {
         if (error instanceof VirtfleetError && (error.code === "GUEST_FAILED" || error.code === "CANCELLED"))
           throw error;
-        return { ready: false, stuck: `cloud-init status unknown (${(error as Error).message.split("\n")[0]})` };
+        // The agent went away (a reboot) or the pid is gone: ask anew next time.
+        pending = undefined;
+        return { ready: false, stuck: `cloud-init still running: status ${last} (${firstLine(error)})` };
       }
-      if (out === undefined) return { ready: false, stuck: "cloud-init still running: status did not answer" };
-      const { status, detail } = parseCloudInitStatus(out);
-      if (status === "done") return { ready: true, message: "cloud-init is done" };
-      if (status === "error" || status === "disabled")
-        throw new VirtfleetError("GUEST_FAILED", `guest ${ctx.name}: cloud-init status ${status}: ${detail}`);
-      return { ready: false, stuck: `cloud-init still running: status ${status}` };
+      if (!status.exited) return { ready: false, stuck: `cloud-init still running: status ${last}` };
+      pending = undefined;
+      const { status: word, detail } = parseCloudInitStatus(status.stdout + status.stderr);
+      if (word === "done") return { ready: true, message: "cloud-init is done" };
+      if (word === "error" || word === "disabled")
+        throw new VirtfleetError("GUEST_FAILED", `guest ${ctx.name}: cloud-init status ${word}: ${detail}`);
+      last = word;
+      return { ready: false, stuck: `cloud-init still running: status ${word}` };
     },
   };
+}
+
+function firstLine(error: unknown): string {
+  const e = error as { stderr?: string; message?: string };
+  return (
+    (e.stderr || e.message || String(error))
+      .trim()
+      .replace(/^error:\s*/i, "")
+      .split("\n")[0] ?? ""
+  );
 }

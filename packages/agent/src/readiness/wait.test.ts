@@ -23,7 +23,10 @@ class FakeGuest implements ReadinessLibvirt {
   leaseRows: InterfaceAddress[] = [];
   /** What `cloud-init status --long` prints, in turn (the last one repeats). */
   cloudInit: string[] = ["status: running\n"];
+  /** How many `guest-exec-status` answers say "still running" before each run ends. */
+  slowRuns = 0;
   calls: string[] = [];
+  #polls = new Map<number, number>();
   #pending = new Map<number, string>();
   #pid = 100;
 
@@ -48,6 +51,9 @@ class FakeGuest implements ReadinessLibvirt {
       }
       case "guest-exec-status": {
         const pid = (command.arguments as { pid: number }).pid;
+        const polls = (this.#polls.get(pid) ?? 0) + 1;
+        this.#polls.set(pid, polls);
+        if (polls <= this.slowRuns) return '{"return":{"exited":false}}';
         const out = this.#pending.get(pid) ?? "";
         const code = /status: error/.test(out) ? 1 : 0;
         return JSON.stringify({
@@ -163,6 +169,17 @@ describe("cloud-init", () => {
       message: "cloud-init is done",
     });
     expect(guest.calls.filter((c) => c === "guest-exec")).toHaveLength(2);
+  });
+
+  it("looks at a slow `cloud-init status` run again instead of starting another", async () => {
+    guest.agentUp = true;
+    guest.slowRuns = 2;
+    guest.cloudInit = ["status: done\n"];
+    await expect(wait({ strategy: "cloud-init", timeoutSec: 10 })).resolves.toMatchObject({
+      message: "cloud-init is done",
+    });
+    expect(guest.calls.filter((c) => c === "guest-exec")).toHaveLength(1);
+    expect(guest.calls.filter((c) => c === "guest-exec-status")).toHaveLength(3);
   });
 
   it("times out with the status it last saw", async () => {
