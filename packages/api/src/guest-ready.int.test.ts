@@ -11,7 +11,9 @@ describe("API: readiness strategies and a VM's addresses", () => {
     redisUrl,
     prefix,
   }) => {
-    const api = await startApi(redisUrl, prefix, [{ id: "ry", token: TOKEN, scopes: ["vms:read", "vms:write"] }]);
+    const api = await startApi(redisUrl, prefix, [
+      { id: "ry", token: TOKEN, scopes: ["vms:read", "vms:write"], tenant: "ry" },
+    ]);
     try {
       const spec = (name: string) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: 1 }] });
       const ip = await call(api.base, "POST", "/v1/vms", TOKEN, {
@@ -43,7 +45,7 @@ describe("API: readiness strategies and a VM's addresses", () => {
   });
 
   test("GET /v1/vms/{name} and the list return the addresses on the VM's record", async ({ redisUrl, prefix }) => {
-    const api = await startApi(redisUrl, prefix, [{ id: "ry", token: TOKEN, scopes: ["vms:read"] }]);
+    const api = await startApi(redisUrl, prefix, [{ id: "ry", token: TOKEN, scopes: ["vms:read"], tenant: "ry" }]);
     try {
       await api.server.fleet.vms.put({
         name: "ry-addr",
@@ -54,6 +56,7 @@ describe("API: readiness strategies and a VM's addresses", () => {
         memoryMiB: 256,
         vcpus: 1,
         labels: {},
+        tenant: "ry",
         addresses: ["192.0.2.10"],
         updatedAt: new Date().toISOString(),
       });
