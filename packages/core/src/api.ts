@@ -132,7 +132,7 @@ export const VmView = z.object({
   labels: z.record(z.string(), z.string()),
   group: z.string().optional(),
   jobId: z.string(),
-  /** The guest's IP addresses (CIDR), as its agent last reported them; absent until known. */
+  /** The guest's IP addresses (IPv4 first, no prefix length) as its agent or DHCP reported them at ready. */
   addresses: z.array(z.string()).optional(),
   updatedAt: z.string(),
 });
