@@ -26,7 +26,7 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
-          globalSetup: ["test/global-setup.ts", "test/e2e/guest-setup.ts"],
+          globalSetup: ["test/global-setup.ts", "test/e2e/guest-setup.ts", "test/e2e/cloud-guest-setup.ts"],
           testTimeout: 180_000,
           hookTimeout: 60_000,
           fileParallelism: false,

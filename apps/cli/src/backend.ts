@@ -1,4 +1,4 @@
-import type { GuestReadyOptions, StreamedEvent, VmSpec } from "@virtfleet/core";
+import type { GuestReadyInput, StreamedEvent, VmSpec } from "@virtfleet/core";
 
 /** One create, as the CLI asks for it. */
 export interface CreateRequest {
@@ -8,7 +8,7 @@ export interface CreateRequest {
   group?: string;
   policy: "spread" | "pack";
   waitForCapacitySec?: number;
-  guestReady?: Partial<GuestReadyOptions>;
+  guestReady?: GuestReadyInput;
 }
 
 export interface VmRow {
@@ -20,6 +20,8 @@ export interface VmRow {
   labels: Record<string, string>;
   group?: string;
   jobId: string;
+  /** The guest's IP addresses, once its agent (or DHCP) reported them. */
+  addresses?: string[];
   updatedAt: string;
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import {
+  DEFAULT_READY_TIMEOUT_SEC,
   HostId,
   isTerminal,
   JobId,
@@ -19,6 +20,7 @@ import type { Backend } from "./backend.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
 import { RedisBackend } from "./redis-backend.js";
+import { parseWaitReady } from "./wait-ready.js";
 
 const CliEnv = z.object({
   ...RedisEnv.shape,
@@ -175,10 +177,17 @@ async function main(argv: string[]): Promise<number> {
     .option("--count <n>", "create N VMs named from the --name pattern")
     .option("--wait", "wait until each VM is running, printing each phase")
     .option(
-      "--wait-ready [pattern]",
-      "also wait for the guest to print PATTERN on its serial console (default VIRTFLEET_READY)",
+      "--wait-ready [strategy]",
+      "also wait until the guest is ready: console[=PATTERN] (its serial console prints PATTERN, default " +
+        "VIRTFLEET_READY; a bare PATTERN means the same), agent (its guest agent answers), ip (the agent " +
+        "reports an IPv4 address) or cloud-init (cloud-init is done)",
     )
-    .option("--ready-timeout <sec>", "how long to wait for the guest's ready line", "120")
+    .option(
+      "--ready-timeout <sec>",
+      `how long to wait for the guest to be ready (default per strategy: ${Object.entries(DEFAULT_READY_TIMEOUT_SEC)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")})`,
+    )
     .option("--json", "machine-readable output (JSON lines)")
     .action(
       async (
@@ -191,7 +200,7 @@ async function main(argv: string[]): Promise<number> {
           count?: string;
           wait?: boolean;
           waitReady?: string | boolean;
-          readyTimeout: string;
+          readyTimeout?: string;
           json?: boolean;
         },
       ) => {
@@ -200,7 +209,7 @@ async function main(argv: string[]): Promise<number> {
         if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 1000)) {
           throw new ValidationError([{ field: "--count", message: "must be a whole number from 1 to 1000" }]);
         }
-        const readyTimeout = seconds("--ready-timeout", flags.readyTimeout) as number;
+        const readyTimeout = seconds("--ready-timeout", flags.readyTimeout);
         const waitCapacity = seconds("--wait-capacity", flags.waitCapacity);
         const names = count === undefined ? [flags.name as string] : expandNames(flags.name as string, count);
         // Build and check every spec and the placement before anything is enqueued.
@@ -217,14 +226,11 @@ async function main(argv: string[]): Promise<number> {
           },
           "placement",
         );
-        const backend = cli.backend();
         const guestReady =
-          flags.waitReady === undefined
+          flags.waitReady === undefined || flags.waitReady === false
             ? undefined
-            : {
-                ...(typeof flags.waitReady === "string" ? { pattern: flags.waitReady } : {}),
-                timeoutSec: readyTimeout,
-              };
+            : parseWaitReady(flags.waitReady, readyTimeout);
+        const backend = cli.backend();
         // Each VM is placed on its own: one refused for room does not stop the others.
         const results = await Promise.all(
           specs.map((spec) =>
@@ -455,8 +461,17 @@ async function main(argv: string[]): Promise<number> {
       if (cli.json) return cli.print(JSON.stringify(vms));
       cli.print(
         formatTable(
-          ["NAME", "HOST", "STATE", "MEMORY MiB", "VCPUS", "GROUP", "JOB"],
-          vms.map((v) => [v.name, v.hostId, v.state, String(v.memoryMiB), String(v.vcpus), v.group ?? "", v.jobId]),
+          ["NAME", "HOST", "STATE", "MEMORY MiB", "VCPUS", "GROUP", "JOB", "ADDRESSES"],
+          vms.map((v) => [
+            v.name,
+            v.hostId,
+            v.state,
+            String(v.memoryMiB),
+            String(v.vcpus),
+            v.group ?? "",
+            v.jobId,
+            (v.addresses ?? []).join(","),
+          ]),
         ),
       );
     });

@@ -46,7 +46,7 @@ import type { Logger } from "pino";
 import { ensureFleetId } from "./fleet-identity.js";
 import { Libvirt } from "./libvirt.js";
 import { NameLocks } from "./name-locks.js";
-import { Provisioner, type ProvisionerTimeouts } from "./provisioner.js";
+import { Provisioner, type ProvisionerTimeouts, type Report } from "./provisioner.js";
 import { type ReconcileReport, Reconciler } from "./reconciler.js";
 
 /** A host offers its storage filesystem's size times this to VMs' disks. */
@@ -496,15 +496,21 @@ export class HostAgent {
     const append = (
       phase: Phase,
       message: string,
-      extra: Pick<EventInput, "error" | "unlessCancelled" | "vmState"> = {},
+      extra: Pick<EventInput, "error" | "unlessCancelled" | "vmState" | "addresses"> = {},
     ) => {
       log.info({ phase, ...(extra.error === undefined ? {} : { code: extra.error.code }) }, message);
       return this.#log.append({ jobId: data.jobId, kind: data.kind, vm, phase, message, host: this.hostId, ...extra });
     };
     // Between phases: a cancel request that arrived while no signal could carry it stops the job here
     // (checked in the same script that appends the event).
-    const report = async (phase: Phase, message: string) => {
-      await append(phase, message, { unlessCancelled: data.kind === "create" });
+    // The guest's addresses, once known: on the `guest.ready` event, and on the VM's record with `done`.
+    let addresses: string[] | undefined;
+    const report: Report = async (phase, message, _error, detail) => {
+      if (detail?.addresses !== undefined) addresses = detail.addresses;
+      await append(phase, message, {
+        unlessCancelled: data.kind === "create",
+        ...(detail?.addresses === undefined ? {} : { addresses: detail.addresses }),
+      });
     };
     const current = await this.#log.progress(data.jobId);
     if (current.phase !== undefined && isTerminal(current.phase)) {
@@ -536,7 +542,7 @@ export class HostAgent {
         // The VM is marked running in the same step as the `done` event, unless the fleet gave up on
         // this job while it ran (HOST_LOST): then what it made must go.
         const id = await append("done", `VM ${vm} is running on ${this.hostId}`, {
-          vmState: { key: this.keys.vm(vm), state: "running" },
+          vmState: { key: this.keys.vm(vm), state: "running", ...(addresses === undefined ? {} : { addresses }) },
         });
         if (id === undefined) {
           log.warn("job ended elsewhere while it ran; rolling back");

@@ -4,5 +4,6 @@ export * from "./libvirt.js";
 export * from "./name-locks.js";
 export * from "./ownership-rule.js";
 export * from "./provisioner.js";
+export * from "./readiness/index.js";
 export * from "./reconciler.js";
 export * from "./vm-marker.js";

@@ -1,9 +1,13 @@
 import { VirtfleetError } from "@virtfleet/core";
 import {
+  type AgentCommand,
   type CommandRunner,
   type DomainState,
+  type InterfaceAddress,
   isNoDomainError,
+  parseDomifaddr,
   parseDomState,
+  parseDomStateReason,
   parseNodeinfo,
   type RunOptions,
   virsh,
@@ -87,6 +91,35 @@ export class Libvirt {
       if (error instanceof VirtfleetError && isNoDomainError(error.stderr ?? "")) return undefined;
       throw error;
     }
+  }
+
+  /** The domain's state and libvirt's reason for it, or undefined when there is no such domain. */
+  async stateReason(name: string, options?: RunOptions): Promise<{ state: DomainState; reason: string } | undefined> {
+    try {
+      const { stdout } = await this.#runner.run("virsh", virsh.domstateReason(this.uri, name), options);
+      return parseDomStateReason(stdout);
+    } catch (error) {
+      if (error instanceof VirtfleetError && isNoDomainError(error.stderr ?? "")) return undefined;
+      throw error;
+    }
+  }
+
+  /** Sends one command to the domain's qemu-guest-agent; its raw JSON reply (virsh's failure throws). */
+  async agentCommand(
+    name: string,
+    command: AgentCommand,
+    agentTimeoutSec: number,
+    options?: RunOptions,
+  ): Promise<string> {
+    const argv = virsh.qemuAgentCommand(this.uri, name, command, agentTimeoutSec);
+    const { stdout } = await this.#runner.run("virsh", argv, options);
+    return stdout;
+  }
+
+  /** The guest's addresses as its agent or libvirt's DHCP leases know them (virsh's failure throws). */
+  async interfaceAddresses(name: string, source: "agent" | "lease", options?: RunOptions): Promise<InterfaceAddress[]> {
+    const { stdout } = await this.#runner.run("virsh", virsh.domifaddr(this.uri, name, source), options);
+    return parseDomifaddr(stdout);
   }
 
   /** virtfleet's metadata on the domain, or undefined when the domain is not virtfleet's (or is gone). */

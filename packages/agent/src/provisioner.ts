@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import {
   type CreateJobData,
   type DestroyJobData,
@@ -24,9 +24,16 @@ import {
   virtInstallArgs,
 } from "@virtfleet/hypervisor";
 import { type Libvirt, type Ownership, ownershipXmlEdits } from "./libvirt.js";
+import { type GuestReady, waitForGuest } from "./readiness/index.js";
 import { readMarker, type VmMarker, writeMarker } from "./vm-marker.js";
 
-export type Report = (phase: Phase, message: string, error?: ErrorInfo) => Promise<void>;
+/** What a phase's event may carry besides its message. */
+export interface ReportDetail {
+  /** The guest's addresses (on `guest.ready`). */
+  addresses?: string[];
+}
+
+export type Report = (phase: Phase, message: string, error?: ErrorInfo, detail?: ReportDetail) => Promise<void>;
 
 export interface ProvisionerTimeouts {
   /** `qemu-img create`. Default 60 s. */
@@ -139,13 +146,16 @@ export class Provisioner {
       }
     }
     if (data.guestReady !== undefined) {
+      let ready: GuestReady;
       try {
-        await this.#waitForGuest(name, data.guestReady.pattern, data.guestReady.timeoutSec * 1000, signal);
+        const ctx = { name, libvirt, consolePath: this.#o.paths.consolePath(name), run: virsh };
+        ready = await waitForGuest(ctx, data.guestReady);
       } catch (error) {
         await this.rollback(name, data.jobId).catch(() => undefined);
         throw error;
       }
-      await report("guest.ready", `guest printed "${data.guestReady.pattern}"`);
+      const at = ready.addresses.length === 0 ? "" : ` (${ready.addresses.join(", ")})`;
+      await report("guest.ready", `${ready.message}${at}`, undefined, { addresses: ready.addresses });
     }
   }
 
@@ -234,6 +244,7 @@ export class Provisioner {
       networks: spec.networks,
       graphics: false,
       serialFile: paths.consolePath(name),
+      guestAgent: true,
       xmlEdits: ownershipXmlEdits(owner),
       // QEMU runs as the QEMU user and libvirt relabels nothing: images are never chowned to it.
       runAs: { uid, gid },
@@ -315,23 +326,6 @@ export class Provisioner {
       await file.chmod(0o600);
     } finally {
       await file.close();
-    }
-  }
-
-  async #waitForGuest(name: string, pattern: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    const file = this.#o.paths.consolePath(name);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      throwIfAborted(signal);
-      const text = await readFile(file, "utf8").catch(() => "");
-      if (text.includes(pattern)) return;
-      if (Date.now() > deadline) {
-        throw new VirtfleetError(
-          "GUEST_TIMEOUT",
-          `guest ${name} did not print "${pattern}" within ${timeoutMs / 1000} s`,
-        );
-      }
-      await sleep(100, signal);
     }
   }
 

@@ -132,6 +132,8 @@ export const VmView = z.object({
   labels: z.record(z.string(), z.string()),
   group: z.string().optional(),
   jobId: z.string(),
+  /** The guest's IP addresses (IPv4 first, no prefix length) as its agent or DHCP reported them at ready. */
+  addresses: z.array(z.string()).optional(),
   updatedAt: z.string(),
 });
 export type VmView = z.infer<typeof VmView>;

@@ -59,6 +59,8 @@ export const ProgressEvent = z.object({
   host: HostId.optional(),
   at: z.string(),
   error: ErrorInfo.optional(),
+  /** The guest's addresses as its agent (or DHCP) reported them; on `guest.ready` when known. */
+  addresses: z.array(z.string()).optional(),
 });
 export type ProgressEvent = z.infer<typeof ProgressEvent>;
 

@@ -16,20 +16,49 @@ export const WaitForCapacityMs = z
   .max(MAX_WAIT_FOR_CAPACITY_SEC * 1000, `must be at most ${MAX_WAIT_FOR_CAPACITY_SEC * 1000} ms`)
   .optional();
 
-/** Asks the worker to wait until the guest prints a line on its serial console. */
+/**
+ * How the worker decides a guest is ready: `console` (a line on its serial console), `agent` (the
+ * qemu-guest-agent answers `guest-ping`), `ip` (the agent reports an IPv4 address, or DHCP leased
+ * one), `cloud-init` (the agent runs `cloud-init status` and it says done).
+ */
+export const ReadyStrategy = z.enum(["console", "agent", "ip", "cloud-init"]);
+export type ReadyStrategy = z.infer<typeof ReadyStrategy>;
+
+/** The console line a `console` wait looks for when given none. */
+export const DEFAULT_READY_PATTERN = "VIRTFLEET_READY";
+
+/** How long each strategy waits by default (seconds): a cloud guest under TCG needs ~35 s for its agent. */
+export const DEFAULT_READY_TIMEOUT_SEC: Readonly<Record<ReadyStrategy, number>> = {
+  console: 120,
+  agent: 300,
+  ip: 300,
+  "cloud-init": 600,
+};
+
+/**
+ * Asks the worker to wait until the guest is ready, by `strategy` (default `console`, as before:
+ * `{pattern, timeoutSec}` alone still means "this line on the console"). `timeoutSec` defaults per
+ * strategy (DEFAULT_READY_TIMEOUT_SEC); `pattern` is for `console` only.
+ */
 export const GuestReadyOptions = z
   .object({
-    /** A substring of the console line that means "ready". */
-    pattern: z.string().min(1).max(256).default("VIRTFLEET_READY"),
-    timeoutSec: z
-      .number()
-      .int()
-      .min(1)
-      .max(MAX_GUEST_READY_SEC, `must be at most ${MAX_GUEST_READY_SEC} s`)
-      .default(120),
+    strategy: ReadyStrategy.default("console"),
+    /** A substring of the console line that means "ready" (`console` only). */
+    pattern: z.string().min(1).max(256).optional(),
+    timeoutSec: z.number().int().min(1).max(MAX_GUEST_READY_SEC, `must be at most ${MAX_GUEST_READY_SEC} s`).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.pattern !== undefined && o.strategy !== "console")
+      ctx.addIssue({ code: "custom", path: ["pattern"], message: `only with strategy "console", not "${o.strategy}"` });
+  })
+  .transform((o) => ({
+    strategy: o.strategy,
+    ...(o.strategy === "console" ? { pattern: o.pattern ?? DEFAULT_READY_PATTERN } : {}),
+    timeoutSec: o.timeoutSec ?? DEFAULT_READY_TIMEOUT_SEC[o.strategy],
+  }));
 export type GuestReadyOptions = z.infer<typeof GuestReadyOptions>;
+export type GuestReadyInput = z.input<typeof GuestReadyOptions>;
 
 export const CreateJobData = z
   .object({

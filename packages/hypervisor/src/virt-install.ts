@@ -49,6 +49,11 @@ export interface VirtInstallOptions {
   graphics?: boolean;
   /** `--noautoconsole`: return once the domain has started. */
   noAutoconsole?: boolean;
+  /**
+   * A virtio-serial channel for the qemu-guest-agent (`org.qemu.guest_agent.0`), so `virsh
+   * qemu-agent-command` and `domifaddr --source agent` can reach an agent in the guest.
+   */
+  guestAgent?: boolean;
   /** A serial console written to this file. */
   serialFile?: string;
   /** libvirt URI (`--connect`). */
@@ -64,6 +69,9 @@ export interface VirtInstallOptions {
    */
   runAs?: { uid: number; gid: number };
 }
+
+/** virt-install's `--channel` for the qemu-guest-agent: libvirt picks the host-side socket's path. */
+export const GUEST_AGENT_CHANNEL = "unix,target.type=virtio,target.name=org.qemu.guest_agent.0";
 
 /** Quotes a virt-install sub-option value that holds a comma, its option separator. */
 function subValue(value: string): string {
@@ -120,6 +128,7 @@ export function virtInstallArgs(o: VirtInstallOptions): string[] {
   }
   if (o.graphics === false) args.push("--graphics", "none");
   if (o.serialFile !== undefined) args.push("--serial", `file,path=${subValue(o.serialFile)}`);
+  if (o.guestAgent === true) args.push("--channel", GUEST_AGENT_CHANNEL);
   if (o.description !== undefined) args.push("--metadata", `description=${subValue(o.description)}`);
   if (o.runAs !== undefined) {
     args.push("--seclabel", `type=static,model=dac,label=+${o.runAs.uid}:+${o.runAs.gid},relabel=no`);

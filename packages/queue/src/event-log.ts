@@ -42,10 +42,12 @@ export interface EventInput {
   host?: string | undefined;
   percent?: number;
   error?: ErrorInfo;
+  /** The guest's addresses (on `guest.ready`). */
+  addresses?: string[];
   /** Refuse, with a CANCELLED error, when the job was asked to be cancelled (checked atomically). */
   unlessCancelled?: boolean;
   /** In the same step, set this VM's state (and job), if the fleet still records it. */
-  vmState?: { key: string; state: string };
+  vmState?: { key: string; state: string; addresses?: readonly string[] };
 }
 
 /** A progress event as stored in the streams. */
@@ -61,6 +63,7 @@ export function toEvent(input: EventInput, at = new Date().toISOString()): Progr
   };
   if (input.host !== undefined) event.host = input.host;
   if (input.error !== undefined) event.error = input.error;
+  if (input.addresses !== undefined) event.addresses = input.addresses;
   return event;
 }
 
@@ -109,7 +112,8 @@ end
 // Appends an event unless the job already ended: a job's terminal event is its last.
 // KEYS: job hash[, vm hash]. ARGV: the event as JSON (the record's fields are read from it), '1' to
 // refuse (returning '!cancel') when the job was asked to be cancelled. With a vm hash (KEYS[2]):
-// also sets the VM's state to ARGV[3] and its job to ARGV[4], if the VM is still recorded.
+// also sets the VM's state to ARGV[3] and its job to ARGV[4] (and its addresses, a JSON list, to
+// ARGV[5] when given), if the VM is still recorded.
 const APPEND = {
   lib: APPEND_LUA,
   epilogue: "flush_events()",
@@ -121,6 +125,7 @@ if ARGV[2] == '1' and j[2] == '1' then return '!cancel' end
 local ev = cjson.decode(ARGV[1])
 if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'state', ARGV[3], 'jobId', ARGV[4], 'updatedAt', ev.at)
+  if ARGV[5] then redis.call('HSET', KEYS[2], 'addresses', ARGV[5]) end
 end
 local err = ''
 if type(ev.error) == 'table' then err = cjson.encode(ev.error) end
@@ -180,7 +185,13 @@ export class EventLog {
       vm === undefined ? [this.#keys.job(input.jobId)] : [this.#keys.job(input.jobId), vm.key],
       vm === undefined
         ? [JSON.stringify(event), input.unlessCancelled === true ? "1" : "0"]
-        : [JSON.stringify(event), input.unlessCancelled === true ? "1" : "0", vm.state, input.jobId],
+        : [
+            JSON.stringify(event),
+            input.unlessCancelled === true ? "1" : "0",
+            vm.state,
+            input.jobId,
+            ...(vm.addresses === undefined ? [] : [JSON.stringify(vm.addresses)]),
+          ],
     );
     if (id === "!cancel") throw new VirtfleetError("CANCELLED", "cancelled by request");
     return typeof id === "string" ? id : undefined;

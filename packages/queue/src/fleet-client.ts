@@ -5,6 +5,7 @@ import {
   type ErrorCode,
   type ErrorInfo,
   explainNoRoom,
+  type GuestReadyInput,
   GuestReadyOptions,
   type HostCandidate,
   HostId,
@@ -74,8 +75,11 @@ export interface CreateOptions {
   batchId?: string;
   /** Terminal events are POSTed here (by the API's webhook dispatcher). */
   callbackUrl?: string;
-  /** Wait for the guest's ready line on its serial console. */
-  guestReady?: Partial<GuestReadyOptions> | boolean;
+  /**
+   * Wait until the guest is ready (`true`: its console prints VIRTFLEET_READY): by `strategy`
+   * (`console`, `agent`, `ip`, `cloud-init`) within `timeoutSec` (a default per strategy).
+   */
+  guestReady?: GuestReadyInput | boolean;
 }
 
 export interface DestroyOptions {

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { z } from "zod";
 import { CapacityLedger } from "./capacity.js";
 import type { Keys } from "./keys.js";
 import { QuotaLedger } from "./quota.js";
@@ -18,6 +19,8 @@ export interface VmRecord {
   group?: string;
   /** The API tenant that owns it, if any. */
   tenant?: string;
+  /** The guest's IP addresses (IPv4 first), as its agent or DHCP last reported them. */
+  addresses?: string[];
   updatedAt: string;
 }
 
@@ -43,9 +46,22 @@ export function vmFields(r: VmRecord, withHost = true): string[] {
     r.group ?? "",
     "tenant",
     r.tenant ?? "",
+    ...(r.addresses === undefined ? [] : ["addresses", JSON.stringify(r.addresses)]),
     "updatedAt",
     r.updatedAt,
   ];
+}
+
+/** A stored `addresses` field: a JSON list of strings (anything else reads as none). */
+function parseAddresses(raw: string): string[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return [];
+  }
+  const parsed = z.array(z.string()).safeParse(json);
+  return parsed.success ? parsed.data : [];
 }
 
 /** Where every VM of the fleet lives and what state it is in. */
@@ -103,6 +119,7 @@ export class VmRegistry {
       labels: h.labels === undefined ? {} : (JSON.parse(h.labels) as Record<string, string>),
       ...(h.group === undefined || h.group === "" ? {} : { group: h.group }),
       ...(h.tenant === undefined || h.tenant === "" ? {} : { tenant: h.tenant }),
+      ...(h.addresses === undefined ? {} : { addresses: parseAddresses(h.addresses) }),
       updatedAt: h.updatedAt ?? "",
     };
   }
