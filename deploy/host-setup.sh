@@ -11,8 +11,9 @@ set -euo pipefail
 
 # systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway);
 # openssl: the tests make a CA and certificates for Redis over TLS.
+# xorriso: the worker makes cloud-init seed ISOs with xorrisofs.
 PACKAGES=(qemu-utils qemu-system-x86 libvirt-daemon-system virtinst redis-server
-          busybox-static linux-image-cloud-amd64 cpio systemd openssl)
+          busybox-static linux-image-cloud-amd64 cpio systemd openssl xorriso)
 STATE_DIR=${VIRTFLEET_STATE_DIR:-/var/lib/virtfleet}
 LIBVIRT_URI=qemu:///system
 WAIT_SECS=30
