@@ -130,6 +130,20 @@ describe("parseNetwork", () => {
     expect(parseNetwork("bridge=br0")).toEqual({ type: "bridge", bridge: "br0" });
   });
 
+  it("reads virt-install's mac=", () => {
+    expect(parseNetwork("bridge=br0,model=virtio,mac=52:54:00:00:00:01")).toEqual({
+      type: "bridge",
+      bridge: "br0",
+      model: "virtio",
+      mac: "52:54:00:00:00:01",
+    });
+    expect(parseNetwork("network=lab,mac=52:54:00:00:00:02")).toEqual({
+      type: "network",
+      network: "lab",
+      mac: "52:54:00:00:00:02",
+    });
+  });
+
   it("reads a libvirt network", () => {
     expect(parseNetwork("network=labnet")).toEqual({ type: "network", network: "labnet" });
     expect(parseNetwork("network=labnet,model=e1000")).toEqual({
@@ -139,7 +153,7 @@ describe("parseNetwork", () => {
     });
   });
 
-  it.each(["bridge=virbr0,network=labnet", "model=virtio", "bridge=br0,mac=52:54:00:00:00:01", "virbr0"])(
+  it.each(["bridge=virbr0,network=labnet", "model=virtio", "bridge=br0,speed=10", "virbr0"])(
     "rejects %j naming --network",
     (raw) => {
       expect(validationError(() => parseNetwork(raw)).issues[0]?.field).toBe("--network");
@@ -313,6 +327,12 @@ describe("flagForField", () => {
     ["spec.virtType", "--virt-type"],
     ["spec.labels.team", "--vm-label"],
     ["host", "--host"],
+    ["spec.cloudInit.userData", "--cloud-init user-data"],
+    ["spec.cloudInit.metaData", "--cloud-init meta-data"],
+    ["spec.cloudInit.networkConfig", "--cloud-init network-config"],
+    ["spec.cloudInit.rootSshAuthorizedKeys.0", "--cloud-init root-ssh-key"],
+    ["spec.cloudInit.sshAuthorizedKeys.2", "--ssh-key"],
+    ["spec.cloudInit", "--cloud-init"],
     ["spec.somethingElse", "spec.somethingElse"],
     ["(root)", "(root)"],
   ])("%s → %s", (field, flag) => {

@@ -1,4 +1,5 @@
 import { ValidationError, type VmSpecInput } from "@virtfleet/core";
+import { cloudInitFromFlags, type ReadTextFile, readTextFile } from "./cloud-init-flags.js";
 
 /** A flag that could not be read: names the flag. */
 function bad(flag: string, message: string): never {
@@ -74,18 +75,20 @@ export function parseDisk(raw: string): NonNullable<VmSpecInput["disks"]>[number
   };
 }
 
-/** `--network none | bridge=BR[,model=M] | network=NAME[,model=M]`; `none` gives no entry. */
+/** `--network none | bridge=BR[,model=M][,mac=MAC] | network=NAME[,model=M][,mac=MAC]`; `none` gives no entry. */
 export function parseNetwork(raw: string): NonNullable<VmSpecInput["networks"]>[number] | undefined {
   if (raw === "none") return undefined;
   const o = parseSubOptions("--network", raw);
-  only("--network", o, ["bridge", "network", "model"]);
+  only("--network", o, ["bridge", "network", "model", "mac"]);
   const model = o.get("model") as "virtio" | undefined;
+  const mac = o.get("mac");
   const bridge = o.get("bridge");
   const network = o.get("network");
   if ((bridge === undefined) === (network === undefined))
     bad("--network", "give exactly one of bridge=BR, network=NAME, or none");
-  if (bridge !== undefined) return { type: "bridge", bridge, ...(model === undefined ? {} : { model }) };
-  return { type: "network", network: network as string, ...(model === undefined ? {} : { model }) };
+  const rest = { ...(model === undefined ? {} : { model }), ...(mac === undefined ? {} : { mac }) };
+  if (bridge !== undefined) return { type: "bridge", bridge, ...rest };
+  return { type: "network", network: network as string, ...rest };
 }
 
 /** `--boot kernel=IMAGE[,initrd=IMAGE][,kernel_args=…]` */
@@ -125,6 +128,10 @@ export interface CreateFlags {
   network?: string[];
   virtType?: string;
   vmLabel?: string[];
+  /** `--cloud-init user-data=FILE,meta-data=FILE,network-config=FILE,root-ssh-key=FILE,clouduser-ssh-key=FILE` */
+  cloudInit?: string;
+  /** `--ssh-key FILE` (repeatable): keys for the image's default user. */
+  sshKey?: string[];
 }
 
 function integer(flag: string, raw: string | undefined): number | undefined {
@@ -134,7 +141,7 @@ function integer(flag: string, raw: string | undefined): number | undefined {
 }
 
 /** virt-install style flags into a VM spec input (validated afterwards by the VmSpec schema). */
-export function specFromFlags(f: CreateFlags): VmSpecInput {
+export function specFromFlags(f: CreateFlags, read: ReadTextFile = readTextFile): VmSpecInput {
   if (f.name === undefined) bad("--name", "is required");
   if (f.memory !== undefined && f.ram !== undefined) bad("--memory", "give --memory or --ram, not both");
   const memory = integer(f.memory === undefined ? "--ram" : "--memory", f.memory ?? f.ram);
@@ -151,6 +158,7 @@ export function specFromFlags(f: CreateFlags): VmSpecInput {
     bad("--network", "none cannot be combined with other networks");
   const labels: Record<string, string> = {};
   for (const l of f.vmLabel ?? []) parseLabel("--vm-label", l, labels);
+  const cloudInit = cloudInitFromFlags(f.cloudInit, f.sshKey ?? [], read);
   return {
     name: f.name,
     memoryMiB: memory,
@@ -161,6 +169,7 @@ export function specFromFlags(f: CreateFlags): VmSpecInput {
     networks: networks.filter((n): n is NonNullable<typeof n> => n !== undefined),
     ...(f.virtType === undefined ? {} : { virtType: f.virtType as "kvm" }),
     labels,
+    ...(cloudInit === undefined ? {} : { cloudInit }),
   };
 }
 
@@ -179,8 +188,21 @@ export function flagForField(field: string): string {
     virtType: "--virt-type",
     labels: "--vm-label",
     host: "--host",
+    cloudInit: cloudInitFlag(path),
   };
   return Object.hasOwn(map, head) ? (map[head] as string) : field;
+}
+
+function cloudInitFlag(path: string): string {
+  const field = path.split(".")[1];
+  const sub: Record<string, string> = {
+    userData: "--cloud-init user-data",
+    metaData: "--cloud-init meta-data",
+    networkConfig: "--cloud-init network-config",
+    rootSshAuthorizedKeys: "--cloud-init root-ssh-key",
+    sshAuthorizedKeys: "--ssh-key",
+  };
+  return field !== undefined && Object.hasOwn(sub, field) ? (sub[field] as string) : "--cloud-init";
 }
 
 /** Expands `lab-{n}` for `--count`: lab-1 … lab-N. Without `{n}`, appends `-N`. */

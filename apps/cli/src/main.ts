@@ -17,6 +17,7 @@ import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
 import type { Backend } from "./backend.js";
+import { cachedReader } from "./cloud-init-flags.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
 import { RedisBackend } from "./redis-backend.js";
@@ -166,9 +167,22 @@ async function main(argv: string[]): Promise<number> {
     .option("--import", "boot from the first disk, no install")
     .option("--boot <opts>", "kernel=IMAGE[,initrd=IMAGE][,kernel_args=ARGS]: direct kernel boot")
     .option("--os-variant <id>", "libosinfo OS id, e.g. debian12")
-    .option("--network <opts>", "none | bridge=BR[,model=M] | network=NAME[,model=M] (repeatable)", collect)
+    .option(
+      "--network <opts>",
+      "none | bridge=BR[,model=M][,mac=MAC] | network=NAME[,model=M][,mac=MAC] (repeatable)",
+      collect,
+    )
     .addOption(new Option("--virt-type <type>", "kvm or qemu (TCG)").choices(["kvm", "qemu"]))
     .option("--vm-label <key=value>", "a label on the VM (repeatable)", collect)
+    .option(
+      "--cloud-init <opts>",
+      "user-data=FILE,meta-data=FILE,network-config=FILE,root-ssh-key=FILE,clouduser-ssh-key=FILE: a cloud-init NoCloud seed",
+    )
+    .option(
+      "--ssh-key <file>",
+      "an SSH public key file for the image's default user, via cloud-init (repeatable)",
+      collect,
+    )
     .option("--host <id>", "pin the VM to this host")
     .option("--label <key=value>", "only hosts with this label (repeatable)", collect)
     .option("--group <name>", "anti-affinity group: its VMs go to different hosts where possible")
@@ -213,7 +227,8 @@ async function main(argv: string[]): Promise<number> {
         const waitCapacity = seconds("--wait-capacity", flags.waitCapacity);
         const names = count === undefined ? [flags.name as string] : expandNames(flags.name as string, count);
         // Build and check every spec and the placement before anything is enqueued.
-        const specs = names.map((name) => parseOrThrow(VmSpec, specFromFlags({ ...flags, name }), "spec"));
+        const read = cachedReader();
+        const specs = names.map((name) => parseOrThrow(VmSpec, specFromFlags({ ...flags, name }, read), "spec"));
         const labels: Record<string, string> = {};
         for (const l of flags.label ?? []) parseLabel("--label", l, labels);
         parseOrThrow(

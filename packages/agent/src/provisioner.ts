@@ -1,4 +1,6 @@
 import { chmod, chown, mkdir, open, readdir, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { SEED_FILE_NAME, seedDocuments, writeSeedIso } from "@virtfleet/cloud-init";
 import {
   type CreateJobData,
   type DestroyJobData,
@@ -38,6 +40,8 @@ export type Report = (phase: Phase, message: string, error?: ErrorInfo, detail?:
 export interface ProvisionerTimeouts {
   /** `qemu-img create`. Default 60 s. */
   qemuImgMs: number;
+  /** `xorrisofs`, making a cloud-init seed. Default 60 s. */
+  xorrisofsMs: number;
   /** `virt-install`. Default 180 s. */
   virtInstallMs: number;
   /** Each `virsh` call. Default 30 s. */
@@ -71,6 +75,7 @@ export interface ProvisionerOptions {
 
 export const DEFAULT_TIMEOUTS: ProvisionerTimeouts = {
   qemuImgMs: 60_000,
+  xorrisofsMs: 60_000,
   virtInstallMs: 180_000,
   virshMs: 30_000,
   runningMs: 30_000,
@@ -228,6 +233,23 @@ export class Provisioner {
     }
     await report("disk.ready", `${disks.length} disk(s) ready`);
 
+    // cloud-init NoCloud: a `cidata` ISO in the VM's folder (so it goes with the VM), QEMU's and 0600.
+    const cdroms: string[] = [];
+    if (spec.cloudInit !== undefined) {
+      throwIfAborted(signal);
+      const seed = path.join(dir, SEED_FILE_NAME);
+      await writeSeedIso({
+        dir,
+        output: seed,
+        documents: seedDocuments(spec.cloudInit, data.jobId, name),
+        xorrisofs: (args) => runner.run("xorrisofs", args, run(this.#t.xorrisofsMs)),
+      });
+      await chown(seed, uid, gid);
+      await chmod(seed, 0o600);
+      cdroms.push(seed);
+      await report("cloudinit.seeded", `cloud-init seed ${seed} (instance-id ${data.jobId})`);
+    }
+
     throwIfAborted(signal);
     await report("domain.defining", "running virt-install");
     const args = virtInstallArgs({
@@ -239,6 +261,7 @@ export class Provisioner {
       disks,
       // Disks as XML, not `--disk path=`: virt-install would define a storage pool per VM folder.
       diskMode: "xml",
+      cdroms,
       install,
       osVariant: spec.osVariant,
       networks: spec.networks,

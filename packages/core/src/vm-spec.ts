@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { CloudInitSpec } from "./cloud-init.js";
 import { ImageName, Token, VmName } from "./names.js";
 
 export const DiskFormat = z.enum(["raw", "qcow2"]);
@@ -43,9 +44,20 @@ export type InstallSpec = z.infer<typeof InstallSpec>;
 
 export const NicModel = z.enum(["virtio", "e1000", "e1000e", "rtl8139"]);
 
+/** A NIC's MAC address: six colon-separated hex octets, unicast (the first octet even); kept lowercase. */
+export const MacAddress = z
+  .string()
+  .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/, "must be six hex octets separated by ':', e.g. 52:54:00:12:34:56")
+  .refine((m) => (Number.parseInt(m.slice(0, 2), 16) & 1) === 0, "must be a unicast address (first octet even)")
+  .transform((m) => m.toLowerCase());
+
 export const NetworkSpec = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("bridge"), bridge: Token, model: NicModel.optional() }).strict(),
-  z.object({ type: z.literal("network"), network: Token, model: NicModel.optional() }).strict(),
+  z
+    .object({ type: z.literal("bridge"), bridge: Token, model: NicModel.optional(), mac: MacAddress.optional() })
+    .strict(),
+  z
+    .object({ type: z.literal("network"), network: Token, model: NicModel.optional(), mac: MacAddress.optional() })
+    .strict(),
 ]);
 export type NetworkSpec = z.infer<typeof NetworkSpec>;
 
@@ -83,6 +95,8 @@ export const VmSpecFields = z
     /** Omitted: the host's configured virt type. */
     virtType: VirtType.optional(),
     labels: Labels.default({}),
+    /** cloud-init NoCloud data: the worker attaches a `cidata` seed ISO. Omitted: no seed. */
+    cloudInit: CloudInitSpec.optional(),
   })
   .strict();
 

@@ -162,6 +162,49 @@ describe("virtInstallArgs", () => {
     expect(args.some((a) => a.startsWith("./devices/disk[1]"))).toBe(false);
   });
 
+  it("attaches extra cdroms read-only on SATA after every disk, past an install cdrom's name", () => {
+    const xml = (args: string[]) => args.flatMap((a, i) => (a === "--xml" ? [args[i + 1] as string] : []));
+    const imported = xml(
+      virtInstallArgs({
+        ...seed,
+        install: { method: "import" },
+        diskMode: "xml",
+        disks: [{ path: "/vms/a/disk0.qcow2", format: "qcow2" }],
+        cdroms: ["/vms/a/cidata.iso"],
+      }),
+    );
+    expect(imported.filter((e) => e.includes("disk[2]"))).toEqual([
+      "./devices/disk[2]/@type=file",
+      "./devices/disk[2]/@device=cdrom",
+      "./devices/disk[2]/driver/@name=qemu",
+      "./devices/disk[2]/driver/@type=raw",
+      "./devices/disk[2]/source/@file=/vms/a/cidata.iso",
+      "./devices/disk[2]/target/@dev=sda",
+      "./devices/disk[2]/target/@bus=sata",
+      "xpath.create=./devices/disk[2]/readonly",
+    ]);
+    // With a cdrom install, virt-install's own cdrom is disk[1] (sda): the seed is disk[3], sdb.
+    const installed = xml(
+      virtInstallArgs({ ...seed, diskMode: "xml", disks: [{ path: "/vms/a/d.raw" }], cdroms: ["/vms/a/s.iso"] }),
+    );
+    expect(installed).toContain("./devices/disk[3]/source/@file=/vms/a/s.iso");
+    expect(installed).toContain("./devices/disk[3]/target/@dev=sdb");
+    expect(virtInstallArgs(seed).some((a) => a.includes("cdrom"))).toBe(true); // only --cdrom=
+    expect(virtInstallArgs(seed).some((a) => a.includes("@device=cdrom"))).toBe(false);
+  });
+
+  it("passes a NIC's mac= after its model", () => {
+    const args = virtInstallArgs({
+      ...seed,
+      networks: [
+        { type: "bridge", bridge: "br0", model: "virtio", mac: "52:54:00:12:34:56" },
+        { type: "network", network: "lab", mac: "52:54:00:12:34:57" },
+      ],
+    });
+    const nets = args.flatMap((a, i) => (a === "--network" ? [args[i + 1]] : []));
+    expect(nets).toEqual(["bridge=br0,model=virtio,mac=52:54:00:12:34:56", "network=lab,mac=52:54:00:12:34:57"]);
+  });
+
   it("puts --connect URI first", () => {
     expect(virtInstallArgs({ ...seed, connect: "qemu:///system" }).slice(0, 3)).toEqual([
       "--connect",

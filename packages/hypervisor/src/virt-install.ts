@@ -27,6 +27,24 @@ export function diskXmlEdits(disk: VirtInstallDisk, index: number, before = 0): 
   ];
 }
 
+/**
+ * `--xml` edits for a read-only cdrom (a raw image file, e.g. a cloud-init seed) on the SATA bus as
+ * `sd<letter>` (`target` 0-based), written as the `<disk>` element after `before` others.
+ */
+export function cdromXmlEdits(path: string, target: number, before: number): string[] {
+  const at = `./devices/disk[${before + 1}]`;
+  return [
+    `${at}/@type=file`,
+    `${at}/@device=cdrom`,
+    `${at}/driver/@name=qemu`,
+    `${at}/driver/@type=raw`,
+    `${at}/source/@file=${path}`,
+    `${at}/target/@dev=sd${String.fromCharCode(97 + target)}`,
+    `${at}/target/@bus=sata`,
+    `xpath.create=${at}/readonly`,
+  ];
+}
+
 export type VirtInstallMethod =
   | { method: "import" }
   | { method: "cdrom"; path: string }
@@ -40,6 +58,8 @@ export interface VirtInstallOptions {
   disks: readonly VirtInstallDisk[];
   /** Default `path`. */
   diskMode?: DiskMode;
+  /** Read-only cdrom images attached besides the install medium (e.g. a cloud-init seed), as `--xml` edits. */
+  cdroms?: readonly string[];
   install: VirtInstallMethod;
   osVariant?: string;
   /** Empty: `--network none`. Undefined: virt-install's default (left out). */
@@ -79,8 +99,10 @@ function subValue(value: string): string {
 }
 
 function networkArg(n: NetworkSpec): string {
-  const head = n.type === "bridge" ? `bridge=${n.bridge}` : `network=${n.network}`;
-  return n.model === undefined ? head : `${head},model=${n.model}`;
+  const parts = [n.type === "bridge" ? `bridge=${n.bridge}` : `network=${n.network}`];
+  if (n.model !== undefined) parts.push(`model=${n.model}`);
+  if (n.mac !== undefined) parts.push(`mac=${n.mac}`);
+  return parts.join(",");
 }
 
 /**
@@ -135,7 +157,13 @@ export function virtInstallArgs(o: VirtInstallOptions): string[] {
   }
   // virt-install's own cdrom is the first <disk> element; data disks come after it.
   const first = o.install.method === "cdrom" ? 1 : 0;
-  const edits = [...(xmlDisks ? o.disks.flatMap((d, i) => diskXmlEdits(d, i, first)) : []), ...(o.xmlEdits ?? [])];
+  // Extra cdroms come after every disk; an install cdrom already holds the first SATA name.
+  const cdroms = (o.cdroms ?? []).flatMap((p, i) => cdromXmlEdits(p, first + i, first + o.disks.length + i));
+  const edits = [
+    ...(xmlDisks ? o.disks.flatMap((d, i) => diskXmlEdits(d, i, first)) : []),
+    ...cdroms,
+    ...(o.xmlEdits ?? []),
+  ];
   for (const edit of edits) args.push("--xml", edit);
   if (o.noAutoconsole === true) args.push("--noautoconsole");
   return args;
