@@ -5,6 +5,7 @@ import { HostId, JobId, VmName } from "./names.js";
 export const CreatePhase = z.enum([
   "queued",
   "placed",
+  "image.pulling",
   "disk.creating",
   "disk.ready",
   "domain.defining",
@@ -32,6 +33,7 @@ export function isTerminal(phase: Phase): phase is TerminalPhase {
 export const PHASE_PERCENT: Readonly<Record<Phase, number>> = {
   queued: 0,
   placed: 5,
+  "image.pulling": 7,
   "disk.creating": 10,
   "disk.ready": 30,
   "domain.defining": 40,
