@@ -46,6 +46,9 @@ export interface ImageView extends ImageRecord {
   hosts: string[];
 }
 
+/** A catalogue entry as the API answers it (`hosts` only for callers that may see hosts). */
+export const ImageViewOut = ImageRecord.extend({ hosts: z.array(HostId).optional() });
+
 /** What `images import` asks for (CLI, API `POST /v1/images`). */
 export const ImageImportInput = z
   .object({
