@@ -91,7 +91,11 @@ describe("ImageCache: pulling catalogued images", () => {
       ]);
       expect(hits.get(`/good/${name}`)).toBe(1);
       const file = path.join(paths.imageDir, `${name}.qcow2`);
-      expect(createHash("sha256").update(await readFile(file)).digest("hex")).toBe(baseSha);
+      expect(
+        createHash("sha256")
+          .update(await readFile(file))
+          .digest("hex"),
+      ).toBe(baseSha);
       const s = await stat(file);
       expect({ uid: s.uid, mode: s.mode & 0o777 }).toEqual({ uid: process.getuid?.(), mode: 0o644 });
       expect(await readdir(paths.imageDir)).toEqual([`${name}.qcow2`]);
@@ -137,7 +141,8 @@ describe("ImageCache: pulling catalogued images", () => {
     // Room for two of the three pulled images (plus the operator's small file).
     const { paths, redis, catalogue, cache, report } = await setup(redisUrl, prefix, base.length * 2 + 10_000);
     try {
-      for (const n of ["im-a", "im-b", "im-c"]) await catalogue.importUrl({ name: n, url: `${url}/good/${prefix}/${n}` });
+      for (const n of ["im-a", "im-b", "im-c"])
+        await catalogue.importUrl({ name: n, url: `${url}/good/${prefix}/${n}` });
       await writeFile(path.join(paths.imageDir, "operator.raw"), Buffer.alloc(4096));
       // im-a is the oldest used but a VM's disk is backed by it; im-b is next.
       const old = (minutes: number) => new Date(Date.now() - minutes * 60_000);
