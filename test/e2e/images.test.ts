@@ -3,6 +3,8 @@ import { copyFile, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
+import { ApiServer, TokenStore } from "@virtfleet/api";
+import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   cliEnv,
@@ -30,6 +32,8 @@ let tinySha: string;
 /** GET requests per path. */
 const hits = new Map<string, number>();
 const made = new Set<string>();
+const ADMIN_TOKEN = "im-admin-token-0123456789abcdef";
+const READER_TOKEN = "im-reader-token-0123456789abcdef";
 
 function imName(what: string): string {
   const name = `im-${what}-${randomUUID().slice(0, 8)}`;
@@ -218,7 +222,31 @@ describe("images: one catalogue, pulled by the host that needs them", () => {
       const bad = await runCli(["images", "import", image, "--file", "relative.qcow2", "--host", worker.hostId], env);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain("file");
-      expect((await runCli(["images", "rm", image], env)).code).toBe(0);
+      // The same commands through the HTTP API (VIRTFLEET_API_URL): a tenant's token reads, only admin removes.
+      const api = new ApiServer({
+        redisUrl: fleet.redisUrl,
+        prefix: fleet.prefix,
+        tokens: new TokenStore([
+          { id: "im-admin", token: ADMIN_TOKEN, scopes: ["admin"], tenant: "ops" },
+          { id: "im-reader", token: READER_TOKEN, scopes: ["vms:read"], tenant: "acme" },
+        ]),
+        logger: pino({ level: "silent" }),
+        port: 0,
+      });
+      await api.start();
+      try {
+        const via = (token: string) => ({ VIRTFLEET_API_URL: api.url, VIRTFLEET_TOKEN: token });
+        const read = await runCli(["images", "ls", "--json"], via(READER_TOKEN));
+        expect(read.code, read.stderr).toBe(0);
+        expect(JSON.parse(read.stdout)).toEqual([expect.objectContaining({ name: image, sha256: tinySha })]);
+        const refused = await runCli(["images", "rm", image], via(READER_TOKEN));
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain("FORBIDDEN");
+        expect((await runCli(["images", "rm", image], via(ADMIN_TOKEN))).code).toBe(0);
+      } finally {
+        await api.close();
+      }
+      expect(JSON.parse((await runCli(["images", "ls", "--json"], env)).stdout)).toEqual([]);
     } finally {
       await rm(source, { force: true });
     }

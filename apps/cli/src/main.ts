@@ -430,7 +430,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output")
     .action(async (flags: { json?: boolean }) => {
       cli.json = flags.json === true;
-      const list = await (await cli.fleet("images ls")).images.list();
+      const list = await cli.backend().listImages();
       if (cli.json) return cli.print(JSON.stringify(list));
       cli.print(
         formatTable(
@@ -442,7 +442,7 @@ async function main(argv: string[]): Promise<number> {
             i.size === undefined ? "-" : (i.size / 2 ** 20).toFixed(1),
             i.sha256 === undefined ? "-" : i.sha256.slice(0, 12),
             i.source.kind === "url" ? i.source.url : `${i.source.host}:${i.source.path}`,
-            i.hosts.join(","),
+            (i.hosts ?? []).join(","),
           ]),
         ),
       );
@@ -472,11 +472,7 @@ async function main(argv: string[]): Promise<number> {
         };
         const parsed = parseOrThrow(ImageImportInput, input);
         const timeoutSec = seconds("--timeout", flags.timeout) as number;
-        const client = await cli.fleet("images import");
-        const record =
-          parsed.url !== undefined
-            ? await client.images.importUrl(parsed)
-            : await client.images.importFile(parsed, timeoutSec * 1000);
+        const record = await cli.backend().importImage(parsed, timeoutSec * 1000);
         if (cli.json) return cli.print(JSON.stringify(record));
         cli.print(`${record.name}\timported${record.sha256 === undefined ? "" : `\tsha256:${record.sha256}`}`);
       },
@@ -486,7 +482,7 @@ async function main(argv: string[]): Promise<number> {
     .description("take an image out of the catalogue (hosts keep the files they hold; nothing pulls it again)")
     .argument("<name>", "the image's name")
     .action(async (name: string) => {
-      await (await cli.fleet("images rm")).images.remove(name);
+      await cli.backend().removeImage(name);
       cli.print(`${name}\tremoved`);
     });
 

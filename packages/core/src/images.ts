@@ -48,6 +48,7 @@ export interface ImageView extends ImageRecord {
 
 /** A catalogue entry as the API answers it (`hosts` only for callers that may see hosts). */
 export const ImageViewOut = ImageRecord.extend({ hosts: z.array(HostId).optional() });
+export type ImageViewOut = z.infer<typeof ImageViewOut>;
 
 /** What `images import` asks for (CLI, API `POST /v1/images`). */
 export const ImageImportInput = z
