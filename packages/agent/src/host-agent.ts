@@ -284,6 +284,9 @@ export class HostAgent {
     };
 
     this.lastReconcile = await this.reconcile();
+    await this.images
+      .sync()
+      .catch((error: unknown) => this.#logger.warn({ err: error }, "image catalogue sync failed"));
 
     const cancelChannel = this.keys.cancelChannel(this.hostId);
     const reconcileChannel = this.keys.reconcileChannel(this.hostId);

@@ -194,4 +194,20 @@ describe("ImageCache: pulling catalogued images", () => {
       redis.disconnect();
     }
   });
+
+  test("sync lists this host for exactly the catalogued images it holds", async ({ redisUrl, prefix }) => {
+    const { paths, redis, catalogue, cache } = await setup(redisUrl, prefix);
+    try {
+      await catalogue.importUrl({ name: "im-here", url: `${url}/good/${prefix}/here` });
+      await catalogue.importUrl({ name: "im-gone", url: `${url}/good/${prefix}/gone` });
+      await catalogue.addHost("im-gone", "im-host");
+      await writeFile(path.join(paths.imageDir, "im-here.qcow2"), base);
+      expect(await cache.sync()).toEqual({ added: ["im-here"], removed: ["im-gone"] });
+      const hosts = Object.fromEntries((await catalogue.list()).map((i) => [i.name, i.hosts]));
+      expect(hosts).toEqual({ "im-here": ["im-host"], "im-gone": [] });
+      expect(await cache.sync()).toEqual({ added: [], removed: [] });
+    } finally {
+      redis.disconnect();
+    }
+  });
 });

@@ -286,6 +286,30 @@ export class ImageCache {
   }
 
   /**
+   * Brings the catalogue's host sets in line with this host's image store: this host is listed for
+   * exactly the catalogued images it holds (files copied or deleted by hand, a restart). Returns the
+   * names added and removed.
+   */
+  async sync(): Promise<{ added: string[]; removed: string[] }> {
+    const { catalogue, hostId } = this.#o;
+    const files = await this.#o.paths.listImages();
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (const image of await catalogue.list()) {
+      const holds = hasImage(files, image.name);
+      const listed = image.hosts.includes(hostId);
+      if (holds && !listed) {
+        await catalogue.addHost(image.name, hostId);
+        added.push(image.name);
+      } else if (!holds && listed) {
+        await catalogue.removeHost(image.name, hostId);
+        removed.push(image.name);
+      }
+    }
+    return { added, removed };
+  }
+
+  /**
    * When the image store passes its limit, removes pulled images (catalogued with a URL, so they can
    * be pulled again), least recently used first, until it is under: never one a VM's disk is backed
    * by, never one used within the grace period. Operators' own files are never removed. Returns the
