@@ -160,4 +160,9 @@ export class Keys {
   imageReply(requestId: string): string {
     return `${this.prefix}:image-import-reply:${requestId}`;
   }
+
+  /** When each image was last used on a host: name → ms (a sorted set; eviction goes oldest first). */
+  imageUse(hostId: string): string {
+    return `${this.prefix}:image-use:${hostId}`;
+  }
 }

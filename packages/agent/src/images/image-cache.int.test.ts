@@ -161,8 +161,8 @@ describe("ImageCache: pulling catalogued images", () => {
         path.join(paths.imageDir, "im-a.qcow2"),
         path.join(vmDir, "disk0.qcow2"),
       ]);
-      await utimes(path.join(paths.imageDir, "im-a.qcow2"), old(60), old(60));
-      await utimes(path.join(paths.imageDir, "im-b.qcow2"), old(30), old(30));
+      await catalogue.markUsed("im-host", "im-a", old(60).getTime());
+      await catalogue.markUsed("im-host", "im-b", old(30).getTime());
       await utimes(path.join(paths.imageDir, "operator.raw"), old(90), old(90));
       // Pulling im-c passes the limit: im-b goes (im-a is in use, operator.raw is not the cache's).
       await cache.ensure("im-c", "backing", "f", report);

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { chmod, copyFile, open, readdir, rename, rm, stat, utimes } from "node:fs/promises";
+import { chmod, copyFile, open, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
@@ -107,7 +107,7 @@ export class ImageCache {
     try {
       const local = await this.#o.paths.resolveImage(name, kind, field).catch(() => undefined);
       if (local !== undefined) {
-        await this.#touch(local);
+        await this.#o.catalogue.markUsed(this.#o.hostId, name);
         return;
       }
       const record = await this.#o.catalogue.get(name);
@@ -200,6 +200,7 @@ export class ImageCache {
         size: done,
       });
       await this.#o.catalogue.addHost(record.name, this.#o.hostId);
+      await this.#o.catalogue.markUsed(this.#o.hostId, record.name);
     } finally {
       await rm(temp, { force: true });
     }
@@ -217,12 +218,6 @@ export class ImageCache {
       });
     }
     return info;
-  }
-
-  /** Marks an image used now (its atime, which eviction orders by; the content and mtime are untouched). */
-  async #touch(file: string): Promise<void> {
-    const s = await stat(file);
-    await utimes(file, new Date(), s.mtime).catch(() => undefined);
   }
 
   /**
@@ -326,25 +321,29 @@ export class ImageCache {
         .map(async (e) => {
           const file = path.join(imageDir, e.name);
           const s = await stat(file);
-          return { file, name: e.name, size: s.size, usedAt: s.atimeMs };
+          return { file, name: e.name, size: s.size, mtimeMs: s.mtimeMs };
         }),
     );
     const total = files.reduce((sum, f) => sum + f.size, 0);
     if (total <= limit) return [];
     const pullable = await this.#o.catalogue.pullable();
+    // Last use as recorded in Redis (images are never touched on disk); never recorded: the file's mtime.
+    const used = await this.#o.catalogue.lastUsed(this.#o.hostId);
     const inUse = await this.backingFilesInUse();
     const graceMs = this.#o.evictionGraceMs ?? DEFAULT_EVICTION_GRACE_MS;
     const now = Date.now();
     const candidates = files.flatMap((f) => {
       const name = [...pullable].find((p) => hasImage([f.name], p));
       if (f.name.startsWith(".") || name === undefined) return [];
-      if (inUse.has(f.file) || now - f.usedAt < graceMs) return [];
-      return [{ ...f, image: name }];
+      const usedAt = used.get(name) ?? f.mtimeMs;
+      if (inUse.has(f.file) || now - usedAt < graceMs) return [];
+      return [{ ...f, usedAt, image: name }];
     });
     const evicted: string[] = [];
     for (const victim of pickEvictions(candidates, total, limit)) {
       await rm(victim.file, { force: true });
       await this.#o.catalogue.removeHost(victim.image, this.#o.hostId);
+      await this.#o.catalogue.forgetUse(this.#o.hostId, victim.image);
       evicted.push(victim.image);
     }
     return evicted;

@@ -100,6 +100,23 @@ export class ImageCatalogue {
     await this.#redis.srem(this.#keys.imageHosts(name), hostId);
   }
 
+  /** Records that a host used an image now (or at `atMs`), for least-recently-used eviction. */
+  async markUsed(hostId: string, name: string, atMs = Date.now()): Promise<void> {
+    await this.#redis.zadd(this.#keys.imageUse(hostId), atMs, name);
+  }
+
+  /** When each image was last used on a host (ms), as markUsed recorded it. */
+  async lastUsed(hostId: string): Promise<Map<string, number>> {
+    const flat = await this.#redis.zrange(this.#keys.imageUse(hostId), 0, -1, "WITHSCORES");
+    const out = new Map<string, number>();
+    for (let i = 0; i + 1 < flat.length; i += 2) out.set(flat[i] as string, Number(flat[i + 1]));
+    return out;
+  }
+
+  async forgetUse(hostId: string, name: string): Promise<void> {
+    await this.#redis.zrem(this.#keys.imageUse(hostId), name);
+  }
+
   /**
    * Takes an image out of the catalogue (hosts keep the files they hold; nothing pulls it again).
    * NOT_FOUND when it is not catalogued.
