@@ -179,6 +179,9 @@ export function flagForField(field: string): string {
     virtType: "--virt-type",
     labels: "--vm-label",
     host: "--host",
+    url: "--url",
+    sha256: "--sha256",
+    file: "--file",
   };
   return Object.hasOwn(map, head) ? (map[head] as string) : field;
 }
