@@ -1,5 +1,12 @@
 import { ApiError, VirtfleetApi } from "@virtfleet/client";
-import { type ErrorCode, type StreamedEvent, VirtfleetError } from "@virtfleet/core";
+import {
+  type ErrorCode,
+  type ImageImportInput,
+  type ImageRecord,
+  type ImageViewOut,
+  type StreamedEvent,
+  VirtfleetError,
+} from "@virtfleet/core";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 
 /** An API error as the CLI's own kind, so exit codes and --json stay the same. */
@@ -77,6 +84,18 @@ export class ApiBackend implements Backend {
 
   async listHosts(): Promise<HostRow[]> {
     return translated(this.#api.listHosts());
+  }
+
+  listImages(): Promise<ImageViewOut[]> {
+    return translated(this.#api.listImages());
+  }
+
+  importImage(input: ImageImportInput): Promise<ImageRecord> {
+    return translated(this.#api.importImage(input));
+  }
+
+  async removeImage(name: string): Promise<void> {
+    await translated(this.#api.removeImage(name));
   }
 
   async close(): Promise<void> {}

@@ -1,4 +1,11 @@
-import type { GuestReadyInput, StreamedEvent, VmSpec } from "@virtfleet/core";
+import type {
+  GuestReadyInput,
+  ImageImportInput,
+  ImageRecord,
+  ImageViewOut,
+  StreamedEvent,
+  VmSpec,
+} from "@virtfleet/core";
 
 /** One create, as the CLI asks for it. */
 export interface CreateRequest {
@@ -51,5 +58,10 @@ export interface Backend {
   cancelJob(jobId: string): Promise<string>;
   listVms(filter: { host?: string; state?: string; label?: Record<string, string> }): Promise<VmRow[]>;
   listHosts(): Promise<HostRow[]>;
+  /** The image catalogue (through the API, `hosts` only for a token with hosts:read). */
+  listImages(): Promise<ImageViewOut[]>;
+  /** Catalogues an image; a file import waits up to `timeoutMs` for its host (Redis only). */
+  importImage(input: ImageImportInput, timeoutMs: number): Promise<ImageRecord>;
+  removeImage(name: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -189,6 +189,9 @@ export function flagForField(field: string): string {
     labels: "--vm-label",
     host: "--host",
     cloudInit: cloudInitFlag(path),
+    url: "--url",
+    sha256: "--sha256",
+    file: "--file",
   };
   return Object.hasOwn(map, head) ? (map[head] as string) : field;
 }

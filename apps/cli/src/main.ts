@@ -2,6 +2,7 @@
 import {
   DEFAULT_READY_TIMEOUT_SEC,
   HostId,
+  ImageImportInput,
   isTerminal,
   JobId,
   PlacementOptions,
@@ -440,6 +441,71 @@ async function main(argv: string[]): Promise<number> {
         cli.print(`${hostId}\t${on ? "draining" : "undrained"}`);
       });
   }
+
+  const images = program
+    .command("images")
+    .description("the fleet's image catalogue: list, import (a URL workers pull, or a file on one host), remove");
+  images
+    .command("ls")
+    .description("every catalogued image: format, sizes, SHA-256, source and the hosts that hold it")
+    .option("--json", "machine-readable output")
+    .action(async (flags: { json?: boolean }) => {
+      cli.json = flags.json === true;
+      const list = await cli.backend().listImages();
+      if (cli.json) return cli.print(JSON.stringify(list));
+      cli.print(
+        formatTable(
+          ["NAME", "FORMAT", "VIRTUAL GiB", "SIZE MiB", "SHA256", "SOURCE", "HOSTS"],
+          list.map((i) => [
+            i.name,
+            i.format ?? "-",
+            i.virtualSize === undefined ? "-" : (i.virtualSize / 2 ** 30).toFixed(1),
+            i.size === undefined ? "-" : (i.size / 2 ** 20).toFixed(1),
+            i.sha256 === undefined ? "-" : i.sha256.slice(0, 12),
+            i.source.kind === "url" ? i.source.url : `${i.source.host}:${i.source.path}`,
+            (i.hosts ?? []).join(","),
+          ]),
+        ),
+      );
+    });
+  images
+    .command("import")
+    .description("catalogue an image: --url (any worker pulls it when a VM needs it) or --file with --host")
+    .argument("<name>", "the image's name (what --disk backing=NAME uses)")
+    .option("--url <url>", "http(s) URL workers pull the image from")
+    .option("--sha256 <hex>", "the image's SHA-256; a download that does not match is refused")
+    .option("--file <path>", "an image file on the host given by --host (absolute path)")
+    .option("--host <id>", "the host that holds --file")
+    .option("--timeout <sec>", "how long to wait for the host to checksum --file", "600")
+    .option("--json", "machine-readable output")
+    .action(
+      async (
+        name: string,
+        flags: { url?: string; sha256?: string; file?: string; host?: string; timeout: string; json?: boolean },
+      ) => {
+        cli.json = flags.json === true || images.opts<{ json?: boolean }>().json === true;
+        const input = {
+          name,
+          ...(flags.url === undefined ? {} : { url: flags.url }),
+          ...(flags.sha256 === undefined ? {} : { sha256: flags.sha256 }),
+          ...(flags.file === undefined ? {} : { file: flags.file }),
+          ...(flags.host === undefined ? {} : { host: flags.host }),
+        };
+        const parsed = parseOrThrow(ImageImportInput, input);
+        const timeoutSec = seconds("--timeout", flags.timeout) as number;
+        const record = await cli.backend().importImage(parsed, timeoutSec * 1000);
+        if (cli.json) return cli.print(JSON.stringify(record));
+        cli.print(`${record.name}\timported${record.sha256 === undefined ? "" : `\tsha256:${record.sha256}`}`);
+      },
+    );
+  images
+    .command("rm")
+    .description("take an image out of the catalogue (hosts keep the files they hold; nothing pulls it again)")
+    .argument("<name>", "the image's name")
+    .action(async (name: string) => {
+      await cli.backend().removeImage(name);
+      cli.print(`${name}\tremoved`);
+    });
 
   program
     .command("ls")

@@ -1,4 +1,4 @@
-import type { StreamedEvent } from "@virtfleet/core";
+import type { ImageImportInput, ImageRecord, ImageViewOut, StreamedEvent } from "@virtfleet/core";
 import { FleetClient, type RedisConfig } from "@virtfleet/queue";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 
@@ -73,6 +73,23 @@ export class RedisBackend implements Backend {
       capacity: h.allocation.capacity,
       allocated: h.allocation.allocated,
     }));
+  }
+
+  async listImages(): Promise<ImageViewOut[]> {
+    await this.ready();
+    return this.fleet.images.list();
+  }
+
+  async importImage(input: ImageImportInput, timeoutMs: number): Promise<ImageRecord> {
+    await this.ready();
+    return input.url !== undefined
+      ? this.fleet.images.importUrl(input)
+      : this.fleet.images.importFile(input, timeoutMs);
+  }
+
+  async removeImage(name: string): Promise<void> {
+    await this.ready();
+    await this.fleet.images.remove(name);
   }
 
   close(): Promise<void> {

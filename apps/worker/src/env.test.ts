@@ -12,6 +12,7 @@ describe("worker configuration", () => {
       VIRTFLEET_STORAGE_DIR: "/var/lib/virtfleet/vms",
       VIRTFLEET_LABELS: {},
       VIRTFLEET_OVERCOMMIT_DISK: 1,
+      VIRTFLEET_IMAGE_CACHE_GB: 0,
     });
     expect(env.VIRTFLEET_HOST_ID.length).toBeGreaterThan(0);
   });
@@ -48,6 +49,8 @@ describe("worker configuration", () => {
     [{ VIRTFLEET_QEMU_GROUP: "" }, "VIRTFLEET_QEMU_GROUP"],
     [{ VIRTFLEET_OVERCOMMIT_DISK: "0" }, "VIRTFLEET_OVERCOMMIT_DISK"],
     [{ VIRTFLEET_OVERCOMMIT_DISK: "lots" }, "VIRTFLEET_OVERCOMMIT_DISK"],
+    [{ VIRTFLEET_IMAGE_CACHE_GB: "-1" }, "VIRTFLEET_IMAGE_CACHE_GB"],
+    [{ VIRTFLEET_IMAGE_CACHE_GB: "big" }, "VIRTFLEET_IMAGE_CACHE_GB"],
   ])("rejects %o naming %s", (input, field) => {
     expect(() => parseWorkerEnv(input)).toThrow(expect.objectContaining({ code: "INVALID_SPEC", field }));
   });

@@ -1,5 +1,5 @@
 import os from "node:os";
-import { DEFAULT_OVERCOMMIT_DISK, DEFAULT_SHUTDOWN_TIMEOUT_MS } from "@virtfleet/agent";
+import { DEFAULT_IMAGE_CACHE_GB, DEFAULT_OVERCOMMIT_DISK, DEFAULT_SHUTDOWN_TIMEOUT_MS } from "@virtfleet/agent";
 import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
 import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
 import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
@@ -78,6 +78,11 @@ export const WorkerEnv = z.object({
   VIRTFLEET_OVERCOMMIT_CPU: z.coerce.number().positive().max(100).default(4),
   /** The disk room offered to VMs: the storage filesystem's size times this. */
   VIRTFLEET_OVERCOMMIT_DISK: z.coerce.number().positive().max(100).default(DEFAULT_OVERCOMMIT_DISK),
+  /**
+   * When the image store passes this many GiB, images pulled from the catalogue are evicted, least
+   * recently used first (never one a VM's disk is backed by). Unset or 0: no limit.
+   */
+  VIRTFLEET_IMAGE_CACHE_GB: z.coerce.number().min(0).max(1_000_000).default(DEFAULT_IMAGE_CACHE_GB),
   VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   /** Running jobs get this long to finish on SIGTERM; then they are rolled back and handed back. */
   VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_SHUTDOWN_TIMEOUT_MS),

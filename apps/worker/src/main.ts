@@ -46,6 +46,9 @@ async function main(): Promise<void> {
     overcommitMemory: env.VIRTFLEET_OVERCOMMIT_MEMORY,
     overcommitCpu: env.VIRTFLEET_OVERCOMMIT_CPU,
     overcommitDisk: env.VIRTFLEET_OVERCOMMIT_DISK,
+    ...(env.VIRTFLEET_IMAGE_CACHE_GB > 0
+      ? { imageCacheBytes: Math.floor(env.VIRTFLEET_IMAGE_CACHE_GB * 2 ** 30) }
+      : {}),
     heartbeatMs: env.VIRTFLEET_HEARTBEAT_MS,
     lockMs: env.VIRTFLEET_LOCK_MS,
     stalledIntervalMs: env.VIRTFLEET_STALLED_INTERVAL_MS,

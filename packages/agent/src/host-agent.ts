@@ -4,6 +4,7 @@ import {
   firstDisallowedNetwork,
   formatNetworkRef,
   type HostStatus,
+  ImageFileRequest,
   isTerminal,
   JobData,
   MAX_REPORTED_ORPHANS,
@@ -33,6 +34,7 @@ import {
   explainRedisError,
   FleetClient,
   HostRegistry,
+  ImageCatalogue,
   Keys,
   quietErrors,
   type RedisConfig,
@@ -44,6 +46,7 @@ import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullm
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { ensureFleetId } from "./fleet-identity.js";
+import { ImageCache } from "./images/image-cache.js";
 import { Libvirt } from "./libvirt.js";
 import { NameLocks } from "./name-locks.js";
 import { Provisioner, type ProvisionerTimeouts, type Report } from "./provisioner.js";
@@ -116,6 +119,8 @@ export interface HostAgentOptions {
   executor?: JobExecutor;
   timeouts?: Partial<ProvisionerTimeouts>;
   version?: string;
+  /** Pulled images are evicted, least recently used first, when the image store passes this (bytes). Default: no limit. */
+  imageCacheBytes?: number;
 }
 
 /** What runs a job's work on the host: the Provisioner, or a stand-in. */
@@ -174,6 +179,9 @@ export class HostAgent {
   #reconciling: Promise<unknown> = Promise.resolve();
   /** Jobs this worker is running now (their #process promises). */
   readonly #running = new Set<Promise<unknown>>();
+  /** This host's side of the image catalogue: pulls, file imports, eviction. */
+  readonly images: ImageCache;
+  readonly #catalogue: ImageCatalogue;
 
   constructor(options: HostAgentOptions) {
     this.#o = options;
@@ -191,6 +199,15 @@ export class HostAgent {
     this.#runner = options.runner ?? new ExecaRunner({ logger: this.#logger });
     this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
+    this.#catalogue = new ImageCatalogue(this.#redis, this.keys);
+    this.images = new ImageCache({
+      paths: this.#paths,
+      runner: this.#runner,
+      catalogue: this.#catalogue,
+      hostId: this.hostId,
+      ...(options.imageCacheBytes === undefined ? {} : { limitBytes: options.imageCacheBytes }),
+      warn: (message, error) => this.#logger.warn({ err: error }, message),
+    });
     // BullMQ gets its own connection: it defines its scripts on it, which would make every pipeline
     // of ours dearer (ioredis copies defined scripts into each pipeline).
     this.#queueRedis = quietErrors(this.#redis.duplicate({ enableAutoPipelining: false }));
@@ -239,6 +256,7 @@ export class HostAgent {
         },
         defaultVirtType: virtType,
         qemuOwner,
+        images: this.images,
         ...(o.timeouts === undefined ? {} : { timeouts: o.timeouts }),
       });
     }
@@ -266,16 +284,22 @@ export class HostAgent {
     };
 
     this.lastReconcile = await this.reconcile();
+    await this.images
+      .sync()
+      .catch((error: unknown) => this.#logger.warn({ err: error }, "image catalogue sync failed"));
 
     const cancelChannel = this.keys.cancelChannel(this.hostId);
     const reconcileChannel = this.keys.reconcileChannel(this.hostId);
-    await this.#subscriber.subscribe(cancelChannel, reconcileChannel);
+    const imageChannel = this.keys.imageChannel(this.hostId);
+    await this.#subscriber.subscribe(cancelChannel, reconcileChannel, imageChannel);
     this.#subscriber.on("message", (channel: string, message: string) => {
       if (channel === cancelChannel) {
         const found = this.#worker?.cancelJob(message, "cancelled") ?? false;
         this.#logger.info({ jobId: message, found }, "cancel request");
       } else if (channel === reconcileChannel) {
         void this.#answerReconcile(message);
+      } else if (channel === imageChannel) {
+        void this.#answerImageFile(message);
       }
     });
 
@@ -417,6 +441,24 @@ export class HostAgent {
     }
     await this.#hosts.replyReconcile(request.id, result).catch((error: unknown) => {
       this.#logger.warn({ err: error }, "could not answer a reconcile request");
+    });
+  }
+
+  /** An operator's file import (`virtfleet images import --file --host`): checksum, register, answer. */
+  async #answerImageFile(message: string): Promise<void> {
+    let request: ImageFileRequest;
+    try {
+      request = ImageFileRequest.parse(JSON.parse(message));
+    } catch (error) {
+      this.#logger.warn({ err: error }, "ignoring a bad image import request");
+      return;
+    }
+    this.#logger.info({ request: request.id, image: request.name, file: request.path }, "image import request");
+    const result = await this.images.importFile(request);
+    if (result.error !== undefined) this.#logger.warn({ error: result.error }, "image import failed");
+    await this.#beat().catch(() => undefined);
+    await this.#catalogue.replyFile(request.id, result).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, "could not answer an image import request");
     });
   }
 

@@ -1,5 +1,7 @@
 export * from "./fleet-identity.js";
 export * from "./host-agent.js";
+export * from "./images/eviction.js";
+export * from "./images/image-cache.js";
 export * from "./libvirt.js";
 export * from "./name-locks.js";
 export * from "./ownership-rule.js";

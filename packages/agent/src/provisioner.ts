@@ -25,6 +25,7 @@ import {
   type VirtInstallOptions,
   virtInstallArgs,
 } from "@virtfleet/hypervisor";
+import type { ImageCache } from "./images/image-cache.js";
 import { type Libvirt, type Ownership, ownershipXmlEdits } from "./libvirt.js";
 import { type GuestReady, waitForGuest } from "./readiness/index.js";
 import { readMarker, type VmMarker, writeMarker } from "./vm-marker.js";
@@ -71,6 +72,8 @@ export interface ProvisionerOptions {
    * cancelled), so a create may replace it. Default: never.
    */
   isDead?: (marker: VmMarker) => Promise<boolean>;
+  /** Pulls catalogued images this host lacks before a create resolves them (see ImageCache). */
+  images?: Pick<ImageCache, "ensureAll">;
 }
 
 export const DEFAULT_TIMEOUTS: ProvisionerTimeouts = {
@@ -170,6 +173,7 @@ export class Provisioner {
     const name = spec.name;
     const run = (ms: number) => ({ timeoutMs: ms, ...(signal === undefined ? {} : { signal }) });
 
+    await this.#o.images?.ensureAll(spec, report, signal);
     // Resolve every image before anything is made: a missing one fails at once, leaving nothing.
     const backing = await Promise.all(
       spec.disks.map(async (d, i) => {

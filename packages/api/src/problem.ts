@@ -4,6 +4,7 @@ import { type ErrorCode, type Problem, toErrorInfo, ValidationError, VirtfleetEr
 export const STATUS: Readonly<Record<ErrorCode, number>> = {
   INVALID_SPEC: 400,
   IMAGE_NOT_FOUND: 422,
+  IMAGE_CHECKSUM_MISMATCH: 422,
   NAME_CLASH: 409,
   VM_NOT_FOUND: 404,
   JOB_NOT_FOUND: 404,

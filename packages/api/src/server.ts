@@ -4,6 +4,8 @@ import swaggerUi from "@fastify/swagger-ui";
 import {
   BatchRequest,
   CreateVmRequest,
+  ImageImportInput,
+  ImageName,
   isTerminal,
   JobId,
   ListVmsQuery,
@@ -393,6 +395,33 @@ export class ApiServer {
         heartbeatAt: h.status.heartbeatAt,
       }));
     });
+
+    app.get("/v1/images", async (request) => {
+      const p = this.#principal(request, "vms:read");
+      const hosts = p.scopes.has("hosts:read") || p.scopes.has("admin");
+      return (await this.fleet.images.list()).map(({ hosts: held, ...record }) =>
+        hosts ? { ...record, hosts: held } : record,
+      );
+    });
+
+    app.post("/v1/images", (request, reply) =>
+      this.#mutating(request, reply, "admin", async () => {
+        const input = parseOrThrow(ImageImportInput, request.body);
+        const record =
+          input.url !== undefined
+            ? await this.fleet.images.importUrl(input)
+            : await this.fleet.images.importFile(input);
+        return { status: 201, body: record };
+      }),
+    );
+
+    app.delete("/v1/images/:name", (request, reply) =>
+      this.#mutating(request, reply, "admin", async () => {
+        const name = parseOrThrow(ImageName, (request.params as { name: string }).name, "name");
+        await this.fleet.images.remove(name);
+        return { status: 200, body: { name, removed: true } };
+      }),
+    );
 
     try {
       await this.#tail.start();

@@ -4,6 +4,9 @@ import {
   BatchView,
   type CreateVmRequest,
   HostViewOut,
+  type ImageImportInput,
+  ImageRecord,
+  ImageViewOut,
   isTerminal,
   JobAccepted,
   JobView,
@@ -157,6 +160,26 @@ export class VirtfleetApi {
   /** `GET /v1/hosts`: the hosts of the fleet, with their capacity and allocation. */
   listHosts(options: CallOptions = {}): Promise<HostInfo[]> {
     return this.#call("GET", "/v1/hosts", z.array(HostViewOut), options);
+  }
+
+  /** `GET /v1/images`: the image catalogue (the hosts holding each only for a token with hosts:read). */
+  listImages(options: CallOptions = {}): Promise<ImageViewOut[]> {
+    return this.#call("GET", "/v1/images", z.array(ImageViewOut), options);
+  }
+
+  /** `POST /v1/images` (admin): catalogues an image, a URL workers pull or a file on one host. */
+  importImage(body: z.input<typeof ImageImportInput>, options: MutationOptions = {}): Promise<ImageRecord> {
+    return this.#call("POST", "/v1/images", ImageRecord, { ...options, body });
+  }
+
+  /** `DELETE /v1/images/{name}` (admin): takes an image out of the catalogue. */
+  removeImage(name: string, options: MutationOptions = {}): Promise<{ name: string; removed: true }> {
+    return this.#call(
+      "DELETE",
+      `/v1/images/${segment(name)}`,
+      z.object({ name: z.string(), removed: z.literal(true) }),
+      options,
+    );
   }
 
   /**

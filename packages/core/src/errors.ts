@@ -4,6 +4,7 @@ import { z } from "zod";
 export const ErrorCode = z.enum([
   "INVALID_SPEC",
   "IMAGE_NOT_FOUND",
+  "IMAGE_CHECKSUM_MISMATCH",
   "NAME_CLASH",
   "VM_NOT_FOUND",
   "JOB_NOT_FOUND",
@@ -38,6 +39,7 @@ const PERMANENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "COMMAND_FAILED",
   "INVALID_SPEC",
   "IMAGE_NOT_FOUND",
+  "IMAGE_CHECKSUM_MISMATCH",
   "NAME_CLASH",
   "VM_NOT_FOUND",
   "JOB_NOT_FOUND",

@@ -5,6 +5,7 @@ import { HostId, JobId, VmName } from "./names.js";
 export const CreatePhase = z.enum([
   "queued",
   "placed",
+  "image.pulling",
   "disk.creating",
   "disk.ready",
   "cloudinit.seeded",
@@ -33,6 +34,7 @@ export function isTerminal(phase: Phase): phase is TerminalPhase {
 export const PHASE_PERCENT: Readonly<Record<Phase, number>> = {
   queued: 0,
   placed: 5,
+  "image.pulling": 7,
   "disk.creating": 10,
   "disk.ready": 30,
   "cloudinit.seeded": 35,

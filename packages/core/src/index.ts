@@ -3,6 +3,7 @@ export * from "./cloud-init.js";
 export * from "./errors.js";
 export * from "./events.js";
 export * from "./host.js";
+export * from "./images.js";
 export * from "./jobs.js";
 export * from "./names.js";
 export * from "./network-allow.js";

@@ -4,6 +4,7 @@ import {
   explainNoRoom,
   type HostCandidate,
   hasImage,
+  holdsImages,
   networkRefusal,
   PlacementOptions,
   rankHosts,
@@ -37,6 +38,40 @@ function host(hostId: string, extra: Partial<HostCandidate> = {}): HostCandidate
 function withFree(hostId: string, freeMiB: number, extra: Partial<HostCandidate> = {}): HostCandidate {
   return host(hostId, { allocated: { memoryMiB: 8192 - freeMiB, vcpus: 0 }, ...extra });
 }
+
+describe("catalogued images", () => {
+  const needs = VmSpec.parse({
+    name: "imgvm",
+    memoryMiB: 1024,
+    vcpus: 1,
+    disks: [{ sizeGiB: 10, backing: "deb" }],
+  });
+
+  it("a host that lacks a catalogued image it can pull is still eligible; one that cannot pull it is not", () => {
+    expect(rejectHost(host("a", { images: [] }), needs, spread)).toBe("image");
+    expect(rejectHost(host("a", { images: [], pullable: ["deb"] }), needs, spread)).toBeUndefined();
+    expect(rejectHost(host("a", { images: ["deb.qcow2"] }), needs, spread)).toBeUndefined();
+  });
+
+  it("hosts that hold the image come first, even with less room; then by policy", () => {
+    const hosts = [
+      withFree("roomy-pulls", 8000, { images: [], pullable: ["deb"] }),
+      withFree("tight-holds", 2048, { images: ["deb.qcow2"], pullable: ["deb"] }),
+      withFree("mid-holds", 4096, { images: ["deb.qcow2"], pullable: ["deb"] }),
+    ];
+    expect(rankHosts(hosts, needs, spread)).toEqual(["mid-holds", "tight-holds", "roomy-pulls"]);
+    expect(holdsImages(hosts[0] as HostCandidate, needs)).toBe(false);
+    expect(holdsImages(hosts[1] as HostCandidate, needs)).toBe(true);
+  });
+
+  it("anti-affinity still comes before holding the image", () => {
+    const hosts = [
+      withFree("holds-crowded", 4096, { images: ["deb.qcow2"], groupMembers: 1 }),
+      withFree("pulls-empty", 4096, { images: [], pullable: ["deb"], groupMembers: 0 }),
+    ];
+    expect(rankHosts(hosts, needs, spread)).toEqual(["pulls-empty", "holds-crowded"]);
+  });
+});
 
 describe("PlacementOptions", () => {
   it("defaults to spread with no required labels", () => {

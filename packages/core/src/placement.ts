@@ -28,6 +28,8 @@ export interface HostCandidate {
   draining: boolean;
   labels: Record<string, string>;
   images: readonly string[];
+  /** Catalogued images this host lacks but pulls when a VM needs them (the catalogue has their URL). */
+  pullable?: readonly string[];
   virtTypes: readonly string[];
   /** The networks the host offers; undefined: any. */
   networks?: NetworkAllowList;
@@ -63,7 +65,8 @@ export function rejectHost(host: HostCandidate, spec: VmSpec, options: Placement
   if (host.draining) return "draining";
   for (const [k, v] of Object.entries(options.requiredLabels)) if (host.labels[k] !== v) return "labels";
   if (firstDisallowedNetwork(host.networks, spec.networks) !== undefined) return "network";
-  if (!requiredImages(spec).every((i) => hasImage(host.images, i))) return "image";
+  if (!requiredImages(spec).every((i) => hasImage(host.images, i) || (host.pullable?.includes(i) ?? false)))
+    return "image";
   if (spec.virtType !== undefined && !host.virtTypes.includes(spec.virtType)) return "virt-type";
   if (
     host.allocated.memoryMiB + spec.memoryMiB > host.capacity.memoryMiB ||
@@ -74,9 +77,14 @@ export function rejectHost(host: HostCandidate, spec: VmSpec, options: Placement
   return undefined;
 }
 
+/** True when the host already holds every image the spec needs (it need not pull any first). */
+export function holdsImages(host: Pick<HostCandidate, "images">, spec: VmSpec): boolean {
+  return requiredImages(spec).every((i) => hasImage(host.images, i));
+}
+
 /**
  * The hosts that can take the VM, best first: fewest VMs of the request's group (anti-affinity),
- * then by policy: `spread` most free memory first, `pack` least free memory first; then by id.
+ * then those that hold the images the VM needs (others pull them first), then by policy: `spread` most free memory first, `pack` least free memory first; then by id.
  * The caller claims room atomically in this order (the first host whose claim succeeds wins).
  */
 export function rankHosts(hosts: readonly HostCandidate[], spec: VmSpec, options: PlacementOptions): string[] {
@@ -85,6 +93,9 @@ export function rankHosts(hosts: readonly HostCandidate[], spec: VmSpec, options
     .filter((h) => rejectHost(h, spec, options) === undefined)
     .sort((a, b) => {
       if (a.groupMembers !== b.groupMembers) return a.groupMembers - b.groupMembers;
+      // A host that holds the images boots the VM without pulling one first.
+      const held = Number(holdsImages(b, spec)) - Number(holdsImages(a, spec));
+      if (held !== 0) return held;
       const byRoom = options.policy === "spread" ? free(b) - free(a) : free(a) - free(b);
       if (byRoom !== 0) return byRoom;
       return a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0;

@@ -10,6 +10,7 @@ import {
   type HostCandidate,
   HostId,
   hasImage,
+  holdsImages,
   isTerminal,
   JobData,
   JobId,
@@ -36,6 +37,7 @@ import { type BatchItemResult, BatchStore } from "./batches.js";
 import { closeRedis, createRedis, quietErrors } from "./connection.js";
 import { EventLog } from "./event-log.js";
 import { HostRegistry, type HostView } from "./host-registry.js";
+import { ImageCatalogue } from "./images/image-catalogue.js";
 import { JobHandle } from "./job-handle.js";
 import { Keys } from "./keys.js";
 import { PENDING_JOB_TIMEOUT_MS, PendingJobs } from "./pending-jobs.js";
@@ -99,13 +101,18 @@ interface ParsedOptions {
 }
 
 /** What placement needs to know of each host. */
-function toCandidates(hosts: readonly HostView[], groupMembers: ReadonlyMap<string, number>): HostCandidate[] {
+function toCandidates(
+  hosts: readonly HostView[],
+  groupMembers: ReadonlyMap<string, number>,
+  pullable: readonly string[],
+): HostCandidate[] {
   return hosts.map((h) => ({
     hostId: h.status.hostId,
     up: h.up,
     draining: h.draining,
     labels: h.status.labels,
     images: h.status.images,
+    pullable,
     virtTypes: h.status.virtTypes,
     ...(h.status.networks === undefined ? {} : { networks: parseNetworkAllowList(h.status.networks) }),
     capacity: h.allocation.capacity,
@@ -114,11 +121,13 @@ function toCandidates(hosts: readonly HostView[], groupMembers: ReadonlyMap<stri
   }));
 }
 
-/** Images the spec needs that no up host has. */
+/** Images the spec needs that no up host has or can pull. */
 function missingImages(hosts: readonly HostCandidate[], spec: VmSpec): string[] {
   const up = hosts.filter((h) => h.up);
   if (up.length === 0) return [];
-  return requiredImages(spec).filter((image) => !up.some((h) => hasImage(h.images, image)));
+  return requiredImages(spec).filter(
+    (image) => !up.some((h) => hasImage(h.images, image) || (h.pullable?.includes(image) ?? false)),
+  );
 }
 
 /** The spec field that names an image. */
@@ -148,6 +157,8 @@ export class FleetClient {
   readonly hosts: HostRegistry;
   readonly vms: VmRegistry;
   readonly log: EventLog;
+  /** The fleet-wide image catalogue. */
+  readonly images: ImageCatalogue;
   readonly #admission: Admission;
   readonly #pending: PendingJobs;
   readonly #batches: BatchStore;
@@ -164,6 +175,8 @@ export class FleetClient {
   #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
   /** Placement candidates of each hosts list read (no group). */
   readonly #candidateCache = new WeakMap<readonly HostView[], HostCandidate[]>();
+  /** The catalogue's pullable images, read with each hosts list. */
+  readonly #pullable = new WeakMap<readonly HostView[], readonly string[]>();
 
   /** Where Redis is, for messages (never the credentials). */
   readonly #url: string;
@@ -188,6 +201,7 @@ export class FleetClient {
     this.hosts = new HostRegistry(this.#redis, this.keys);
     this.vms = new VmRegistry(this.#redis, this.keys);
     this.log = new EventLog(this.#redis, this.keys);
+    this.images = new ImageCatalogue(this.#redis, this.keys);
     this.#admission = new Admission(this.#redis, this.keys);
     this.#pending = new PendingJobs(this.#redis, this.keys);
     this.#batches = new BatchStore(this.#redis, this.keys);
@@ -315,7 +329,10 @@ export class FleetClient {
   async #hostList(since = Date.now() - this.#placementCacheMs): Promise<HostView[]> {
     if (this.#hostCache !== undefined && this.#hostCache.at >= since) return this.#hostCache.hosts;
     const now = Date.now();
-    const hosts = this.hosts.list();
+    const hosts = Promise.all([this.hosts.list(), this.images.pullable()]).then(([list, pullable]) => {
+      this.#pullable.set(list, pullable);
+      return list;
+    });
     this.#hostCache = { at: now, hosts };
     try {
       return await hosts;
@@ -335,13 +352,13 @@ export class FleetClient {
       const hosts = await this.#hostList(since);
       let candidates = this.#candidateCache.get(hosts);
       if (candidates === undefined) {
-        candidates = toCandidates(hosts, new Map());
+        candidates = toCandidates(hosts, new Map(), this.#pullable.get(hosts) ?? []);
         this.#candidateCache.set(hosts, candidates);
       }
       return candidates;
     }
     const [hosts, members] = await Promise.all([this.#hostList(since), this.vms.groupCounts(group)]);
-    return toCandidates(hosts, members);
+    return toCandidates(hosts, members, this.#pullable.get(hosts) ?? []);
   }
 
   /**
@@ -423,7 +440,14 @@ export class FleetClient {
       const all = (await this.candidates(placement.group, since)).filter((h) => !exclude.includes(h.hostId));
       const eligible = this.#eligible(all, spec, placement);
       const order = "order" in eligible ? eligible.order : [];
-      const done = await attempt(order, placement.host !== undefined ? "order" : placement.policy);
+      const policy = placement.host !== undefined ? "order" : placement.policy;
+      // Hosts that hold the VM's images first: another host must pull one before it can boot.
+      const holders = order.filter((id) => {
+        const host = all.find((h) => h.hostId === id);
+        return host !== undefined && holdsImages(host, spec);
+      });
+      let done = holders.length > 0 && holders.length < order.length ? await attempt(holders, policy) : undefined;
+      done ??= await attempt(order, policy);
       if (done !== undefined) return done;
       if ("error" in eligible) throw eligible.error;
       if (since === undefined) {

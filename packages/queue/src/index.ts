@@ -5,6 +5,7 @@ export * from "./connection.js";
 export * from "./event-log.js";
 export * from "./fleet-client.js";
 export * from "./host-registry.js";
+export * from "./images/image-catalogue.js";
 export * from "./job-handle.js";
 export * from "./keys.js";
 export * from "./pending-jobs.js";

@@ -140,4 +140,29 @@ export class Keys {
   reconcileReply(requestId: string): string {
     return `${this.prefix}:reconcile-reply:${requestId}`;
   }
+
+  /** The image catalogue: name → its record (JSON, see ImageRecord). */
+  images(): string {
+    return `${this.prefix}:images`;
+  }
+
+  /** The hosts that hold a catalogued image. */
+  imageHosts(name: string): string {
+    return `${this.prefix}:image-hosts:${name}`;
+  }
+
+  /** Operators' file imports (`virtfleet images import --file`) go to the host's worker on this channel. */
+  imageChannel(hostId: string): string {
+    return `${this.prefix}:image-import:${hostId}`;
+  }
+
+  /** A worker's answer to one file import (short-lived). */
+  imageReply(requestId: string): string {
+    return `${this.prefix}:image-import-reply:${requestId}`;
+  }
+
+  /** When each image was last used on a host: name → ms (a sorted set; eviction goes oldest first). */
+  imageUse(hostId: string): string {
+    return `${this.prefix}:image-use:${hostId}`;
+  }
 }
