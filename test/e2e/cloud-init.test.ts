@@ -89,10 +89,10 @@ async function readSeed(iso: string): Promise<{ volumeId: string; files: Record<
   }
 }
 
-/** The domain's `<disk device="cdrom">` elements, as XML text. */
-async function cdroms(name: string): Promise<string[]> {
+/** The domain's `<disk>` elements whose source is a seed (`cidata.iso`), as XML text. */
+async function seedDisks(name: string): Promise<string[]> {
   const xml = (await virsh(["dumpxml", name])).stdout;
-  return [...xml.matchAll(/<disk [^>]*device=['"]cdrom['"][^>]*>[\s\S]*?<\/disk>/g)].map((m) => m[0]);
+  return [...xml.matchAll(/<disk [^>]*>[\s\S]*?<\/disk>/g)].map((m) => m[0]).filter((d) => d.includes("cidata.iso"));
 }
 
 async function jobKeys(): Promise<string[]> {
@@ -173,11 +173,12 @@ describe("cloud-init NoCloud seed", () => {
     ]);
     const jobId = String(events[0]?.jobId);
 
-    // The domain has the seed as a read-only cdrom, from the VM's own folder.
+    // The domain has the seed as a read-only virtio disk (cloud kernels have no SATA), from the VM's folder.
     const dir = path.join(worker.storageDir, name);
     const iso = path.join(dir, "cidata.iso");
-    const disks = await cdroms(name);
+    const disks = await seedDisks(name);
     expect(disks).toHaveLength(1);
+    expect(disks[0]).toMatch(/<target dev='vd[b-z]' bus='virtio'\/>/);
     expect(disks[0]).toContain(`<source file='${iso}'`);
     expect(disks[0]).toMatch(/<readonly\/>/);
     expect((await filesIn(dir)).sort()).toEqual([".virtfleet.json", "cidata.iso", "console.log", "disk0.qcow2"]);

@@ -238,7 +238,7 @@ export class Provisioner {
     await report("disk.ready", `${disks.length} disk(s) ready`);
 
     // cloud-init NoCloud: a `cidata` ISO in the VM's folder (so it goes with the VM), QEMU's and 0600.
-    const cdroms: string[] = [];
+    const readonlyDisks: string[] = [];
     if (spec.cloudInit !== undefined) {
       throwIfAborted(signal);
       const seed = path.join(dir, SEED_FILE_NAME);
@@ -250,7 +250,7 @@ export class Provisioner {
       });
       await chown(seed, uid, gid);
       await chmod(seed, 0o600);
-      cdroms.push(seed);
+      readonlyDisks.push(seed);
       await report("cloudinit.seeded", `cloud-init seed ${seed} (instance-id ${data.jobId})`);
     }
 
@@ -265,7 +265,7 @@ export class Provisioner {
       disks,
       // Disks as XML, not `--disk path=`: virt-install would define a storage pool per VM folder.
       diskMode: "xml",
-      cdroms,
+      readonlyDisks,
       install,
       osVariant: spec.osVariant,
       networks: spec.networks,

@@ -162,7 +162,7 @@ describe("virtInstallArgs", () => {
     expect(args.some((a) => a.startsWith("./devices/disk[1]"))).toBe(false);
   });
 
-  it("attaches extra cdroms read-only on SATA after every disk, past an install cdrom's name", () => {
+  it("attaches read-only images as virtio disks after every data disk (cloud kernels have no SATA)", () => {
     const xml = (args: string[]) => args.flatMap((a, i) => (a === "--xml" ? [args[i + 1] as string] : []));
     const imported = xml(
       virtInstallArgs({
@@ -170,26 +170,25 @@ describe("virtInstallArgs", () => {
         install: { method: "import" },
         diskMode: "xml",
         disks: [{ path: "/vms/a/disk0.qcow2", format: "qcow2" }],
-        cdroms: ["/vms/a/cidata.iso"],
+        readonlyDisks: ["/vms/a/cidata.iso"],
       }),
     );
     expect(imported.filter((e) => e.includes("disk[2]"))).toEqual([
       "./devices/disk[2]/@type=file",
-      "./devices/disk[2]/@device=cdrom",
+      "./devices/disk[2]/@device=disk",
       "./devices/disk[2]/driver/@name=qemu",
       "./devices/disk[2]/driver/@type=raw",
       "./devices/disk[2]/source/@file=/vms/a/cidata.iso",
-      "./devices/disk[2]/target/@dev=sda",
-      "./devices/disk[2]/target/@bus=sata",
+      "./devices/disk[2]/target/@dev=vdb",
+      "./devices/disk[2]/target/@bus=virtio",
       "xpath.create=./devices/disk[2]/readonly",
     ]);
-    // With a cdrom install, virt-install's own cdrom is disk[1] (sda): the seed is disk[3], sdb.
+    // With a cdrom install, virt-install's own cdrom is disk[1]: the seed is disk[3], after vda.
     const installed = xml(
-      virtInstallArgs({ ...seed, diskMode: "xml", disks: [{ path: "/vms/a/d.raw" }], cdroms: ["/vms/a/s.iso"] }),
+      virtInstallArgs({ ...seed, diskMode: "xml", disks: [{ path: "/vms/a/d.raw" }], readonlyDisks: ["/vms/a/s.iso"] }),
     );
     expect(installed).toContain("./devices/disk[3]/source/@file=/vms/a/s.iso");
-    expect(installed).toContain("./devices/disk[3]/target/@dev=sdb");
-    expect(virtInstallArgs(seed).some((a) => a.includes("cdrom"))).toBe(true); // only --cdrom=
+    expect(installed).toContain("./devices/disk[3]/target/@dev=vdb");
     expect(virtInstallArgs(seed).some((a) => a.includes("@device=cdrom"))).toBe(false);
   });
 

@@ -28,19 +28,21 @@ export function diskXmlEdits(disk: VirtInstallDisk, index: number, before = 0): 
 }
 
 /**
- * `--xml` edits for a read-only cdrom (a raw image file, e.g. a cloud-init seed) on the SATA bus as
- * `sd<letter>` (`target` 0-based), written as the `<disk>` element after `before` others.
+ * `--xml` edits for a read-only virtio disk (a raw image file, e.g. a cloud-init `cidata` seed ISO) as
+ * `vd<letter>` (`target` 0-based, after the data disks), written as the `<disk>` element after
+ * `before` others. Virtio rather than a SATA cdrom: cloud kernels (Debian's linux-image-cloud-amd64)
+ * have no AHCI driver, so a SATA cdrom is invisible to the guest and cloud-init finds no seed.
  */
-export function cdromXmlEdits(path: string, target: number, before: number): string[] {
+export function readonlyDiskXmlEdits(path: string, target: number, before: number): string[] {
   const at = `./devices/disk[${before + 1}]`;
   return [
     `${at}/@type=file`,
-    `${at}/@device=cdrom`,
+    `${at}/@device=disk`,
     `${at}/driver/@name=qemu`,
     `${at}/driver/@type=raw`,
     `${at}/source/@file=${path}`,
-    `${at}/target/@dev=sd${String.fromCharCode(97 + target)}`,
-    `${at}/target/@bus=sata`,
+    `${at}/target/@dev=vd${String.fromCharCode(97 + target)}`,
+    `${at}/target/@bus=virtio`,
     `xpath.create=${at}/readonly`,
   ];
 }
@@ -58,8 +60,8 @@ export interface VirtInstallOptions {
   disks: readonly VirtInstallDisk[];
   /** Default `path`. */
   diskMode?: DiskMode;
-  /** Read-only cdrom images attached besides the install medium (e.g. a cloud-init seed), as `--xml` edits. */
-  cdroms?: readonly string[];
+  /** Read-only images attached as virtio disks after the data disks (e.g. a cloud-init seed), as `--xml` edits. */
+  readonlyDisks?: readonly string[];
   install: VirtInstallMethod;
   osVariant?: string;
   /** Empty: `--network none`. Undefined: virt-install's default (left out). */
@@ -157,11 +159,13 @@ export function virtInstallArgs(o: VirtInstallOptions): string[] {
   }
   // virt-install's own cdrom is the first <disk> element; data disks come after it.
   const first = o.install.method === "cdrom" ? 1 : 0;
-  // Extra cdroms come after every disk; an install cdrom already holds the first SATA name.
-  const cdroms = (o.cdroms ?? []).flatMap((p, i) => cdromXmlEdits(p, first + i, first + o.disks.length + i));
+  // Read-only disks come after every data disk (and after an install cdrom's <disk>).
+  const readonly = (o.readonlyDisks ?? []).flatMap((p, i) =>
+    readonlyDiskXmlEdits(p, o.disks.length + i, first + o.disks.length + i),
+  );
   const edits = [
     ...(xmlDisks ? o.disks.flatMap((d, i) => diskXmlEdits(d, i, first)) : []),
-    ...cdroms,
+    ...readonly,
     ...(o.xmlEdits ?? []),
   ];
   for (const edit of edits) args.push("--xml", edit);
