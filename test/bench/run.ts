@@ -1,6 +1,7 @@
 /**
  * virtfleet benchmarks (`npm run bench`): host throughput against the plain recipe, control-plane
- * overhead against raw BullMQ, event latency, footprint, disk creation. Every figure is a ratio
+ * overhead against raw BullMQ, event latency, footprint, disk creation, create to ready by strategy
+ * with the cloud guest. Every figure is a ratio
  * against a baseline run in the same process. Writes test/bench/results.json.
  */
 import { execFile, spawn } from "node:child_process";
@@ -678,6 +679,101 @@ async function diskCreation(): Promise<void> {
   table("5. Disk creation: linked clone vs full copy (cp --sparse=never)", rows);
 }
 
+/**
+ * 6. Create to ready with the Debian 12 cloud guest (deploy/build-cloud-guest.sh), by readiness
+ * strategy: one VM at a time, from the CLI's start to its exit, then destroyed. The baseline is the
+ * console strategy waiting for cloud-init's "finished at" line; `ip` runs with a static address from
+ * cloud-init's network-config on a bridge with no host address (nothing on the host talks to it).
+ */
+async function readiness(redis: LocalRedis): Promise<void> {
+  await run("bash", [path.join(repo, "deploy/build-cloud-guest.sh"), IMAGES], { maxBuffer: 1 << 24 });
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
+  const storage = path.join(ROOT, "vfbench-ready");
+  await mkdir(storage, { recursive: true, mode: 0o755 });
+  const bridge = `vfbr${randomUUID().slice(0, 4)}`;
+  await run("ip", ["link", "add", bridge, "type", "bridge"]);
+  await run("ip", ["link", "set", bridge, "up"]);
+  const env = { ...process.env, REDIS_URL: redis.url, VIRTFLEET_PREFIX: prefix };
+  const worker = spawn(process.execPath, [path.join(repo, "apps/worker/dist/main.js")], {
+    env: {
+      ...env,
+      VIRTFLEET_HOST_ID: "bench-ready",
+      VIRTFLEET_STORAGE_DIR: storage,
+      VIRTFLEET_IMAGE_DIR: IMAGES,
+      VIRTFLEET_VIRT_TYPE: "qemu",
+      LOG_LEVEL: "warn",
+    },
+    stdio: "ignore",
+  });
+  const client = new FleetClient({ redisUrl: redis.url, prefix });
+  const cli = path.join(repo, "apps/cli/dist/main.js");
+  const netFile = path.join(ROOT, "vfbench-ready-net.yaml");
+  const mac = "52:54:00:be:9c:01";
+  await writeFile(
+    netFile,
+    `version: 2\nethernets:\n  lan:\n    match:\n      macaddress: "${mac}"\n    set-name: eth0\n    addresses: [192.0.2.99/24]\n`,
+  );
+  const strategies: [string, string[], string[]][] = [
+    ["console (cloud-init's finished line)", ["--wait-ready", "finished at"], ["--network", "none"]],
+    ["agent", ["--wait-ready", "agent"], ["--network", "none"]],
+    [
+      "ip (static, from network-config)",
+      ["--wait-ready", "ip"],
+      ["--network", `bridge=${bridge},model=virtio,mac=${mac}`, "--cloud-init", `network-config=${netFile}`],
+    ],
+    ["cloud-init", ["--wait-ready", "cloud-init"], ["--network", "none"]],
+  ];
+  const rows: { strategy: string; seconds: number }[] = [];
+  try {
+    while (!(await client.hosts.get("bench-ready"))?.up) await sleep(100);
+    for (const [i, [label, wait, net]] of strategies.entries()) {
+      const name = `vfb-r-${i + 1}`;
+      const started = performance.now();
+      await run(
+        process.execPath,
+        [
+          cli,
+          "create",
+          "--name",
+          name,
+          "--memory",
+          "768",
+          "--disk",
+          "size=4,backing=debian12",
+          "--boot",
+          "kernel=debian12,initrd=debian12,kernel_args=root=/dev/vda console=ttyS0",
+          ...net,
+          "--virt-type",
+          "qemu",
+          "--wait",
+          ...wait,
+          "--ready-timeout",
+          "1800",
+          "--json",
+        ],
+        { env, maxBuffer: 1 << 24 },
+      );
+      rows.push({ strategy: label, seconds: round((performance.now() - started) / 1000, 1) });
+      await run(process.execPath, [cli, "destroy", name, "--wait", "--json"], { env, maxBuffer: 1 << 24 });
+    }
+  } finally {
+    await client.close();
+    worker.kill("SIGTERM");
+    await new Promise((r) => worker.once("exit", r));
+    await destroyDomains("vfb-r-");
+    await run("ip", ["link", "del", bridge]).catch(() => undefined);
+    await rm(storage, { recursive: true, force: true });
+  }
+  const base = rows[0]?.seconds ?? 1;
+  results.readiness = Object.fromEntries(
+    rows.map((r) => [r.strategy, { seconds: r.seconds, ratioToConsole: round(r.seconds / base, 3) }]),
+  );
+  table(
+    "6. Create to ready, Debian 12 cloud guest under TCG, one at a time (ratio: to the console line)",
+    rows.map((r) => ({ ...r, ratio: round(r.seconds / base, 3) })),
+  );
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   await mkdir(ROOT, { recursive: true, mode: 0o755 });
@@ -692,6 +788,7 @@ async function main(): Promise<void> {
       ["footprint", () => redisFootprint(redis)],
       ["disk", () => diskCreation()],
       ["throughput", () => hostThroughput(redis)],
+      ["ready", () => readiness(redis)],
     ];
     for (const [name, fn] of sections) {
       if (only !== undefined && !only.includes(name)) continue;
