@@ -109,4 +109,7 @@ else
 fi
 
 chmod 0755 "$OUT"
+# Shared images are root's and read-only to QEMU (virtfleet refuses one QEMU could write). Older
+# virtfleet let libvirt chown images to the QEMU user while a VM used them: give them back.
+chown root:root "$OUT/tiny.vmlinuz" "$OUT/tiny.initrd" "$OUT/tiny.qcow2"
 chmod 0644 "$OUT/tiny.vmlinuz" "$OUT/tiny.initrd" "$OUT/tiny.qcow2"
