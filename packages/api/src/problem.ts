@@ -26,6 +26,7 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   FORBIDDEN: 403,
   IDEMPOTENCY_CONFLICT: 409,
   RATE_LIMITED: 429,
+  POOL_EMPTY: 503,
   PAYLOAD_TOO_LARGE: 413,
   INTERNAL: 500,
 };

@@ -27,6 +27,8 @@ export const ErrorCode = z.enum([
   "IDEMPOTENCY_CONFLICT",
   "RATE_LIMITED",
   "PAYLOAD_TOO_LARGE",
+  /** A pool had no ready VM to hand over within the claim's wait. */
+  "POOL_EMPTY",
   "INTERNAL",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;

@@ -10,3 +10,4 @@ export * from "./network-allow.js";
 export * from "./placement.js";
 export * from "./process-end.js";
 export * from "./vm-spec.js";
+export * from "./labs.js";

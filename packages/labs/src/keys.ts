@@ -1,0 +1,92 @@
+import { Keys } from "@virtfleet/queue";
+
+/**
+ * The Redis keys of lab environments, in one place (the `.lua` scripts in `lua/` receive them as
+ * KEYS, or build a pool's per-VM key from the prefix they are given: keep them in step).
+ */
+export class LabKeys {
+  readonly prefix: string;
+  readonly fleet: Keys;
+
+  constructor(prefix = "virtfleet") {
+    this.fleet = new Keys(prefix);
+    this.prefix = prefix;
+  }
+
+  /** Every template's name. */
+  templates(): string {
+    return `${this.prefix}:templates`;
+  }
+  /** A template: name, version, spec (JSON), tenant, createdAt, updatedAt. */
+  template(name: string): string {
+    return `${this.prefix}:template:${name}`;
+  }
+
+  /** Every lease by when it expires (score: ms since the epoch). */
+  leases(): string {
+    return `${this.prefix}:leases`;
+  }
+  /** A lease: id, kind, target, pool, tenant, createdAt, expiresAt, maxExpiresAt (ms). */
+  lease(id: string): string {
+    return `${this.prefix}:lease:${id}`;
+  }
+  /** Expired leases the reaper has taken but not yet finished (id → ms taken). */
+  leasesReaping(): string {
+    return `${this.prefix}:leases:reaping`;
+  }
+
+  /** Every pool's name. */
+  pools(): string {
+    return `${this.prefix}:pools`;
+  }
+  /** A pool's settings (PoolConfig fields, JSON-encoded where not strings). */
+  pool(name: string): string {
+    return `${this.prefix}:pool:${name}`;
+  }
+  /** A pool's ready, unclaimed VMs (score: when each became ready, ms). */
+  poolReady(name: string): string {
+    return `${this.prefix}:pool:${name}:ready`;
+  }
+  /** A pool's VMs being made (vm → job id). */
+  poolStarting(name: string): string {
+    return `${this.prefix}:pool:${name}:starting`;
+  }
+  /** A pool's claimed VMs (vm → lease id). */
+  poolClaimed(name: string): string {
+    return `${this.prefix}:pool:${name}:claimed`;
+  }
+  /** One pool VM: vm, host, addresses (JSON), templateVersion, jobId, createdAt, readyAt, leaseId. */
+  poolVm(name: string, vm: string): string {
+    return `${this.prefix}:pool:${name}:vm:${vm}`;
+  }
+  /** Recent claims of a pool (score and member: ms), for `targetReady: auto`. */
+  poolClaims(name: string): string {
+    return `${this.prefix}:pool:${name}:claims`;
+  }
+  /** Published on when a pool changes (claim, release, ready VM, settings): `<pool>`. */
+  poolsChannel(): string {
+    return `${this.prefix}:pools:changed`;
+  }
+
+  /** Every lab's name. */
+  labs(): string {
+    return `${this.prefix}:labs`;
+  }
+  /** A lab: name, state, tenant, labels, createdAt, leaseId, batchId, reason. */
+  lab(name: string): string {
+    return `${this.prefix}:lab:${name}`;
+  }
+  /** A lab's VMs: vm → JSON {template, templateVersion, jobId}. */
+  labVms(name: string): string {
+    return `${this.prefix}:lab:${name}:vms`;
+  }
+  /** A lab's event stream. */
+  labEvents(name: string): string {
+    return `${this.prefix}:lab:${name}:events`;
+  }
+
+  /** Held by the one controller (pool manager and reaper) of the fleet. */
+  controllerLock(): string {
+    return `${this.prefix}:controller`;
+  }
+}

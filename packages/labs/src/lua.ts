@@ -1,0 +1,25 @@
+import { readFileSync } from "node:fs";
+import { runScript } from "@virtfleet/queue";
+import type { Redis } from "ioredis";
+
+/**
+ * A Lua script kept as a `.lua` file in this package's `lua/` folder (the way BullMQ keeps its own),
+ * run by SHA. The file's header documents its KEYS and ARGV.
+ */
+export class LuaScript {
+  readonly name: string;
+  readonly source: string;
+  readonly numKeys: number;
+
+  constructor(name: string, numKeys: number) {
+    this.name = name;
+    this.numKeys = numKeys;
+    this.source = readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), "utf8");
+  }
+
+  run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    if (keys.length !== this.numKeys)
+      throw new Error(`${this.name}.lua takes ${this.numKeys} keys, got ${keys.length}`);
+    return runScript(redis, this.source, this.numKeys, ...keys, ...args);
+  }
+}
