@@ -9,9 +9,11 @@ declare module "fastify" {
   }
 }
 
-/** A mutating call: every POST and DELETE under /v1. */
+const MUTATING_METHODS: ReadonlySet<string> = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+/** A mutating call: every POST, PUT, PATCH and DELETE under /v1. */
 export function isMutating(request: FastifyRequest): boolean {
-  return (request.method === "POST" || request.method === "DELETE") && request.url.startsWith("/v1/");
+  return MUTATING_METHODS.has(request.method) && request.url.startsWith("/v1/");
 }
 
 /**

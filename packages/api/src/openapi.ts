@@ -15,9 +15,10 @@ import {
   VmView,
 } from "@virtfleet/core";
 import { z } from "zod";
+import { TEMPLATE_ROUTES } from "./routes/templates.js";
 
 export interface RouteDoc {
-  method: "get" | "post" | "delete";
+  method: "get" | "post" | "put" | "patch" | "delete";
   path: string;
   summary: string;
   scope?: string;
@@ -143,6 +144,7 @@ export const ROUTES: readonly RouteDoc[] = [
     response: z.object({ name: z.string(), removed: z.literal(true) }),
     mutating: true,
   },
+  ...TEMPLATE_ROUTES,
 ];
 
 function schema(s: z.ZodType, io: "input" | "output"): Record<string, unknown> {

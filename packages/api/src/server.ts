@@ -13,6 +13,7 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
+import { LabKeys, TemplateStore } from "@virtfleet/labs";
 import {
   type CreateOptions,
   closeRedis,
@@ -40,6 +41,8 @@ import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
 import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
+import type { RouteContext } from "./routes/route-context.js";
+import { registerTemplateRoutes } from "./routes/templates.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -115,6 +118,7 @@ export class ApiServer {
   readonly #tail: EventTail;
   readonly #metrics: Metrics;
   readonly #streams: EventStreams;
+  readonly #templates: TemplateStore;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -129,6 +133,7 @@ export class ApiServer {
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
+    this.#templates = new TemplateStore(this.#redis, new LabKeys(keys.prefix));
     this.#metrics = new Metrics(
       this.fleet,
       options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs },
@@ -422,6 +427,12 @@ export class ApiServer {
         return { status: 200, body: { name, removed: true } };
       }),
     );
+
+    const routes: RouteContext = {
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+    };
+    registerTemplateRoutes(app, routes, this.#templates);
 
     try {
       await this.#tail.start();

@@ -14,6 +14,10 @@ import {
   Problem,
   ProgressEvent,
   type StreamedEvent,
+  TemplatePutResult,
+  TemplateRemoved,
+  type TemplateSpecInput,
+  TemplateView,
   TerminalPhase,
   VmView,
 } from "@virtfleet/core";
@@ -180,6 +184,29 @@ export class VirtfleetApi {
       z.object({ name: z.string(), removed: z.literal(true) }),
       options,
     );
+  }
+
+  /**
+   * Stores template `name` (`PUT /v1/templates/{name}`): a VM spec without `name`, plus an optional
+   * `guestReady`. A changed spec makes a new version (`changed: true`); the same spec keeps it.
+   */
+  putTemplate(name: string, spec: TemplateSpecInput, options: MutationOptions = {}): Promise<TemplatePutResult> {
+    return this.#call("PUT", `/v1/templates/${segment(name)}`, TemplatePutResult, { ...options, body: spec });
+  }
+
+  /** The templates the token sees (its tenant's and the shared ones), by name. */
+  listTemplates(options: CallOptions = {}): Promise<TemplateView[]> {
+    return this.#call("GET", "/v1/templates", z.array(TemplateView), options);
+  }
+
+  /** One template (NOT_FOUND: none, or another tenant's). */
+  getTemplate(name: string, options: CallOptions = {}): Promise<TemplateView> {
+    return this.#call("GET", `/v1/templates/${segment(name)}`, TemplateView, options);
+  }
+
+  /** Removes a template (NAME_CLASH while a pool makes VMs from it). */
+  removeTemplate(name: string, options: MutationOptions = {}): Promise<TemplateRemoved> {
+    return this.#call("DELETE", `/v1/templates/${segment(name)}`, TemplateRemoved, options);
   }
 
   /**

@@ -88,6 +88,17 @@ export const TemplateView = z.object({
 });
 export type TemplateView = z.infer<typeof TemplateView>;
 
+/** `templates put` / `PUT /v1/templates/{name}`: the template as stored, and whether this put made a new version. */
+export const TemplatePutResult = TemplateView.extend({
+  /** True when this put stored a new version (the first, or a changed spec): VMs of older versions are stale. */
+  changed: z.boolean(),
+});
+export type TemplatePutResult = z.infer<typeof TemplatePutResult>;
+
+/** `DELETE /v1/templates/{name}`'s answer. */
+export const TemplateRemoved = z.object({ name: TemplateName, removed: z.literal(true) });
+export type TemplateRemoved = z.infer<typeof TemplateRemoved>;
+
 /** What a pool's ready VMs do while they wait for a claim. */
 export const IdleMode = z.enum(["pause", "run"]);
 export type IdleMode = z.infer<typeof IdleMode>;
