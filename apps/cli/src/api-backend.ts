@@ -5,6 +5,9 @@ import {
   type ImageRecord,
   type ImageViewOut,
   type StreamedEvent,
+  type TemplatePutResult,
+  type TemplateSpec,
+  type TemplateView,
   VirtfleetError,
 } from "@virtfleet/core";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
@@ -96,6 +99,22 @@ export class ApiBackend implements Backend {
 
   async removeImage(name: string): Promise<void> {
     await translated(this.#api.removeImage(name));
+  }
+
+  putTemplate(name: string, spec: TemplateSpec): Promise<TemplatePutResult> {
+    return translated(this.#api.putTemplate(name, spec));
+  }
+
+  listTemplates(): Promise<TemplateView[]> {
+    return translated(this.#api.listTemplates());
+  }
+
+  getTemplate(name: string): Promise<TemplateView> {
+    return translated(this.#api.getTemplate(name));
+  }
+
+  async removeTemplate(name: string): Promise<void> {
+    await translated(this.#api.removeTemplate(name));
   }
 
   async close(): Promise<void> {}

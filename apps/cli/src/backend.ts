@@ -4,6 +4,9 @@ import type {
   ImageRecord,
   ImageViewOut,
   StreamedEvent,
+  TemplatePutResult,
+  TemplateSpec,
+  TemplateView,
   VmSpec,
 } from "@virtfleet/core";
 
@@ -44,11 +47,22 @@ export interface HostRow {
   runningVms: number;
 }
 
+/** Templates: named, versioned VM specs (`virtfleet templates`). */
+export interface TemplatesBackend {
+  /** Stores a template; a changed spec makes a new version. */
+  putTemplate(name: string, spec: TemplateSpec): Promise<TemplatePutResult>;
+  listTemplates(): Promise<TemplateView[]>;
+  /** A template, or NOT_FOUND. */
+  getTemplate(name: string): Promise<TemplateView>;
+  /** NOT_FOUND: none; NAME_CLASH: a pool makes VMs from it. */
+  removeTemplate(name: string): Promise<void>;
+}
+
 /**
  * What the CLI needs of the fleet: straight through Redis (`REDIS_URL`), or through the HTTP API
  * when `VIRTFLEET_API_URL` and `VIRTFLEET_TOKEN` are set. Errors are VirtfleetErrors either way.
  */
-export interface Backend {
+export interface Backend extends TemplatesBackend {
   readonly kind: "redis" | "api";
   createVm(request: CreateRequest): Promise<string>;
   destroyVm(name: string, host?: string): Promise<string>;

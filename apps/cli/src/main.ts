@@ -19,6 +19,7 @@ import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
 import type { Backend } from "./backend.js";
 import { cachedReader } from "./cloud-init-flags.js";
+import { addTemplatesCommand } from "./commands/templates.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
 import { RedisBackend } from "./redis-backend.js";
@@ -566,6 +567,8 @@ async function main(argv: string[]): Promise<number> {
         ),
       );
     });
+
+  addTemplatesCommand(program, cli);
 
   try {
     await program.parseAsync(argv);

@@ -1,5 +1,18 @@
-import type { ImageImportInput, ImageRecord, ImageViewOut, StreamedEvent } from "@virtfleet/core";
-import { FleetClient, type RedisConfig } from "@virtfleet/queue";
+import type {
+  ImageImportInput,
+  ImageRecord,
+  ImageViewOut,
+  StreamedEvent,
+  TemplatePutResult,
+  TemplateSpec,
+  TemplateView,
+} from "@virtfleet/core";
+import { LabKeys, TemplateStore } from "@virtfleet/labs";
+import { closeRedis, FleetClient, type RedisConfig } from "@virtfleet/queue";
+
+/** The Redis connection type, as the fleet client hands one out. */
+type Redis = ReturnType<FleetClient["connect"]>;
+
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
@@ -7,6 +20,7 @@ export class RedisBackend implements Backend {
   readonly kind = "redis";
   readonly fleet: FleetClient;
   #ready: Promise<void> | undefined;
+  #labs: { redis: Redis; keys: LabKeys; templates: TemplateStore } | undefined;
 
   /** `redis`: a whole configuration (credentials, TLS), or a bare URL. */
   constructor(redis: RedisConfig | string, prefix: string) {
@@ -92,7 +106,39 @@ export class RedisBackend implements Backend {
     await this.fleet.images.remove(name);
   }
 
-  close(): Promise<void> {
-    return this.fleet.close();
+  /** Lab environments' stores, on a connection of their own (made on first use). */
+  labs(): { redis: Redis; keys: LabKeys; templates: TemplateStore } {
+    if (this.#labs === undefined) {
+      const redis = this.fleet.connect();
+      const keys = new LabKeys(this.fleet.keys.prefix);
+      this.#labs = { redis, keys, templates: new TemplateStore(redis, keys) };
+    }
+    return this.#labs;
+  }
+
+  // Straight on Redis the CLI is the operator: its templates have no tenant (every tenant may use them).
+  async putTemplate(name: string, spec: TemplateSpec): Promise<TemplatePutResult> {
+    await this.ready();
+    return this.labs().templates.put(name, spec);
+  }
+
+  async listTemplates(): Promise<TemplateView[]> {
+    await this.ready();
+    return this.labs().templates.list();
+  }
+
+  async getTemplate(name: string): Promise<TemplateView> {
+    await this.ready();
+    return this.labs().templates.require(name, {}, "name");
+  }
+
+  async removeTemplate(name: string): Promise<void> {
+    await this.ready();
+    await this.labs().templates.remove(name);
+  }
+
+  async close(): Promise<void> {
+    await this.fleet.close();
+    if (this.#labs !== undefined) await closeRedis(this.#labs.redis);
   }
 }
