@@ -44,11 +44,21 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
+/**
+ * The longest duration anything takes (a lease, a lifetime, an age): 365 days. Longer ones would
+ * also make times past what a Date can hold (a `99999999999d` lifetime broke every read of its lease).
+ */
+export const MAX_DURATION_MS = 365 * 86_400_000;
+
 /** A duration as a user writes it (`30m`, `2h`, `90s`, `1d`, or seconds as a number), in milliseconds. */
 export const Duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDurationMs(v);
   if (ms === undefined) {
     ctx.addIssue({ code: "custom", message: "must be a duration such as 90s, 30m, 2h or 1d" });
+    return z.NEVER;
+  }
+  if (ms > MAX_DURATION_MS) {
+    ctx.addIssue({ code: "custom", message: `must be at most ${formatDuration(MAX_DURATION_MS)}` });
     return z.NEVER;
   }
   return ms;
