@@ -9,17 +9,18 @@ import type { Redis } from "ioredis";
 export class LuaScript {
   readonly name: string;
   readonly source: string;
-  readonly numKeys: number;
+  /** How many KEYS it takes; `"any"` for a script that takes a list of keys (its header says which). */
+  readonly numKeys: number | "any";
 
-  constructor(name: string, numKeys: number) {
+  constructor(name: string, numKeys: number | "any") {
     this.name = name;
     this.numKeys = numKeys;
     this.source = readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), "utf8");
   }
 
   run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    if (keys.length !== this.numKeys)
+    if (this.numKeys !== "any" && keys.length !== this.numKeys)
       throw new Error(`${this.name}.lua takes ${this.numKeys} keys, got ${keys.length}`);
-    return runScript(redis, this.source, this.numKeys, ...keys, ...args);
+    return runScript(redis, this.source, keys.length, ...keys, ...args);
   }
 }

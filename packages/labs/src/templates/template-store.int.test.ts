@@ -129,3 +129,41 @@ describe("TemplateStore", () => {
     expect(await templates.put("web", web)).toMatchObject({ version: 1, changed: true });
   });
 });
+
+describe("TemplateStore.remove and a pool made meanwhile", () => {
+  test("a pool that names the template, made between rm's read of the pools and its delete, stops the rm", async ({
+    redis,
+    prefix,
+  }) => {
+    const keys = new LabKeys(prefix);
+    await redis.sadd(keys.pools(), "old");
+    await redis.hset(keys.pool("old"), { name: "old", template: "other" });
+    // rm's connection: right after it reads the pool list, another client makes pool "late" from "web".
+    const conn = redis.duplicate();
+    const smembers = conn.smembers.bind(conn);
+    let raced = false;
+    conn.smembers = (async (key: string) => {
+      const members = await smembers(key);
+      if (key === keys.pools() && !raced) {
+        raced = true;
+        await redis
+          .multi()
+          .hset(keys.pool("late"), { name: "late", template: "web" })
+          .sadd(keys.pools(), "late")
+          .exec();
+      }
+      return members;
+    }) as typeof conn.smembers;
+    try {
+      const templates = new TemplateStore(conn, keys);
+      await templates.put("web", web);
+      const error = await rejection(templates.remove("web"));
+      expect(raced).toBe(true);
+      expect(error.code).toBe("NAME_CLASH");
+      expect(error.message).toContain("late");
+      expect(await templates.get("web")).toBeDefined();
+    } finally {
+      conn.disconnect();
+    }
+  });
+});

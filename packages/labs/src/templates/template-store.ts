@@ -11,6 +11,9 @@ import type { LabKeys } from "../keys.js";
 import { LuaScript } from "../lua.js";
 
 const put = new LuaScript("template-put", 2);
+const removeScript = new LuaScript("template-remove", "any");
+/** How often `remove` reads the pools again when they changed under it before giving up. */
+const REMOVE_ATTEMPTS = 10;
 
 /** Who asks: an API tenant sees and changes only its own templates (and those with no tenant). */
 export interface TenantScope {
@@ -87,22 +90,34 @@ export class TemplateStore {
    */
   async remove(nameInput: unknown, scope: TenantScope = {}): Promise<void> {
     const name = parseOrThrow(TemplateName, nameInput, "name");
-    const view = await this.get(name, scope);
-    if (view === undefined) throw new VirtfleetError("NOT_FOUND", `no template "${name}"`, { field: "name" });
-    // A tenant reads the shared templates (made with no tenant) but may not remove them.
-    if (scope.tenant !== undefined && view.tenant !== scope.tenant)
-      throw new VirtfleetError("FORBIDDEN", `template "${name}" is shared: only an operator may remove it`, {
-        field: "name",
-      });
-    const pools = await this.#redis.smembers(this.#keys.pools());
-    const users: string[] = [];
-    for (const pool of pools)
-      if ((await this.#redis.hget(this.#keys.pool(pool), "template")) === name) users.push(pool);
-    if (users.length > 0)
-      throw new VirtfleetError("NAME_CLASH", `template "${name}" is used by pool ${users.join(", ")}`, {
-        field: "name",
-      });
-    await this.#redis.multi().del(this.#keys.template(name)).srem(this.#keys.templates(), name).exec();
+    for (let attempt = 0; attempt < REMOVE_ATTEMPTS; attempt++) {
+      // The script checks the pools against this read, so a pool made meanwhile is seen (or we retry).
+      const pools = await this.#redis.smembers(this.#keys.pools());
+      const [outcome, ...users] = (await removeScript.run(
+        this.#redis,
+        [
+          this.#keys.template(name),
+          this.#keys.templates(),
+          this.#keys.pools(),
+          ...pools.map((p) => this.#keys.pool(p)),
+        ],
+        [name, scope.tenant ?? "", ...pools],
+      )) as [number, ...string[]];
+      if (outcome === 1) return;
+      if (outcome === -1) throw new VirtfleetError("NOT_FOUND", `no template "${name}"`, { field: "name" });
+      // A tenant reads the shared templates (made with no tenant) but may not remove them.
+      if (outcome === -3)
+        throw new VirtfleetError("FORBIDDEN", `template "${name}" is shared: only an operator may remove it`, {
+          field: "name",
+        });
+      if (outcome === -2)
+        throw new VirtfleetError("NAME_CLASH", `template "${name}" is used by pool ${users.sort().join(", ")}`, {
+          field: "name",
+        });
+    }
+    throw new VirtfleetError("INTERNAL", `template "${name}": the pools kept changing while it was being removed`, {
+      retryable: true,
+    });
   }
 }
 
