@@ -1,4 +1,4 @@
-import { LabKeys } from "@virtfleet/labs";
+import { LabKeys, TemplateStore } from "@virtfleet/labs";
 import { describe, expect } from "vitest";
 import { call, startApi, until } from "../../../../test/fixtures/api-server.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
@@ -149,6 +149,25 @@ describe("API: /v1/templates", () => {
 
       const all = await call(api.base, "GET", "/v1/templates", ADMIN);
       expect((all.body as unknown as { name: string }[]).map((t) => t.name)).toEqual(["acme-web", "blue-web"]);
+
+      // An operator's shared template (no tenant, stored straight in Redis): every tenant reads it,
+      // none may change or remove it.
+      await new TemplateStore(redis, keys).put("shared", web);
+      const blueSees = (await call(api.base, "GET", "/v1/templates", BLUE)).body as unknown as {
+        name: string;
+        tenant?: string;
+      }[];
+      expect(blueSees.map((t) => [t.name, t.tenant])).toEqual([
+        ["blue-web", "blue"],
+        ["shared", undefined],
+      ]);
+      expect((await call(api.base, "GET", "/v1/templates/shared", ACME)).status).toBe(200);
+      expect((await call(api.base, "PUT", "/v1/templates/shared", BLUE, { ...web, vcpus: 2 })).status).toBe(409);
+      expect(await call(api.base, "DELETE", "/v1/templates/shared", BLUE)).toMatchObject({
+        status: 403,
+        body: { code: "FORBIDDEN", field: "name" },
+      });
+      expect((await call(api.base, "DELETE", "/v1/templates/shared", ADMIN)).status).toBe(200);
 
       // A pool makes VMs from acme-web: it stays until the pool is gone.
       await redis.sadd(keys.pools(), "ci");
