@@ -22,6 +22,7 @@ import { cachedReader } from "./cloud-init-flags.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
 import { RedisBackend } from "./redis-backend.js";
+import { SpecFileError } from "./spec-file.js";
 import { parseWaitReady } from "./wait-ready.js";
 
 const CliEnv = z.object({
@@ -131,6 +132,15 @@ class Cli {
 }
 
 function reportError(cli: Cli, error: unknown): number {
+  if (error instanceof SpecFileError) {
+    // The fields are inside the file, not flags: `virtfleet: -f web.yaml: memoryMiB: …`.
+    if (cli.json)
+      process.stdout.write(
+        `${JSON.stringify({ error: { code: error.code, message: error.message, field: error.field, file: error.file, issues: error.issues } })}\n`,
+      );
+    for (const i of error.issues) process.stderr.write(`virtfleet: -f ${error.file}: ${i.field}: ${i.message}\n`);
+    return EXIT_BAD_INPUT;
+  }
   if (error instanceof ValidationError) {
     const issues = error.issues.map((i) => ({ ...i, flag: flagForField(i.field) }));
     if (cli.json)

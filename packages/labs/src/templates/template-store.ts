@@ -81,13 +81,19 @@ export class TemplateStore {
   }
 
   /**
-   * Removes a template. NOT_FOUND if there is none; NAME_CLASH while a pool still makes VMs from it
-   * (remove or change the pool first). VMs made from it are left as they are.
+   * Removes a template. NOT_FOUND if there is none; FORBIDDEN for a tenant and a shared template;
+   * NAME_CLASH while a pool still makes VMs from it (remove or change the pool first). VMs made
+   * from it are left as they are.
    */
   async remove(nameInput: unknown, scope: TenantScope = {}): Promise<void> {
     const name = parseOrThrow(TemplateName, nameInput, "name");
-    if ((await this.get(name, scope)) === undefined)
-      throw new VirtfleetError("NOT_FOUND", `no template "${name}"`, { field: "name" });
+    const view = await this.get(name, scope);
+    if (view === undefined) throw new VirtfleetError("NOT_FOUND", `no template "${name}"`, { field: "name" });
+    // A tenant reads the shared templates (made with no tenant) but may not remove them.
+    if (scope.tenant !== undefined && view.tenant !== scope.tenant)
+      throw new VirtfleetError("FORBIDDEN", `template "${name}" is shared: only an operator may remove it`, {
+        field: "name",
+      });
     const pools = await this.#redis.smembers(this.#keys.pools());
     const users: string[] = [];
     for (const pool of pools)
