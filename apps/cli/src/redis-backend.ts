@@ -1,16 +1,26 @@
 import type { ImageImportInput, ImageRecord, ImageViewOut, StreamedEvent } from "@virtfleet/core";
 import { FleetClient, type RedisConfig } from "@virtfleet/queue";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { redisLabs } from "./commands/lab-backends.js";
+import type { LabBackend } from "./commands/labs.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
 export class RedisBackend implements Backend {
   readonly kind = "redis";
   readonly fleet: FleetClient;
+  readonly #prefix: string;
+  #labs: LabBackend | undefined;
   #ready: Promise<void> | undefined;
 
   /** `redis`: a whole configuration (credentials, TLS), or a bare URL. */
   constructor(redis: RedisConfig | string, prefix: string) {
     this.fleet = new FleetClient({ redis: typeof redis === "string" ? { url: redis } : redis, prefix });
+    this.#prefix = prefix;
+  }
+
+  labs(): LabBackend {
+    this.#labs ??= redisLabs(this.fleet, this.#prefix, () => this.ready());
+    return this.#labs;
   }
 
   /** Fails fast with REDIS_UNAVAILABLE instead of waiting for Redis forever. */
@@ -92,7 +102,8 @@ export class RedisBackend implements Backend {
     await this.fleet.images.remove(name);
   }
 
-  close(): Promise<void> {
-    return this.fleet.close();
+  async close(): Promise<void> {
+    await this.#labs?.close();
+    await this.fleet.close();
   }
 }

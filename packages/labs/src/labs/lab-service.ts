@@ -14,6 +14,7 @@ import {
   VirtfleetError,
 } from "@virtfleet/core";
 import type { BatchItemOptions, QuotaLimits } from "@virtfleet/queue";
+import { type Logger, pino } from "pino";
 import type { LabsDeps, LeaseHandler } from "../deps.js";
 import { LuaScript } from "../lua.js";
 import type { TenantScope } from "../templates/template-store.js";
@@ -48,7 +49,10 @@ export interface LabOwner {
   maxBatches?: number | undefined;
 }
 
-export type LabServiceDeps = Pick<LabsDeps, "redis" | "keys" | "fleet" | "templates" | "leases" | "logger">;
+/** What LabService is built from (LabsDeps without power control; the logger defaults to a silent one). */
+export type LabServiceDeps = Pick<LabsDeps, "redis" | "keys" | "fleet" | "templates" | "leases"> & {
+  logger?: Logger | undefined;
+};
 
 /**
  * Labs: several VMs made from templates, created as one batch, watched and removed as one, under one
@@ -57,7 +61,7 @@ export type LabServiceDeps = Pick<LabsDeps, "redis" | "keys" | "fleet" | "templa
  * records the moves, announces them on the lab's event stream, and rolls back and tears down.
  */
 export class LabService {
-  readonly #d: LabServiceDeps;
+  readonly #d: LabServiceDeps & { logger: Logger };
   readonly #retentionMs: number;
   readonly #maxLen: number;
   readonly #retryMs: number;
@@ -74,7 +78,7 @@ export class LabService {
   };
 
   constructor(deps: LabServiceDeps, options: LabServiceOptions = {}) {
-    this.#d = deps;
+    this.#d = { ...deps, logger: deps.logger ?? pino({ level: "silent" }) };
     this.#retentionMs = options.retentionMs ?? DEFAULT_LAB_RETENTION_MS;
     this.#maxLen = options.eventsMaxLen ?? DEFAULT_LAB_EVENTS_MAXLEN;
     this.#retryMs = options.retryMs ?? DEFAULT_LAB_RETRY_MS;
