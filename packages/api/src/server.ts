@@ -13,6 +13,7 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
+import { LabKeys, LabService, LeaseStore, TemplateStore } from "@virtfleet/labs";
 import {
   type CreateOptions,
   closeRedis,
@@ -40,6 +41,7 @@ import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
 import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
+import { registerLabRoutes } from "./routes/labs.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -109,6 +111,10 @@ function vmView(r: VmRecord) {
 export class ApiServer {
   readonly app: FastifyInstance;
   readonly fleet: FleetClient;
+  /** Labs (`/v1/labs`). */
+  readonly labs: LabService;
+  /** Aborted on close: ends the lab event streams. */
+  readonly #closingSignal = new AbortController();
   readonly #o: ApiServerOptions;
   readonly #redis: Redis;
   readonly #idem: IdempotencyStore;
@@ -129,6 +135,15 @@ export class ApiServer {
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
+    const labKeys = new LabKeys(options.prefix);
+    this.labs = new LabService({
+      redis: this.#redis,
+      keys: labKeys,
+      fleet: this.fleet,
+      templates: new TemplateStore(this.#redis, labKeys),
+      leases: new LeaseStore(this.#redis, labKeys),
+      logger: options.logger,
+    });
     this.#metrics = new Metrics(
       this.fleet,
       options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs },
@@ -378,6 +393,18 @@ export class ApiServer {
       });
     });
 
+    registerLabRoutes(app, {
+      labs: this.labs,
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+      owner: (p) => {
+        const quota = this.#o.tokens.quota(p.tenant);
+        return { tenant: p.tenant, quota, ...(quota.batches === undefined ? {} : { maxBatches: quota.batches }) };
+      },
+      lastEventId: (request) => this.#lastEventId(request),
+      closing: this.#closingSignal.signal,
+    });
+
     app.get("/v1/hosts", async (request) => {
       this.#principal(request, "hosts:read");
       return (await this.fleet.hosts.list()).map((h) => ({
@@ -621,6 +648,7 @@ export class ApiServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       // Streams first: an open stream would hold the listener's close.
+      this.#closingSignal.abort();
       await this.#streams.close().catch(() => undefined);
       await this.app.close().catch(() => undefined);
       await this.#metricsApp?.close().catch(() => undefined);
