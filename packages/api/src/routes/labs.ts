@@ -99,8 +99,7 @@ function nameOf(request: FastifyRequest): string {
 export function registerLabRoutes(app: FastifyInstance, ctx: LabRouteContext): void {
   app.post("/v1/labs", (request, reply) =>
     ctx.mutating(request, reply, "vms:write", async (p) => {
-      const body = parseOrThrow(LabUpRequest, request.body, "body");
-      return { status: 202, body: await ctx.labs.up(body, ctx.owner(p)) };
+      return { status: 202, body: await ctx.labs.up(request.body, ctx.owner(p), "body") };
     }),
   );
 

@@ -88,9 +88,11 @@ export class LabService {
    * Makes a lab: every template must exist (NOT_FOUND naming `lab.vms.N.template`), the name must be
    * free (NAME_CLASH); its VMs `<lab>-<name>-<n>` are asked for as one batch, labelled with the lab
    * file's labels and `virtfleet.lab=<lab>`, in the anti-affinity group `lab.<name>` when asked.
+   * `input` is a LabUpRequest as sent (durations as `2h`); its invalid fields are named after
+   * `fieldPrefix` (the API's `body`).
    */
-  async up(input: unknown, owner: LabOwner = {}): Promise<LabView> {
-    const req = parseOrThrow(LabUpRequest, input);
+  async up(input: unknown, owner: LabOwner = {}, fieldPrefix = ""): Promise<LabView> {
+    const req = parseOrThrow(LabUpRequest, input, fieldPrefix);
     const { keys, templates, leases, fleet, redis } = this.#d;
     const scope = { tenant: owner.tenant };
     const used = await Promise.all(
