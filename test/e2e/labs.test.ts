@@ -175,17 +175,22 @@ describe("labs with a real worker and real VMs", () => {
     }
   });
 
-  it("one VM that fails rolls the whole lab back, with the reason", async () => {
+  it("one VM that fails rolls the whole lab back, with the reason (lab up --wait exits 1 saying why)", async () => {
     const name = labName("fail");
-    await labs.up({
-      name,
-      lab: {
+    const file = path.join(tmpdir(), `${name}.json`);
+    await writeFile(
+      file,
+      JSON.stringify({
         vms: [
           { name: "ok", template: "lbt-tiny", count: 2 },
           { name: "bad", template: "lbt-noagent" },
         ],
-      },
-    });
+      }),
+    );
+    const up = await runCli(["lab", "up", "-f", file, "--name", name, "--wait"], env);
+    await rm(file, { force: true });
+    expect(up.code, up.stdout + up.stderr).toBe(1);
+    expect(up.stderr).toMatch(new RegExp(`lab ${name} failed: ${name}-bad-1: GUEST_TIMEOUT: `));
     const failed = await labUntil(name, "the lab failed", (v) => v.state !== "creating", 150_000);
     expect(failed.state).toBe("failed");
     expect(failed.reason).toMatch(new RegExp(`^${name}-bad-1: GUEST_TIMEOUT: `));
@@ -233,9 +238,7 @@ describe("labs with a real worker and real VMs", () => {
 
       const extended = await runCli(["lab", "extend", name, "2h", "--json"], env);
       expect(extended.code, extended.stderr).toBe(0);
-      expect(Date.parse((JSON.parse(extended.stdout) as LabView).expiresAt) - Date.now()).toBeGreaterThan(
-        100 * 60_000,
-      );
+      expect(Date.parse((JSON.parse(extended.stdout) as LabView).expiresAt) - Date.now()).toBeGreaterThan(100 * 60_000);
 
       const down = await runCli(["lab", "down", name, "--wait"], env);
       expect(down.code, down.stdout + down.stderr).toBe(0);
