@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import { rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { ApiServer, TokenStore } from "@virtfleet/api";
+import { VirtfleetApi } from "@virtfleet/client";
 import { LAB_LABEL, type LabView, type StreamedLabEvent } from "@virtfleet/core";
 import { LabKeys, LabService, LabWatcher, LeaseStore, TemplateStore } from "@virtfleet/labs";
 import { FleetClient } from "@virtfleet/queue";
@@ -248,6 +250,56 @@ describe("labs with a real worker and real VMs", () => {
     } finally {
       await runCli(["lab", "down", name], env);
       await rm(file, { force: true });
+    }
+  });
+
+  it("the CLI through the API, and the SDK's lab event stream", async () => {
+    const token = "lb-token-0123456789abcdef";
+    const api = new ApiServer({
+      redisUrl: fleet.redisUrl,
+      prefix: fleet.prefix,
+      tokens: new TokenStore([{ id: "lb", token, scopes: ["vms:read", "vms:write"], tenant: "lbtenant" }]),
+      logger: pino({ level: "silent" }),
+      port: 0,
+    });
+    await api.start();
+    const name = labName("api");
+    const file = path.join(tmpdir(), `${name}.yaml`);
+    await writeFile(file, "vms:\n  - name: node\n    template: lbt-tiny\n");
+    const apiEnv = { VIRTFLEET_API_URL: api.url, VIRTFLEET_TOKEN: token };
+    try {
+      const up = await runCli(["lab", "up", "-f", file, "--name", name, "--wait", "--json"], apiEnv);
+      expect(up.code, up.stdout + up.stderr).toBe(0);
+      const view = JSON.parse(up.stdout) as LabView;
+      expect(view).toMatchObject({ name, state: "ready", tenant: "lbtenant" });
+      expect(view.vms[0]).toMatchObject({ name: `${name}-node-1`, host: worker.hostId, phase: "done" });
+      expect((await client.vms.get(`${name}-node-1`))?.tenant).toBe("lbtenant");
+
+      const missing = await runCli(["lab", "show", "lbnosuch"], apiEnv);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain("NOT_FOUND");
+
+      const down = await runCli(["lab", "down", name, "--wait"], apiEnv);
+      expect(down.code, down.stdout + down.stderr).toBe(0);
+      expect(await ours()).toEqual([]);
+
+      const sdk = new VirtfleetApi({ baseUrl: api.url, token });
+      const events: StreamedLabEvent[] = [];
+      for await (const e of sdk.labEvents(name)) events.push(e);
+      expect(events.filter((e) => e.type === "state").map((e) => e.state)).toEqual([
+        "creating",
+        "ready",
+        "expiring",
+        "gone",
+      ]);
+      expect(events.filter((e) => e.type === "vm").map((e) => e.type === "vm" && e.phase)).toEqual([
+        "done",
+        "destroyed",
+      ]);
+    } finally {
+      await runCli(["lab", "down", name], apiEnv);
+      await rm(file, { force: true });
+      await api.close();
     }
   });
 });
