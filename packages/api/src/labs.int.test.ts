@@ -1,3 +1,4 @@
+import { parse as parseOpenApi } from "@readme/openapi-parser";
 import { LAB_LABEL } from "@virtfleet/core";
 import { LabKeys, TemplateStore } from "@virtfleet/labs";
 import { CapacityLedger } from "@virtfleet/queue";
@@ -7,6 +8,7 @@ import { call } from "../../../test/fixtures/api-server.js";
 import { hostStatus } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { TokenStore } from "./auth.js";
+import { buildOpenApi } from "./openapi.js";
 import { ApiServer } from "./server.js";
 
 // The /v1/labs routes against real Redis, with a fake up host (no worker: the VMs' jobs wait in its
@@ -169,5 +171,15 @@ describe("API: /v1/labs", () => {
       expect(over.body.state).toBe("failed");
       expect(over.body.reason).toMatch(/^lbquota-n-\d: QUOTA_EXCEEDED: /);
     });
+  });
+
+  test("the OpenAPI document has the lab routes, and is valid", async () => {
+    const parsed = (await parseOpenApi(structuredClone(buildOpenApi()) as never)) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    expect(Object.keys(parsed.paths)).toEqual(
+      expect.arrayContaining(["/v1/labs", "/v1/labs/{name}", "/v1/labs/{name}/extend", "/v1/labs/{name}/events"]),
+    );
+    expect(Object.keys(parsed.paths["/v1/labs/{name}"] ?? {}).sort()).toEqual(["delete", "get"]);
   });
 });
