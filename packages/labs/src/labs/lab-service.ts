@@ -329,27 +329,7 @@ export class LabService {
       return;
     }
     let vms = await this.#observe(lab);
-    for (const o of vms) {
-      const end = vmAnnouncement(o);
-      if (end === undefined || end === o.entry.announced) continue;
-      const failure = end === "failed" || end === "cancelled" ? vmFailure(o) : undefined;
-      const host = o.create?.hostId ?? o.record?.hostId;
-      await this.#updateVm(
-        name,
-        o,
-        { ...o.entry, announced: end },
-        {
-          type: "vm",
-          lab: name,
-          vm: o.name,
-          phase: end,
-          jobId: o.entry.jobId ?? "",
-          ...(host ? { host } : {}),
-          ...(failure === undefined ? {} : { error: { code: failure.code, message: failure.message } }),
-          at: new Date().toISOString(),
-        },
-      );
-    }
+    await this.#announce(name, vms);
     const derived = deriveState(lab, vms);
     if (lab.state === "creating" && derived.state !== "creating") {
       await this.#transition(lab, ["creating"], derived.state, { reason: derived.reason }, { reason: derived.reason });
@@ -360,6 +340,7 @@ export class LabService {
     if (rollingBack || lab.state === "expiring") {
       await this.#teardown(lab, vms);
       vms = await this.#observe(lab);
+      await this.#announce(name, vms);
       if (vms.every(removed)) {
         if (rollingBack) {
           await this.#transition(
@@ -379,6 +360,28 @@ export class LabService {
           this.#d.logger.info({ lab: name }, "lab gone");
         }
       }
+    }
+  }
+
+  /** Puts each VM's job end not yet announced on the lab's stream (once: compare and set). */
+  async #announce(name: string, vms: VmObservation[]): Promise<void> {
+    for (const [i, o] of vms.entries()) {
+      const end = vmAnnouncement(o);
+      if (end === undefined || end === o.entry.announced) continue;
+      const failure = end === "failed" || end === "cancelled" ? vmFailure(o) : undefined;
+      const host = o.create?.hostId ?? o.record?.hostId;
+      const next: LabVmEntry = { ...o.entry, announced: end };
+      const done = await this.#updateVm(name, o, next, {
+        type: "vm",
+        lab: name,
+        vm: o.name,
+        phase: end,
+        jobId: o.entry.jobId ?? "",
+        ...(host ? { host } : {}),
+        ...(failure === undefined ? {} : { error: { code: failure.code, message: failure.message } }),
+        at: new Date().toISOString(),
+      });
+      if (done) vms[i] = { ...o, entry: next, raw: JSON.stringify(next) };
     }
   }
 
@@ -559,6 +562,7 @@ function final(e: LabEvent): boolean {
   return e.type === "state" && (e.state === "gone" || (e.state === "failed" && e.rolledBack === true));
 }
 
+/** A tenant sees its own labs only; no tenant (an operator, the CLI on Redis) sees every lab. */
 function visible(owner: string | undefined, scope: TenantScope): boolean {
-  return scope.tenant === undefined || owner === undefined || owner === "" || owner === scope.tenant;
+  return scope.tenant === undefined || owner === scope.tenant;
 }
