@@ -89,6 +89,7 @@ beforeAll(async () => {
 afterAll(async () => {
   clearInterval(watching);
   await worker?.stop();
+  if (worker !== undefined) await rm(worker.storageDir, { recursive: true, force: true });
   await client?.close();
   redis?.disconnect();
 });

@@ -63,6 +63,10 @@ describe("LabService", () => {
         ["expiring", "the lab's lease expired"],
         ["gone", "the lab's lease expired"],
       ]);
+      // Resumed past its last event: ends at once, with nothing more.
+      const after: StreamedLabEvent[] = [];
+      for await (const e of labs.events("lbexp", { after: events.at(-1)?.id ?? "0", blockMs: 200 })) after.push(e);
+      expect(after).toEqual([]);
       expect(events.filter((e) => e.type === "vm").map((e) => (e.type === "vm" ? [e.vm, e.phase] : []))).toEqual([
         ["lbexp-web-1", "cancelled"],
         ["lbexp-web-2", "cancelled"],

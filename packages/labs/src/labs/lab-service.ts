@@ -289,8 +289,10 @@ export class LabService {
           if (final(parsed.data)) return;
         }
         if (entries.length === 0) {
-          const view = await this.get(name, options.scope ?? {});
-          if (view === undefined) return;
+          // Nothing new: over when the lab is no longer there, or already ended (its last event is
+          // written in the same step as its state, so a reader resumed past it has seen it).
+          const lab = await this.#read(name);
+          if (lab === undefined || lab.state === "gone" || lab.rolledBack) return;
         }
       }
     } catch (error) {
