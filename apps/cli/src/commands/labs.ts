@@ -47,8 +47,11 @@ class Progress {
     }
     const state = view.rolledBack ? `${view.state} (rolled back)` : view.state;
     if (state !== this.#state) {
+      const line = `${view.name}  lab ${state}${view.reason === undefined ? "" : `: ${view.reason}`}`;
+      // The first state heads the list; a later one follows the VMs that led to it.
+      if (this.#state === undefined) out.unshift(line);
+      else out.push(line);
       this.#state = state;
-      out.push(`${view.name}  lab ${state}${view.reason === undefined ? "" : `: ${view.reason}`}`);
     }
     return out;
   }
