@@ -330,6 +330,13 @@ export class LabService {
       await this.#remove(name);
       return;
     }
+    // Settled: nothing moves until `down` (or the lease's end) moves it again.
+    if (
+      lab.state === "gone" ||
+      lab.state === "ready" ||
+      (lab.state === "failed" && (lab.rolledBack || !lab.rollbackOnFailure))
+    )
+      return;
     let vms = await this.#observe(lab);
     await this.#announce(name, vms);
     const derived = deriveState(lab, vms);
