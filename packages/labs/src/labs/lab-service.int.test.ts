@@ -124,4 +124,40 @@ describe("LabService", () => {
       await fleet.close();
     }
   });
+
+  test("a failed lab rolls back by default; with rollbackOnFailure false it keeps what came up", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const { fleet, labs } = await setup(redisUrl, prefix, redis);
+    try {
+      // One VM refused at admission (its name is another VM's, with another spec): the lab fails.
+      await fleet.createVm({ ...spec, memoryMiB: 512, name: "lbkeep-web-2" });
+      await fleet.createVm({ ...spec, memoryMiB: 512, name: "lbroll-web-2" });
+      const keep = await labs.up({ name: "lbkeep", lab: { ...lab, rollbackOnFailure: false } });
+      const roll = await labs.up({ name: "lbroll", lab });
+      for (const v of [keep, roll]) {
+        expect(v.state).toBe("failed");
+        expect(v.reason).toMatch(new RegExp(`^${v.name}-web-2: NAME_CLASH: `));
+      }
+      const watcher = new LabWatcher(labs);
+      await watcher.tick();
+      await watcher.tick();
+      const kept = await labs.require("lbkeep");
+      expect(kept).toMatchObject({ state: "failed", rolledBack: false });
+      expect(kept.vms.find((v) => v.name === "lbkeep-web-1")?.phase).toBe("placed");
+      const rolled = await labs.require("lbroll");
+      expect(rolled).toMatchObject({ state: "failed", rolledBack: true });
+      expect(rolled.vms.find((v) => v.name === "lbroll-web-1")?.phase).toBe("cancelled");
+      expect(await fleet.vms.get("lbroll-web-1")).toBeUndefined();
+      // The VM it clashed with is not the lab's: left alone.
+      expect(await fleet.vms.get("lbroll-web-2")).toBeDefined();
+      // A kept lab still goes down as a whole.
+      expect((await labs.down("lbkeep")).state).toBe("gone");
+      expect(await fleet.vms.get("lbkeep-web-1")).toBeUndefined();
+    } finally {
+      await fleet.close();
+    }
+  });
 });
