@@ -11,9 +11,11 @@ import {
   VirtfleetError,
 } from "@virtfleet/core";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { apiLabs } from "./commands/lab-backends.js";
+import type { LabBackend } from "./commands/labs.js";
 
 /** An API error as the CLI's own kind, so exit codes and --json stay the same. */
-async function translated<T>(call: Promise<T>): Promise<T> {
+export async function translated<T>(call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (error) {
@@ -115,6 +117,10 @@ export class ApiBackend implements Backend {
 
   async removeTemplate(name: string): Promise<void> {
     await translated(this.#api.removeTemplate(name));
+  }
+
+  labs(): LabBackend {
+    return apiLabs(this.#api, translated);
   }
 
   async close(): Promise<void> {}

@@ -9,6 +9,7 @@ import type {
   TemplateView,
   VmSpec,
 } from "@virtfleet/core";
+import type { LabBackend } from "./commands/labs.js";
 
 /** One create, as the CLI asks for it. */
 export interface CreateRequest {
@@ -77,5 +78,7 @@ export interface Backend extends TemplatesBackend {
   /** Catalogues an image; a file import waits up to `timeoutMs` for its host (Redis only). */
   importImage(input: ImageImportInput, timeoutMs: number): Promise<ImageRecord>;
   removeImage(name: string): Promise<void>;
+  /** Labs (`virtfleet lab …`). */
+  labs(): LabBackend;
   close(): Promise<void>;
 }

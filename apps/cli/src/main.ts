@@ -20,6 +20,7 @@ import { ApiBackend } from "./api-backend.js";
 import type { Backend } from "./backend.js";
 import { cachedReader } from "./cloud-init-flags.js";
 import { addTemplatesCommand } from "./commands/templates.js";
+import { addLabCommands } from "./commands/labs.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
 import { RedisBackend } from "./redis-backend.js";
@@ -569,6 +570,17 @@ async function main(argv: string[]): Promise<number> {
     });
 
   addTemplatesCommand(program, cli);
+  addLabCommands(program, {
+    labs: () => cli.backend().labs(),
+    setJson: (json) => {
+      cli.json = json;
+    },
+    print: (line) => cli.print(line),
+    printError: (line) => process.stderr.write(`${line}\n`),
+    exit: (c) => {
+      code = c;
+    },
+  });
 
   try {
     await program.parseAsync(argv);

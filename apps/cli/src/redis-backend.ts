@@ -14,17 +14,27 @@ import { closeRedis, FleetClient, type RedisConfig } from "@virtfleet/queue";
 type Redis = ReturnType<FleetClient["connect"]>;
 
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { redisLabs } from "./commands/lab-backends.js";
+import type { LabBackend } from "./commands/labs.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
 export class RedisBackend implements Backend {
   readonly kind = "redis";
   readonly fleet: FleetClient;
+  readonly #prefix: string;
+  #labs: LabBackend | undefined;
   #ready: Promise<void> | undefined;
-  #labs: { redis: Redis; keys: LabKeys; templates: TemplateStore } | undefined;
+  #stores: { redis: Redis; keys: LabKeys; templates: TemplateStore } | undefined;
 
   /** `redis`: a whole configuration (credentials, TLS), or a bare URL. */
   constructor(redis: RedisConfig | string, prefix: string) {
     this.fleet = new FleetClient({ redis: typeof redis === "string" ? { url: redis } : redis, prefix });
+    this.#prefix = prefix;
+  }
+
+  labs(): LabBackend {
+    this.#labs ??= redisLabs(this.fleet, this.#prefix, () => this.ready());
+    return this.#labs;
   }
 
   /** Fails fast with REDIS_UNAVAILABLE instead of waiting for Redis forever. */
@@ -107,38 +117,39 @@ export class RedisBackend implements Backend {
   }
 
   /** Lab environments' stores, on a connection of their own (made on first use). */
-  labs(): { redis: Redis; keys: LabKeys; templates: TemplateStore } {
-    if (this.#labs === undefined) {
+  labStores(): { redis: Redis; keys: LabKeys; templates: TemplateStore } {
+    if (this.#stores === undefined) {
       const redis = this.fleet.connect();
       const keys = new LabKeys(this.fleet.keys.prefix);
-      this.#labs = { redis, keys, templates: new TemplateStore(redis, keys) };
+      this.#stores = { redis, keys, templates: new TemplateStore(redis, keys) };
     }
-    return this.#labs;
+    return this.#stores;
   }
 
   // Straight on Redis the CLI is the operator: its templates have no tenant (every tenant may use them).
   async putTemplate(name: string, spec: TemplateSpec): Promise<TemplatePutResult> {
     await this.ready();
-    return this.labs().templates.put(name, spec);
+    return this.labStores().templates.put(name, spec);
   }
 
   async listTemplates(): Promise<TemplateView[]> {
     await this.ready();
-    return this.labs().templates.list();
+    return this.labStores().templates.list();
   }
 
   async getTemplate(name: string): Promise<TemplateView> {
     await this.ready();
-    return this.labs().templates.require(name, {}, "name");
+    return this.labStores().templates.require(name, {}, "name");
   }
 
   async removeTemplate(name: string): Promise<void> {
     await this.ready();
-    await this.labs().templates.remove(name);
+    await this.labStores().templates.remove(name);
   }
 
   async close(): Promise<void> {
+    await this.#labs?.close();
     await this.fleet.close();
-    if (this.#labs !== undefined) await closeRedis(this.#labs.redis);
+    if (this.#stores !== undefined) await closeRedis(this.#stores.redis);
   }
 }

@@ -16,6 +16,7 @@ import {
 } from "@virtfleet/core";
 import { z } from "zod";
 import { TEMPLATE_ROUTES } from "./routes/templates.js";
+import { LAB_ROUTES } from "./routes/labs.js";
 
 export interface RouteDoc {
   method: "get" | "post" | "put" | "patch" | "delete";
@@ -145,6 +146,7 @@ export const ROUTES: readonly RouteDoc[] = [
     mutating: true,
   },
   ...TEMPLATE_ROUTES,
+  ...LAB_ROUTES,
 ];
 
 function schema(s: z.ZodType, io: "input" | "output"): Record<string, unknown> {

@@ -13,7 +13,7 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
-import { LabKeys, TemplateStore } from "@virtfleet/labs";
+import { LabKeys, LabService, LeaseStore, TemplateStore } from "@virtfleet/labs";
 import {
   type CreateOptions,
   closeRedis,
@@ -43,6 +43,7 @@ import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
 import type { RouteContext } from "./routes/route-context.js";
 import { registerTemplateRoutes } from "./routes/templates.js";
+import { registerLabRoutes } from "./routes/labs.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -112,6 +113,10 @@ function vmView(r: VmRecord) {
 export class ApiServer {
   readonly app: FastifyInstance;
   readonly fleet: FleetClient;
+  /** Labs (`/v1/labs`). */
+  readonly labs: LabService;
+  /** Aborted on close: ends the lab event streams. */
+  readonly #closingSignal = new AbortController();
   readonly #o: ApiServerOptions;
   readonly #redis: Redis;
   readonly #idem: IdempotencyStore;
@@ -133,7 +138,16 @@ export class ApiServer {
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
-    this.#templates = new TemplateStore(this.#redis, new LabKeys(keys.prefix));
+    const labKeys = new LabKeys(keys.prefix);
+    this.#templates = new TemplateStore(this.#redis, labKeys);
+    this.labs = new LabService({
+      redis: this.#redis,
+      keys: labKeys,
+      fleet: this.fleet,
+      templates: this.#templates,
+      leases: new LeaseStore(this.#redis, labKeys),
+      logger: options.logger,
+    });
     this.#metrics = new Metrics(
       this.fleet,
       options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs },
@@ -381,6 +395,18 @@ export class ApiServer {
         ended: () => this.fleet.batchEnded(batch.batchId),
         accept: (e) => own.has(e.jobId),
       });
+    });
+
+    registerLabRoutes(app, {
+      labs: this.labs,
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+      owner: (p) => {
+        const quota = this.#o.tokens.quota(p.tenant);
+        return { tenant: p.tenant, quota, ...(quota.batches === undefined ? {} : { maxBatches: quota.batches }) };
+      },
+      lastEventId: (request) => this.#lastEventId(request),
+      closing: this.#closingSignal.signal,
     });
 
     app.get("/v1/hosts", async (request) => {
@@ -632,6 +658,7 @@ export class ApiServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       // Streams first: an open stream would hold the listener's close.
+      this.#closingSignal.abort();
       await this.#streams.close().catch(() => undefined);
       await this.app.close().catch(() => undefined);
       await this.#metricsApp?.close().catch(() => undefined);

@@ -10,6 +10,9 @@ import {
   isTerminal,
   JobAccepted,
   JobView,
+  LabEvent,
+  type LabUpRequest,
+  LabView,
   type ListVmsQuery,
   Problem,
   ProgressEvent,
@@ -18,6 +21,7 @@ import {
   TemplateRemoved,
   type TemplateSpecInput,
   TemplateView,
+  type StreamedLabEvent,
   TerminalPhase,
   VmView,
 } from "@virtfleet/core";
@@ -184,6 +188,75 @@ export class VirtfleetApi {
       z.object({ name: z.string(), removed: z.literal(true) }),
       options,
     );
+  }
+
+  /** `POST /v1/labs`: makes a lab from templates (202: the lab, `creating`). */
+  upLab(body: LabUpRequest, options: MutationOptions = {}): Promise<LabView> {
+    return this.#call("POST", "/v1/labs", LabView, { ...options, body });
+  }
+
+  /** `GET /v1/labs`: every lab the token's tenant sees. */
+  listLabs(options: CallOptions = {}): Promise<LabView[]> {
+    return this.#call("GET", "/v1/labs", z.array(LabView), options);
+  }
+
+  /** `GET /v1/labs/{name}`: a lab and its VMs (`NOT_FOUND` when there is none). */
+  getLab(name: string, options: CallOptions = {}): Promise<LabView> {
+    return this.#call("GET", `/v1/labs/${segment(name)}`, LabView, options);
+  }
+
+  /** `POST /v1/labs/{name}/extend`: the lab's lease then ends `by` (e.g. `1h`) from now. */
+  extendLab(name: string, by: string, options: MutationOptions = {}): Promise<LabView> {
+    return this.#call("POST", `/v1/labs/${segment(name)}/extend`, LabView, { ...options, body: { by } });
+  }
+
+  /** `DELETE /v1/labs/{name}`: takes the lab down (202: the lab, `expiring` or `gone`). */
+  downLab(name: string, options: MutationOptions = {}): Promise<LabView> {
+    return this.#call("DELETE", `/v1/labs/${segment(name)}`, LabView, options);
+  }
+
+  /**
+   * `GET /v1/labs/{name}/events`: the lab's events (state changes, each VM's job ending), each once;
+   * ends after the lab is gone (or failed and rolled back). Reconnects with `Last-Event-ID` when the
+   * connection drops; errors as for {@link VirtfleetApi.jobEvents}.
+   */
+  async *labEvents(name: string, options: EventStreamOptions = {}): AsyncGenerator<StreamedLabEvent, void, undefined> {
+    const path = `/v1/labs/${segment(name)}/events`;
+    let lastEventId = options.lastEventId;
+    let failures = 0;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const headers: Record<string, string> = { authorization: `Bearer ${this.#token}`, accept: "text/event-stream" };
+      if (lastEventId !== undefined) headers["last-event-id"] = lastEventId;
+      let progressed = false;
+      try {
+        const response = await this.#fetch(this.#url(path), {
+          headers,
+          ...(options.signal === undefined ? {} : { signal: options.signal }),
+        });
+        if (!response.ok) throw await errorFrom(response);
+        if (response.body === null) throw new Error(`${path}: the answer has no body`);
+        const messages = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
+        for await (const message of messages) {
+          if (message.event !== "lab" || message.id === undefined) continue;
+          const parsed = LabEvent.safeParse(JSON.parse(message.data));
+          if (!parsed.success) throw malformed(200, `${path}: event ${message.id}: ${z.prettifyError(parsed.error)}`);
+          lastEventId = message.id;
+          progressed = true;
+          yield { ...parsed.data, id: message.id };
+          const e = parsed.data;
+          if (e.type === "state" && (e.state === "gone" || (e.state === "failed" && e.rolledBack === true))) return;
+        }
+        // A clean end without the last event: the lab is no longer there.
+        return;
+      } catch (error) {
+        if (options.signal?.aborted) throw options.signal.reason;
+        if (error instanceof ApiError) throw error;
+        failures = progressed ? 1 : failures + 1;
+        if (failures > this.#maxReconnects) throw error;
+        await sleep(Math.min(this.#reconnectDelayMs * 2 ** (failures - 1), MAX_BACKOFF_MS), options.signal);
+      }
+    }
   }
 
   /**

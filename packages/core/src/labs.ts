@@ -300,11 +300,39 @@ export const LabView = z.object({
   expiresAt: z.string(),
   leaseId: z.string(),
   batchId: z.string().optional(),
-  /** Why it failed (the first VM that failed, and its error). */
+  /** Why it failed (the first VM that failed, and its error), or why it is expiring. */
   reason: z.string().optional(),
+  /** A failed lab whose VMs have all been removed (`rollbackOnFailure`). */
+  rolledBack: z.boolean().optional(),
   vms: z.array(LabVmView),
 });
 export type LabView = z.infer<typeof LabView>;
+
+/** An entry of a lab's event stream: a change of the lab's state, or one of its VMs' jobs ending. */
+export const LabEvent = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("state"),
+    lab: LabName,
+    state: LabState,
+    reason: z.string().optional(),
+    rolledBack: z.boolean().optional(),
+    at: z.string(),
+  }),
+  z.object({
+    type: z.literal("vm"),
+    lab: LabName,
+    vm: VmName,
+    /** `done`, `failed`, `cancelled` (its create job ended) or `destroyed`. */
+    phase: z.string(),
+    jobId: z.string(),
+    host: HostId.optional(),
+    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    at: z.string(),
+  }),
+]);
+export type LabEvent = z.infer<typeof LabEvent>;
+/** A lab event with its stream id (resume after it). */
+export type StreamedLabEvent = LabEvent & { id: string };
 
 /** Labels virtfleet puts on pool and lab VMs (so a reaper can find those whose pool or lab is gone). */
 export const POOL_LABEL = "virtfleet.pool";

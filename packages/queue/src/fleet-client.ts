@@ -94,6 +94,12 @@ export interface DestroyOptions {
 
 export type { BatchItemResult } from "./batches.js";
 
+/** Options of one item of a batch that differ from the batch's own (e.g. each lab VM's template). */
+export interface BatchItemOptions {
+  /** This item's readiness wait, instead of the batch's `guestReady`. */
+  guestReady?: GuestReadyInput | boolean;
+}
+
 /** A create's placement and guest-ready options, parsed. */
 interface ParsedOptions {
   placement: PlacementOptions;
@@ -606,10 +612,11 @@ export class FleetClient {
   async createBatch(
     specs: readonly unknown[],
     options: CreateOptions = {},
+    itemOptions: readonly (BatchItemOptions | undefined)[] = [],
   ): Promise<{ batchId: string; items: BatchItemResult[] }> {
     const batchId = `batch-${randomUUID()}`;
     await this.#batches.create(batchId, specs.length, options.tenant, options.maxBatches);
-    const results = await this.#createMany(specs, { ...options, batchId });
+    const results = await this.#createMany(specs, { ...options, batchId }, itemOptions);
     // Refused items, and VMs asked for before outside this batch (their jobs are not the batch's to
     // follow), count as ended at once.
     let ended = 0;
@@ -655,7 +662,11 @@ export class FleetClient {
    * admitted jobs are enqueued in one bulk call per host, then leave the pending set; a host whose
    * enqueue fails has its jobs ended at once (INTERNAL) and their room, quota and names given back.
    */
-  async #createMany(specs: readonly unknown[], options: CreateOptions): Promise<(Admitted | VirtfleetError)[]> {
+  async #createMany(
+    specs: readonly unknown[],
+    options: CreateOptions,
+    itemOptions: readonly (BatchItemOptions | undefined)[] = [],
+  ): Promise<(Admitted | VirtfleetError)[]> {
     let parsed: ParsedOptions;
     try {
       parsed = this.#parseOptions(options);
@@ -664,12 +675,19 @@ export class FleetClient {
       throw error;
     }
     const admitted: (Admitted | VirtfleetError)[] = await Promise.all(
-      specs.map((spec) =>
-        this.#admit(spec, options, parsed).catch((error: unknown) => {
+      specs.map(async (spec, i) => {
+        try {
+          const own = itemOptions[i]?.guestReady;
+          const item =
+            own === undefined
+              ? parsed
+              : { placement: parsed.placement, guestReady: this.#parseOptions({ guestReady: own }).guestReady };
+          return await this.#admit(spec, options, item);
+        } catch (error) {
           if (error instanceof VirtfleetError) return error;
           throw error;
-        }),
-      ),
+        }
+      }),
     );
     const byHost = new Map<string, { data: CreateJobData; again: boolean }[]>();
     for (const a of admitted) {
