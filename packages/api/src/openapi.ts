@@ -15,8 +15,8 @@ import {
   VmView,
 } from "@virtfleet/core";
 import { z } from "zod";
-import { TEMPLATE_ROUTES } from "./routes/templates.js";
 import { LAB_ROUTES } from "./routes/labs.js";
+import { TEMPLATE_ROUTES } from "./routes/templates.js";
 
 export interface RouteDoc {
   method: "get" | "post" | "put" | "patch" | "delete";

@@ -41,9 +41,9 @@ import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
 import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
+import { registerLabRoutes } from "./routes/labs.js";
 import type { RouteContext } from "./routes/route-context.js";
 import { registerTemplateRoutes } from "./routes/templates.js";
-import { registerLabRoutes } from "./routes/labs.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {

@@ -17,11 +17,11 @@ import {
   Problem,
   ProgressEvent,
   type StreamedEvent,
+  type StreamedLabEvent,
   TemplatePutResult,
   TemplateRemoved,
   type TemplateSpecInput,
   TemplateView,
-  type StreamedLabEvent,
   TerminalPhase,
   VmView,
 } from "@virtfleet/core";
