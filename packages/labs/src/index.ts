@@ -1,5 +1,6 @@
 export * from "./controller/build-loops.js";
 export * from "./controller/controller.js";
+export * from "./controller/controller-env.js";
 export * from "./controller/run-controller.js";
 export * from "./deps.js";
 export * from "./keys.js";
