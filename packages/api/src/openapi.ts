@@ -15,6 +15,7 @@ import {
   VmView,
 } from "@virtfleet/core";
 import { z } from "zod";
+import { LEASE_ROUTES } from "./routes/leases.js";
 
 export interface RouteDoc {
   method: "get" | "post" | "delete";
@@ -143,6 +144,7 @@ export const ROUTES: readonly RouteDoc[] = [
     response: z.object({ name: z.string(), removed: z.literal(true) }),
     mutating: true,
   },
+  ...LEASE_ROUTES,
 ];
 
 function schema(s: z.ZodType, io: "input" | "output"): Record<string, unknown> {

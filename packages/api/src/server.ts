@@ -14,6 +14,14 @@ import {
   VmName,
 } from "@virtfleet/core";
 import {
+  buildLeaseHandlers,
+  createLabsDeps,
+  type LabsDeps,
+  LeaseEvents,
+  type LeaseHandlers,
+  releaseLease,
+} from "@virtfleet/labs";
+import {
   type CreateOptions,
   closeRedis,
   createRedis,
@@ -40,6 +48,7 @@ import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
 import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
+import { registerLeaseRoutes } from "./routes/leases.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -82,6 +91,8 @@ export interface ApiServerOptions {
   metricsHost?: string;
   /** How long one read of the hosts serves /metrics scrapes. Default METRICS_CACHE_MS. */
   metricsCacheMs?: number;
+  /** What releasing each kind of lease does; default: buildLeaseHandlers (the pools' and labs' own). */
+  leaseHandlers?: LeaseHandlers;
 }
 
 const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
@@ -115,6 +126,9 @@ export class ApiServer {
   readonly #tail: EventTail;
   readonly #metrics: Metrics;
   readonly #streams: EventStreams;
+  /** Lab environments (leases, pools, labs, templates) over the server's connection and fleet client. */
+  readonly #labs: { deps: LabsDeps; close(): Promise<void> };
+  readonly #leaseHandlers: LeaseHandlers;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -129,10 +143,12 @@ export class ApiServer {
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
-    this.#metrics = new Metrics(
-      this.fleet,
-      options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs },
-    );
+    this.#labs = createLabsDeps({ redis: this.#redis, fleet: this.fleet, logger: options.logger });
+    this.#leaseHandlers = options.leaseHandlers ?? buildLeaseHandlers(this.#labs.deps);
+    this.#metrics = new Metrics(this.fleet, {
+      ...(options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs }),
+      leaseExpiries: () => new LeaseEvents(this.#redis, this.#labs.deps.keys, options.logger).expiries(),
+    });
     this.#streams = new EventStreams({
       connect: () => this.fleet.connect(),
       redis: this.#redis,
@@ -294,6 +310,13 @@ export class ApiServer {
         return { status: 202, body: { jobId: job.id, vm: name, kind: "destroy" } };
       }),
     );
+
+    registerLeaseRoutes(app, {
+      leases: this.#labs.deps.leases,
+      release: (id) => releaseLease(this.#labs.deps, this.#leaseHandlers, id),
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+    });
 
     app.get("/v1/jobs/:id", async (request) => {
       const p = this.#principal(request, "vms:read");
@@ -625,6 +648,7 @@ export class ApiServer {
       await this.app.close().catch(() => undefined);
       await this.#metricsApp?.close().catch(() => undefined);
       await this.#tail.close().catch(() => undefined);
+      await this.#labs.close().catch(() => undefined);
       await this.fleet.close();
       await closeRedis(this.#redis);
     })();

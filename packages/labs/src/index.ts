@@ -4,6 +4,7 @@ export * from "./controller/controller-env.js";
 export * from "./controller/run-controller.js";
 export * from "./deps.js";
 export * from "./keys.js";
+export * from "./labs-deps.js";
 export * from "./leases/lease-events.js";
 export * from "./leases/lease-store.js";
 export * from "./leases/release-lease.js";

@@ -1,9 +1,7 @@
-import { closeRedis, createRedis, FleetClient, PowerClient, type RedisConfig } from "@virtfleet/queue";
+import { closeRedis, createRedis, FleetClient, type RedisConfig } from "@virtfleet/queue";
 import type { Logger } from "pino";
 import type { LabsDeps } from "../deps.js";
-import { LabKeys } from "../keys.js";
-import { LeaseStore } from "../leases/lease-store.js";
-import { TemplateStore } from "../templates/template-store.js";
+import { createLabsDeps } from "../labs-deps.js";
 import { buildControllerLoops, type ControllerLoopsOptions } from "./build-loops.js";
 import { Controller } from "./controller.js";
 
@@ -19,27 +17,17 @@ export interface LabsRuntime {
  */
 export function openLabs(options: { redis: RedisConfig; prefix?: string; logger: Logger; name?: string }): LabsRuntime {
   const redis = createRedis({ config: options.redis, connectionName: options.name ?? "virtfleet-labs" });
-  const keys = new LabKeys(options.prefix);
   const fleet = new FleetClient({
     redis: options.redis,
     ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
   });
-  const power = new PowerClient(redis, keys.fleet);
-  const deps: LabsDeps = {
-    redis,
-    keys,
-    fleet,
-    templates: new TemplateStore(redis, keys),
-    leases: new LeaseStore(redis, keys),
-    power,
-    logger: options.logger,
-  };
+  const labs = createLabsDeps({ redis, fleet, logger: options.logger });
   let closing: Promise<void> | undefined;
   return {
-    deps,
+    deps: labs.deps,
     close: () => {
       closing ??= (async () => {
-        await power.close().catch(() => undefined);
+        await labs.close().catch(() => undefined);
         await fleet.close().catch(() => undefined);
         await closeRedis(redis);
       })();
