@@ -34,6 +34,7 @@ export class Metrics {
   readonly #fleet: FleetClient;
   readonly #cacheMs: number;
   #snapshot: { at: number; value: Promise<FleetSnapshot> } | undefined;
+  #expiries: { at: number; value: Promise<Record<string, number>> } | undefined;
 
   constructor(fleet: FleetClient, options: MetricsOptions = {}) {
     this.#fleet = fleet;
@@ -106,7 +107,17 @@ export class Metrics {
         labelNames: ["kind"],
         registers: [this.registry],
         collect: async () => {
-          const counts = await leaseExpiries();
+          // Read at most once per cacheMs, like the hosts.
+          const now = Date.now();
+          if (this.#expiries === undefined || now - this.#expiries.at >= this.#cacheMs) {
+            const value = leaseExpiries();
+            const cached = { at: now, value };
+            this.#expiries = cached;
+            value.catch(() => {
+              if (this.#expiries === cached) this.#expiries = undefined;
+            });
+          }
+          const counts = await this.#expiries.value;
           expiries.reset();
           for (const kind of new Set([...LeaseKind.options, ...Object.keys(counts)]))
             expiries.inc({ kind }, counts[kind] ?? 0);
