@@ -8,9 +8,11 @@ import {
   VirtfleetError,
 } from "@virtfleet/core";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { apiLeases } from "./commands/lease-backends.js";
+import type { LeaseBackend } from "./commands/leases.js";
 
 /** An API error as the CLI's own kind, so exit codes and --json stay the same. */
-async function translated<T>(call: Promise<T>): Promise<T> {
+export async function translated<T>(call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (error) {
@@ -96,6 +98,10 @@ export class ApiBackend implements Backend {
 
   async removeImage(name: string): Promise<void> {
     await translated(this.#api.removeImage(name));
+  }
+
+  leases(): LeaseBackend {
+    return apiLeases(this.#api, translated);
   }
 
   async close(): Promise<void> {}

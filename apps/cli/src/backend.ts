@@ -6,6 +6,7 @@ import type {
   StreamedEvent,
   VmSpec,
 } from "@virtfleet/core";
+import type { LeaseBackend } from "./commands/leases.js";
 
 /** One create, as the CLI asks for it. */
 export interface CreateRequest {
@@ -63,5 +64,7 @@ export interface Backend {
   /** Catalogues an image; a file import waits up to `timeoutMs` for its host (Redis only). */
   importImage(input: ImageImportInput, timeoutMs: number): Promise<ImageRecord>;
   removeImage(name: string): Promise<void>;
+  /** Leases of claimed VMs and labs (`virtfleet lease …`). */
+  leases(): LeaseBackend;
   close(): Promise<void>;
 }

@@ -1,11 +1,14 @@
 import type { ImageImportInput, ImageRecord, ImageViewOut, StreamedEvent } from "@virtfleet/core";
 import { FleetClient, type RedisConfig } from "@virtfleet/queue";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { redisLeases } from "./commands/lease-backends.js";
+import type { LeaseBackend } from "./commands/leases.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
 export class RedisBackend implements Backend {
   readonly kind = "redis";
   readonly fleet: FleetClient;
+  #leases: LeaseBackend | undefined;
   #ready: Promise<void> | undefined;
 
   /** `redis`: a whole configuration (credentials, TLS), or a bare URL. */
@@ -92,7 +95,13 @@ export class RedisBackend implements Backend {
     await this.fleet.images.remove(name);
   }
 
-  close(): Promise<void> {
-    return this.fleet.close();
+  leases(): LeaseBackend {
+    this.#leases ??= redisLeases(this.fleet, () => this.ready());
+    return this.#leases;
+  }
+
+  async close(): Promise<void> {
+    await this.#leases?.close();
+    await this.fleet.close();
   }
 }

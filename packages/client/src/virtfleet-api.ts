@@ -179,7 +179,7 @@ export class VirtfleetApi {
     return this.#call("GET", `/v1/leases/${segment(id)}`, LeaseView, options);
   }
 
-  /** `POST /v1/leases/{id}/extend`: the lease then ends `by` (`1h`, `30m`, or ms) from now, never past its maximum. */
+  /** `POST /v1/leases/{id}/extend`: the lease then ends `by` (`1h`, `30m`, or a number of seconds) from now, never past its maximum. */
   extendLease(id: string, by: z.input<typeof ExtendRequest>["by"], options: MutationOptions = {}): Promise<LeaseView> {
     return this.#call("POST", `/v1/leases/${segment(id)}/extend`, LeaseView, { ...options, body: { by } });
   }
