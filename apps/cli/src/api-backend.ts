@@ -13,6 +13,8 @@ import {
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 import { apiLabs } from "./commands/lab-backends.js";
 import type { LabBackend } from "./commands/labs.js";
+import { apiLeases } from "./commands/lease-backends.js";
+import type { LeaseBackend } from "./commands/leases.js";
 
 /** An API error as the CLI's own kind, so exit codes and --json stay the same. */
 export async function translated<T>(call: Promise<T>): Promise<T> {
@@ -121,6 +123,10 @@ export class ApiBackend implements Backend {
 
   labs(): LabBackend {
     return apiLabs(this.#api, translated);
+  }
+
+  leases(): LeaseBackend {
+    return apiLeases(this.#api, translated);
   }
 
   async close(): Promise<void> {}

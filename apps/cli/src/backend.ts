@@ -10,6 +10,7 @@ import type {
   VmSpec,
 } from "@virtfleet/core";
 import type { LabBackend } from "./commands/labs.js";
+import type { LeaseBackend } from "./commands/leases.js";
 
 /** One create, as the CLI asks for it. */
 export interface CreateRequest {
@@ -80,5 +81,7 @@ export interface Backend extends TemplatesBackend {
   removeImage(name: string): Promise<void>;
   /** Labs (`virtfleet lab …`). */
   labs(): LabBackend;
+  /** Leases of claimed VMs and labs (`virtfleet lease …`). */
+  leases(): LeaseBackend;
   close(): Promise<void>;
 }

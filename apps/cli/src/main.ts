@@ -20,6 +20,7 @@ import { ApiBackend } from "./api-backend.js";
 import type { Backend } from "./backend.js";
 import { cachedReader } from "./cloud-init-flags.js";
 import { addLabCommands } from "./commands/labs.js";
+import { addLeaseCommands } from "./commands/leases.js";
 import { addTemplatesCommand } from "./commands/templates.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
@@ -580,6 +581,13 @@ async function main(argv: string[]): Promise<number> {
     exit: (c) => {
       code = c;
     },
+  });
+  addLeaseCommands(program, {
+    leases: () => cli.backend().leases(),
+    setJson: (json) => {
+      cli.json = json;
+    },
+    print: (line) => cli.print(line),
   });
 
   try {

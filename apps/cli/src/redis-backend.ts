@@ -16,6 +16,8 @@ type Redis = ReturnType<FleetClient["connect"]>;
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 import { redisLabs } from "./commands/lab-backends.js";
 import type { LabBackend } from "./commands/labs.js";
+import { redisLeases } from "./commands/lease-backends.js";
+import type { LeaseBackend } from "./commands/leases.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
 export class RedisBackend implements Backend {
@@ -23,6 +25,7 @@ export class RedisBackend implements Backend {
   readonly fleet: FleetClient;
   readonly #prefix: string;
   #labs: LabBackend | undefined;
+  #leases: LeaseBackend | undefined;
   #ready: Promise<void> | undefined;
   #stores: { redis: Redis; keys: LabKeys; templates: TemplateStore } | undefined;
 
@@ -147,7 +150,13 @@ export class RedisBackend implements Backend {
     await this.labStores().templates.remove(name);
   }
 
+  leases(): LeaseBackend {
+    this.#leases ??= redisLeases(this.fleet, () => this.ready());
+    return this.#leases;
+  }
+
   async close(): Promise<void> {
+    await this.#leases?.close();
     await this.#labs?.close();
     await this.fleet.close();
     if (this.#stores !== undefined) await closeRedis(this.#stores.redis);

@@ -16,6 +16,7 @@ import {
 } from "@virtfleet/core";
 import { z } from "zod";
 import { LAB_ROUTES } from "./routes/labs.js";
+import { LEASE_ROUTES } from "./routes/leases.js";
 import { TEMPLATE_ROUTES } from "./routes/templates.js";
 
 export interface RouteDoc {
@@ -147,6 +148,7 @@ export const ROUTES: readonly RouteDoc[] = [
   },
   ...TEMPLATE_ROUTES,
   ...LAB_ROUTES,
+  ...LEASE_ROUTES,
 ];
 
 function schema(s: z.ZodType, io: "input" | "output"): Record<string, unknown> {

@@ -13,7 +13,16 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
-import { LabKeys, LabService, LeaseStore, TemplateStore } from "@virtfleet/labs";
+import {
+  buildLeaseHandlers,
+  createLabsDeps,
+  LabService,
+  type LabsDeps,
+  LeaseEvents,
+  type LeaseHandlers,
+  releaseLease,
+  type TemplateStore,
+} from "@virtfleet/labs";
 import {
   type CreateOptions,
   closeRedis,
@@ -42,6 +51,7 @@ import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { problem, toProblem } from "./problem.js";
 import { registerLabRoutes } from "./routes/labs.js";
+import { registerLeaseRoutes } from "./routes/leases.js";
 import type { RouteContext } from "./routes/route-context.js";
 import { registerTemplateRoutes } from "./routes/templates.js";
 import { EventTail } from "./webhooks.js";
@@ -86,6 +96,8 @@ export interface ApiServerOptions {
   metricsHost?: string;
   /** How long one read of the hosts serves /metrics scrapes. Default METRICS_CACHE_MS. */
   metricsCacheMs?: number;
+  /** What releasing each kind of lease does; default: buildLeaseHandlers (the pools' and labs' own). */
+  leaseHandlers?: LeaseHandlers;
 }
 
 const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
@@ -124,6 +136,9 @@ export class ApiServer {
   readonly #metrics: Metrics;
   readonly #streams: EventStreams;
   readonly #templates: TemplateStore;
+  /** Lab environments (leases, pools, labs, templates) over the server's connection and fleet client. */
+  readonly #labEnv: { deps: LabsDeps; close(): Promise<void> };
+  readonly #leaseHandlers: LeaseHandlers;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -138,20 +153,14 @@ export class ApiServer {
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
-    const labKeys = new LabKeys(keys.prefix);
-    this.#templates = new TemplateStore(this.#redis, labKeys);
-    this.labs = new LabService({
-      redis: this.#redis,
-      keys: labKeys,
-      fleet: this.fleet,
-      templates: this.#templates,
-      leases: new LeaseStore(this.#redis, labKeys),
-      logger: options.logger,
+    this.#labEnv = createLabsDeps({ redis: this.#redis, fleet: this.fleet, logger: options.logger });
+    this.#templates = this.#labEnv.deps.templates;
+    this.labs = new LabService(this.#labEnv.deps);
+    this.#leaseHandlers = options.leaseHandlers ?? buildLeaseHandlers(this.#labEnv.deps);
+    this.#metrics = new Metrics(this.fleet, {
+      ...(options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs }),
+      leaseExpiries: () => new LeaseEvents(this.#redis, this.#labEnv.deps.keys, options.logger).expiries(),
     });
-    this.#metrics = new Metrics(
-      this.fleet,
-      options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs },
-    );
     this.#streams = new EventStreams({
       connect: () => this.fleet.connect(),
       redis: this.#redis,
@@ -313,6 +322,13 @@ export class ApiServer {
         return { status: 202, body: { jobId: job.id, vm: name, kind: "destroy" } };
       }),
     );
+
+    registerLeaseRoutes(app, {
+      leases: this.#labEnv.deps.leases,
+      release: (id) => releaseLease(this.#labEnv.deps, this.#leaseHandlers, id),
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+    });
 
     app.get("/v1/jobs/:id", async (request) => {
       const p = this.#principal(request, "vms:read");
@@ -663,6 +679,7 @@ export class ApiServer {
       await this.app.close().catch(() => undefined);
       await this.#metricsApp?.close().catch(() => undefined);
       await this.#tail.close().catch(() => undefined);
+      await this.#labEnv.close().catch(() => undefined);
       await this.fleet.close();
       await closeRedis(this.#redis);
     })();

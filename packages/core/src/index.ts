@@ -9,5 +9,6 @@ export * from "./labs.js";
 export * from "./names.js";
 export * from "./network-allow.js";
 export * from "./placement.js";
+export * from "./power.js";
 export * from "./process-end.js";
 export * from "./vm-spec.js";
