@@ -1,7 +1,7 @@
 /**
  * virtfleet benchmarks (`npm run bench`): host throughput against the plain recipe, control-plane
  * overhead against raw BullMQ, event latency, footprint, disk creation, create to ready by strategy
- * with the cloud guest. Every figure is a ratio
+ * with the cloud guest, warm pool claims against create to ready. Every figure is a ratio
  * against a baseline run in the same process. Writes test/bench/results.json.
  */
 import { execFile, spawn } from "node:child_process";
@@ -17,6 +17,7 @@ import { Queue, QueueEvents, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { LocalRedis } from "../fixtures/redis-server.js";
+import { claimLatency } from "./claims.js";
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, "../..");
@@ -774,6 +775,23 @@ async function readiness(redis: LocalRedis): Promise<void> {
   );
 }
 
+/** 7. Warm pool claims (p50/p99, API request to answer) against create to ready, same template. */
+async function claims(redis: LocalRedis): Promise<void> {
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
+  try {
+    const f = await claimLatency(redis, { repo, root: ROOT, images: IMAGES, prefix });
+    results.claims = f;
+    table("7. Warm pool claim (paused, ready) against create to ready, tiny TCG guest, through the API", [
+      { what: `create to ready, p50 of ${f.creates}`, ms: f.createToReadyP50Ms, ratio: 1 },
+      { what: `claim, p50 of ${f.claims}`, ms: f.claimP50Ms, ratio: f.ratioClaimToCreate },
+      { what: `claim, p99 of ${f.claims}`, ms: f.claimP99Ms, ratio: round(f.claimP99Ms / f.createToReadyP50Ms, 4) },
+    ]);
+  } finally {
+    await destroyDomains("vfb-c-");
+    await destroyDomains("benchpool-");
+  }
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   await mkdir(ROOT, { recursive: true, mode: 0o755 });
@@ -789,6 +807,7 @@ async function main(): Promise<void> {
       ["disk", () => diskCreation()],
       ["throughput", () => hostThroughput(redis)],
       ["ready", () => readiness(redis)],
+      ["claims", () => claims(redis)],
     ];
     for (const [name, fn] of sections) {
       if (only !== undefined && !only.includes(name)) continue;
