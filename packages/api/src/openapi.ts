@@ -15,9 +15,10 @@ import {
   VmView,
 } from "@virtfleet/core";
 import { z } from "zod";
+import { POOL_ROUTES } from "./routes/pools-openapi.js";
 
 export interface RouteDoc {
-  method: "get" | "post" | "delete";
+  method: "get" | "post" | "patch" | "delete";
   path: string;
   summary: string;
   scope?: string;
@@ -27,6 +28,8 @@ export interface RouteDoc {
   response?: z.ZodType;
   sse?: boolean;
   mutating?: boolean;
+  /** Further error answers of this route (status → description). */
+  errors?: Record<string, string>;
 }
 
 const CancelAnswer = z.object({ jobId: z.string(), outcome: z.enum(["cancelled", "cancelling", "done", "failed"]) });
@@ -143,6 +146,7 @@ export const ROUTES: readonly RouteDoc[] = [
     response: z.object({ name: z.string(), removed: z.literal(true) }),
     mutating: true,
   },
+  ...POOL_ROUTES,
 ];
 
 function schema(s: z.ZodType, io: "input" | "output"): Record<string, unknown> {
@@ -206,6 +210,7 @@ export function buildOpenApi(serverUrl = "/"): Record<string, unknown> {
       ),
     };
     if (r.mutating) responses["409"] = problemResponse("conflict: name clash, no capacity, or Idempotency-Key reused");
+    for (const [status, description] of Object.entries(r.errors ?? {})) responses[status] = problemResponse(description);
     paths[r.path] ??= {};
     (paths[r.path] as Record<string, unknown>)[r.method] = {
       summary: r.summary,

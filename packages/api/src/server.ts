@@ -27,6 +27,7 @@ import {
   resolveRedisConfig,
   type VmRecord,
 } from "@virtfleet/queue";
+import { LabKeys, LeaseStore, PoolService, type PowerControl, TemplateStore } from "@virtfleet/labs";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -39,7 +40,9 @@ import { IdempotencyStore } from "./idempotency.js";
 import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
 import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
+import { PoolMetrics } from "./pool-metrics.js";
 import { problem, toProblem } from "./problem.js";
+import { registerPoolRoutes } from "./routes/pools.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -82,6 +85,8 @@ export interface ApiServerOptions {
   metricsHost?: string;
   /** How long one read of the hosts serves /metrics scrapes. Default METRICS_CACHE_MS. */
   metricsCacheMs?: number;
+  /** Suspends and resumes pool VMs on their hosts (claims of paused pools). */
+  power?: PowerControl;
 }
 
 const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
@@ -96,6 +101,13 @@ declare module "fastify" {
     principal?: Principal;
   }
 }
+
+/** Until the power client is wired: pausing and resuming pool VMs is not offered. */
+const POWER_PENDING: PowerControl = {
+  power: async () => {
+    throw new VirtfleetError("INTERNAL", "suspending and resuming VMs is not available in this server");
+  },
+};
 
 function vmView(r: VmRecord) {
   const { fingerprint: _f, tenant: _t, ...view } = r;
@@ -115,6 +127,9 @@ export class ApiServer {
   readonly #tail: EventTail;
   readonly #metrics: Metrics;
   readonly #streams: EventStreams;
+  /** Warm pools (routes in routes/pools.ts). */
+  readonly pools: PoolService;
+  readonly #poolMetrics: PoolMetrics;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -152,6 +167,17 @@ export class ApiServer {
       onEvent: (e) => this.#metrics.observe(e),
       ...(options.webhookMinTimeoutMs === undefined ? {} : { minTimeoutMs: options.webhookMinTimeoutMs }),
     });
+    const labKeys = new LabKeys(options.prefix);
+    this.pools = new PoolService({
+      redis: this.#redis,
+      keys: labKeys,
+      fleet: this.fleet,
+      templates: new TemplateStore(this.#redis, labKeys),
+      leases: new LeaseStore(this.#redis, labKeys),
+      power: options.power ?? POWER_PENDING,
+      logger: options.logger,
+    });
+    this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list());
     this.app = Fastify({
       loggerInstance: options.logger as unknown as FastifyBaseLogger,
       bodyLimit: options.bodyLimit ?? 1024 * 1024,
@@ -265,6 +291,14 @@ export class ApiServer {
         return { status: 202, body: result };
       }),
     );
+
+    registerPoolRoutes(app, {
+      pools: this.pools,
+      metrics: this.#poolMetrics,
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+      quota: (tenant) => this.#o.tokens.quota(tenant),
+    });
 
     app.get("/v1/vms", async (request) => {
       const p = this.#principal(request, "vms:read");

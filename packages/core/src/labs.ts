@@ -193,6 +193,10 @@ export type PoolVmView = z.infer<typeof PoolVmView>;
 export const PoolDetail = PoolView.extend({ vms: z.array(PoolVmView) });
 export type PoolDetail = z.infer<typeof PoolDetail>;
 
+/** `DELETE /v1/pools/{name}`'s answer: the VMs being destroyed (their destroy jobs). */
+export const PoolRemoved = z.object({ name: PoolName, vms: z.array(z.string()), jobs: z.array(z.string()) });
+export type PoolRemoved = z.infer<typeof PoolRemoved>;
+
 /** `pool claim` / `POST /v1/pools/{name}/claims`. */
 export const ClaimRequest = z
   .object({

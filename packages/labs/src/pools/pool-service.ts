@@ -258,10 +258,14 @@ export class PoolService {
     }
   }
 
-  /** Destroys a claimed VM (never reused), ends its lease; the pool refills. NOT_FOUND when it is not a claimed pool VM the scope sees. */
-  async release(vmInput: unknown, scope: PoolScope = {}): Promise<{ vm: string; pool: string }> {
+  /**
+   * Destroys a claimed VM (never reused), ends its lease; the pool refills. NOT_FOUND (field `vm`)
+   * when it is not a claimed VM of a pool the scope sees (of `poolName`, when given).
+   */
+  async release(vmInput: unknown, scope: PoolScope = {}, poolName?: string): Promise<{ vm: string; pool: string }> {
     const vm = parseOrThrow(VmName, vmInput, "vm");
-    for (const name of await this.#redis.smembers(this.#deps.keys.pools())) {
+    const names = poolName === undefined ? await this.#redis.smembers(this.#deps.keys.pools()) : [poolName];
+    for (const name of names) {
       if ((await this.#redis.hexists(this.#deps.keys.poolClaimed(name), vm)) === 0) continue;
       const pool = await readPool(this.#redis, this.#deps.keys, name);
       if (pool === undefined || !poolVisible(pool, scope)) continue;

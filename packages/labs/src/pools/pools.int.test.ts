@@ -332,7 +332,6 @@ describe("pool manager", () => {
   test("a claim wakes the manager at once (no timer); a template change replaces ready VMs, not claimed ones", async ({
     redisUrl,
     prefix,
-    redis,
   }) => {
     const { power } = fakePower();
     const { deps, close } = makeDeps(redisUrl, prefix, power);

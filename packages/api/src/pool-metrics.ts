@@ -1,0 +1,38 @@
+import type { PoolView } from "@virtfleet/core";
+import { Gauge, Histogram, type Registry } from "prom-client";
+
+/**
+ * Warm pools' metrics: `virtfleet_pool_vms{pool,state}` (ready, starting, claimed, stale; read at
+ * scrape time) and `virtfleet_pool_claim_duration_seconds{pool,outcome}` (from a claim request to
+ * its answer, observed by the API).
+ */
+export class PoolMetrics {
+  readonly #claimSeconds: Histogram;
+
+  constructor(registry: Registry, list: () => Promise<PoolView[]>) {
+    const vms: Gauge = new Gauge({
+      name: "virtfleet_pool_vms",
+      help: "VMs of each warm pool by state (ready, starting, claimed; stale: ready ones due for replacement)",
+      labelNames: ["pool", "state"],
+      registers: [registry],
+      collect: async () => {
+        const pools = await list();
+        vms.reset();
+        for (const p of pools)
+          for (const state of ["ready", "starting", "claimed", "stale"] as const) vms.set({ pool: p.name, state }, p[state]);
+      },
+    });
+    this.#claimSeconds = new Histogram({
+      name: "virtfleet_pool_claim_duration_seconds",
+      help: "Time from a claim request to its answer (outcome claimed, or failed: POOL_EMPTY and other errors)",
+      labelNames: ["pool", "outcome"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    });
+  }
+
+  /** Records one claim that started at `started` (process.hrtime.bigint()). */
+  observeClaim(pool: string, outcome: "claimed" | "failed", started: bigint): void {
+    this.#claimSeconds.observe({ pool, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+}
