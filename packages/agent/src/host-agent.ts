@@ -11,6 +11,7 @@ import {
   type NetworkAllowList,
   type NetworkSpec,
   type Phase,
+  PowerRequest,
   ReconcileRequest,
   type ReconcileResult,
   toErrorInfo,
@@ -38,6 +39,7 @@ import {
   Keys,
   quietErrors,
   type RedisConfig,
+  replyPower,
   reportRedisErrors,
   resolveRedisConfig,
   VmRegistry,
@@ -49,6 +51,7 @@ import { ensureFleetId } from "./fleet-identity.js";
 import { ImageCache } from "./images/image-cache.js";
 import { Libvirt } from "./libvirt.js";
 import { NameLocks } from "./name-locks.js";
+import { PowerSwitch } from "./power/power-switch.js";
 import { Provisioner, type ProvisionerTimeouts, type Report } from "./provisioner.js";
 import { type ReconcileReport, Reconciler } from "./reconciler.js";
 
@@ -164,6 +167,8 @@ export class HostAgent {
   readonly #fleet: FleetClient;
   readonly #instance = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   #provisioner: JobExecutor | undefined;
+  /** Pauses and resumes this fleet's VMs here (warm pools), once the fleet id is known. */
+  #power: PowerSwitch | undefined;
   #worker: Worker | undefined;
   /** The worker's own connection (BullMQ does not close a connection it was given). */
   #workerRedis: Redis | undefined;
@@ -238,6 +243,7 @@ export class HostAgent {
     }
     const fleetId = await ensureFleetId(this.#redis, this.keys);
     this.#fleetId = fleetId;
+    this.#power = new PowerSwitch({ libvirt: this.#libvirt, hostId: this.hostId, fleetId, logger: this.#logger });
     let qemuOwner: QemuOwner | undefined;
     if (o.executor !== undefined) {
       this.#provisioner = o.executor;
@@ -291,7 +297,8 @@ export class HostAgent {
     const cancelChannel = this.keys.cancelChannel(this.hostId);
     const reconcileChannel = this.keys.reconcileChannel(this.hostId);
     const imageChannel = this.keys.imageChannel(this.hostId);
-    await this.#subscriber.subscribe(cancelChannel, reconcileChannel, imageChannel);
+    const powerChannel = this.keys.powerChannel(this.hostId);
+    await this.#subscriber.subscribe(cancelChannel, reconcileChannel, imageChannel, powerChannel);
     this.#subscriber.on("message", (channel: string, message: string) => {
       if (channel === cancelChannel) {
         const found = this.#worker?.cancelJob(message, "cancelled") ?? false;
@@ -300,6 +307,8 @@ export class HostAgent {
         void this.#answerReconcile(message);
       } else if (channel === imageChannel) {
         void this.#answerImageFile(message);
+      } else if (channel === powerChannel) {
+        void this.#answerPower(message);
       }
     });
 
@@ -441,6 +450,23 @@ export class HostAgent {
     }
     await this.#hosts.replyReconcile(request.id, result).catch((error: unknown) => {
       this.#logger.warn({ err: error }, "could not answer a reconcile request");
+    });
+  }
+
+  /** A power request (a warm pool pausing a ready VM, a claim resuming it): do it, answer at once. */
+  async #answerPower(message: string): Promise<void> {
+    let request: PowerRequest;
+    try {
+      request = PowerRequest.parse(JSON.parse(message));
+    } catch (error) {
+      this.#logger.warn({ err: error }, "ignoring a bad power request");
+      return;
+    }
+    const power = this.#power;
+    const result =
+      power === undefined ? { error: { code: "INTERNAL", message: "worker not started" } } : await power.apply(request);
+    await replyPower(this.#redis, this.keys, request.id, result).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, "could not answer a power request");
     });
   }
 

@@ -5,6 +5,7 @@ export * from "./images/image-cache.js";
 export * from "./libvirt.js";
 export * from "./name-locks.js";
 export * from "./ownership-rule.js";
+export * from "./power/power-switch.js";
 export * from "./provisioner.js";
 export * from "./readiness/index.js";
 export * from "./reconciler.js";

@@ -1,9 +1,12 @@
 import { VirtfleetError } from "@virtfleet/core";
 import {
   type AgentCommand,
+  agentCommands,
   type CommandRunner,
   type DomainState,
   type InterfaceAddress,
+  isAgentNotConfiguredError,
+  isAgentNotReadyError,
   isNoDomainError,
   parseDomifaddr,
   parseDomState,
@@ -149,6 +152,38 @@ export class Libvirt {
     } catch (error) {
       if (error instanceof VirtfleetError && /domain is not running|not running/i.test(error.stderr ?? "")) return;
       if (error instanceof VirtfleetError && isNoDomainError(error.stderr ?? "")) return;
+      throw error;
+    }
+  }
+
+  /** Pauses the domain (its vCPUs stop; memory is kept). */
+  async suspend(name: string, options?: RunOptions): Promise<void> {
+    await this.#runner.run("virsh", virsh.suspend(this.uri, name), options);
+  }
+
+  /** Runs a paused domain again: true when it was paused, false when it was already running. */
+  async resume(name: string, options?: RunOptions): Promise<boolean> {
+    try {
+      await this.#runner.run("virsh", virsh.resume(this.uri, name), options);
+      return true;
+    } catch (error) {
+      if (error instanceof VirtfleetError && /domain is already running/i.test(error.stderr ?? "")) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * Sets the guest's clock from its RTC through the guest agent (`guest-set-time`). False when the
+   * guest has no agent (no channel, or nothing answering on it); other failures throw.
+   */
+  async setGuestTime(name: string, agentTimeoutSec = 2, options?: RunOptions): Promise<boolean> {
+    try {
+      await this.agentCommand(name, agentCommands.setTime(), agentTimeoutSec, options);
+      return true;
+    } catch (error) {
+      const stderr = error instanceof VirtfleetError ? (error.stderr ?? "") : "";
+      if (isAgentNotConfiguredError(stderr) || isAgentNotReadyError(stderr)) return false;
+      if (error instanceof VirtfleetError && error.code === "COMMAND_TIMEOUT") return false;
       throw error;
     }
   }

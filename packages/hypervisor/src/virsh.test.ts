@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { isNoDomainError, parseDomState, parseNodeinfo, virsh } from "./virsh.js";
+import {
+  agentCommands,
+  isAgentNotConfiguredError,
+  isNoDomainError,
+  parseDomState,
+  parseNodeinfo,
+  virsh,
+} from "./virsh.js";
 
 const uri = "qemu:///system";
 
@@ -13,6 +20,26 @@ describe("virsh argv builders", () => {
     expect(virsh.undefine(uri, "budgie")).toEqual(["-c", uri, "undefine", "budgie", "--nvram"]);
     expect(virsh.nodeinfo(uri)).toEqual(["-c", uri, "nodeinfo"]);
     expect(virsh.version(uri)).toEqual(["-c", uri, "version"]);
+  });
+
+  it("build suspend, resume and the guest clock after a resume", () => {
+    expect(virsh.suspend(uri, "budgie")).toEqual(["-c", uri, "suspend", "budgie"]);
+    expect(virsh.resume(uri, "budgie")).toEqual(["-c", uri, "resume", "budgie"]);
+    // guest-set-time without arguments: the guest reads its RTC (which QEMU keeps on the host's time).
+    expect(virsh.qemuAgentCommand(uri, "budgie", agentCommands.setTime(), 2)).toEqual([
+      "-c",
+      uri,
+      "qemu-agent-command",
+      "budgie",
+      '{"execute":"guest-set-time"}',
+      "--timeout",
+      "2",
+    ]);
+  });
+
+  it("tell a guest without an agent channel", () => {
+    expect(isAgentNotConfiguredError("error: argument unsupported: QEMU guest agent is not configured\n")).toBe(true);
+    expect(isAgentNotConfiguredError("error: failed to get domain 'x'")).toBe(false);
   });
 
   it("build metadata get", () => {

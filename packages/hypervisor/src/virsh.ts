@@ -27,6 +27,10 @@ export const virsh = {
   listAll: (uri: string) => ["-c", uri, "list", "--all", "--name"],
   start: (uri: string, name: string) => ["-c", uri, "start", name],
   destroy: (uri: string, name: string) => ["-c", uri, "destroy", name],
+  /** Pauses the domain's vCPUs (it keeps its memory; costs no CPU while paused). */
+  suspend: (uri: string, name: string) => ["-c", uri, "suspend", name],
+  /** Runs a paused domain again. */
+  resume: (uri: string, name: string) => ["-c", uri, "resume", name],
   undefine: (uri: string, name: string) => ["-c", uri, "undefine", name, "--nvram"],
   metadataGet: (uri: string, name: string, ns: string) => ["-c", uri, "metadata", name, ns],
   nodeinfo: (uri: string) => ["-c", uri, "nodeinfo"],
@@ -48,6 +52,11 @@ export const agentCommands = {
     arguments: { path, arg: [...args], "capture-output": true },
   }),
   execStatus: (pid: number): AgentCommand => ({ execute: "guest-exec-status", arguments: { pid } }),
+  /**
+   * Sets the guest's clock. Without a time the guest reads its RTC, which QEMU keeps on the host's
+   * time: right after a resume from a long pause (the guest's own clock stood still meanwhile).
+   */
+  setTime: (): AgentCommand => ({ execute: "guest-set-time" }),
 };
 
 /** libvirt's domain states, as `virsh domstate` prints them. */
@@ -93,6 +102,11 @@ export function isAgentNotReadyError(stderr: string): boolean {
   return /guest agent is not (connected|responding|available)|agent is not connected|agent not available|Guest agent not available/i.test(
     stderr,
   );
+}
+
+/** True when the domain has no guest agent channel at all (e.g. a tiny guest made without one). */
+export function isAgentNotConfiguredError(stderr: string): boolean {
+  return /guest agent is not configured|agent is not configured/i.test(stderr);
 }
 
 /**

@@ -9,6 +9,7 @@ export * from "./images/image-catalogue.js";
 export * from "./job-handle.js";
 export * from "./keys.js";
 export * from "./pending-jobs.js";
+export * from "./power.js";
 export * from "./quota.js";
 export * from "./redis-config.js";
 export * from "./redis-errors.js";

@@ -141,6 +141,16 @@ export class Keys {
     return `${this.prefix}:reconcile-reply:${requestId}`;
   }
 
+  /** Power requests (suspend/resume one VM, see PowerClient) go to the host's worker on this channel. */
+  powerChannel(hostId: string): string {
+    return `${this.prefix}:power:${hostId}`;
+  }
+
+  /** A worker's answer to one power request: a list the asker BLPOPs (short-lived). */
+  powerReply(requestId: string): string {
+    return `${this.prefix}:power-reply:${requestId}`;
+  }
+
   /** The image catalogue: name → its record (JSON, see ImageRecord). */
   images(): string {
     return `${this.prefix}:images`;
