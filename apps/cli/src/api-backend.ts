@@ -8,9 +8,10 @@ import {
   VirtfleetError,
 } from "@virtfleet/core";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { ApiPoolBackend } from "./pool-backends.js";
 
 /** An API error as the CLI's own kind, so exit codes and --json stay the same. */
-async function translated<T>(call: Promise<T>): Promise<T> {
+export async function translated<T>(call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (error) {
@@ -96,6 +97,10 @@ export class ApiBackend implements Backend {
 
   async removeImage(name: string): Promise<void> {
     await translated(this.#api.removeImage(name));
+  }
+
+  async pools(): Promise<ApiPoolBackend> {
+    return new ApiPoolBackend(this.#api);
   }
 
   async close(): Promise<void> {}

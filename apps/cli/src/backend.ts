@@ -6,6 +6,7 @@ import type {
   StreamedEvent,
   VmSpec,
 } from "@virtfleet/core";
+import type { PoolBackend } from "./commands/pools.js";
 
 /** One create, as the CLI asks for it. */
 export interface CreateRequest {
@@ -63,5 +64,7 @@ export interface Backend {
   /** Catalogues an image; a file import waits up to `timeoutMs` for its host (Redis only). */
   importImage(input: ImageImportInput, timeoutMs: number): Promise<ImageRecord>;
   removeImage(name: string): Promise<void>;
+  /** Warm pools (`virtfleet pool …`). */
+  pools(): Promise<PoolBackend>;
   close(): Promise<void>;
 }

@@ -19,6 +19,7 @@ import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
 import type { Backend } from "./backend.js";
 import { cachedReader } from "./cloud-init-flags.js";
+import { addPoolCommands } from "./commands/pools.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
 import { RedisBackend } from "./redis-backend.js";
@@ -556,6 +557,14 @@ async function main(argv: string[]): Promise<number> {
         ),
       );
     });
+
+  addPoolCommands(program, {
+    pools: () => cli.backend().pools(),
+    print: (line) => cli.print(line),
+    setJson: (json) => {
+      cli.json = json;
+    },
+  });
 
   try {
     await program.parseAsync(argv);

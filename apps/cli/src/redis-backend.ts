@@ -1,12 +1,14 @@
 import type { ImageImportInput, ImageRecord, ImageViewOut, StreamedEvent } from "@virtfleet/core";
 import { FleetClient, type RedisConfig } from "@virtfleet/queue";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { RedisPoolBackend } from "./pool-backends.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
 export class RedisBackend implements Backend {
   readonly kind = "redis";
   readonly fleet: FleetClient;
   #ready: Promise<void> | undefined;
+  #pools: RedisPoolBackend | undefined;
 
   /** `redis`: a whole configuration (credentials, TLS), or a bare URL. */
   constructor(redis: RedisConfig | string, prefix: string) {
@@ -92,7 +94,14 @@ export class RedisBackend implements Backend {
     await this.fleet.images.remove(name);
   }
 
-  close(): Promise<void> {
-    return this.fleet.close();
+  async pools(): Promise<RedisPoolBackend> {
+    await this.ready();
+    this.#pools ??= new RedisPoolBackend(this.fleet);
+    return this.#pools;
+  }
+
+  async close(): Promise<void> {
+    await this.#pools?.close();
+    await this.fleet.close();
   }
 }

@@ -210,7 +210,8 @@ export function buildOpenApi(serverUrl = "/"): Record<string, unknown> {
       ),
     };
     if (r.mutating) responses["409"] = problemResponse("conflict: name clash, no capacity, or Idempotency-Key reused");
-    for (const [status, description] of Object.entries(r.errors ?? {})) responses[status] = problemResponse(description);
+    for (const [status, description] of Object.entries(r.errors ?? {}))
+      responses[status] = problemResponse(description);
     paths[r.path] ??= {};
     (paths[r.path] as Record<string, unknown>)[r.method] = {
       summary: r.summary,

@@ -19,7 +19,8 @@ export class PoolMetrics {
         const pools = await list();
         vms.reset();
         for (const p of pools)
-          for (const state of ["ready", "starting", "claimed", "stale"] as const) vms.set({ pool: p.name, state }, p[state]);
+          for (const state of ["ready", "starting", "claimed", "stale"] as const)
+            vms.set({ pool: p.name, state }, p[state]);
       },
     });
     this.#claimSeconds = new Histogram({

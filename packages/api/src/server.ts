@@ -13,6 +13,7 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
+import { LabKeys, LeaseStore, PoolService, type PowerControl, TemplateStore } from "@virtfleet/labs";
 import {
   type CreateOptions,
   closeRedis,
@@ -21,13 +22,13 @@ import {
   FleetClient,
   isRedisAuthError,
   Keys,
+  PowerClient,
   quietErrors,
   type RedisConfig,
   reportRedisErrors,
   resolveRedisConfig,
   type VmRecord,
 } from "@virtfleet/queue";
-import { LabKeys, LeaseStore, PoolService, type PowerControl, TemplateStore } from "@virtfleet/labs";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -102,13 +103,6 @@ declare module "fastify" {
   }
 }
 
-/** Until the power client is wired: pausing and resuming pool VMs is not offered. */
-const POWER_PENDING: PowerControl = {
-  power: async () => {
-    throw new VirtfleetError("INTERNAL", "suspending and resuming VMs is not available in this server");
-  },
-};
-
 function vmView(r: VmRecord) {
   const { fingerprint: _f, tenant: _t, ...view } = r;
   return view;
@@ -130,6 +124,8 @@ export class ApiServer {
   /** Warm pools (routes in routes/pools.ts). */
   readonly pools: PoolService;
   readonly #poolMetrics: PoolMetrics;
+  /** The power client this server made (closed with it). */
+  #power: PowerClient | undefined;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -174,7 +170,7 @@ export class ApiServer {
       fleet: this.fleet,
       templates: new TemplateStore(this.#redis, labKeys),
       leases: new LeaseStore(this.#redis, labKeys),
-      power: options.power ?? POWER_PENDING,
+      power: options.power ?? (this.#power = new PowerClient(this.#redis, keys)),
       logger: options.logger,
     });
     this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list());
@@ -659,6 +655,7 @@ export class ApiServer {
       await this.app.close().catch(() => undefined);
       await this.#metricsApp?.close().catch(() => undefined);
       await this.#tail.close().catch(() => undefined);
+      await this.#power?.close().catch(() => undefined);
       await this.fleet.close();
       await closeRedis(this.#redis);
     })();

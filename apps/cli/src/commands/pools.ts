@@ -25,7 +25,7 @@ export interface PoolBackend {
 }
 
 export interface PoolCommandsContext {
-  pools(): PoolBackend;
+  pools(): Promise<PoolBackend>;
   print(line: string): void;
   /** `--json` was given: errors are printed as JSON too. */
   setJson(json: boolean): void;
@@ -104,7 +104,9 @@ function settingOptions(cmd: Command, create: boolean): Command {
   opt("--max <n>", "VMs of the pool in all (starting, ready and claimed)", create);
   opt("--max-ready-age <duration>", "replace ready VMs older than this (default 6h)");
   opt("--refill-concurrency <n>", "VMs made at a time (default 2)");
-  cmd.addOption(new Option("--idle <mode>", "ready VMs wait paused or running (default pause)").choices(["pause", "run"]));
+  cmd.addOption(
+    new Option("--idle <mode>", "ready VMs wait paused or running (default pause)").choices(["pause", "run"]),
+  );
   cmd.addOption(
     new Option("--target-ready <mode>", "auto: more ready VMs when claims come fast (default min)").choices([
       "min",
@@ -140,9 +142,13 @@ export function addPoolCommands(program: Command, ctx: PoolCommandsContext): voi
     true,
   ).action(async (name: string, flags: SettingFlags) => {
     ctx.setJson(flags.json === true);
-    const view = await withFlags(() => ctx.pools().create({ name, ...settings(flags) } as PoolCreateRequest));
+    const view = await withFlags(async () =>
+      (await ctx.pools()).create({ name, ...settings(flags) } as PoolCreateRequest),
+    );
     if (flags.json) return ctx.print(JSON.stringify(view));
-    ctx.print(`${view.name}\tcreated\ttemplate ${view.template}@${view.templateVersion}, min-ready ${view.minReady}, max ${view.max}`);
+    ctx.print(
+      `${view.name}\tcreated\ttemplate ${view.template}@${view.templateVersion}, min-ready ${view.minReady}, max ${view.max}`,
+    );
   });
 
   pool
@@ -151,7 +157,7 @@ export function addPoolCommands(program: Command, ctx: PoolCommandsContext): voi
     .option("--json", "machine-readable output (a list of pools)")
     .action(async (flags: { json?: boolean }) => {
       ctx.setJson(flags.json === true);
-      const pools = await ctx.pools().list();
+      const pools = await (await ctx.pools()).list();
       if (flags.json) return ctx.print(JSON.stringify(pools));
       ctx.print(formatTable(POOL_HEADERS, pools.map(poolRow)));
     });
@@ -163,7 +169,7 @@ export function addPoolCommands(program: Command, ctx: PoolCommandsContext): voi
     .option("--json", "machine-readable output")
     .action(async (name: string, flags: { json?: boolean }) => {
       ctx.setJson(flags.json === true);
-      const d = await withFlags(() => ctx.pools().show(name));
+      const d = await withFlags(async () => (await ctx.pools()).show(name));
       if (flags.json) return ctx.print(JSON.stringify(d));
       ctx.print(formatTable(POOL_HEADERS, [poolRow(d)]));
       ctx.print(
@@ -191,7 +197,7 @@ export function addPoolCommands(program: Command, ctx: PoolCommandsContext): voi
     false,
   ).action(async (name: string, flags: SettingFlags) => {
     ctx.setJson(flags.json === true);
-    const view = await withFlags(() => ctx.pools().update(name, settings(flags) as PoolUpdateRequest));
+    const view = await withFlags(async () => (await ctx.pools()).update(name, settings(flags) as PoolUpdateRequest));
     if (flags.json) return ctx.print(JSON.stringify(view));
     ctx.print(`${view.name}\tupdated`);
   });
@@ -204,7 +210,7 @@ export function addPoolCommands(program: Command, ctx: PoolCommandsContext): voi
     .option("--json", "machine-readable output")
     .action(async (name: string, flags: { wait?: boolean; json?: boolean }) => {
       ctx.setJson(flags.json === true);
-      const removed = await withFlags(() => ctx.pools().remove(name, flags.wait === true));
+      const removed = await withFlags(async () => (await ctx.pools()).remove(name, flags.wait === true));
       if (flags.json) return ctx.print(JSON.stringify(removed));
       ctx.print(`${name}\tremoved\t${removed.vms.length} VM(s) ${flags.wait ? "destroyed" : "being destroyed"}`);
     });
@@ -222,10 +228,16 @@ export function addPoolCommands(program: Command, ctx: PoolCommandsContext): voi
         ...(flags.ttl === undefined ? {} : { ttl: flags.ttl }),
         ...(flags.wait === undefined ? {} : { wait: flags.wait }),
       };
-      const r = await withFlags(() => ctx.pools().claim(name, request));
+      const r = await withFlags(async () => (await ctx.pools()).claim(name, request));
       if (flags.json)
         return ctx.print(
-          JSON.stringify({ vm: r.vm, host: r.host, addresses: r.addresses, leaseId: r.leaseId, expiresAt: r.expiresAt }),
+          JSON.stringify({
+            vm: r.vm,
+            host: r.host,
+            addresses: r.addresses,
+            leaseId: r.leaseId,
+            expiresAt: r.expiresAt,
+          }),
         );
       ctx.print(`vm\t${r.vm}`);
       ctx.print(`host\t${r.host}`);
@@ -241,7 +253,7 @@ export function addPoolCommands(program: Command, ctx: PoolCommandsContext): voi
     .option("--json", "machine-readable output")
     .action(async (vm: string, flags: { json?: boolean }) => {
       ctx.setJson(flags.json === true);
-      const r = await withFlags(() => ctx.pools().release(vm));
+      const r = await withFlags(async () => (await ctx.pools()).release(vm));
       if (flags.json) return ctx.print(JSON.stringify(r));
       ctx.print(`${r.vm}\treleased\tpool ${r.pool}`);
     });

@@ -40,8 +40,7 @@ function ownerScope(p: Principal, ctx: PoolRoutesContext): PoolScope {
  * (`DELETE /v1/pools/{name}/claims/{vm}`).
  */
 export function registerPoolRoutes(app: FastifyInstance, ctx: PoolRoutesContext): void {
-  const name = (request: FastifyRequest) =>
-    parseOrThrow(PoolName, (request.params as { name: string }).name, "name");
+  const name = (request: FastifyRequest) => parseOrThrow(PoolName, (request.params as { name: string }).name, "name");
 
   app.post("/v1/pools", (request, reply) =>
     ctx.mutating(request, reply, "vms:write", async (p) => ({
