@@ -25,7 +25,7 @@ export class PoolMetrics {
     });
     this.#claimSeconds = new Histogram({
       name: "virtfleet_pool_claim_duration_seconds",
-      help: "Time from a claim request to its answer (outcome claimed, or failed: POOL_EMPTY and other errors)",
+      help: "Time from a claim request to its answer, by outcome: claimed, empty (POOL_EMPTY), error",
       labelNames: ["pool", "outcome"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
@@ -33,7 +33,7 @@ export class PoolMetrics {
   }
 
   /** Records one claim that started at `started` (process.hrtime.bigint()). */
-  observeClaim(pool: string, outcome: "claimed" | "failed", started: bigint): void {
+  observeClaim(pool: string, outcome: "claimed" | "empty" | "error", started: bigint): void {
     this.#claimSeconds.observe({ pool, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   }
 }

@@ -164,13 +164,14 @@ export class ApiServer {
       ...(options.webhookMinTimeoutMs === undefined ? {} : { minTimeoutMs: options.webhookMinTimeoutMs }),
     });
     const labKeys = new LabKeys(options.prefix);
+    if (options.power === undefined) this.#power = new PowerClient(this.#redis, keys);
     this.pools = new PoolService({
       redis: this.#redis,
       keys: labKeys,
       fleet: this.fleet,
       templates: new TemplateStore(this.#redis, labKeys),
       leases: new LeaseStore(this.#redis, labKeys),
-      power: options.power ?? (this.#power = new PowerClient(this.#redis, keys)),
+      power: options.power ?? (this.#power as PowerClient),
       logger: options.logger,
     });
     this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list());

@@ -1,4 +1,4 @@
-import { PoolName, parseOrThrow, VmName } from "@virtfleet/core";
+import { PoolName, parseOrThrow, VirtfleetError, VmName } from "@virtfleet/core";
 import type { PoolScope, PoolService } from "@virtfleet/labs";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
@@ -82,7 +82,8 @@ export function registerPoolRoutes(app: FastifyInstance, ctx: PoolRoutesContext)
         ctx.metrics.observeClaim(pool, "claimed", started);
         return { status: 201, body: result };
       } catch (error) {
-        ctx.metrics.observeClaim(pool, "failed", started);
+        const empty = error instanceof VirtfleetError && error.code === "POOL_EMPTY";
+        ctx.metrics.observeClaim(pool, empty ? "empty" : "error", started);
         throw error;
       }
     }),
