@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { readdir, rm } from "node:fs/promises";
 import { POOL_LABEL } from "@virtfleet/core";
-import { LabKeys, LeaseStore, PoolManager, PoolService, TemplateStore } from "@virtfleet/labs";
-import { createRedis, FleetClient, Keys, PowerClient } from "@virtfleet/queue";
+import { createLabsDeps, PoolService } from "@virtfleet/labs";
+import { createRedis, FleetClient } from "@virtfleet/queue";
 import { pino } from "pino";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { domainState, type FleetEnv, startWorker, tinySpec, until, type WorkerProcess } from "../e2e/harness.js";
@@ -11,7 +11,8 @@ import { LocalRedis } from "../fixtures/redis-server.js";
 
 // A pool refilling through a worker SIGKILL (while a pool VM's virt-install runs) and a Redis
 // restart still ends with min-ready ready VMs, and nothing leaked: no domain, folder or VM record
-// beyond the pool's own. The pool manager runs in this process, as the elected controller would.
+// beyond the pool's own. The worker runs the elected controller (the pool manager); killed, its
+// successor takes the lock over once it expires.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -45,20 +46,9 @@ describe("chaos: a pool refilling through a worker kill and a Redis restart", ()
     storageDir = worker.storageDir;
     const client = new FleetClient({ redisUrl: f.redisUrl, prefix: f.prefix });
     const conn = createRedis({ url: f.redisUrl });
-    const power = new PowerClient(conn, new Keys(f.prefix));
-    const keys = new LabKeys(f.prefix);
-    const deps = {
-      redis: conn,
-      keys,
-      fleet: client,
-      templates: new TemplateStore(conn, keys),
-      leases: new LeaseStore(conn, keys),
-      power,
-      logger: pino({ level: "silent" }),
-    };
-    const manager = new PoolManager(deps, { intervalMs: 500 });
+    const labs = createLabsDeps({ redis: conn, fleet: client, logger: pino({ level: "silent" }) });
+    const deps = labs.deps;
     const pools = new PoolService(deps);
-    const loop = setInterval(() => void manager.tick().catch(() => undefined), 500);
     const log: string[] = [];
     try {
       const { name: _n, ...spec } = tinySpec("unused");
@@ -110,7 +100,6 @@ describe("chaos: a pool refilling through a worker kill and a Redis restart", ()
 
       // Nothing leaked: the host holds exactly the pool's VMs, the registry too (after its orphan
       // sweep has had a pass).
-      await manager.tick();
       const held = (await pools.vms(pool)).map((v) => v.name).sort();
       expect(held).toHaveLength(5);
       await until(
@@ -140,9 +129,7 @@ describe("chaos: a pool refilling through a worker kill and a Redis restart", ()
       expect((await client.vms.list()).filter((r) => r.labels[POOL_LABEL] === pool)).toEqual([]);
       expect(await deps.leases.list()).toEqual([]);
     } finally {
-      clearInterval(loop);
-      await manager.close();
-      await power.close();
+      await labs.close();
       conn.disconnect();
       await client.close();
     }

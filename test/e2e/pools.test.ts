@@ -1,9 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { POOL_LABEL, type PoolDetail, type PoolView } from "@virtfleet/core";
-import { LabKeys, LeaseStore, PoolManager, TemplateStore } from "@virtfleet/labs";
-import { createRedis, FleetClient, Keys, PowerClient } from "@virtfleet/queue";
+import { LabKeys, LeaseStore, TemplateStore } from "@virtfleet/labs";
+import { createRedis, FleetClient } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   cliEnv,
@@ -18,8 +17,8 @@ import {
 } from "./harness.js";
 import { domainsNamed, forceCleanNamed } from "./prefixed-cleanup.js";
 
-// Warm pools with a real worker and real (tiny, TCG) VMs, driven through the CLI; the pool manager
-// runs in this process (as the elected controller would), ticking every 500 ms.
+// Warm pools with a real worker and real (tiny, TCG) VMs, driven through the CLI; the worker runs
+// the elected controller, hence the pool manager.
 const PREFIX = "po-";
 const fleet: FleetEnv = {
   redisUrl: inject("redisUrl"),
@@ -31,10 +30,7 @@ const env = cliEnv(fleet);
 let worker: WorkerProcess;
 let client: FleetClient;
 let redis: Redis;
-let power: PowerClient;
 let templates: TemplateStore;
-let manager: PoolManager;
-let loop: NodeJS.Timeout | undefined;
 
 /** The template's spec: the tiny guest, ready when its console says so. */
 function templateSpec(memoryMiB = 192) {
@@ -46,28 +42,10 @@ beforeAll(async () => {
   worker = await startWorker(fleet);
   client = new FleetClient({ redisUrl: fleet.redisUrl, prefix: fleet.prefix });
   redis = createRedis({ url: fleet.redisUrl });
-  power = new PowerClient(redis, new Keys(fleet.prefix));
-  const keys = new LabKeys(fleet.prefix);
-  templates = new TemplateStore(redis, keys);
-  manager = new PoolManager(
-    {
-      redis,
-      keys,
-      fleet: client,
-      templates,
-      leases: new LeaseStore(redis, keys),
-      power,
-      logger: pino({ level: "silent" }),
-    },
-    { intervalMs: 500 },
-  );
-  loop = setInterval(() => void manager.tick().catch(() => undefined), 500);
+  templates = new TemplateStore(redis, new LabKeys(fleet.prefix));
 });
 
 afterAll(async () => {
-  clearInterval(loop);
-  await manager?.close();
-  await power?.close();
   redis?.disconnect();
   await client?.close();
   await worker?.stop();

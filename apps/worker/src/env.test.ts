@@ -76,4 +76,17 @@ describe("worker configuration", () => {
       VIRTFLEET_QEMU_GROUP: "kvm",
     });
   });
+
+  it("runs the controller by default; VIRTFLEET_CONTROLLER=0 leaves it to others; a bad value names the field", () => {
+    expect(parseWorkerEnv({})).toMatchObject({
+      VIRTFLEET_CONTROLLER: true,
+      VIRTFLEET_CONTROLLER_LOCK_MS: 15_000,
+      VIRTFLEET_REAPER_INTERVAL_MS: 1000,
+      VIRTFLEET_ORPHAN_SWEEP_MS: 30_000,
+    });
+    expect(parseWorkerEnv({ VIRTFLEET_CONTROLLER: "0" }).VIRTFLEET_CONTROLLER).toBe(false);
+    expect(parseWorkerEnv({ VIRTFLEET_CONTROLLER: "1" }).VIRTFLEET_CONTROLLER).toBe(true);
+    expect(() => parseWorkerEnv({ VIRTFLEET_CONTROLLER: "maybe" })).toThrow(/VIRTFLEET_CONTROLLER/);
+    expect(() => parseWorkerEnv({ VIRTFLEET_REAPER_INTERVAL_MS: "fast" })).toThrow(/VIRTFLEET_REAPER_INTERVAL_MS/);
+  });
 });

@@ -2,6 +2,7 @@ import os from "node:os";
 import { DEFAULT_IMAGE_CACHE_GB, DEFAULT_OVERCOMMIT_DISK, DEFAULT_SHUTDOWN_TIMEOUT_MS } from "@virtfleet/agent";
 import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
 import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
+import { ControllerEnv, Flag } from "@virtfleet/labs";
 import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { z } from "zod";
 
@@ -91,6 +92,12 @@ export const WorkerEnv = z.object({
   VIRTFLEET_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(15_000),
   VIRTFLEET_MAX_STALLED: z.coerce.number().int().min(1).default(10),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  /**
+   * Also compete to be the fleet's controller (reaper, pool manager; one of all workers and
+   * virtfleet-controllers runs it at a time). `0`: leave it to others.
+   */
+  VIRTFLEET_CONTROLLER: Flag.default(true),
+  ...ControllerEnv.shape,
 });
 /** The parsed variables, and the Redis configuration built from them (password and TLS files read). */
 export type WorkerEnv = z.infer<typeof WorkerEnv> & { redis: RedisConfig };

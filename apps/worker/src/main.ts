@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { HostAgent, SHUTDOWN_GRACE_MS } from "@virtfleet/agent";
 import { endProcess, ValidationError } from "@virtfleet/core";
+import { controllerOptionsFromEnv, type RunningController, startController } from "@virtfleet/labs";
 import { REDACT_PATHS, redactError } from "@virtfleet/queue";
 import { pino } from "pino";
 import { parseWorkerEnv } from "./env.js";
@@ -57,6 +58,15 @@ async function main(): Promise<void> {
     logger,
   });
 
+  let controller: RunningController | undefined;
+  /** The controller first (it gives its lock up at once), then the agent. */
+  const close = async () => {
+    await controller
+      ?.close()
+      .catch((error: unknown) => logger.warn({ err: error }, "controller did not close cleanly"));
+    await agent.close();
+  };
+
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -79,7 +89,7 @@ async function main(): Promise<void> {
       env.VIRTFLEET_SHUTDOWN_TIMEOUT_MS + SHUTDOWN_GRACE_MS + 5000,
     );
     force.unref();
-    agent.close().then(
+    close().then(
       () => endProcess(logger, signal),
       (error: unknown) => {
         logger.error({ err: error }, "shutdown failed");
@@ -92,9 +102,17 @@ async function main(): Promise<void> {
 
   try {
     await agent.start();
+    if (env.VIRTFLEET_CONTROLLER && !stopping)
+      controller = await startController({
+        redis: env.redis,
+        prefix: env.VIRTFLEET_PREFIX,
+        logger,
+        ...controllerOptionsFromEnv(env),
+      });
+    if (stopping) await controller?.close();
   } catch (error) {
     logger.fatal({ err: error }, "worker failed to start");
-    await agent.close();
+    await close();
     endProcess(logger, 1);
   }
 }

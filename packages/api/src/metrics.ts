@@ -1,4 +1,4 @@
-import type { ProgressEvent } from "@virtfleet/core";
+import { LeaseKind, type ProgressEvent } from "@virtfleet/core";
 import type { FleetClient, HostView } from "@virtfleet/queue";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
@@ -16,6 +16,8 @@ export const METRICS_CACHE_MS = 5000;
 export interface MetricsOptions {
   /** Default METRICS_CACHE_MS. */
   cacheMs?: number;
+  /** Leases the reaper has expired, by kind (kept in Redis by the reaper): virtfleet_lease_expiries_total. */
+  leaseExpiries?: () => Promise<Record<string, number>>;
 }
 
 interface FleetSnapshot {
@@ -32,6 +34,7 @@ export class Metrics {
   readonly #fleet: FleetClient;
   readonly #cacheMs: number;
   #snapshot: { at: number; value: Promise<FleetSnapshot> } | undefined;
+  #expiries: { at: number; value: Promise<Record<string, number>> } | undefined;
 
   constructor(fleet: FleetClient, options: MetricsOptions = {}) {
     this.#fleet = fleet;
@@ -96,6 +99,31 @@ export class Metrics {
         for (const h of hosts) up.set({ host: h.status.hostId }, h.up ? 1 : 0);
       },
     });
+    const leaseExpiries = options.leaseExpiries;
+    if (leaseExpiries !== undefined) {
+      const expiries: Counter = new Counter({
+        name: "virtfleet_lease_expiries_total",
+        help: "Leases (claimed VMs, labs) the reaper has expired, by kind; each expiry counts once fleet-wide",
+        labelNames: ["kind"],
+        registers: [this.registry],
+        collect: async () => {
+          // Read at most once per cacheMs, like the hosts.
+          const now = Date.now();
+          if (this.#expiries === undefined || now - this.#expiries.at >= this.#cacheMs) {
+            const value = leaseExpiries();
+            const cached = { at: now, value };
+            this.#expiries = cached;
+            value.catch(() => {
+              if (this.#expiries === cached) this.#expiries = undefined;
+            });
+          }
+          const counts = await this.#expiries.value;
+          expiries.reset();
+          for (const kind of new Set([...LeaseKind.options, ...Object.keys(counts)]))
+            expiries.inc({ kind }, counts[kind] ?? 0);
+        },
+      });
+    }
     const orphans: Gauge = new Gauge({
       name: "virtfleet_orphans",
       help: "Domains and VM folders a host found that nothing accounts for, left alone (virtfleet ls --orphans)",

@@ -16,6 +16,7 @@ import {
 } from "@virtfleet/core";
 import { z } from "zod";
 import { POOL_ROUTES } from "./routes/pools-openapi.js";
+import { LEASE_ROUTES } from "./routes/leases.js";
 
 export interface RouteDoc {
   method: "get" | "post" | "patch" | "delete";
@@ -147,6 +148,7 @@ export const ROUTES: readonly RouteDoc[] = [
     mutating: true,
   },
   ...POOL_ROUTES,
+  ...LEASE_ROUTES,
 ];
 
 function schema(s: z.ZodType, io: "input" | "output"): Record<string, unknown> {

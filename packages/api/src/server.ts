@@ -13,7 +13,16 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
-import { LabKeys, LeaseStore, PoolService, type PowerControl, TemplateStore } from "@virtfleet/labs";
+import {
+  buildLeaseHandlers,
+  PoolService,
+  type PowerControl,
+  createLabsDeps,
+  type LabsDeps,
+  LeaseEvents,
+  type LeaseHandlers,
+  releaseLease,
+} from "@virtfleet/labs";
 import {
   type CreateOptions,
   closeRedis,
@@ -22,7 +31,6 @@ import {
   FleetClient,
   isRedisAuthError,
   Keys,
-  PowerClient,
   quietErrors,
   type RedisConfig,
   reportRedisErrors,
@@ -44,6 +52,7 @@ import { buildOpenApi } from "./openapi.js";
 import { PoolMetrics } from "./pool-metrics.js";
 import { problem, toProblem } from "./problem.js";
 import { registerPoolRoutes } from "./routes/pools.js";
+import { registerLeaseRoutes } from "./routes/leases.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -88,6 +97,8 @@ export interface ApiServerOptions {
   metricsCacheMs?: number;
   /** Suspends and resumes pool VMs on their hosts (claims of paused pools). */
   power?: PowerControl;
+  /** What releasing each kind of lease does; default: buildLeaseHandlers (the pools' and labs' own). */
+  leaseHandlers?: LeaseHandlers;
 }
 
 const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
@@ -124,8 +135,9 @@ export class ApiServer {
   /** Warm pools (routes in routes/pools.ts). */
   readonly pools: PoolService;
   readonly #poolMetrics: PoolMetrics;
-  /** The power client this server made (closed with it). */
-  #power: PowerClient | undefined;
+  /** Lab environments (leases, pools, labs, templates) over the server's connection and fleet client. */
+  readonly #labs: { deps: LabsDeps; close(): Promise<void> };
+  readonly #leaseHandlers: LeaseHandlers;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -140,10 +152,12 @@ export class ApiServer {
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
-    this.#metrics = new Metrics(
-      this.fleet,
-      options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs },
-    );
+    this.#labs = createLabsDeps({ redis: this.#redis, fleet: this.fleet, logger: options.logger });
+    this.#leaseHandlers = options.leaseHandlers ?? buildLeaseHandlers(this.#labs.deps);
+    this.#metrics = new Metrics(this.fleet, {
+      ...(options.metricsCacheMs === undefined ? {} : { cacheMs: options.metricsCacheMs }),
+      leaseExpiries: () => new LeaseEvents(this.#redis, this.#labs.deps.keys, options.logger).expiries(),
+    });
     this.#streams = new EventStreams({
       connect: () => this.fleet.connect(),
       redis: this.#redis,
@@ -163,16 +177,9 @@ export class ApiServer {
       onEvent: (e) => this.#metrics.observe(e),
       ...(options.webhookMinTimeoutMs === undefined ? {} : { minTimeoutMs: options.webhookMinTimeoutMs }),
     });
-    const labKeys = new LabKeys(options.prefix);
-    if (options.power === undefined) this.#power = new PowerClient(this.#redis, keys);
     this.pools = new PoolService({
-      redis: this.#redis,
-      keys: labKeys,
-      fleet: this.fleet,
-      templates: new TemplateStore(this.#redis, labKeys),
-      leases: new LeaseStore(this.#redis, labKeys),
-      power: options.power ?? (this.#power as PowerClient),
-      logger: options.logger,
+      ...this.#labs.deps,
+      ...(options.power === undefined ? {} : { power: options.power }),
     });
     this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list());
     this.app = Fastify({
@@ -325,6 +332,13 @@ export class ApiServer {
         return { status: 202, body: { jobId: job.id, vm: name, kind: "destroy" } };
       }),
     );
+
+    registerLeaseRoutes(app, {
+      leases: this.#labs.deps.leases,
+      release: (id) => releaseLease(this.#labs.deps, this.#leaseHandlers, id),
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+    });
 
     app.get("/v1/jobs/:id", async (request) => {
       const p = this.#principal(request, "vms:read");
@@ -656,7 +670,7 @@ export class ApiServer {
       await this.app.close().catch(() => undefined);
       await this.#metricsApp?.close().catch(() => undefined);
       await this.#tail.close().catch(() => undefined);
-      await this.#power?.close().catch(() => undefined);
+      await this.#labs.close().catch(() => undefined);
       await this.fleet.close();
       await closeRedis(this.#redis);
     })();

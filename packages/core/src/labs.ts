@@ -314,3 +314,6 @@ export type LabView = z.infer<typeof LabView>;
 /** Labels virtfleet puts on pool and lab VMs (so a reaper can find those whose pool or lab is gone). */
 export const POOL_LABEL = "virtfleet.pool";
 export const LAB_LABEL = "virtfleet.lab";
+
+/** A lease's id (`lease-` and hex), as the API's `{id}` and the CLI's argument. */
+export const LeaseId = z.string().regex(/^lease-[0-9a-f]{1,64}$/, "not a lease id (lease-…)");

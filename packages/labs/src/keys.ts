@@ -93,6 +93,16 @@ export class LabKeys {
     return `${this.prefix}:lab:${name}:events`;
   }
 
+  /** Lab environments' event stream (lease.expired, lease.released, …), capped. */
+  events(): string {
+    return `${this.prefix}:labs:events`;
+  }
+
+  /** Counters of lab environments: `expired:<kind>` (leases the reaper expired), for /metrics. */
+  stats(): string {
+    return `${this.prefix}:labs:stats`;
+  }
+
   /** Held by the one controller (pool manager and reaper) of the fleet. */
   controllerLock(): string {
     return `${this.prefix}:controller`;

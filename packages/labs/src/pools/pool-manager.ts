@@ -66,7 +66,9 @@ export class PoolManager implements ControllerLoop {
     const sub = this.#deps.redis.duplicate({ enableAutoPipelining: false });
     sub.on("error", () => undefined);
     sub.on("message", () => {
-      if (Date.now() - this.#lastCalled < 3 * this.intervalMs + 1000) void this.#kick().catch(() => undefined);
+      // Only while elected: the controller calls tick every interval; a lost lock stops that well
+      // before another instance is elected (the lock outlives this window).
+      if (Date.now() - this.#lastCalled < 2 * this.intervalMs + 500) void this.#kick().catch(() => undefined);
     });
     void sub.subscribe(this.#deps.keys.poolsChannel()).catch(() => undefined);
     this.#sub = sub;

@@ -1,0 +1,76 @@
+import { closeRedis, createRedis, FleetClient, type RedisConfig } from "@virtfleet/queue";
+import type { Logger } from "pino";
+import type { LabsDeps } from "../deps.js";
+import { createLabsDeps } from "../labs-deps.js";
+import { buildControllerLoops, type ControllerLoopsOptions } from "./build-loops.js";
+import { Controller } from "./controller.js";
+
+/** LabsDeps over connections of its own, and how to close them. */
+export interface LabsRuntime {
+  deps: LabsDeps;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens what every part of lab environments needs: one Redis connection, the fleet's client, the
+ * template and lease stores, power control through the hosts' workers.
+ */
+export function openLabs(options: { redis: RedisConfig; prefix?: string; logger: Logger; name?: string }): LabsRuntime {
+  const redis = createRedis({ config: options.redis, connectionName: options.name ?? "virtfleet-labs" });
+  const fleet = new FleetClient({
+    redis: options.redis,
+    ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+  });
+  const labs = createLabsDeps({ redis, fleet, logger: options.logger });
+  let closing: Promise<void> | undefined;
+  return {
+    deps: labs.deps,
+    close: () => {
+      closing ??= (async () => {
+        await labs.close().catch(() => undefined);
+        await fleet.close().catch(() => undefined);
+        await closeRedis(redis);
+      })();
+      return closing;
+    },
+  };
+}
+
+export interface RunningController {
+  controller: Controller;
+  runtime: LabsRuntime;
+  /** Closes the controller (gives its lock up), then its connections. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Starts the fleet's controller (elected; runs buildControllerLoops' loops while it holds the lock). */
+export async function startController(options: {
+  redis: RedisConfig;
+  prefix?: string;
+  logger: Logger;
+  lockMs?: number;
+  loops?: ControllerLoopsOptions;
+}): Promise<RunningController> {
+  const logger = options.logger.child({ component: "controller" });
+  const runtime = openLabs({ ...options, logger, name: "virtfleet-controller" });
+  const controller = new Controller({
+    redis: runtime.deps.redis,
+    keys: runtime.deps.keys,
+    logger,
+    loops: buildControllerLoops(runtime.deps, options.loops),
+    ...(options.lockMs === undefined ? {} : { lockMs: options.lockMs }),
+  });
+  await controller.start();
+  let closing: Promise<void> | undefined;
+  return {
+    controller,
+    runtime,
+    close: () => {
+      closing ??= (async () => {
+        await controller.close();
+        await runtime.close();
+      })();
+      return closing;
+    },
+  };
+}
