@@ -15,8 +15,8 @@ import {
   VmView,
 } from "@virtfleet/core";
 import { z } from "zod";
-import { POOL_ROUTES } from "./routes/pools-openapi.js";
 import { LEASE_ROUTES } from "./routes/leases.js";
+import { POOL_ROUTES } from "./routes/pools-openapi.js";
 
 export interface RouteDoc {
   method: "get" | "post" | "patch" | "delete";

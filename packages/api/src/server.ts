@@ -15,12 +15,12 @@ import {
 } from "@virtfleet/core";
 import {
   buildLeaseHandlers,
-  PoolService,
-  type PowerControl,
   createLabsDeps,
   type LabsDeps,
   LeaseEvents,
   type LeaseHandlers,
+  PoolService,
+  type PowerControl,
   releaseLease,
 } from "@virtfleet/labs";
 import {
@@ -51,8 +51,8 @@ import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { PoolMetrics } from "./pool-metrics.js";
 import { problem, toProblem } from "./problem.js";
-import { registerPoolRoutes } from "./routes/pools.js";
 import { registerLeaseRoutes } from "./routes/leases.js";
+import { registerPoolRoutes } from "./routes/pools.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
