@@ -3,7 +3,7 @@ import { POOL_LABEL, type PoolDetail, type PoolView } from "@virtfleet/core";
 import { LabKeys, LeaseStore, TemplateStore } from "@virtfleet/labs";
 import { createRedis, FleetClient } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from "vitest";
 import {
   cliEnv,
   domainState,
@@ -78,6 +78,17 @@ describe("warm pools with real VMs", () => {
   it("a paused pool of min-ready 3: 6 parallel claims give 6 different VMs; a template change replaces only unclaimed ones; rm leaves nothing", async () => {
     const template = `po-tiny-${randomUUID().slice(0, 6)}`;
     const pool = `po-e2e-${randomUUID().slice(0, 4)}`;
+    onTestFailed(async () => {
+      console.log(JSON.stringify(await show(pool).catch((e: unknown) => String(e)), null, 1));
+      console.log(
+        worker
+          .logs()
+          .split("\n")
+          .filter((l) => /pool|controller|power/i.test(l))
+          .slice(-80)
+          .join("\n"),
+      );
+    });
     await templates.put(template, templateSpec());
     const created = await cli([
       "pool",
