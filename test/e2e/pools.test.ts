@@ -112,7 +112,7 @@ describe("warm pools with real VMs", () => {
     await until(
       "3 ready VMs",
       async () => ((await poolLs()).find((p) => p.name === pool)?.ready === 3 ? true : undefined),
-      150_000,
+      300_000,
     );
     const ls = (await poolLs()).find((p) => p.name === pool);
     expect(ls).toMatchObject({ ready: 3, starting: 0, claimed: 0, stale: 0 });
@@ -130,7 +130,7 @@ describe("warm pools with real VMs", () => {
     step("3 ready");
     // 6 parallel claims: 3 at once, 3 after refills; never one VM twice.
     const claims = await Promise.all(
-      Array.from({ length: 6 }, () => cli(["pool", "claim", pool, "--ttl", "30m", "--wait", "150s", "--json"])),
+      Array.from({ length: 6 }, () => cli(["pool", "claim", pool, "--ttl", "30m", "--wait", "300s", "--json"])),
     );
     for (const c of claims) expect(c.code, c.stderr).toBe(0);
     const results = claims.map((c) => JSON.parse(c.stdout) as Record<string, unknown>);
@@ -166,7 +166,7 @@ describe("warm pools with real VMs", () => {
         const d = await show(pool);
         return d.ready === 3 && d.claimed === 3 ? d : undefined;
       },
-      150_000,
+      300_000,
     );
     for (const vm of released)
       await until("released VM gone", async () => ((await domainState(vm)) === undefined ? true : undefined), 60_000);
@@ -183,7 +183,7 @@ describe("warm pools with real VMs", () => {
         const r = d.vms.filter((v) => v.state === "ready");
         return r.length === 3 && r.every((v) => v.templateVersion === 2 && v.stale === false) ? d : undefined;
       },
-      150_000,
+      300_000,
     );
     for (const v of after.vms.filter((x) => x.state === "ready")) expect(before).not.toContain(v.name);
     expect(

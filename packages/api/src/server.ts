@@ -181,7 +181,7 @@ export class ApiServer {
       ...this.#labs.deps,
       ...(options.power === undefined ? {} : { power: options.power }),
     });
-    this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list());
+    this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list(), options.metricsCacheMs);
     this.app = Fastify({
       loggerInstance: options.logger as unknown as FastifyBaseLogger,
       bodyLimit: options.bodyLimit ?? 1024 * 1024,
