@@ -10,8 +10,8 @@ import {
   type PoolView,
   VirtfleetError,
 } from "@virtfleet/core";
-import { LabKeys, LeaseStore, PoolService, TemplateStore } from "@virtfleet/labs";
-import { closeRedis, type FleetClient, PowerClient } from "@virtfleet/queue";
+import { createLabsDeps, PoolService } from "@virtfleet/labs";
+import { closeRedis, type FleetClient } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { translated } from "./api-backend.js";
@@ -21,21 +21,13 @@ import type { PoolBackend } from "./commands/pools.js";
 export class RedisPoolBackend implements PoolBackend {
   readonly #service: PoolService;
   readonly #redis: Redis;
-  readonly #power: PowerClient;
+  readonly #labs: { close(): Promise<void> };
 
   constructor(fleet: FleetClient) {
     this.#redis = fleet.connect();
-    const keys = new LabKeys(fleet.keys.prefix);
-    this.#power = new PowerClient(this.#redis, fleet.keys);
-    this.#service = new PoolService({
-      redis: this.#redis,
-      keys,
-      fleet,
-      templates: new TemplateStore(this.#redis, keys),
-      leases: new LeaseStore(this.#redis, keys),
-      power: this.#power,
-      logger: pino({ level: "silent" }),
-    });
+    const labs = createLabsDeps({ redis: this.#redis, fleet, logger: pino({ level: "silent" }) });
+    this.#labs = labs;
+    this.#service = new PoolService(labs.deps);
   }
 
   create(request: PoolCreateRequest): Promise<PoolView> {
@@ -61,7 +53,7 @@ export class RedisPoolBackend implements PoolBackend {
   }
 
   async close(): Promise<void> {
-    await this.#power.close();
+    await this.#labs.close();
     await closeRedis(this.#redis);
   }
 }
@@ -92,14 +84,20 @@ export class ApiPoolBackend implements PoolBackend {
   claim(name: string, request: ClaimRequest): Promise<ClaimResult> {
     return translated(this.#api.claim(name, request));
   }
+  /** The VM's pool from its label, else the pool that lists it as claimed. */
   async release(vm: string): Promise<{ vm: string; pool: string }> {
     const record = await translated(this.#api.getVm(vm)).catch((error: unknown) => {
-      if (error instanceof VirtfleetError && error.code === "VM_NOT_FOUND")
-        throw new VirtfleetError("NOT_FOUND", `"${vm}" is not a claimed pool VM`, { field: "vm" });
+      if (error instanceof VirtfleetError && error.code === "VM_NOT_FOUND") return undefined;
       throw error;
     });
-    const pool = record.labels[POOL_LABEL];
-    if (pool === undefined) throw new VirtfleetError("NOT_FOUND", `"${vm}" is not a pool VM`, { field: "vm" });
+    let pool = record?.labels[POOL_LABEL];
+    if (pool === undefined)
+      for (const p of await this.list()) {
+        if (p.claimed === 0) continue;
+        if ((await this.show(p.name)).vms.some((v) => v.name === vm && v.state === "claimed")) pool = p.name;
+        if (pool !== undefined) break;
+      }
+    if (pool === undefined) throw new VirtfleetError("NOT_FOUND", `"${vm}" is not a claimed pool VM`, { field: "vm" });
     return translated(this.#api.releaseClaim(pool, vm));
   }
 }

@@ -8,6 +8,7 @@ import {
   type PoolUpdateRequest,
   type PoolView,
   ValidationError,
+  VirtfleetError,
 } from "@virtfleet/core";
 import { type Command, Option } from "commander";
 import { formatTable } from "../output.js";
@@ -53,10 +54,14 @@ async function withFlags<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
+    const flag = (field: string) => FLAGS[field.split(".")[0] ?? ""] ?? field;
     if (error instanceof ValidationError)
-      throw new ValidationError(
-        error.issues.map((i) => ({ field: FLAGS[i.field.split(".")[0] ?? ""] ?? i.field, message: i.message })),
-      );
+      throw new ValidationError(error.issues.map((i) => ({ field: flag(i.field), message: i.message })));
+    // Through the API: the server's INVALID_SPEC names the body field.
+    if (error instanceof VirtfleetError && error.code === "INVALID_SPEC" && error.field !== undefined)
+      throw new ValidationError([
+        { field: flag(error.field), message: error.message.replace(/^(INVALID_SPEC: )?[\w.]+: /, "") },
+      ]);
     throw error;
   }
 }
