@@ -4,7 +4,16 @@ import type { VirtfleetError } from "@virtfleet/core";
 import { createRedis, FleetClient, Keys, PowerClient } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { domainState, type FleetEnv, filesIn, startWorker, tinySpec, virsh, type WorkerProcess } from "./harness.js";
+import {
+  domainState,
+  type FleetEnv,
+  filesIn,
+  startWorker,
+  tinySpec,
+  until,
+  virsh,
+  type WorkerProcess,
+} from "./harness.js";
 import { domainsNamed, forceCleanNamed } from "./prefixed-cleanup.js";
 
 // Pausing and resuming a fleet VM through its host's worker (what a warm pool does with ready VMs).
@@ -101,5 +110,42 @@ describe("power: suspend and resume through the host's worker", () => {
     expect(await domainState(name)).toBe("running");
     await virsh(["destroy", name]);
     await rm(file, { force: true });
+  });
+
+  it("resumes a cloud guest (with an agent) and sets its clock through guest-set-time", async () => {
+    const name = vm("cloud");
+    const spec = {
+      name,
+      memoryMiB: 768,
+      vcpus: 1,
+      disks: [{ sizeGiB: 4, backing: "debian12" }],
+      install: { method: "kernel", kernel: "debian12", initrd: "debian12", kernelArgs: "root=/dev/vda console=ttyS0" },
+      networks: [],
+      virtType: "qemu",
+    };
+    const done = await (await client.createVm(spec, { guestReady: { strategy: "agent" } })).wait({
+      timeoutMs: 420_000,
+    });
+    expect(done.phase, worker.logs()).toBe("done");
+    expect((await power.power(worker.hostId, name, "suspend")).state).toBe("paused");
+    // Paused a while: the guest's clock stands still meanwhile.
+    await new Promise((r) => setTimeout(r, 3000));
+    const t = performance.now();
+    const resumed = await power.power(worker.hostId, name, "resume");
+    console.log(`cloud guest resume with guest-set-time: ${(performance.now() - t).toFixed(1)} ms`);
+    expect(resumed).toEqual({ state: "running", clockSet: true });
+    expect(worker.logs()).toContain("guest-set-time");
+    expect((await (await client.destroyVm(name)).wait({ timeoutMs: 120_000 })).phase).toBe("done");
+  }, 600_000);
+
+  it("the worker runs the fleet's controller (by default) and gives its lock up on SIGTERM", async () => {
+    const lock = `${fleet.prefix}:controller`;
+    await until(
+      "the worker's controller elected",
+      async () => ((await redis.get(lock)) !== null ? true : undefined),
+      20_000,
+    );
+    await worker.stop();
+    expect(await redis.get(lock)).toBeNull();
   });
 });

@@ -8,6 +8,8 @@ import {
   VirtfleetError,
 } from "@virtfleet/core";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { apiLeases } from "./commands/lease-backends.js";
+import type { LeaseBackend } from "./commands/leases.js";
 import { ApiPoolBackend } from "./pool-backends.js";
 
 /** An API error as the CLI's own kind, so exit codes and --json stay the same. */
@@ -101,6 +103,10 @@ export class ApiBackend implements Backend {
 
   async pools(): Promise<ApiPoolBackend> {
     return new ApiPoolBackend(this.#api);
+  }
+
+  leases(): LeaseBackend {
+    return apiLeases(this.#api, translated);
   }
 
   async close(): Promise<void> {}

@@ -6,6 +6,7 @@ import type {
   StreamedEvent,
   VmSpec,
 } from "@virtfleet/core";
+import type { LeaseBackend } from "./commands/leases.js";
 import type { PoolBackend } from "./commands/pools.js";
 
 /** One create, as the CLI asks for it. */
@@ -66,5 +67,7 @@ export interface Backend {
   removeImage(name: string): Promise<void>;
   /** Warm pools (`virtfleet pool …`). */
   pools(): Promise<PoolBackend>;
+  /** Leases of claimed VMs and labs (`virtfleet lease …`). */
+  leases(): LeaseBackend;
   close(): Promise<void>;
 }

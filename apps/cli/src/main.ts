@@ -19,6 +19,7 @@ import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
 import type { Backend } from "./backend.js";
 import { cachedReader } from "./cloud-init-flags.js";
+import { addLeaseCommands } from "./commands/leases.js";
 import { addPoolCommands } from "./commands/pools.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
@@ -564,6 +565,14 @@ async function main(argv: string[]): Promise<number> {
     setJson: (json) => {
       cli.json = json;
     },
+  });
+
+  addLeaseCommands(program, {
+    leases: () => cli.backend().leases(),
+    setJson: (json) => {
+      cli.json = json;
+    },
+    print: (line) => cli.print(line),
   });
 
   try {

@@ -1,12 +1,15 @@
 import type { ImageImportInput, ImageRecord, ImageViewOut, StreamedEvent } from "@virtfleet/core";
 import { FleetClient, type RedisConfig } from "@virtfleet/queue";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
+import { redisLeases } from "./commands/lease-backends.js";
+import type { LeaseBackend } from "./commands/leases.js";
 import { RedisPoolBackend } from "./pool-backends.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
 export class RedisBackend implements Backend {
   readonly kind = "redis";
   readonly fleet: FleetClient;
+  #leases: LeaseBackend | undefined;
   #ready: Promise<void> | undefined;
   #pools: RedisPoolBackend | undefined;
 
@@ -100,8 +103,14 @@ export class RedisBackend implements Backend {
     return this.#pools;
   }
 
+  leases(): LeaseBackend {
+    this.#leases ??= redisLeases(this.fleet, () => this.ready());
+    return this.#leases;
+  }
+
   async close(): Promise<void> {
     await this.#pools?.close();
+    await this.#leases?.close();
     await this.fleet.close();
   }
 }

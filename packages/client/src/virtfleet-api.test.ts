@@ -317,6 +317,34 @@ describe("VirtfleetApi JSON calls", () => {
     expect(await api.listHosts()).toEqual([]);
     expect(calls).toEqual([`${baseUrl}/v1/hosts`]);
   });
+
+  it("getLease, extendLease and releaseLease hit the lease routes and parse the answers", async () => {
+    const lease = {
+      id: "lease-0123456789abcdef",
+      kind: "claim",
+      target: "ci-ab12",
+      pool: "ci",
+      createdAt: "2025-01-01T00:00:00.000Z",
+      expiresAt: "2025-01-01T00:30:00.000Z",
+      maxExpiresAt: "2025-01-02T00:00:00.000Z",
+    };
+    handler = (req, res, seen) => {
+      const route = `${req.method} ${req.url}`;
+      if (route === "GET /v1/leases/lease-0123456789abcdef") json(res, 200, lease);
+      else if (route === "POST /v1/leases/lease-0123456789abcdef/extend")
+        json(res, 200, { ...lease, expiresAt: "2025-01-01T01:00:00.000Z", sent: JSON.parse(seen.body) });
+      else if (route === "DELETE /v1/leases/lease-0123456789abcdef") json(res, 200, lease);
+      else problem(res, 404, "NOT_FOUND", route);
+    };
+    const api = client();
+    expect(await api.getLease(lease.id)).toEqual(lease);
+    const extended = await api.extendLease(lease.id, "1h", { idempotencyKey: "k-1" });
+    expect(extended.expiresAt).toBe("2025-01-01T01:00:00.000Z");
+    expect(JSON.parse(requests.at(-1)?.body ?? "{}")).toEqual({ by: "1h" });
+    expect(requests.at(-1)?.headers["idempotency-key"]).toBe("k-1");
+    expect(await api.releaseLease(lease.id)).toEqual(lease);
+    await expect(api.getLease("lease-ffff")).rejects.toMatchObject({ code: "NOT_FOUND" });
+  });
 });
 
 describe("VirtfleetApi.jobEvents", () => {

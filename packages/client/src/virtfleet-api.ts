@@ -5,6 +5,7 @@ import {
   type ClaimRequest,
   ClaimResult,
   type CreateVmRequest,
+  type ExtendRequest,
   HostViewOut,
   type ImageImportInput,
   ImageRecord,
@@ -12,6 +13,7 @@ import {
   isTerminal,
   JobAccepted,
   JobView,
+  LeaseView,
   type ListVmsQuery,
   type PoolCreateRequest,
   PoolDetail,
@@ -177,6 +179,21 @@ export class VirtfleetApi {
   /** `POST /v1/images` (admin): catalogues an image, a URL workers pull or a file on one host. */
   importImage(body: z.input<typeof ImageImportInput>, options: MutationOptions = {}): Promise<ImageRecord> {
     return this.#call("POST", "/v1/images", ImageRecord, { ...options, body });
+  }
+
+  /** `GET /v1/leases/{id}`: a lease (of a claimed VM or a lab) and when it ends (`NOT_FOUND`: none, or another tenant's). */
+  getLease(id: string, options: CallOptions = {}): Promise<LeaseView> {
+    return this.#call("GET", `/v1/leases/${segment(id)}`, LeaseView, options);
+  }
+
+  /** `POST /v1/leases/{id}/extend`: the lease then ends `by` (`1h`, `30m`, or a number of seconds) from now, never past its maximum. */
+  extendLease(id: string, by: z.input<typeof ExtendRequest>["by"], options: MutationOptions = {}): Promise<LeaseView> {
+    return this.#call("POST", `/v1/leases/${segment(id)}/extend`, LeaseView, { ...options, body: { by } });
+  }
+
+  /** `DELETE /v1/leases/{id}`: releases a lease now; what it holds is removed (a claimed VM destroyed, a lab taken down). */
+  releaseLease(id: string, options: MutationOptions = {}): Promise<LeaseView> {
+    return this.#call("DELETE", `/v1/leases/${segment(id)}`, LeaseView, options);
   }
 
   /** `DELETE /v1/images/{name}` (admin): takes an image out of the catalogue. */
