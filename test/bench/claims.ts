@@ -57,7 +57,7 @@ export async function claimLatency(
   const api = new ApiServer({
     redisUrl: redis.url,
     prefix,
-    tokens: new TokenStore([{ id: "bench", token: TOKEN, scopes: ["admin"] }]),
+    tokens: new TokenStore([{ id: "bench", token: TOKEN, scopes: ["admin"], tenant: "bench" }]),
     logger: pino({ level: "silent" }),
     port: 0,
   });
@@ -66,7 +66,10 @@ export async function claimLatency(
   const call = async (method: string, url: string, body?: unknown): Promise<{ status: number; json: any }> => {
     const response = await fetch(`${api.url}${url}`, {
       method,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: {
+        authorization: `Bearer ${TOKEN}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await response.text();
@@ -92,7 +95,8 @@ export async function claimLatency(
       const name = `vfb-c-${i + 1}`;
       const t0 = performance.now();
       const accepted = await call("POST", "/v1/vms", { spec: { ...spec, name }, guestReady: { strategy: "console" } });
-      if (accepted.status !== 202) throw new Error(`create ${name}: ${accepted.status} ${JSON.stringify(accepted.json)}`);
+      if (accepted.status !== 202)
+        throw new Error(`create ${name}: ${accepted.status} ${JSON.stringify(accepted.json)}`);
       const job = fleet.job(accepted.json.jobId);
       const end = await job.wait();
       if (end.phase !== "done") throw new Error(`create ${name}: ${end.phase}`);

@@ -15,6 +15,7 @@ import { apiLabs } from "./commands/lab-backends.js";
 import type { LabBackend } from "./commands/labs.js";
 import { apiLeases } from "./commands/lease-backends.js";
 import type { LeaseBackend } from "./commands/leases.js";
+import { ApiPoolBackend } from "./pool-backends.js";
 
 /** An API error as the CLI's own kind, so exit codes and --json stay the same. */
 export async function translated<T>(call: Promise<T>): Promise<T> {
@@ -123,6 +124,10 @@ export class ApiBackend implements Backend {
 
   labs(): LabBackend {
     return apiLabs(this.#api, translated);
+  }
+
+  async pools(): Promise<ApiPoolBackend> {
+    return new ApiPoolBackend(this.#api);
   }
 
   leases(): LeaseBackend {

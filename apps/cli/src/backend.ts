@@ -11,6 +11,7 @@ import type {
 } from "@virtfleet/core";
 import type { LabBackend } from "./commands/labs.js";
 import type { LeaseBackend } from "./commands/leases.js";
+import type { PoolBackend } from "./commands/pools.js";
 
 /** One create, as the CLI asks for it. */
 export interface CreateRequest {
@@ -81,6 +82,8 @@ export interface Backend extends TemplatesBackend {
   removeImage(name: string): Promise<void>;
   /** Labs (`virtfleet lab …`). */
   labs(): LabBackend;
+  /** Warm pools (`virtfleet pool …`). */
+  pools(): Promise<PoolBackend>;
   /** Leases of claimed VMs and labs (`virtfleet lease …`). */
   leases(): LeaseBackend;
   close(): Promise<void>;

@@ -21,6 +21,7 @@ import type { Backend } from "./backend.js";
 import { cachedReader } from "./cloud-init-flags.js";
 import { addLabCommands } from "./commands/labs.js";
 import { addLeaseCommands } from "./commands/leases.js";
+import { addPoolCommands } from "./commands/pools.js";
 import { addTemplatesCommand } from "./commands/templates.js";
 import { type CreateFlags, expandNames, flagForField, parseLabel, specFromFlags } from "./flags.js";
 import { formatEvent, formatTable } from "./output.js";
@@ -582,6 +583,14 @@ async function main(argv: string[]): Promise<number> {
       code = c;
     },
   });
+  addPoolCommands(program, {
+    pools: () => cli.backend().pools(),
+    print: (line) => cli.print(line),
+    setJson: (json) => {
+      cli.json = json;
+    },
+  });
+
   addLeaseCommands(program, {
     leases: () => cli.backend().leases(),
     setJson: (json) => {

@@ -18,6 +18,7 @@ import { redisLabs } from "./commands/lab-backends.js";
 import type { LabBackend } from "./commands/labs.js";
 import { redisLeases } from "./commands/lease-backends.js";
 import type { LeaseBackend } from "./commands/leases.js";
+import { RedisPoolBackend } from "./pool-backends.js";
 
 /** The CLI straight on Redis, as a producer of the fleet. */
 export class RedisBackend implements Backend {
@@ -28,6 +29,7 @@ export class RedisBackend implements Backend {
   #leases: LeaseBackend | undefined;
   #ready: Promise<void> | undefined;
   #stores: { redis: Redis; keys: LabKeys; templates: TemplateStore } | undefined;
+  #pools: RedisPoolBackend | undefined;
 
   /** `redis`: a whole configuration (credentials, TLS), or a bare URL. */
   constructor(redis: RedisConfig | string, prefix: string) {
@@ -150,12 +152,19 @@ export class RedisBackend implements Backend {
     await this.labStores().templates.remove(name);
   }
 
+  async pools(): Promise<RedisPoolBackend> {
+    await this.ready();
+    this.#pools ??= new RedisPoolBackend(this.fleet);
+    return this.#pools;
+  }
+
   leases(): LeaseBackend {
     this.#leases ??= redisLeases(this.fleet, () => this.ready());
     return this.#leases;
   }
 
   async close(): Promise<void> {
+    await this.#pools?.close();
     await this.#leases?.close();
     await this.#labs?.close();
     await this.fleet.close();

@@ -13,4 +13,10 @@ describe("virtfleet-controller configuration", () => {
     expect(() => parseControllerEnv({ VIRTFLEET_CONTROLLER_LOCK_MS: "10" })).toThrow(/VIRTFLEET_CONTROLLER_LOCK_MS/);
     expect(() => parseControllerEnv({ VIRTFLEET_PREFIX: "bad prefix" })).toThrow(/VIRTFLEET_PREFIX/);
   });
+
+  it("the pool manager looks at every pool each second by default (VIRTFLEET_POOL_INTERVAL_MS)", () => {
+    expect(parseControllerEnv({}).VIRTFLEET_POOL_INTERVAL_MS).toBe(1000);
+    expect(parseControllerEnv({ VIRTFLEET_POOL_INTERVAL_MS: "250" }).VIRTFLEET_POOL_INTERVAL_MS).toBe(250);
+    expect(() => parseControllerEnv({ VIRTFLEET_POOL_INTERVAL_MS: "soon" })).toThrow(/VIRTFLEET_POOL_INTERVAL_MS/);
+  });
 });

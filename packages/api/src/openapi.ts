@@ -17,6 +17,7 @@ import {
 import { z } from "zod";
 import { LAB_ROUTES } from "./routes/labs.js";
 import { LEASE_ROUTES } from "./routes/leases.js";
+import { POOL_ROUTES } from "./routes/pools-openapi.js";
 import { TEMPLATE_ROUTES } from "./routes/templates.js";
 
 export interface RouteDoc {
@@ -30,6 +31,8 @@ export interface RouteDoc {
   response?: z.ZodType;
   sse?: boolean;
   mutating?: boolean;
+  /** Further error answers of this route (status → description). */
+  errors?: Record<string, string>;
 }
 
 const CancelAnswer = z.object({ jobId: z.string(), outcome: z.enum(["cancelled", "cancelling", "done", "failed"]) });
@@ -148,6 +151,7 @@ export const ROUTES: readonly RouteDoc[] = [
   },
   ...TEMPLATE_ROUTES,
   ...LAB_ROUTES,
+  ...POOL_ROUTES,
   ...LEASE_ROUTES,
 ];
 
@@ -212,6 +216,8 @@ export function buildOpenApi(serverUrl = "/"): Record<string, unknown> {
       ),
     };
     if (r.mutating) responses["409"] = problemResponse("conflict: name clash, no capacity, or Idempotency-Key reused");
+    for (const [status, description] of Object.entries(r.errors ?? {}))
+      responses[status] = problemResponse(description);
     paths[r.path] ??= {};
     (paths[r.path] as Record<string, unknown>)[r.method] = {
       summary: r.summary,

@@ -20,6 +20,8 @@ import {
   type LabsDeps,
   LeaseEvents,
   type LeaseHandlers,
+  PoolService,
+  type PowerControl,
   releaseLease,
   type TemplateStore,
 } from "@virtfleet/labs";
@@ -49,9 +51,11 @@ import { IdempotencyStore } from "./idempotency.js";
 import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
 import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
+import { PoolMetrics } from "./pool-metrics.js";
 import { problem, toProblem } from "./problem.js";
 import { registerLabRoutes } from "./routes/labs.js";
 import { registerLeaseRoutes } from "./routes/leases.js";
+import { registerPoolRoutes } from "./routes/pools.js";
 import type { RouteContext } from "./routes/route-context.js";
 import { registerTemplateRoutes } from "./routes/templates.js";
 import { EventTail } from "./webhooks.js";
@@ -96,6 +100,8 @@ export interface ApiServerOptions {
   metricsHost?: string;
   /** How long one read of the hosts serves /metrics scrapes. Default METRICS_CACHE_MS. */
   metricsCacheMs?: number;
+  /** Suspends and resumes pool VMs on their hosts (claims of paused pools). */
+  power?: PowerControl;
   /** What releasing each kind of lease does; default: buildLeaseHandlers (the pools' and labs' own). */
   leaseHandlers?: LeaseHandlers;
 }
@@ -136,6 +142,9 @@ export class ApiServer {
   readonly #metrics: Metrics;
   readonly #streams: EventStreams;
   readonly #templates: TemplateStore;
+  /** Warm pools (routes in routes/pools.ts). */
+  readonly pools: PoolService;
+  readonly #poolMetrics: PoolMetrics;
   /** Lab environments (leases, pools, labs, templates) over the server's connection and fleet client. */
   readonly #labEnv: { deps: LabsDeps; close(): Promise<void> };
   readonly #leaseHandlers: LeaseHandlers;
@@ -180,6 +189,11 @@ export class ApiServer {
       onEvent: (e) => this.#metrics.observe(e),
       ...(options.webhookMinTimeoutMs === undefined ? {} : { minTimeoutMs: options.webhookMinTimeoutMs }),
     });
+    this.pools = new PoolService({
+      ...this.#labEnv.deps,
+      ...(options.power === undefined ? {} : { power: options.power }),
+    });
+    this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list(), options.metricsCacheMs);
     this.app = Fastify({
       loggerInstance: options.logger as unknown as FastifyBaseLogger,
       bodyLimit: options.bodyLimit ?? 1024 * 1024,
@@ -293,6 +307,14 @@ export class ApiServer {
         return { status: 202, body: result };
       }),
     );
+
+    registerPoolRoutes(app, {
+      pools: this.pools,
+      metrics: this.#poolMetrics,
+      principal: (request, scope) => this.#principal(request, scope),
+      mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
+      quota: (tenant) => this.#o.tokens.quota(tenant),
+    });
 
     app.get("/v1/vms", async (request) => {
       const p = this.#principal(request, "vms:read");

@@ -2,6 +2,8 @@ import {
   BatchAccepted,
   type BatchRequest,
   BatchView,
+  type ClaimRequest,
+  ClaimResult,
   type CreateVmRequest,
   type ExtendRequest,
   HostViewOut,
@@ -16,6 +18,11 @@ import {
   LabView,
   LeaseView,
   type ListVmsQuery,
+  type PoolCreateRequest,
+  PoolDetail,
+  PoolRemoved,
+  type PoolUpdateRequest,
+  PoolView,
   Problem,
   ProgressEvent,
   type StreamedEvent,
@@ -297,6 +304,47 @@ export class VirtfleetApi {
   /** Removes a template (NAME_CLASH while a pool makes VMs from it). */
   removeTemplate(name: string, options: MutationOptions = {}): Promise<TemplateRemoved> {
     return this.#call("DELETE", `/v1/templates/${segment(name)}`, TemplateRemoved, options);
+  }
+
+  /** `POST /v1/pools`: makes a warm pool (NOT_FOUND, field `template`: no such template). */
+  createPool(body: PoolCreateRequest, options: MutationOptions = {}): Promise<PoolView> {
+    return this.#call("POST", "/v1/pools", PoolView, { ...options, body });
+  }
+
+  /** `GET /v1/pools`: every pool the token sees, with its counts. */
+  listPools(options: CallOptions = {}): Promise<PoolView[]> {
+    return this.#call("GET", "/v1/pools", z.array(PoolView), options);
+  }
+
+  /** `GET /v1/pools/{name}`: a pool and its VMs. */
+  getPool(name: string, options: CallOptions = {}): Promise<PoolDetail> {
+    return this.#call("GET", `/v1/pools/${segment(name)}`, PoolDetail, options);
+  }
+
+  /** `PATCH /v1/pools/{name}`: changes a pool's settings. */
+  updatePool(name: string, body: PoolUpdateRequest, options: MutationOptions = {}): Promise<PoolView> {
+    return this.#call("PATCH", `/v1/pools/${segment(name)}`, PoolView, { ...options, body });
+  }
+
+  /** `DELETE /v1/pools/{name}`: removes a pool and destroys its VMs (`wait`: answers once they are gone). */
+  removePool(name: string, query: { wait?: boolean } = {}, options: MutationOptions = {}): Promise<PoolRemoved> {
+    const qs = query.wait === true ? "?wait=true" : "";
+    return this.#call("DELETE", `/v1/pools/${segment(name)}${qs}`, PoolRemoved, options);
+  }
+
+  /** `POST /v1/pools/{name}/claims`: hands over a ready VM (POOL_EMPTY, 503, when none is ready within `wait`). */
+  claim(name: string, body: ClaimRequest = {}, options: MutationOptions = {}): Promise<ClaimResult> {
+    return this.#call("POST", `/v1/pools/${segment(name)}/claims`, ClaimResult, { ...options, body });
+  }
+
+  /** `DELETE /v1/pools/{name}/claims/{vm}`: releases a claimed VM (it is destroyed, the pool refills). */
+  releaseClaim(pool: string, vm: string, options: MutationOptions = {}): Promise<{ vm: string; pool: string }> {
+    return this.#call(
+      "DELETE",
+      `/v1/pools/${segment(pool)}/claims/${segment(vm)}`,
+      z.object({ vm: z.string(), pool: z.string() }),
+      options,
+    );
   }
 
   /**

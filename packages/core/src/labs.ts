@@ -192,6 +192,32 @@ export const PoolView = PoolConfig.extend({
 });
 export type PoolView = z.infer<typeof PoolView>;
 
+/** One VM of a pool (`pool show`, `GET /v1/pools/{name}`'s `vms`). */
+export const PoolVmView = z.object({
+  name: VmName,
+  state: z.enum(["starting", "ready", "claimed"]),
+  host: HostId.optional(),
+  addresses: z.array(z.string()).optional(),
+  /** The template version it was made from. */
+  templateVersion: z.number().int().optional(),
+  /** The create job (while starting, and after). */
+  jobId: z.string().optional(),
+  readyAt: z.string().optional(),
+  /** A ready VM due for replacement. */
+  stale: z.boolean().optional(),
+  leaseId: z.string().optional(),
+  expiresAt: z.string().optional(),
+});
+export type PoolVmView = z.infer<typeof PoolVmView>;
+
+/** `pool show NAME`, `GET /v1/pools/{name}`: the pool and its VMs. */
+export const PoolDetail = PoolView.extend({ vms: z.array(PoolVmView) });
+export type PoolDetail = z.infer<typeof PoolDetail>;
+
+/** `DELETE /v1/pools/{name}`'s answer: the VMs being destroyed (their destroy jobs). */
+export const PoolRemoved = z.object({ name: PoolName, vms: z.array(z.string()), jobs: z.array(z.string()) });
+export type PoolRemoved = z.infer<typeof PoolRemoved>;
+
 /** `pool claim` / `POST /v1/pools/{name}/claims`. */
 export const ClaimRequest = z
   .object({

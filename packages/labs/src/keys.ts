@@ -63,6 +63,14 @@ export class LabKeys {
   poolClaims(name: string): string {
     return `${this.prefix}:pool:${name}:claims`;
   }
+  /** How long a pool's recent VMs took from create to ready (a list of ms, newest first), for `targetReady: auto`. */
+  poolMakeTimes(name: string): string {
+    return `${this.prefix}:pool:${name}:make-times`;
+  }
+  /** The prefix of a pool's per-VM keys (`poolVm(name, vm)` is this and the VM's name), for scripts. */
+  poolVmPrefix(name: string): string {
+    return `${this.prefix}:pool:${name}:vm:`;
+  }
   /** Published on when a pool changes (claim, release, ready VM, settings): `<pool>`. */
   poolsChannel(): string {
     return `${this.prefix}:pools:changed`;

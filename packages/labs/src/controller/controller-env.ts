@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_POOL_TICK_MS } from "../pools/pool-manager.js";
 import { DEFAULT_ORPHAN_SWEEP_MS, DEFAULT_REAPER_INTERVAL_MS } from "../reaper/reaper.js";
 import type { ControllerLoopsOptions } from "./build-loops.js";
 import { DEFAULT_CONTROLLER_LOCK_MS } from "./controller.js";
@@ -19,6 +20,8 @@ export const ControllerEnv = z.object({
   VIRTFLEET_REAPER_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(DEFAULT_REAPER_INTERVAL_MS),
   /** How often the reaper destroys pool and lab VMs whose pool or lab is gone; 0: never. */
   VIRTFLEET_ORPHAN_SWEEP_MS: z.coerce.number().int().min(0).max(86_400_000).default(DEFAULT_ORPHAN_SWEEP_MS),
+  /** How often the pool manager looks at every pool (it also runs at once when a pool changes). */
+  VIRTFLEET_POOL_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(DEFAULT_POOL_TICK_MS),
 });
 export type ControllerEnv = z.infer<typeof ControllerEnv>;
 
@@ -28,6 +31,7 @@ export function controllerOptionsFromEnv(env: ControllerEnv): { lockMs: number; 
     lockMs: env.VIRTFLEET_CONTROLLER_LOCK_MS,
     loops: {
       reaper: { intervalMs: env.VIRTFLEET_REAPER_INTERVAL_MS, orphanSweepMs: env.VIRTFLEET_ORPHAN_SWEEP_MS },
+      pools: { intervalMs: env.VIRTFLEET_POOL_INTERVAL_MS },
     },
   };
 }

@@ -1,0 +1,81 @@
+import {
+  ClaimRequest,
+  ClaimResult,
+  PoolCreateRequest,
+  PoolDetail,
+  PoolRemoved,
+  PoolUpdateRequest,
+  PoolView,
+} from "@virtfleet/core";
+import { z } from "zod";
+import type { RouteDoc } from "../openapi.js";
+
+/** The warm pools' routes (registered in pools.ts), for the OpenAPI document. */
+export const POOL_ROUTES: readonly RouteDoc[] = [
+  {
+    method: "post",
+    path: "/v1/pools",
+    summary: "Make a warm pool of a template's VMs (kept ready, paused unless `idle: run`)",
+    scope: "vms:write",
+    body: PoolCreateRequest,
+    status: 201,
+    response: PoolView,
+    mutating: true,
+  },
+  {
+    method: "get",
+    path: "/v1/pools",
+    summary: "The tenant's pools: ready, starting, claimed, stale, and why one is below its minimum",
+    scope: "vms:read",
+    status: 200,
+    response: z.array(PoolView),
+  },
+  {
+    method: "get",
+    path: "/v1/pools/{name}",
+    summary: "A pool and its VMs",
+    scope: "vms:read",
+    status: 200,
+    response: PoolDetail,
+  },
+  {
+    method: "patch",
+    path: "/v1/pools/{name}",
+    summary: "Change a pool's settings (a new template: its unclaimed VMs are replaced)",
+    scope: "vms:write",
+    body: PoolUpdateRequest,
+    status: 200,
+    response: PoolView,
+    mutating: true,
+  },
+  {
+    method: "delete",
+    path: "/v1/pools/{name}",
+    summary: "Remove a pool and destroy all its VMs (`?wait=true`: answer 200 once they are gone, else 202)",
+    scope: "vms:write",
+    query: z.object({ wait: z.enum(["true", "false"]).optional() }),
+    status: 202,
+    response: PoolRemoved,
+    mutating: true,
+  },
+  {
+    method: "post",
+    path: "/v1/pools/{name}/claims",
+    summary: "Claim a ready VM (resumed if paused) with a lease; waits up to `wait` for one",
+    scope: "vms:write",
+    body: ClaimRequest,
+    status: 201,
+    response: ClaimResult,
+    mutating: true,
+    errors: { "503": "POOL_EMPTY: no VM ready within `wait` (the message says why)" },
+  },
+  {
+    method: "delete",
+    path: "/v1/pools/{name}/claims/{vm}",
+    summary: "Release a claimed VM: it is destroyed (never reused), its lease ends, the pool refills",
+    scope: "vms:write",
+    status: 200,
+    response: z.object({ vm: z.string(), pool: z.string() }),
+    mutating: true,
+  },
+];
