@@ -63,7 +63,7 @@ export async function claimLatency(
   });
   await api.start();
   const fleet = new FleetClient({ redisUrl: redis.url, prefix });
-  const call = async (method: string, url: string, body?: unknown): Promise<{ status: number; json: any }> => {
+  const call = async (method: string, url: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> | undefined }> => {
     const response = await fetch(`${api.url}${url}`, {
       method,
       headers: {
@@ -73,7 +73,7 @@ export async function claimLatency(
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await response.text();
-    return { status: response.status, json: text === "" ? undefined : JSON.parse(text) };
+    return { status: response.status, json: text === "" ? undefined : (JSON.parse(text) as Record<string, unknown>) };
   };
   const spec = {
     memoryMiB: 192,
@@ -97,7 +97,7 @@ export async function claimLatency(
       const accepted = await call("POST", "/v1/vms", { spec: { ...spec, name }, guestReady: { strategy: "console" } });
       if (accepted.status !== 202)
         throw new Error(`create ${name}: ${accepted.status} ${JSON.stringify(accepted.json)}`);
-      const job = fleet.job(accepted.json.jobId);
+      const job = fleet.job(String(accepted.json?.jobId));
       const end = await job.wait();
       if (end.phase !== "done") throw new Error(`create ${name}: ${end.phase}`);
       creates.push(performance.now() - t0);
@@ -119,7 +119,7 @@ export async function claimLatency(
     while (claims.length < CLAIMS) {
       if (Date.now() > deadline) throw new Error(`claims: only ${claims.length} in 20 min`);
       const view = await call("GET", `/v1/pools/${pool}`);
-      if ((view.json?.ready ?? 0) < 1) {
+      if (Number(view.json?.ready ?? 0) < 1) {
         await sleep(200);
         continue;
       }
@@ -128,7 +128,7 @@ export async function claimLatency(
       const ms = performance.now() - t0;
       if (claim.status !== 201) throw new Error(`claim: ${claim.status} ${JSON.stringify(claim.json)}`);
       claims.push(ms);
-      await call("DELETE", `/v1/pools/${pool}/claims/${claim.json.vm}`);
+      await call("DELETE", `/v1/pools/${pool}/claims/${String(claim.json?.vm)}`);
     }
     const c = [...claims].sort((a, b) => a - b);
     const r = [...creates].sort((a, b) => a - b);
