@@ -63,7 +63,11 @@ export async function claimLatency(
   });
   await api.start();
   const fleet = new FleetClient({ redisUrl: redis.url, prefix });
-  const call = async (method: string, url: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> | undefined }> => {
+  const call = async (
+    method: string,
+    url: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: Record<string, unknown> | undefined }> => {
     const response = await fetch(`${api.url}${url}`, {
       method,
       headers: {

@@ -204,7 +204,8 @@ describe("labs with a real worker and real VMs", () => {
       expect(await domainState(vm.name)).toBeUndefined();
       expect(await client.vms.get(vm.name)).toBeUndefined();
     }
-    expect(await redis.zscore(keys.leases(), rolled.leaseId)).toBeNull();
+    // The view reads rolled back as soon as the VMs are gone; the watcher ends the lease on its tick.
+    await until("the lease ended", async () => (await redis.zscore(keys.leases(), rolled.leaseId)) === null);
     const events = await collect(name);
     expect(events.at(-1)).toMatchObject({ type: "state", state: "failed", rolledBack: true });
     // Its name is free again once it is rolled back.

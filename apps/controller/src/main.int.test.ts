@@ -49,10 +49,12 @@ describe("virtfleet-controller", () => {
     );
     try {
       await until("the lock taken", async () => (await redis.get(keys.controllerLock())) !== null);
-      // The expiry is recorded once (no claim handler is registered yet: the lease stays taken).
+      // The expiry is recorded once, and the pools' claim handler ends the lease (its VM is in no pool).
       const events = new LeaseEvents(redis, keys, pino({ level: "silent" }));
       await until("the expiry recorded", async () => (await events.list()).some((e) => e.leaseId === lease.id));
-      expect(await redis.zscore(keys.leasesReaping(), lease.id)).not.toBeNull();
+      await until("the lease ended", async () => (await redis.exists(keys.lease(lease.id))) === 0);
+      expect(await redis.zscore(keys.leasesReaping(), lease.id)).toBeNull();
+      expect(await redis.zscore(keys.leases(), lease.id)).toBeNull();
       expect(await events.expiries()).toEqual({ claim: 1 });
       expect(logs).toMatch(/"audit":true.*"action":"lease.expired"/);
       child.kill("SIGTERM");

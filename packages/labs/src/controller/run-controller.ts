@@ -9,6 +9,8 @@ import { Controller } from "./controller.js";
 export interface LabsRuntime {
   deps: LabsDeps;
   close(): Promise<void>;
+  /** Drops the connections at once, without waiting for Redis (a stop with Redis down or frozen). */
+  abort(): void;
 }
 
 /**
@@ -33,7 +35,33 @@ export function openLabs(options: { redis: RedisConfig; prefix?: string; logger:
       })();
       return closing;
     },
+    abort: () => {
+      redis.disconnect();
+      void fleet.close().catch(() => undefined);
+    },
   };
+}
+
+/** How long a controller may take to stop before its connections are dropped (its lock then expires). */
+export const CONTROLLER_CLOSE_MS = 3000;
+
+/** Whether `work` settled within `ms` (never throws). */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface RunningController {
@@ -50,6 +78,8 @@ export async function startController(options: {
   logger: Logger;
   lockMs?: number;
   loops?: ControllerLoopsOptions;
+  /** How long close may take before the connections are dropped. Default CONTROLLER_CLOSE_MS. */
+  closeTimeoutMs?: number;
 }): Promise<RunningController> {
   const logger = options.logger.child({ component: "controller" });
   const runtime = openLabs({ ...options, logger, name: "virtfleet-controller" });
@@ -66,9 +96,19 @@ export async function startController(options: {
     controller,
     runtime,
     close: () => {
+      // Time-boxed: with Redis down or frozen neither the lock's release nor a running tick ends; the
+      // connections are then dropped and the lock expires by itself (another controller takes over).
       closing ??= (async () => {
-        await controller.close();
-        await runtime.close();
+        const closed = await settledWithin(
+          controller.close().then(() => runtime.close()),
+          options.closeTimeoutMs ?? CONTROLLER_CLOSE_MS,
+        );
+        if (!closed) {
+          logger.warn(
+            "controller: Redis did not answer while stopping; connections dropped, the lock expires by itself",
+          );
+          runtime.abort();
+        }
       })();
       return closing;
     },

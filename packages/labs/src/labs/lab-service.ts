@@ -225,9 +225,13 @@ export class LabService {
    */
   async down(nameInput: unknown, scope: TenantScope = {}, why: "down" | "expired" = "down"): Promise<LabView> {
     const name = parseOrThrow(LabName, nameInput, "name");
-    const lab = await this.#read(name);
-    if (lab === undefined || !visible(lab.tenant, scope))
+    const before = await this.#read(name);
+    if (before === undefined || !visible(before.tenant, scope))
       throw new VirtfleetError("NOT_FOUND", `no lab "${name}"`, { field: "name" });
+    // What the VMs' jobs already say is recorded first (a lab that came up reads `ready` before
+    // `expiring` in its events, whoever's tick came first).
+    await this.sync(name);
+    const lab = (await this.#read(name)) ?? before;
     const lease = await this.#d.leases.get(lab.leaseId);
     const at = Date.now();
     const reason = why === "expired" ? "the lab's lease expired" : "taken down by request";
@@ -352,6 +356,8 @@ export class LabService {
       await this.#announce(name, vms);
       if (vms.every(removed)) {
         if (rollingBack) {
+          // The lease ends first: once a lab reads as rolled back, nothing of it is left.
+          await leases.end(lab.leaseId);
           await this.#transition(
             lab,
             ["failed"],
@@ -362,7 +368,6 @@ export class LabService {
               rolledBack: true,
             },
           );
-          await leases.end(lab.leaseId);
           this.#d.logger.info({ lab: name }, "lab rolled back");
         } else {
           await this.#transition(lab, ["expiring"], "gone", { endedAt: Date.now() }, { reason: lab.reason });
