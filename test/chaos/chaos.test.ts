@@ -135,15 +135,29 @@ describe("chaos: kills, a Redis restart, an injected failure, cancels and duplic
       .map((s) => s.trim())
       .filter((s) => s.startsWith(`vft-chaos-${run}`));
     const dirs = await readdir(storageDir);
-    const pools = (await virsh(["pool-list", "--all", "--name"])).stdout
-      .split("\n")
-      .filter((p) => p.startsWith(`virtfleet.${HOST}.`));
+    // Storage pools over this run's storage folder (virt-install may define one for a disk path;
+    // nothing of ours should be left behind).
+    const pools: string[] = [];
+    for (const name of (await virsh(["pool-list", "--all", "--name"])).stdout.split("\n").map((p) => p.trim())) {
+      if (name === "") continue;
+      const xml = (await virsh(["pool-dumpxml", name])).stdout;
+      const target = /<path>([^<]*)<\/path>/.exec(xml)?.[1] ?? "";
+      if (target === storageDir || target.startsWith(`${storageDir}/`)) pools.push(`pool ${name} (${target})`);
+    }
     const should = names.filter((n) => ends.get(n)?.phase === "done");
+    // What the fleet records: VM records and the room held on the host.
+    const records = (await client.vms.list()).map((v) => v.name).filter((n) => n.startsWith(`vft-chaos-${run}`));
+    const conn = client.connect();
+    const held = Object.keys(await conn.hgetall(client.keys.claims(HOST)));
+    conn.disconnect();
     const orphans = [
-      ...domains.filter((d) => !should.includes(d)),
-      ...dirs.filter((d) => !should.includes(d)),
+      ...domains.filter((d) => !should.includes(d)).map((d) => `domain ${d}`),
+      ...dirs.filter((d) => !should.includes(d)).map((d) => `folder ${d}`),
       ...pools,
+      ...records.filter((n) => !should.includes(n)).map((n) => `VM record ${n}`),
+      ...held.filter((n) => !should.includes(n)).map((n) => `room held by ${n}`),
     ];
+    expect([...records].sort(), "every VM that should exist has its record").toEqual([...should].sort());
     const count = (p: string) => [...ends.values()].filter((e) => e.phase === p).length;
     const summary = {
       requested: COUNT,

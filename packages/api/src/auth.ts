@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import {
   type ApiToken,
   ApiTokens,
+  DEFAULT_RATE_LIMIT_PER_MIN,
   type NetworkAllowList,
   parseNetworkAllowList,
   parseOrThrow,
@@ -44,7 +45,7 @@ export class TokenStore {
         tokenId: t.id,
         tenant: t.tenant,
         scopes: new Set(t.scopes),
-        rateLimit: t.rateLimit ?? 600,
+        rateLimit: t.rateLimit ?? DEFAULT_RATE_LIMIT_PER_MIN,
         networks: parseNetworkAllowList(t.networks ?? [], `tokens.${i}.networks`),
       });
       if (t.webhookSecret !== undefined) {

@@ -2,6 +2,7 @@ import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import {
+  ANONYMOUS_RATE_LIMIT_PER_MIN,
   BatchRequest,
   CreateVmRequest,
   ImageImportInput,
@@ -242,7 +243,7 @@ export class ApiServer {
     await app.register(swaggerUi, { routePrefix: "/v1/docs" });
     await app.register(rateLimit, {
       global: true,
-      max: (request: FastifyRequest) => this.#principalOrUndefined(request)?.rateLimit ?? 120,
+      max: (request: FastifyRequest) => this.#principalOrUndefined(request)?.rateLimit ?? ANONYMOUS_RATE_LIMIT_PER_MIN,
       timeWindow: 60_000,
       keyGenerator: (request: FastifyRequest) => this.#principalOrUndefined(request)?.tokenId ?? request.ip,
       allowList: (request: FastifyRequest) =>

@@ -181,6 +181,11 @@ export const Scope = z.enum(["vms:read", "vms:write", "hosts:read", "metrics:rea
 export type Scope = z.infer<typeof Scope>;
 
 /** One entry of the tokens file (`VIRTFLEET_API_TOKENS_FILE`). */
+/** Requests a minute a token may make when its entry names no `rateLimit`. */
+export const DEFAULT_RATE_LIMIT_PER_MIN = 600;
+/** Requests a minute from one address without a valid token (each answered 401). */
+export const ANONYMOUS_RATE_LIMIT_PER_MIN = 120;
+
 export const ApiToken = z
   .object({
     id: z.string().min(1).max(64),
@@ -204,7 +209,7 @@ export const ApiToken = z
       })
       .strict()
       .optional(),
-    /** Requests per minute. Default 600. */
+    /** Requests per minute. Default DEFAULT_RATE_LIMIT_PER_MIN. */
     rateLimit: z.number().int().min(1).optional(),
     /**
      * The networks this token's creates may attach guests to: `NAME` / `bridge=NAME` (a bridge),
