@@ -7,9 +7,9 @@
 import { spawn } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { ApiServer, TokenStore } from "@virtfleet/api";
+import { FleetClient } from "@virtfleet/fleet";
 import { LabKeys, TemplateStore } from "@virtfleet/labs";
-import { FleetClient } from "@virtfleet/queue";
+import { ApiServer, TokenStore } from "@virtfleet/server";
 import { pino } from "pino";
 import type { LocalRedis } from "../fixtures/redis-server.js";
 

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { FleetClient, type JobHandle } from "@virtfleet/queue";
+import { FleetClient, type JobHandle } from "@virtfleet/fleet";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import {
   domainState,

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { readdir, rm } from "node:fs/promises";
 import { POOL_LABEL } from "@virtfleet/core";
+import { createRedis, FleetClient } from "@virtfleet/fleet";
 import { createLabsDeps, PoolService } from "@virtfleet/labs";
-import { createRedis, FleetClient } from "@virtfleet/queue";
 import { pino } from "pino";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { domainState, type FleetEnv, startWorker, tinySpec, until, type WorkerProcess } from "../e2e/harness.js";

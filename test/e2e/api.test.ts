@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { parse as parseOpenApi } from "@readme/openapi-parser";
-import { ApiServer, SIGNATURE_HEADER, sign, TIMESTAMP_HEADER, TokenStore } from "@virtfleet/api";
+import { ApiServer, SIGNATURE_HEADER, sign, TIMESTAMP_HEADER, TokenStore } from "@virtfleet/server";
 import fc from "fast-check";
 import { Redis } from "ioredis";
 import { pino } from "pino";

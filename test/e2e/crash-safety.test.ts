@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient } from "@virtfleet/fleet";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { LocalRedis } from "../fixtures/redis-server.js";
 import {

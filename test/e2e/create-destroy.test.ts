@@ -96,7 +96,7 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
       "queued",
       "placed",
       "stopping",
-      "undefined",
+      "domain.undefined",
       "storage.removed",
       "done",
     ]);

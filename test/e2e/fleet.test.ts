@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { VirtfleetError } from "@virtfleet/core";
-import { FleetClient, type JobHandle } from "@virtfleet/queue";
+import { FleetClient, type JobHandle } from "@virtfleet/fleet";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   cliEnv,

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { rm } from "node:fs/promises";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient } from "@virtfleet/fleet";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   cliEnv,

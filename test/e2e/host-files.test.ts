@@ -4,7 +4,7 @@ import type { Stats } from "node:fs";
 import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { FleetClient, Keys } from "@virtfleet/queue";
+import { FleetClient, Keys } from "@virtfleet/fleet";
 import { Queue } from "bullmq";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {

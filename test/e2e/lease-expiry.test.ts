@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { LeaseView, StreamedEvent } from "@virtfleet/core";
+import { createRedis, FleetClient } from "@virtfleet/fleet";
 import { LabKeys, LeaseEvents, LeaseStore, Reaper } from "@virtfleet/labs";
-import { createRedis, FleetClient } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { POOL_LABEL, type PoolDetail, type PoolView } from "@virtfleet/core";
+import { createRedis, FleetClient } from "@virtfleet/fleet";
 import { LabKeys, LeaseStore, TemplateStore } from "@virtfleet/labs";
-import { createRedis, FleetClient } from "@virtfleet/queue";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from "vitest";
 import {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { rm, writeFile } from "node:fs/promises";
 import type { VirtfleetError } from "@virtfleet/core";
-import { createRedis, FleetClient, Keys, PowerClient } from "@virtfleet/queue";
+import { createRedis, FleetClient, Keys, PowerClient } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {

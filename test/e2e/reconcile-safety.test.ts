@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient } from "@virtfleet/fleet";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { LocalRedis } from "../fixtures/redis-server.js";

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { redisConfigFromEnv, redisOptions } from "@virtfleet/queue";
+import { redisConfigFromEnv, redisOptions } from "@virtfleet/fleet";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../fixtures/redis-server.js";

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient } from "@virtfleet/fleet";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort, LocalRedis, makeTestCa } from "../fixtures/redis-server.js";
 import { LIBVIRT_URI, repo, runCli, until, WORKER } from "./harness.js";

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient } from "@virtfleet/fleet";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../fixtures/redis-server.js";
 import { repo, until } from "./harness.js";

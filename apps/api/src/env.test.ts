@@ -1,5 +1,9 @@
-import { DEFAULT_MAX_STREAMS_PER_TOKEN, DEFAULT_STREAM_CONNECTIONS, DEFAULT_WEBHOOK_CONCURRENCY } from "@virtfleet/api";
 import { ValidationError } from "@virtfleet/core";
+import {
+  DEFAULT_MAX_STREAMS_PER_TOKEN,
+  DEFAULT_STREAM_CONNECTIONS,
+  DEFAULT_WEBHOOK_CONCURRENCY,
+} from "@virtfleet/server";
 import { describe, expect, it } from "vitest";
 import { parseApiEnv } from "./env.js";
 

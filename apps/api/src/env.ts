@@ -1,12 +1,12 @@
+import { toValidationError } from "@virtfleet/core";
+import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
 import {
   DEFAULT_MAX_STREAMS_PER_TOKEN,
   DEFAULT_METRICS_AUTH,
   DEFAULT_STREAM_CONNECTIONS,
   DEFAULT_WEBHOOK_CONCURRENCY,
   MetricsAuth,
-} from "@virtfleet/api";
-import { toValidationError } from "@virtfleet/core";
-import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
+} from "@virtfleet/server";
 import { z } from "zod";
 
 /** The API server's configuration, read once at start. */

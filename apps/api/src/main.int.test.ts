@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient } from "@virtfleet/fleet";
 import { describe, expect } from "vitest";
 import { hostUp, openSse, tinySpec } from "../../../test/fixtures/api-streams.js";
 import { freePort } from "../../../test/fixtures/redis-server.js";

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-import { ApiServer, TokenStore } from "@virtfleet/api";
 import { endProcess, ValidationError } from "@virtfleet/core";
-import { REDACT_PATHS, redactError } from "@virtfleet/queue";
+import { REDACT_PATHS, redactError } from "@virtfleet/fleet";
+import { ApiServer, TokenStore } from "@virtfleet/server";
 import { pino } from "pino";
 import { parseApiEnv } from "./env.js";
 

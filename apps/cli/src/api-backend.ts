@@ -1,4 +1,3 @@
-import { ApiError, VirtfleetApi } from "@virtfleet/client";
 import {
   type ErrorCode,
   type ImageImportInput,
@@ -10,6 +9,7 @@ import {
   type TemplateView,
   VirtfleetError,
 } from "@virtfleet/core";
+import { ApiError, VirtfleetApi } from "@virtfleet/sdk";
 import type { Backend, CreateRequest, HostRow, VmRow } from "./backend.js";
 import { apiLabs } from "./commands/lab-backends.js";
 import type { LabBackend } from "./commands/labs.js";

@@ -13,7 +13,7 @@ import {
   VirtfleetError,
   VmSpec,
 } from "@virtfleet/core";
-import { DEFAULT_RECONCILE_TIMEOUT_MS, type FleetClient, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
+import { DEFAULT_RECONCILE_TIMEOUT_MS, type FleetClient, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";

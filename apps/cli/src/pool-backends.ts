@@ -1,4 +1,3 @@
-import type { VirtfleetApi } from "@virtfleet/client";
 import {
   type ClaimRequest,
   type ClaimResult,
@@ -10,8 +9,9 @@ import {
   type PoolView,
   VirtfleetError,
 } from "@virtfleet/core";
+import { closeRedis, type FleetClient } from "@virtfleet/fleet";
 import { createLabsDeps, PoolService } from "@virtfleet/labs";
-import { closeRedis, type FleetClient } from "@virtfleet/queue";
+import type { VirtfleetApi } from "@virtfleet/sdk";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { translated } from "./api-backend.js";

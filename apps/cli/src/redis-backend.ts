@@ -7,8 +7,8 @@ import type {
   TemplateSpec,
   TemplateView,
 } from "@virtfleet/core";
+import { closeRedis, FleetClient, type RedisConfig } from "@virtfleet/fleet";
 import { LabKeys, TemplateStore } from "@virtfleet/labs";
-import { closeRedis, FleetClient, type RedisConfig } from "@virtfleet/queue";
 
 /** The Redis connection type, as the fleet client hands one out. */
 type Redis = ReturnType<FleetClient["connect"]>;

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import { CapacityLedger, FleetClient } from "@virtfleet/queue";
+import { CapacityLedger, FleetClient } from "@virtfleet/fleet";
 import { describe, expect } from "vitest";
 import { hostStatus } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";

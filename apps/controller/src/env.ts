@@ -1,6 +1,6 @@
 import { toValidationError } from "@virtfleet/core";
+import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
 import { ControllerEnv } from "@virtfleet/labs";
-import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { z } from "zod";
 
 /** virtfleet-controller's whole configuration, read once at start. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { endProcess, ValidationError } from "@virtfleet/core";
+import { REDACT_PATHS, redactError } from "@virtfleet/fleet";
 import { controllerOptionsFromEnv, type RunningController, startController } from "@virtfleet/labs";
-import { REDACT_PATHS, redactError } from "@virtfleet/queue";
 import { pino } from "pino";
 import { parseControllerEnv } from "./env.js";
 

@@ -1,9 +1,9 @@
 import os from "node:os";
 import { DEFAULT_IMAGE_CACHE_GB, DEFAULT_OVERCOMMIT_DISK, DEFAULT_SHUTDOWN_TIMEOUT_MS } from "@virtfleet/agent";
 import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
+import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
 import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
 import { ControllerEnv, Flag } from "@virtfleet/labs";
-import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/queue";
 import { z } from "zod";
 
 /** `key=value,key=value` into a record. */

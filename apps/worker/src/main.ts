@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { HostAgent, SHUTDOWN_GRACE_MS } from "@virtfleet/agent";
 import { endProcess, ValidationError } from "@virtfleet/core";
+import { REDACT_PATHS, redactError } from "@virtfleet/fleet";
 import { controllerOptionsFromEnv, type RunningController, startController } from "@virtfleet/labs";
-import { REDACT_PATHS, redactError } from "@virtfleet/queue";
 import { pino } from "pino";
 import { parseWorkerEnv } from "./env.js";
 

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Keys } from "@virtfleet/queue";
+import type { Keys } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 
 /**

@@ -20,14 +20,6 @@ import {
   type VirtType,
 } from "@virtfleet/core";
 import {
-  type CommandRunner,
-  DEFAULT_QEMU_USER,
-  ExecaRunner,
-  HostPaths,
-  type QemuOwner,
-  resolveQemuOwner,
-} from "@virtfleet/hypervisor";
-import {
   closeRedis,
   createRedis,
   type EventInput,
@@ -43,7 +35,15 @@ import {
   reportRedisErrors,
   resolveRedisConfig,
   VmRegistry,
-} from "@virtfleet/queue";
+} from "@virtfleet/fleet";
+import {
+  type CommandRunner,
+  DEFAULT_QEMU_USER,
+  ExecaRunner,
+  HostPaths,
+  type QemuOwner,
+  resolveQemuOwner,
+} from "@virtfleet/hypervisor";
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";

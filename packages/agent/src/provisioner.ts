@@ -389,10 +389,10 @@ export class Provisioner {
       await report("stopping", state === "running" ? `stopping ${name}` : `${name} is ${state}`);
       await libvirt.stop(name, opts);
       await libvirt.undefine(name, opts);
-      await report("undefined", `domain ${name} undefined`);
+      await report("domain.undefined", `domain ${name} undefined`);
     } else {
       await report("stopping", `no domain ${name} on ${this.#o.hostId}`);
-      await report("undefined", "nothing to undefine");
+      await report("domain.undefined", "nothing to undefine");
     }
     const dir = paths.vmDir(name);
     if ((await readMarker(dir)) !== undefined) {

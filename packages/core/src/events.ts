@@ -13,14 +13,14 @@ export const CreatePhase = z.enum([
   "domain.running",
   "guest.ready",
 ]);
-export const DestroyPhase = z.enum(["queued", "placed", "stopping", "undefined", "storage.removed"]);
+export const DestroyPhase = z.enum(["queued", "placed", "stopping", "domain.undefined", "storage.removed"]);
 export const TerminalPhase = z.enum(["done", "failed", "cancelled"]);
 export type TerminalPhase = z.infer<typeof TerminalPhase>;
 
 export const Phase = z.enum([
   ...CreatePhase.options,
   "stopping",
-  "undefined",
+  "domain.undefined",
   "storage.removed",
   ...TerminalPhase.options,
 ]);
@@ -42,7 +42,7 @@ export const PHASE_PERCENT: Readonly<Record<Phase, number>> = {
   "domain.running": 80,
   "guest.ready": 95,
   stopping: 20,
-  undefined: 60,
+  "domain.undefined": 60,
   "storage.removed": 90,
   done: 100,
   failed: 100,
@@ -57,7 +57,8 @@ export const ProgressEvent = z.object({
   jobId: JobId,
   kind: JobKind,
   vm: VmName,
-  phase: Phase,
+  /** (Events stored before the rename say `undefined` for `domain.undefined`.) */
+  phase: z.preprocess((p) => (p === "undefined" ? "domain.undefined" : p), Phase),
   percent: z.number().min(0).max(100),
   message: z.string(),
   host: HostId.optional(),

@@ -99,3 +99,10 @@ export const ImageFileResult = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }).optional(),
 });
 export type ImageFileResult = z.infer<typeof ImageFileResult>;
+
+/** True when the store holds the image under its name or its name plus a suffix (`tiny` → `tiny.qcow2`). */
+export function hasImage(store: readonly string[], image: string): boolean {
+  return store.some(
+    (file) => file === image || (file.startsWith(`${image}.`) && !file.slice(image.length + 1).includes(".")),
+  );
+}

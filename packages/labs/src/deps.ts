@@ -1,5 +1,5 @@
 import type { LeaseView } from "@virtfleet/core";
-import type { FleetClient } from "@virtfleet/queue";
+import type { FleetClient } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { LabKeys } from "./keys.js";

@@ -1,4 +1,4 @@
-import { Keys } from "@virtfleet/queue";
+import { Keys } from "@virtfleet/fleet";
 
 /**
  * The Redis keys of lab environments, in one place (the `.lua` scripts in `lua/` receive them as

@@ -1,4 +1,4 @@
-import { type FleetClient, PowerClient } from "@virtfleet/queue";
+import { type FleetClient, PowerClient } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { LabsDeps } from "./deps.js";

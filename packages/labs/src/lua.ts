@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { runScript } from "@virtfleet/queue";
+import { runScript } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 
 /**

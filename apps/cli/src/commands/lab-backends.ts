@@ -1,7 +1,7 @@
-import type { VirtfleetApi } from "@virtfleet/client";
 import { Duration, type LabView, parseOrThrow } from "@virtfleet/core";
+import type { FleetClient } from "@virtfleet/fleet";
 import { LabKeys, LabService, LeaseStore, TemplateStore } from "@virtfleet/labs";
-import type { FleetClient } from "@virtfleet/queue";
+import type { VirtfleetApi } from "@virtfleet/sdk";
 import type { LabBackend } from "./labs.js";
 
 /** The `lab` commands straight on Redis. */

@@ -1,7 +1,7 @@
-import type { VirtfleetApi } from "@virtfleet/client";
 import { formatDuration, VirtfleetError } from "@virtfleet/core";
+import type { FleetClient } from "@virtfleet/fleet";
 import { buildLeaseHandlers, createLabsDeps, releaseLease } from "@virtfleet/labs";
-import type { FleetClient } from "@virtfleet/queue";
+import type { VirtfleetApi } from "@virtfleet/sdk";
 import { pino } from "pino";
 import type { LeaseBackend } from "./leases.js";
 

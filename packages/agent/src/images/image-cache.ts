@@ -14,6 +14,7 @@ import {
   VirtfleetError,
   type VmSpec,
 } from "@virtfleet/core";
+import type { ImageCatalogue } from "@virtfleet/fleet";
 import {
   type CommandRunner,
   type HostPaths,
@@ -21,7 +22,6 @@ import {
   parseQemuImgInfo,
   qemuImgInfoArgs,
 } from "@virtfleet/hypervisor";
-import type { ImageCatalogue } from "@virtfleet/queue";
 import { NameLocks } from "../name-locks.js";
 import { pickEvictions } from "./eviction.js";
 

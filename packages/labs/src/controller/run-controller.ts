@@ -1,4 +1,4 @@
-import { closeRedis, createRedis, FleetClient, type RedisConfig } from "@virtfleet/queue";
+import { closeRedis, createRedis, FleetClient, type RedisConfig } from "@virtfleet/fleet";
 import type { Logger } from "pino";
 import type { LabsDeps } from "../deps.js";
 import { createLabsDeps } from "../labs-deps.js";

@@ -1,5 +1,5 @@
 import type { StreamedLabEvent } from "@virtfleet/core";
-import { CapacityLedger, FleetClient } from "@virtfleet/queue";
+import { CapacityLedger, FleetClient } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import { describe, expect } from "vitest";
 import { hostStatus } from "../../../../test/fixtures/host-status.js";

@@ -13,7 +13,7 @@ import {
   toErrorInfo,
   VirtfleetError,
 } from "@virtfleet/core";
-import type { BatchItemOptions, QuotaLimits } from "@virtfleet/queue";
+import type { BatchItemOptions, QuotaLimits } from "@virtfleet/fleet";
 import { type Logger, pino } from "pino";
 import type { LabsDeps, LeaseHandler } from "../deps.js";
 import { LuaScript } from "../lua.js";

@@ -1,5 +1,5 @@
 import type { LeaseView } from "@virtfleet/core";
-import { FleetClient } from "@virtfleet/queue";
+import { FleetClient } from "@virtfleet/fleet";
 import { pino } from "pino";
 import { describe, expect } from "vitest";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";

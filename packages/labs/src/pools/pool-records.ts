@@ -1,5 +1,5 @@
 import { PoolConfig } from "@virtfleet/core";
-import type { QuotaLimits } from "@virtfleet/queue";
+import type { QuotaLimits } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { LabKeys } from "../keys.js";

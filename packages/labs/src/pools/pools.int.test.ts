@@ -1,5 +1,5 @@
 import { type ClaimResult, POOL_LABEL, VirtfleetError } from "@virtfleet/core";
-import { CapacityLedger, FleetClient } from "@virtfleet/queue";
+import { CapacityLedger, FleetClient } from "@virtfleet/fleet";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { describe, expect } from "vitest";

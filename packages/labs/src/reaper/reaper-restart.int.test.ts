@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { LeaseView } from "@virtfleet/core";
-import { createRedis, FleetClient } from "@virtfleet/queue";
+import { createRedis, FleetClient } from "@virtfleet/fleet";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { LocalRedis } from "../../../../test/fixtures/redis-server.js";

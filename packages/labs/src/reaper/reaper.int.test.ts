@@ -1,5 +1,5 @@
 import type { LeaseView } from "@virtfleet/core";
-import { FleetClient, type VmRecord } from "@virtfleet/queue";
+import { FleetClient, type VmRecord } from "@virtfleet/fleet";
 import { pino } from "pino";
 import { describe, expect } from "vitest";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
