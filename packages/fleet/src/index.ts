@@ -13,6 +13,7 @@ export * from "./records/pending-jobs.js";
 export * from "./records/vm-registry.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";
+export * from "./redis/lua.js";
 export * from "./redis/redis-config.js";
 export * from "./redis/redis-errors.js";
 export * from "./redis/scripts.js";
