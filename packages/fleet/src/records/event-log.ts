@@ -9,6 +9,7 @@ import {
 } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
+import { loadLua } from "../redis/lua.js";
 import { BatchedScript } from "../redis/scripts.js";
 
 /** How long a job's record and events are kept after its last event. */
@@ -67,47 +68,14 @@ export function toEvent(input: EventInput, at = new Date().toISOString()): Progr
   return event;
 }
 
-// Lua: appends an event to the job's stream, and to its batch's stream (the terminal event counts
-// toward the batch's end), and updates the job's record. `e` holds: job (its hash key), json, phase,
-// percent, message, at, host, err (json or ''), batch (the job's batch id, or false). The streams'
-// keys follow from the job's as Keys names them (`<job>:events` and `<prefix>:events`). A job's
-// record and stream live JOB_TTL_SEC after its first (`queued`) and its terminal event.
-// The all-events stream gets one entry per script run, not one per event: `flush_events()`, run
-// once at the script's end (BatchedScript's epilogue), writes the run's events as the fields of one
-// entry (`e`, json, `e`, json, … in order), which costs Redis one XADD for a whole batch of jobs.
-// Shared with the admission script.
-export const APPEND_LUA = `
-local fleet_stream, fleet_events = nil, {}
-local function append_event(e)
-  local prefix = string.sub(e.job, 1, string.find(e.job, ':job:', 1, true) - 1)
-  local stream = e.job .. ':events'
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', ${JOB_STREAM_MAXLEN}, '*', 'e', e.json)
-  fleet_stream = prefix .. ':events'
-  fleet_events[#fleet_events + 1] = 'e'
-  fleet_events[#fleet_events + 1] = e.json
-  local terminal = e.phase == 'done' or e.phase == 'failed' or e.phase == 'cancelled'
-  if e.batch then
-    local bkey = prefix .. ':batch:' .. e.batch
-    redis.call('XADD', bkey .. ':events', '*', 'e', e.json)
-    if terminal then redis.call('HINCRBY', bkey, 'ended', 1) end
-    redis.call('EXPIRE', bkey .. ':events', ${JOB_TTL_SEC})
-  end
-  local f = { 'phase', e.phase, 'percent', e.percent, 'message', e.message, 'updatedAt', e.at }
-  if e.host ~= '' then f[#f + 1] = 'hostId'; f[#f + 1] = e.host end
-  if e.err ~= '' then f[#f + 1] = 'error'; f[#f + 1] = e.err end
-  redis.call('HSET', e.job, unpack(f))
-  if terminal or e.phase == 'queued' then
-    redis.call('EXPIRE', e.job, ${JOB_TTL_SEC})
-    redis.call('EXPIRE', stream, ${JOB_TTL_SEC})
-  end
-  return id
-end
-local function flush_events()
-  if fleet_stream == nil then return end
-  redis.call('XADD', fleet_stream, 'MAXLEN', '~', ${ALL_EVENTS_MAXLEN}, '*', unpack(fleet_events))
-  fleet_stream, fleet_events = nil, {}
-end
-`;
+/**
+ * `append_event(e)` and `flush_events()` (records/includes/append-event.lua: its header gives the
+ * contract), for scripts that append events (the admission script includes it too).
+ */
+export const APPEND_LUA = loadLua(new URL("./includes/append-event.lua", import.meta.url));
+
+/** The limits append_event takes (`e.limits`), as the scripts' callers pass them in ARGV. */
+export const EVENT_LIMITS = { stream_maxlen: JOB_STREAM_MAXLEN, ttl: JOB_TTL_SEC, all_maxlen: ALL_EVENTS_MAXLEN };
 
 // Appends an event unless the job already ended: a job's terminal event is its last.
 // KEYS: job hash[, vm hash]. ARGV: the event as JSON (the record's fields are read from it), '1' to
@@ -129,8 +97,14 @@ if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
 end
 local err = ''
 if type(ev.error) == 'table' then err = cjson.encode(ev.error) end
-return append_event({ job = KEYS[1], json = ARGV[1], phase = ev.phase, percent = tostring(ev.percent),
-  message = ev.message, at = ev.at, host = ev.host or '', err = err, batch = j[3] })
+local prefix = string.sub(KEYS[1], 1, string.find(KEYS[1], ':job:', 1, true) - 1)
+local bhash, bstream = false, false
+if j[3] then bhash = prefix .. ':batch:' .. j[3]; bstream = bhash .. ':events' end
+return append_event({ job = KEYS[1], stream = KEYS[1] .. ':events', fleet = prefix .. ':events',
+  batch_hash = bhash, batch_stream = bstream,
+  limits = { stream_maxlen = ${JOB_STREAM_MAXLEN}, ttl = ${JOB_TTL_SEC}, all_maxlen = ${ALL_EVENTS_MAXLEN} },
+  json = ARGV[1], phase = ev.phase, percent = tostring(ev.percent),
+  message = ev.message, at = ev.at, host = ev.host or '', err = err })
 `,
 };
 
