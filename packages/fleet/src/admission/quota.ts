@@ -1,7 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
-import { loadLua } from "../redis/lua.js";
-import { runScript } from "../redis/scripts.js";
+import { LuaCommand, loadLua } from "../redis/lua.js";
 
 export interface QuotaLimits {
   vms?: number | undefined;
@@ -21,18 +20,7 @@ export interface QuotaUsage {
 /** `quota_check` and `quota_take` (admission/includes/quota.lua: its header gives the contract). */
 export const QUOTA_LUA = loadLua(new URL("./includes/quota.lua", import.meta.url));
 
-// Gives a VM's quota back, once. KEYS: usage hash, per-VM hash. ARGV: vm.
-const RELEASE = `
-local c = redis.call('HGET', KEYS[2], ARGV[1])
-if not c then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local m, v, d = string.match(c, '^(-?%d+):(-?%d+):?(-?%d*)$')
-redis.call('HINCRBY', KEYS[1], 'vms', -1)
-redis.call('HINCRBY', KEYS[1], 'mem', -(tonumber(m) or 0))
-redis.call('HINCRBY', KEYS[1], 'vcpus', -(tonumber(v) or 0))
-redis.call('HINCRBY', KEYS[1], 'disk', -(tonumber(d) or 0))
-return 1
-`;
+const release = new LuaCommand(new URL("./commands/release-quota-2.lua", import.meta.url));
 
 /** Tenants' use of their quotas (VM count, memory, vCPUs, disk), admitted and released atomically. */
 export class QuotaLedger {
@@ -45,7 +33,7 @@ export class QuotaLedger {
   }
 
   async release(tenant: string, vm: string): Promise<boolean> {
-    return (await runScript(this.#redis, RELEASE, 2, this.#keys.usage(tenant), this.#keys.usageVms(tenant), vm)) === 1;
+    return (await release.run(this.#redis, [this.#keys.usage(tenant), this.#keys.usageVms(tenant)], [vm])) === 1;
   }
 
   async usage(tenant: string): Promise<QuotaUsage> {

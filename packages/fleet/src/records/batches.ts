@@ -1,7 +1,7 @@
 import { type ErrorInfo, VirtfleetError } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
-import { runScript } from "../redis/scripts.js";
+import { LuaCommand } from "../redis/lua.js";
 
 /** How long a batch (its record, items and events) is kept. */
 export const BATCH_TTL_SEC = 7 * 24 * 3600;
@@ -27,34 +27,7 @@ export interface StoredBatch {
   items: BatchItemResult[];
 }
 
-// Makes room for one more of a tenant's batches and records it, atomically: batches older than
-// their TTL leave the tenant's set; while the set is full, its oldest batch that has ended (or is
-// gone) is deleted (record, items, events); if it is still full, nothing is written.
-// KEYS: 1 the tenant's batch set, 2 the new batch's hash. ARGV: 1 prefix, 2 now (ms), 3 TTL (ms),
-// 4 max batches, 5 batch id, 6 TTL (s), 7.. the batch hash's fields.
-const RESERVE = `
-local set, now, max = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. (now - tonumber(ARGV[3])))
-if redis.call('ZCARD', set) >= max then
-  for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
-    local b = ARGV[1] .. ':batch:' .. id
-    local c = redis.call('HMGET', b, 'total', 'ended')
-    if c[1] == false or tonumber(c[2] or '0') >= tonumber(c[1]) then
-      redis.call('DEL', b, b .. ':items', b .. ':events')
-      redis.call('ZREM', set, id)
-      if redis.call('ZCARD', set) < max then break end
-    end
-  end
-  if redis.call('ZCARD', set) >= max then return 0 end
-end
-redis.call('ZADD', set, now, ARGV[5])
-redis.call('EXPIRE', set, tonumber(ARGV[6]))
-local f = {}
-for i = 7, #ARGV do f[#f + 1] = ARGV[i] end
-redis.call('HSET', KEYS[2], unpack(f))
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
-return 1
-`;
+const reserve = new LuaCommand(new URL("./commands/reserve-batch-2.lua", import.meta.url));
 
 /** What is stored of a refused item: its code and field, and a short message. */
 function storedError(e: ErrorInfo): ErrorInfo {
@@ -96,19 +69,18 @@ export class BatchStore {
       return;
     }
     const max = maxBatches ?? DEFAULT_MAX_BATCHES_PER_TENANT;
-    const ok = await runScript(
+    const ok = await reserve.run(
       this.#redis,
-      RESERVE,
-      2,
-      this.#keys.tenantBatches(tenant),
-      key,
-      this.#keys.prefix,
-      Date.now(),
-      BATCH_TTL_SEC * 1000,
-      max,
-      batchId,
-      BATCH_TTL_SEC,
-      ...Object.entries(fields).flat(),
+      [this.#keys.tenantBatches(tenant), key],
+      [
+        this.#keys.batch(""),
+        Date.now(),
+        BATCH_TTL_SEC * 1000,
+        max,
+        batchId,
+        BATCH_TTL_SEC,
+        ...Object.entries(fields).flat(),
+      ],
     );
     if (ok !== 1) {
       throw new VirtfleetError(
