@@ -542,6 +542,7 @@ export class HostAgent {
         jobId: job.id,
         kind: record.kind,
         vm: record.vm,
+        batchId: record.batchId ?? "",
         phase: "failed",
         host: this.hostId,
         message: reason,
