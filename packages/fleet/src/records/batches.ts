@@ -27,7 +27,9 @@ export interface StoredBatch {
   items: BatchItemResult[];
 }
 
-const reserve = new LuaCommand(new URL("./commands/reserve-batch-2.lua", import.meta.url));
+const reserve = new LuaCommand(new URL("./commands/reserve-batch.lua", import.meta.url));
+/** Calls of the reserve script for one batch, at most (each after the tenant's set changed under it). */
+const RESERVE_TRIES = 5;
 
 /** What is stored of a refused item: its code and field, and a short message. */
 function storedError(e: ErrorInfo): ErrorInfo {
@@ -69,19 +71,29 @@ export class BatchStore {
       return;
     }
     const max = maxBatches ?? DEFAULT_MAX_BATCHES_PER_TENANT;
-    const ok = await reserve.run(
-      this.#redis,
-      [this.#keys.tenantBatches(tenant), key],
-      [
-        this.#keys.batch(""),
-        Date.now(),
-        BATCH_TTL_SEC * 1000,
-        max,
-        batchId,
-        BATCH_TTL_SEC,
-        ...Object.entries(fields).flat(),
-      ],
-    );
+    const k = this.#keys;
+    // The script asks for the keys of the tenant's batches when it must delete some (see its header).
+    let ids: string[] = [];
+    let ok: unknown;
+    for (let tries = 0; tries < RESERVE_TRIES; tries++) {
+      ok = await reserve.run(
+        this.#redis,
+        [k.tenantBatches(tenant), key, ...ids.flatMap((id) => [k.batch(id), k.batchItems(id), k.batchEvents(id)])],
+        [
+          Date.now(),
+          BATCH_TTL_SEC * 1000,
+          max,
+          batchId,
+          BATCH_TTL_SEC,
+          ids.length,
+          ...ids,
+          ...Object.entries(fields).flat(),
+        ],
+      );
+      if (!Array.isArray(ok)) break;
+      ids = (ok as string[]).slice(1);
+    }
+    if (Array.isArray(ok)) throw new Error(`tenant ${tenant}'s batches kept changing while recording batch ${batchId}`);
     if (ok !== 1) {
       throw new VirtfleetError(
         "QUOTA_EXCEEDED",
