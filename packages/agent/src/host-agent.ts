@@ -48,6 +48,7 @@ import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullm
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { ensureFleetId } from "./fleet-identity.js";
+import { HostMonitor } from "./host-monitor.js";
 import { ImageCache } from "./images/image-cache.js";
 import { Libvirt } from "./libvirt.js";
 import { NameLocks } from "./name-locks.js";
@@ -165,6 +166,8 @@ export class HostAgent {
   readonly #queue: Queue;
   /** For watching other hosts (when elected) and re-placing their jobs. */
   readonly #fleet: FleetClient;
+  /** The fleet monitor's work (checkHosts, sweepPending), run while this worker holds the monitor lock. */
+  readonly #monitor: HostMonitor;
   readonly #instance = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   #provisioner: JobExecutor | undefined;
   /** Pauses and resumes this fleet's VMs here (warm pools), once the fleet id is known. */
@@ -225,6 +228,7 @@ export class HostAgent {
       redis,
       ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     });
+    this.#monitor = new HostMonitor({ fleet: this.#fleet, redis: this.#redis });
   }
 
   async start(): Promise<void> {
@@ -516,8 +520,8 @@ export class HostAgent {
       (await this.#redis.set(key, this.#instance, "PX", lockMs, "NX")) !== null ||
       ((await this.#redis.get(key)) === this.#instance && (await this.#redis.pexpire(key, lockMs)) === 1);
     if (!got) return;
-    const lost = await this.#fleet.checkHosts();
-    const ghosts = await this.#fleet.sweepPending();
+    const lost = await this.#monitor.checkHosts();
+    const ghosts = await this.#monitor.sweepPending();
     if (ghosts.length > 0)
       this.#logger.warn(
         { jobs: ghosts },

@@ -1,5 +1,6 @@
 export * from "./fleet-identity.js";
 export * from "./host-agent.js";
+export * from "./host-monitor.js";
 export * from "./images/eviction.js";
 export * from "./images/image-cache.js";
 export * from "./libvirt.js";
