@@ -18,6 +18,7 @@ export * from "./records/event-log.js";
 export * from "./records/fail-pending.js";
 export * from "./records/job-handle.js";
 export * from "./records/pending-jobs.js";
+export * from "./records/records.js";
 export * from "./records/vm-registry.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";
