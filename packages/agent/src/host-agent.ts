@@ -47,6 +47,17 @@ import {
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_LIBVIRT_URI,
+  DEFAULT_LOCK_MS,
+  DEFAULT_MAX_STALLED,
+  DEFAULT_OVERCOMMIT_CPU,
+  DEFAULT_OVERCOMMIT_DISK,
+  DEFAULT_OVERCOMMIT_MEMORY,
+  DEFAULT_STALLED_INTERVAL_MS,
+} from "./defaults.js";
 import { ensureFleetId } from "./fleet-identity.js";
 import { HostMonitor } from "./host-monitor.js";
 import { ImageCache } from "./images/image-cache.js";
@@ -55,9 +66,6 @@ import { NameLocks } from "./name-locks.js";
 import { PowerSwitch } from "./power/power-switch.js";
 import { Provisioner, type ProvisionerTimeouts, type Report } from "./provisioner.js";
 import { type ReconcileReport, Reconciler } from "./reconciler.js";
-
-/** A host offers its storage filesystem's size times this to VMs' disks. */
-export const DEFAULT_OVERCOMMIT_DISK = 1;
 
 export interface HostAgentOptions {
   /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
@@ -205,7 +213,7 @@ export class HostAgent {
     this.#hosts = new HostRegistry(this.#redis, this.keys);
     this.#vms = new VmRegistry(this.#redis, this.keys);
     this.#runner = options.runner ?? new ExecaRunner({ logger: this.#logger });
-    this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
+    this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? DEFAULT_LIBVIRT_URI);
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
     this.#catalogue = new ImageCatalogue(this.#redis, this.keys);
     this.images = new ImageCache({
@@ -278,12 +286,15 @@ export class HostAgent {
       libvirtUri: this.#libvirt.uri,
       virtTypes: virtType === "kvm" ? ["kvm", "qemu"] : ["qemu"],
       defaultVirtType: virtType,
-      concurrency: o.concurrency ?? 4,
+      concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
       memoryMiB: {
         total: node.memoryMiB,
-        capacity: o.capacityMemoryMiB ?? Math.floor(node.memoryMiB * (o.overcommitMemory ?? 1)),
+        capacity: o.capacityMemoryMiB ?? Math.floor(node.memoryMiB * (o.overcommitMemory ?? DEFAULT_OVERCOMMIT_MEMORY)),
       },
-      vcpus: { total: node.cpus, capacity: o.capacityVcpus ?? Math.floor(node.cpus * (o.overcommitCpu ?? 4)) },
+      vcpus: {
+        total: node.cpus,
+        capacity: o.capacityVcpus ?? Math.floor(node.cpus * (o.overcommitCpu ?? DEFAULT_OVERCOMMIT_CPU)),
+      },
       diskFreeGiB: 0,
       runningVms: 0,
       images: [],
@@ -318,12 +329,12 @@ export class HostAgent {
 
     await this.#redis.del(this.keys.hostDown(this.hostId));
     await this.#beat();
-    const period = o.heartbeatMs ?? 5000;
+    const period = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#every(period, () => this.#beat(), "heartbeat");
     this.#every(period, () => this.#watchFleet(period * 3), "fleet watch");
     this.#every(Math.max(period * 2, 5000), () => this.#sweepFailed(), "failed-job sweep");
 
-    const lockMs = o.lockMs ?? 30_000;
+    const lockMs = o.lockMs ?? DEFAULT_LOCK_MS;
     this.#workerRedis = quietErrors(this.#redis.duplicate({ enableAutoPipelining: false }));
     this.#worker = new Worker(
       this.keys.hostQueue(this.hostId),
@@ -331,12 +342,12 @@ export class HostAgent {
       {
         connection: this.#workerRedis,
         prefix: this.keys.prefix,
-        concurrency: o.concurrency ?? 4,
+        concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
         autorun: false,
         lockDuration: lockMs,
         lockRenewTime: Math.floor(lockMs / 2),
-        stalledInterval: o.stalledIntervalMs ?? 15_000,
-        maxStalledCount: o.maxStalledCount ?? 10,
+        stalledInterval: o.stalledIntervalMs ?? DEFAULT_STALLED_INTERVAL_MS,
+        maxStalledCount: o.maxStalledCount ?? DEFAULT_MAX_STALLED,
       },
     );
     this.#worker.on("error", (error) => this.#logger.error({ err: error }, "worker error"));
@@ -348,7 +359,7 @@ export class HostAgent {
     this.#logger.info(
       {
         virtType,
-        concurrency: o.concurrency ?? 4,
+        concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
         storageDir: this.#paths.storageDir,
         imageDir: this.#paths.imageDir,
         ...(qemuOwner === undefined ? {} : { qemu: `${qemuOwner.user}:${qemuOwner.group}` }),
@@ -510,7 +521,7 @@ export class HostAgent {
         ? undefined
         : Math.floor(((fs.blocks * fs.bsize) / 2 ** 30) * (this.#o.overcommitDisk ?? DEFAULT_OVERCOMMIT_DISK));
     await this.#vms.ledger.setCapacity(this.hostId, status.memoryMiB.capacity, status.vcpus.capacity, diskGiB);
-    await this.#hosts.heartbeat(status, (this.#o.heartbeatMs ?? 5000) * 3);
+    await this.#hosts.heartbeat(status, (this.#o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS) * 3);
   }
 
   /** One worker of the fleet at a time (a lock in Redis) deals with hosts whose heartbeat expired. */

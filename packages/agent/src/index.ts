@@ -1,3 +1,4 @@
+export * from "./defaults.js";
 export * from "./fleet-identity.js";
 export * from "./host-agent.js";
 export * from "./host-monitor.js";

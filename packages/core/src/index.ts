@@ -6,6 +6,7 @@ export * from "./host.js";
 export * from "./images.js";
 export * from "./jobs.js";
 export * from "./labs.js";
+export * from "./log-level.js";
 export * from "./names.js";
 export * from "./network-allow.js";
 export * from "./placement.js";

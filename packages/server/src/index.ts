@@ -1,6 +1,7 @@
 export * from "./audit.js";
 export * from "./auth.js";
 export * from "./callback-url.js";
+export * from "./defaults.js";
 export * from "./event-streams.js";
 export * from "./idempotency.js";
 export * from "./metrics.js";

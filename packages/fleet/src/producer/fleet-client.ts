@@ -45,6 +45,9 @@ import { type Admitted, type CreateSteps, createMany, jobIdOf, type ParsedOption
 import { type DestroyOptions, destroyVm } from "./destroy.js";
 import { batchEvents, fleetEvents } from "./fleet-events.js";
 
+/** How long placement reuses the hosts list it read (FleetClientOptions.placementCacheMs). */
+export const DEFAULT_PLACEMENT_CACHE_MS = 1000;
+
 export interface FleetClientOptions {
   /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
   redis?: RedisConfig;
@@ -52,7 +55,7 @@ export interface FleetClientOptions {
   redisUrl?: string;
   /** Key prefix shared by every part of one fleet. Default `virtfleet`. */
   prefix?: string;
-  /** How long placement may reuse the hosts list. Default 1000 ms; 0 reads it for every request. */
+  /** How long placement may reuse the hosts list. Default DEFAULT_PLACEMENT_CACHE_MS; 0 reads it for every request. */
   placementCacheMs?: number;
 }
 
@@ -175,7 +178,7 @@ export class FleetClient {
   constructor(options: FleetClientOptions) {
     const config = resolveRedisConfig(options);
     this.#url = describeRedis(config);
-    this.#placementCacheMs = options.placementCacheMs ?? 1000;
+    this.#placementCacheMs = options.placementCacheMs ?? DEFAULT_PLACEMENT_CACHE_MS;
     this.keys = new Keys(options.prefix);
     this.#redis = createRedis({
       config,
