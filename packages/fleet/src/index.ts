@@ -1,3 +1,16 @@
+/**
+ * @virtfleet/fleet: the control plane in Redis, used by producers (CLI, API, labs) and workers.
+ * - redis/: connections, configuration (RedisEnv), key names (Keys, KeyPrefix), Lua loading.
+ * - placement/: host eligibility and the capacity ledger (atomic claims of room).
+ * - admission/: one atomic step admitting a create (name, quota, room, job record).
+ * - records/: the job and VM records (zod schemas JobRecord, VmRecord), event log, VM registry,
+ *   batches, pending jobs.
+ * - hosts/: the host registry (heartbeats, drain, reconcile requests) and power requests.
+ * - images/: the fleet-wide image catalogue.
+ * - producer/: FleetClient, the producers' façade (create, destroy, cancel, follow jobs), its
+ *   operations one file each, and the BullMQ job options.
+ * Not HTTP: that is @virtfleet/server (library) and @virtfleet/sdk (its client).
+ */
 export * from "./admission/admission.js";
 export * from "./admission/quota.js";
 export * from "./hosts/host-registry.js";
