@@ -1,20 +1,8 @@
-import {
-  type CreateJobData,
-  type GuestReadyOptions,
-  isTerminal,
-  type PlacementOptions,
-  VirtfleetError,
-} from "@virtfleet/core";
+import { type CreateJobData, isTerminal, VirtfleetError } from "@virtfleet/core";
 import { failPending } from "../records/fail-pending.js";
 import type { ProducerContext } from "./context.js";
-import type { BatchItemOptions, CreateOptions } from "./fleet-client.js";
+import type { BatchItemOptions, CreateOptions, ParsedOptions } from "./create-options.js";
 import { jobOptions } from "./job-options.js";
-
-/** A create's placement and guest-ready options, parsed. */
-export interface ParsedOptions {
-  placement: PlacementOptions;
-  guestReady: GuestReadyOptions | undefined;
-}
 
 /** An admitted create: the job to enqueue, or the earlier job of the same VM (to enqueue again when pending). */
 export type Admitted = { data: CreateJobData } | { jobId: string; requeue?: CreateJobData };

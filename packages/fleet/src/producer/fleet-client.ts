@@ -2,10 +2,8 @@ import { randomUUID } from "node:crypto";
 import {
   type CreateJobData,
   type ErrorCode,
-  type GuestReadyInput,
-  GuestReadyOptions,
   hasImage,
-  PlacementOptions,
+  type PlacementOptions,
   parseNetworkAllowList,
   parseOrThrow,
   type StreamedEvent,
@@ -14,12 +12,10 @@ import {
   totalDiskGiB,
   VirtfleetError,
   VmSpec,
-  WaitForCapacityMs,
 } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Admission, type AdmitOutcome } from "../admission/admission.js";
-import type { QuotaLimits } from "../admission/quota.js";
 import { HostRegistry, type HostView } from "../hosts/host-registry.js";
 import { ImageCatalogue } from "../images/image-catalogue.js";
 import {
@@ -41,7 +37,9 @@ import { describeRedis, type RedisConfig, resolveRedisConfig } from "../redis/re
 import { explainRedisError, isRedisAuthError } from "../redis/redis-errors.js";
 import { cancelJob } from "./cancel.js";
 import type { ProducerContext } from "./context.js";
-import { type Admitted, type CreateSteps, createMany, jobIdOf, type ParsedOptions } from "./create-many.js";
+import { createBatch } from "./create-batch.js";
+import { type Admitted, type CreateSteps, createMany, jobIdOf } from "./create-many.js";
+import { type BatchItemOptions, type CreateOptions, type ParsedOptions, parseCreateOptions } from "./create-options.js";
 import { type DestroyOptions, destroyVm } from "./destroy.js";
 import { batchEvents, fleetEvents } from "./fleet-events.js";
 
@@ -59,41 +57,9 @@ export interface FleetClientOptions {
   placementCacheMs?: number;
 }
 
-export interface CreateOptions {
-  /** Pin the VM to this host. */
-  host?: string;
-  /** Only hosts with all these labels. */
-  labels?: Record<string, string>;
-  /** Anti-affinity group: its VMs go to different hosts where possible. */
-  group?: string;
-  /** `spread` (default) or `pack`. */
-  policy?: "spread" | "pack";
-  /** When no host has room, keep trying this long before NO_CAPACITY. Default 0. */
-  waitForCapacityMs?: number;
-  /** The API tenant that will own the VM; its quota is enforced at admission. */
-  tenant?: string;
-  quota?: QuotaLimits;
-  /** Batches the tenant may keep stored at once. Default DEFAULT_MAX_BATCHES_PER_TENANT. */
-  maxBatches?: number;
-  /** Set by createBatch. */
-  batchId?: string;
-  /** Terminal events are POSTed here (by the API's webhook dispatcher). */
-  callbackUrl?: string;
-  /**
-   * Wait until the guest is ready (`true`: its console prints VIRTFLEET_READY): by `strategy`
-   * (`console`, `agent`, `ip`, `cloud-init`) within `timeoutSec` (a default per strategy).
-   */
-  guestReady?: GuestReadyInput | boolean;
-}
-
 export type { BatchItemResult } from "../records/batches.js";
+export type { BatchItemOptions, CreateOptions } from "./create-options.js";
 export type { DestroyOptions } from "./destroy.js";
-
-/** Options of one item of a batch that differ from the batch's own (e.g. each lab VM's template). */
-export interface BatchItemOptions {
-  /** This item's readiness wait, instead of the batch's `guestReady`. */
-  guestReady?: GuestReadyInput | boolean;
-}
 
 /** What placement needs to know of each host. */
 function toCandidates(
@@ -166,7 +132,7 @@ export class FleetClient {
   readonly #ctx: ProducerContext;
   /** How createMany parses options and admits one spec (placement, here). */
   readonly #steps: CreateSteps = {
-    parseOptions: (options) => this.#parseOptions(options),
+    parseOptions: parseCreateOptions,
     admit: (spec, options, item) => this.#admit(spec, options, item),
   };
 
@@ -467,26 +433,6 @@ export class FleetClient {
     return this.job(jobIdOf(result as Admitted));
   }
 
-  /** The placement and guest-ready options of a create, parsed (a bad one throws ValidationError). */
-  #parseOptions(options: CreateOptions): ParsedOptions {
-    const placement = parseOrThrow(
-      PlacementOptions,
-      {
-        ...(options.host === undefined ? {} : { host: options.host }),
-        ...(options.labels === undefined ? {} : { requiredLabels: options.labels }),
-        ...(options.group === undefined ? {} : { group: options.group }),
-        ...(options.policy === undefined ? {} : { policy: options.policy }),
-      },
-      "placement",
-    );
-    const guestReady =
-      options.guestReady === undefined || options.guestReady === false
-        ? undefined
-        : parseOrThrow(GuestReadyOptions, options.guestReady === true ? {} : options.guestReady, "guestReady");
-    parseOrThrow(WaitForCapacityMs, options.waitForCapacityMs, "waitForCapacityMs");
-    return { placement, guestReady };
-  }
-
   /** Validates and admits a create (see createVm): the job to enqueue, or the earlier job of the same VM. */
   async #admit(
     specInput: unknown,
@@ -577,28 +523,17 @@ export class FleetClient {
    * Asks for many VMs as one batch: each is admitted and placed on its own (one refused does not
    * stop the others); the batch has one event stream and ends when every VM's job has.
    */
-  async createBatch(
+  createBatch(
     specs: readonly unknown[],
     options: CreateOptions = {},
     itemOptions: readonly (BatchItemOptions | undefined)[] = [],
   ): Promise<{ batchId: string; items: BatchItemResult[] }> {
-    const batchId = `batch-${randomUUID()}`;
-    await this.#batches.create(batchId, specs.length, options.tenant, options.maxBatches);
-    const results = await this.#createMany(specs, { ...options, batchId }, itemOptions);
-    // Refused items, and VMs asked for before outside this batch (their jobs are not the batch's to
-    // follow), count as ended at once.
-    let ended = 0;
-    const items = results.map((result, i): BatchItemResult => {
-      const vm = (specs[i] as { name?: string } | undefined)?.name ?? "";
-      if (result instanceof VirtfleetError) {
-        ended++;
-        return { vm, error: result.toInfo() };
-      }
-      if (!("data" in result)) ended++;
-      return { vm, jobId: jobIdOf(result) };
-    });
-    await this.#batches.finish(batchId, items, ended);
-    return { batchId, items };
+    return createBatch(
+      this.#batches,
+      (batchOptions) => this.#createMany(specs, batchOptions, itemOptions),
+      specs,
+      options,
+    );
   }
 
   /**
