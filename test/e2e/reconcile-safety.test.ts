@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { HostMonitor } from "@virtfleet/agent";
 import { FleetClient } from "@virtfleet/fleet";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, inject, it } from "vitest";
@@ -212,7 +213,12 @@ describe("reconciliation never destroys what it cannot prove is virtfleet's and 
     await w1.exited;
     expect(await domainState(name)).toBe("running");
     await until("the host to be down", async () => ((await c.hosts.get(hostId))?.up === false ? true : undefined));
-    expect(await c.checkHosts()).toEqual([hostId]);
+    const monitorRedis = c.connect();
+    try {
+      expect(await new HostMonitor({ fleet: c, redis: monitorRedis }).checkHosts()).toEqual([hostId]);
+    } finally {
+      monitorRedis.disconnect();
+    }
     expect((await job.wait({ timeoutMs: 10_000 })).phase).toBe("failed");
 
     const w2 = await worker(f, { hostId });

@@ -1,6 +1,10 @@
-import { toValidationError } from "@virtfleet/core";
-import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
+import { DEFAULT_LOG_LEVEL, LogLevel, toValidationError } from "@virtfleet/core";
+import { KeyPrefix, type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
 import {
+  DEFAULT_API_HOST,
+  DEFAULT_API_PORT,
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_IDEMPOTENCY_TTL_SEC,
   DEFAULT_MAX_STREAMS_PER_TOKEN,
   DEFAULT_METRICS_AUTH,
   DEFAULT_STREAM_CONNECTIONS,
@@ -13,12 +17,9 @@ import { z } from "zod";
 export const ApiEnv = z.object({
   /** REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_TLS_*_FILE: one schema for every component. */
   ...RedisEnv.shape,
-  VIRTFLEET_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
-    .default("virtfleet"),
-  VIRTFLEET_API_HOST: z.string().min(1).default("127.0.0.1"),
-  VIRTFLEET_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  VIRTFLEET_PREFIX: KeyPrefix,
+  VIRTFLEET_API_HOST: z.string().min(1).default(DEFAULT_API_HOST),
+  VIRTFLEET_API_PORT: z.coerce.number().int().min(0).max(65535).default(DEFAULT_API_PORT),
   /**
    * JSON: [{"id", "token" or "tokenSha256", "scopes", "tenant", "quota"?, "rateLimit"?, "networks"?,
    * "webhookSecret"?}]
@@ -33,12 +34,8 @@ export const ApiEnv = z.object({
     .transform((v) => v === "1" || v === "true"),
   /** Webhook deliveries in flight at once. */
   VIRTFLEET_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(DEFAULT_WEBHOOK_CONCURRENCY),
-  VIRTFLEET_IDEMPOTENCY_TTL_SEC: z.coerce.number().int().min(60).default(86_400),
-  VIRTFLEET_API_BODY_LIMIT: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .default(1024 * 1024),
+  VIRTFLEET_IDEMPOTENCY_TTL_SEC: z.coerce.number().int().min(60).default(DEFAULT_IDEMPOTENCY_TTL_SEC),
+  VIRTFLEET_API_BODY_LIMIT: z.coerce.number().int().min(1024).default(DEFAULT_BODY_LIMIT),
   /** Redis connections shared by every open event stream (SSE). */
   VIRTFLEET_API_STREAM_CONNECTIONS: z.coerce.number().int().min(1).max(64).default(DEFAULT_STREAM_CONNECTIONS),
   /** Event streams one token may hold open at once; more get 429 RATE_LIMITED. */
@@ -49,7 +46,7 @@ export const ApiEnv = z.object({
   VIRTFLEET_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   /** The address of the /metrics listener (with VIRTFLEET_METRICS_PORT). Default: VIRTFLEET_API_HOST. */
   VIRTFLEET_METRICS_HOST: z.string().min(1).optional(),
-  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  LOG_LEVEL: LogLevel.default(DEFAULT_LOG_LEVEL),
 });
 /** The parsed variables, and the Redis configuration built from them (password and TLS files read). */
 export type ApiEnv = z.infer<typeof ApiEnv> & { redis: RedisConfig };

@@ -13,7 +13,13 @@ import {
   VirtfleetError,
   VmSpec,
 } from "@virtfleet/core";
-import { DEFAULT_RECONCILE_TIMEOUT_MS, type FleetClient, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
+import {
+  DEFAULT_RECONCILE_TIMEOUT_MS,
+  type FleetClient,
+  KeyPrefix,
+  RedisEnv,
+  redisConfigFromParsedEnv,
+} from "@virtfleet/fleet";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
 import { ApiBackend } from "./api-backend.js";
@@ -33,10 +39,7 @@ const CliEnv = z.object({
   ...RedisEnv.shape,
   VIRTFLEET_API_URL: z.string().url().optional(),
   VIRTFLEET_TOKEN: z.string().min(1).optional(),
-  VIRTFLEET_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
-    .default("virtfleet"),
+  VIRTFLEET_PREFIX: KeyPrefix,
 });
 
 /** Exit codes: the contract. */

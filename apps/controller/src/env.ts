@@ -1,5 +1,5 @@
-import { toValidationError } from "@virtfleet/core";
-import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
+import { DEFAULT_LOG_LEVEL, LogLevel, toValidationError } from "@virtfleet/core";
+import { KeyPrefix, type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
 import { ControllerEnv } from "@virtfleet/labs";
 import { z } from "zod";
 
@@ -7,12 +7,9 @@ import { z } from "zod";
 export const ControllerAppEnv = z.object({
   /** REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_TLS_*_FILE: one schema for every component. */
   ...RedisEnv.shape,
-  VIRTFLEET_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
-    .default("virtfleet"),
+  VIRTFLEET_PREFIX: KeyPrefix,
   ...ControllerEnv.shape,
-  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  LOG_LEVEL: LogLevel.default(DEFAULT_LOG_LEVEL),
 });
 /** The parsed variables, and the Redis configuration built from them (password and TLS files read). */
 export type ControllerAppEnv = z.infer<typeof ControllerAppEnv> & { redis: RedisConfig };

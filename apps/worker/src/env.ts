@@ -1,7 +1,30 @@
 import os from "node:os";
-import { DEFAULT_IMAGE_CACHE_GB, DEFAULT_OVERCOMMIT_DISK, DEFAULT_SHUTDOWN_TIMEOUT_MS } from "@virtfleet/agent";
-import { HostId, Labels, parseNetworkAllowList, toValidationError, ValidationError, VirtType } from "@virtfleet/core";
-import { type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_IMAGE_CACHE_GB,
+  DEFAULT_IMAGE_DIR,
+  DEFAULT_LIBVIRT_URI,
+  DEFAULT_LOCK_MS,
+  DEFAULT_MAX_STALLED,
+  DEFAULT_OVERCOMMIT_CPU,
+  DEFAULT_OVERCOMMIT_DISK,
+  DEFAULT_OVERCOMMIT_MEMORY,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  DEFAULT_STALLED_INTERVAL_MS,
+  DEFAULT_STORAGE_DIR,
+} from "@virtfleet/agent";
+import {
+  DEFAULT_LOG_LEVEL,
+  HostId,
+  Labels,
+  LogLevel,
+  parseNetworkAllowList,
+  toValidationError,
+  ValidationError,
+  VirtType,
+} from "@virtfleet/core";
+import { KeyPrefix, type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
 import { AccountName, DEFAULT_QEMU_USER } from "@virtfleet/hypervisor";
 import { ControllerEnv, Flag } from "@virtfleet/labs";
 import { z } from "zod";
@@ -51,16 +74,13 @@ const NetworkList = z
 export const WorkerEnv = z.object({
   /** REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_TLS_*_FILE: one schema for every component. */
   ...RedisEnv.shape,
-  VIRTFLEET_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
-    .default("virtfleet"),
+  VIRTFLEET_PREFIX: KeyPrefix,
   VIRTFLEET_HOST_ID: HostId.default(os.hostname()),
-  VIRTFLEET_LIBVIRT_URI: z.string().min(1).default("qemu:///system"),
-  VIRTFLEET_STORAGE_DIR: z.string().min(1).default("/var/lib/virtfleet/vms"),
-  VIRTFLEET_IMAGE_DIR: z.string().min(1).default("/var/lib/virtfleet/images"),
+  VIRTFLEET_LIBVIRT_URI: z.string().min(1).default(DEFAULT_LIBVIRT_URI),
+  VIRTFLEET_STORAGE_DIR: z.string().min(1).default(DEFAULT_STORAGE_DIR),
+  VIRTFLEET_IMAGE_DIR: z.string().min(1).default(DEFAULT_IMAGE_DIR),
   VIRTFLEET_VIRT_TYPE: z.enum(["auto", ...VirtType.options]).default("auto"),
-  VIRTFLEET_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  VIRTFLEET_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(DEFAULT_CONCURRENCY),
   VIRTFLEET_LABELS: LabelList,
   /**
    * The networks this host offers to VMs: `br-lab,network=lab` (a bare name is a bridge). Unset: any;
@@ -75,8 +95,8 @@ export const WorkerEnv = z.object({
   VIRTFLEET_CAPACITY_MEMORY_MB: z.coerce.number().int().min(0).optional(),
   VIRTFLEET_CAPACITY_VCPUS: z.coerce.number().int().min(0).optional(),
   /** Otherwise the host's memory and CPUs times these ratios. */
-  VIRTFLEET_OVERCOMMIT_MEMORY: z.coerce.number().positive().max(100).default(1),
-  VIRTFLEET_OVERCOMMIT_CPU: z.coerce.number().positive().max(100).default(4),
+  VIRTFLEET_OVERCOMMIT_MEMORY: z.coerce.number().positive().max(100).default(DEFAULT_OVERCOMMIT_MEMORY),
+  VIRTFLEET_OVERCOMMIT_CPU: z.coerce.number().positive().max(100).default(DEFAULT_OVERCOMMIT_CPU),
   /** The disk room offered to VMs: the storage filesystem's size times this. */
   VIRTFLEET_OVERCOMMIT_DISK: z.coerce.number().positive().max(100).default(DEFAULT_OVERCOMMIT_DISK),
   /**
@@ -84,14 +104,14 @@ export const WorkerEnv = z.object({
    * recently used first (never one a VM's disk is backed by). Unset or 0: no limit.
    */
   VIRTFLEET_IMAGE_CACHE_GB: z.coerce.number().min(0).max(1_000_000).default(DEFAULT_IMAGE_CACHE_GB),
-  VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+  VIRTFLEET_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(DEFAULT_HEARTBEAT_MS),
   /** Running jobs get this long to finish on SIGTERM; then they are rolled back and handed back. */
   VIRTFLEET_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_SHUTDOWN_TIMEOUT_MS),
   /** A dead worker's jobs are picked up again after at most this long. */
-  VIRTFLEET_LOCK_MS: z.coerce.number().int().min(1000).default(30_000),
-  VIRTFLEET_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(15_000),
-  VIRTFLEET_MAX_STALLED: z.coerce.number().int().min(1).default(10),
-  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  VIRTFLEET_LOCK_MS: z.coerce.number().int().min(1000).default(DEFAULT_LOCK_MS),
+  VIRTFLEET_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(DEFAULT_STALLED_INTERVAL_MS),
+  VIRTFLEET_MAX_STALLED: z.coerce.number().int().min(1).default(DEFAULT_MAX_STALLED),
+  LOG_LEVEL: LogLevel.default(DEFAULT_LOG_LEVEL),
   /**
    * Also compete to be the fleet's controller (reaper, pool manager; one of all workers and
    * virtfleet-controllers runs it at a time). `0`: leave it to others.

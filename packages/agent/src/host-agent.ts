@@ -47,16 +47,25 @@ import {
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_LIBVIRT_URI,
+  DEFAULT_LOCK_MS,
+  DEFAULT_MAX_STALLED,
+  DEFAULT_OVERCOMMIT_CPU,
+  DEFAULT_OVERCOMMIT_DISK,
+  DEFAULT_OVERCOMMIT_MEMORY,
+  DEFAULT_STALLED_INTERVAL_MS,
+} from "./defaults.js";
 import { ensureFleetId } from "./fleet-identity.js";
+import { HostMonitor } from "./host-monitor.js";
 import { ImageCache } from "./images/image-cache.js";
 import { Libvirt } from "./libvirt.js";
 import { NameLocks } from "./name-locks.js";
 import { PowerSwitch } from "./power/power-switch.js";
 import { Provisioner, type ProvisionerTimeouts, type Report } from "./provisioner.js";
 import { type ReconcileReport, Reconciler } from "./reconciler.js";
-
-/** A host offers its storage filesystem's size times this to VMs' disks. */
-export const DEFAULT_OVERCOMMIT_DISK = 1;
 
 export interface HostAgentOptions {
   /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
@@ -165,6 +174,8 @@ export class HostAgent {
   readonly #queue: Queue;
   /** For watching other hosts (when elected) and re-placing their jobs. */
   readonly #fleet: FleetClient;
+  /** The fleet monitor's work (checkHosts, sweepPending), run while this worker holds the monitor lock. */
+  readonly #monitor: HostMonitor;
   readonly #instance = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   #provisioner: JobExecutor | undefined;
   /** Pauses and resumes this fleet's VMs here (warm pools), once the fleet id is known. */
@@ -202,7 +213,7 @@ export class HostAgent {
     this.#hosts = new HostRegistry(this.#redis, this.keys);
     this.#vms = new VmRegistry(this.#redis, this.keys);
     this.#runner = options.runner ?? new ExecaRunner({ logger: this.#logger });
-    this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? "qemu:///system");
+    this.#libvirt = new Libvirt(this.#runner, options.libvirtUri ?? DEFAULT_LIBVIRT_URI);
     this.#paths = new HostPaths(options.storageDir, options.imageDir);
     this.#catalogue = new ImageCatalogue(this.#redis, this.keys);
     this.images = new ImageCache({
@@ -225,6 +236,7 @@ export class HostAgent {
       redis,
       ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     });
+    this.#monitor = new HostMonitor({ fleet: this.#fleet, redis: this.#redis });
   }
 
   async start(): Promise<void> {
@@ -274,12 +286,15 @@ export class HostAgent {
       libvirtUri: this.#libvirt.uri,
       virtTypes: virtType === "kvm" ? ["kvm", "qemu"] : ["qemu"],
       defaultVirtType: virtType,
-      concurrency: o.concurrency ?? 4,
+      concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
       memoryMiB: {
         total: node.memoryMiB,
-        capacity: o.capacityMemoryMiB ?? Math.floor(node.memoryMiB * (o.overcommitMemory ?? 1)),
+        capacity: o.capacityMemoryMiB ?? Math.floor(node.memoryMiB * (o.overcommitMemory ?? DEFAULT_OVERCOMMIT_MEMORY)),
       },
-      vcpus: { total: node.cpus, capacity: o.capacityVcpus ?? Math.floor(node.cpus * (o.overcommitCpu ?? 4)) },
+      vcpus: {
+        total: node.cpus,
+        capacity: o.capacityVcpus ?? Math.floor(node.cpus * (o.overcommitCpu ?? DEFAULT_OVERCOMMIT_CPU)),
+      },
       diskFreeGiB: 0,
       runningVms: 0,
       images: [],
@@ -314,12 +329,12 @@ export class HostAgent {
 
     await this.#redis.del(this.keys.hostDown(this.hostId));
     await this.#beat();
-    const period = o.heartbeatMs ?? 5000;
+    const period = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#every(period, () => this.#beat(), "heartbeat");
     this.#every(period, () => this.#watchFleet(period * 3), "fleet watch");
     this.#every(Math.max(period * 2, 5000), () => this.#sweepFailed(), "failed-job sweep");
 
-    const lockMs = o.lockMs ?? 30_000;
+    const lockMs = o.lockMs ?? DEFAULT_LOCK_MS;
     this.#workerRedis = quietErrors(this.#redis.duplicate({ enableAutoPipelining: false }));
     this.#worker = new Worker(
       this.keys.hostQueue(this.hostId),
@@ -327,12 +342,12 @@ export class HostAgent {
       {
         connection: this.#workerRedis,
         prefix: this.keys.prefix,
-        concurrency: o.concurrency ?? 4,
+        concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
         autorun: false,
         lockDuration: lockMs,
         lockRenewTime: Math.floor(lockMs / 2),
-        stalledInterval: o.stalledIntervalMs ?? 15_000,
-        maxStalledCount: o.maxStalledCount ?? 10,
+        stalledInterval: o.stalledIntervalMs ?? DEFAULT_STALLED_INTERVAL_MS,
+        maxStalledCount: o.maxStalledCount ?? DEFAULT_MAX_STALLED,
       },
     );
     this.#worker.on("error", (error) => this.#logger.error({ err: error }, "worker error"));
@@ -344,7 +359,7 @@ export class HostAgent {
     this.#logger.info(
       {
         virtType,
-        concurrency: o.concurrency ?? 4,
+        concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
         storageDir: this.#paths.storageDir,
         imageDir: this.#paths.imageDir,
         ...(qemuOwner === undefined ? {} : { qemu: `${qemuOwner.user}:${qemuOwner.group}` }),
@@ -506,7 +521,7 @@ export class HostAgent {
         ? undefined
         : Math.floor(((fs.blocks * fs.bsize) / 2 ** 30) * (this.#o.overcommitDisk ?? DEFAULT_OVERCOMMIT_DISK));
     await this.#vms.ledger.setCapacity(this.hostId, status.memoryMiB.capacity, status.vcpus.capacity, diskGiB);
-    await this.#hosts.heartbeat(status, (this.#o.heartbeatMs ?? 5000) * 3);
+    await this.#hosts.heartbeat(status, (this.#o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS) * 3);
   }
 
   /** One worker of the fleet at a time (a lock in Redis) deals with hosts whose heartbeat expired. */
@@ -516,8 +531,8 @@ export class HostAgent {
       (await this.#redis.set(key, this.#instance, "PX", lockMs, "NX")) !== null ||
       ((await this.#redis.get(key)) === this.#instance && (await this.#redis.pexpire(key, lockMs)) === 1);
     if (!got) return;
-    const lost = await this.#fleet.checkHosts();
-    const ghosts = await this.#fleet.sweepPending();
+    const lost = await this.#monitor.checkHosts();
+    const ghosts = await this.#monitor.sweepPending();
     if (ghosts.length > 0)
       this.#logger.warn(
         { jobs: ghosts },

@@ -1,3 +1,16 @@
+/**
+ * @virtfleet/fleet: the control plane in Redis, used by producers (CLI, API, labs) and workers.
+ * - redis/: connections, configuration (RedisEnv), key names (Keys, KeyPrefix), Lua loading.
+ * - placement/: host eligibility and the capacity ledger (atomic claims of room).
+ * - admission/: one atomic step admitting a create (name, quota, room, job record).
+ * - records/: the job and VM records (zod schemas JobRecord, VmRecord), event log, VM registry,
+ *   batches, pending jobs.
+ * - hosts/: the host registry (heartbeats, drain, reconcile requests) and power requests.
+ * - images/: the fleet-wide image catalogue.
+ * - producer/: FleetClient, the producers' façade (create, destroy, cancel, follow jobs), its
+ *   operations one file each, and the BullMQ job options.
+ * Not HTTP: that is @virtfleet/server (library) and @virtfleet/sdk (its client).
+ */
 export * from "./admission/admission.js";
 export * from "./admission/quota.js";
 export * from "./hosts/host-registry.js";
@@ -5,11 +18,22 @@ export * from "./hosts/power.js";
 export * from "./images/image-catalogue.js";
 export * from "./placement/capacity-ledger.js";
 export * from "./placement/eligibility.js";
+export * from "./producer/cancel.js";
+export * from "./producer/context.js";
+export * from "./producer/create-batch.js";
+export * from "./producer/create-many.js";
+export * from "./producer/create-options.js";
+export * from "./producer/destroy.js";
+export * from "./producer/enqueue.js";
 export * from "./producer/fleet-client.js";
+export * from "./producer/fleet-events.js";
+export * from "./producer/job-options.js";
 export * from "./records/batches.js";
 export * from "./records/event-log.js";
+export * from "./records/fail-pending.js";
 export * from "./records/job-handle.js";
 export * from "./records/pending-jobs.js";
+export * from "./records/records.js";
 export * from "./records/vm-registry.js";
 export * from "./redis/connection.js";
 export * from "./redis/keys.js";

@@ -1,3 +1,8 @@
+/**
+ * @virtfleet/labs: lab environments on top of the fleet: templates, labs (sets of VMs), leases,
+ * warm pools, the reaper, and the controller (elected) that runs their loops; the env schema
+ * (ControllerEnv) shared by apps/controller and apps/worker.
+ */
 export * from "./controller/build-loops.js";
 export * from "./controller/controller.js";
 export * from "./controller/controller-env.js";

@@ -1,4 +1,4 @@
-import { Keys } from "@virtfleet/fleet";
+import { DEFAULT_PREFIX, Keys } from "@virtfleet/fleet";
 
 /**
  * The Redis keys of lab environments, in one place (the `.lua` scripts in `lua/` receive them as
@@ -8,7 +8,7 @@ export class LabKeys {
   readonly prefix: string;
   readonly fleet: Keys;
 
-  constructor(prefix = "virtfleet") {
+  constructor(prefix = DEFAULT_PREFIX) {
     this.fleet = new Keys(prefix);
     this.prefix = prefix;
   }

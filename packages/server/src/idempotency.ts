@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { type Keys, runScript } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
+import { DEFAULT_IDEMPOTENCY_TTL_SEC } from "./defaults.js";
 import { problem } from "./problem.js";
 
 export interface StoredAnswer {
@@ -38,7 +39,7 @@ export class IdempotencyStore {
   readonly #ttlSec: number;
   readonly #maxKeys: number;
 
-  constructor(redis: Redis, keys: Keys, ttlSec = 86_400, maxKeys = DEFAULT_MAX_IDEMPOTENCY_KEYS) {
+  constructor(redis: Redis, keys: Keys, ttlSec = DEFAULT_IDEMPOTENCY_TTL_SEC, maxKeys = DEFAULT_MAX_IDEMPOTENCY_KEYS) {
     this.#redis = redis;
     this.#keys = keys;
     this.#ttlSec = ttlSec;

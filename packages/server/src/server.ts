@@ -47,6 +47,7 @@ import { z } from "zod";
 import { auditMutatingCalls } from "./audit.js";
 import { canSee, type Principal, requireScope, type TokenStore } from "./auth.js";
 import { checkCallbackUrl } from "./callback-url.js";
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_BODY_LIMIT } from "./defaults.js";
 import { EventStreams, type StreamSource } from "./event-streams.js";
 import { IdempotencyStore } from "./idempotency.js";
 import { DEFAULT_METRICS_AUTH, Metrics, type MetricsAuth } from "./metrics.js";
@@ -69,9 +70,9 @@ export interface ApiServerOptions {
   prefix?: string;
   tokens: TokenStore;
   logger: Logger;
-  /** Default 127.0.0.1. */
+  /** Default DEFAULT_API_HOST (127.0.0.1). */
   host?: string;
-  /** Default 8080; 0 picks a free port. */
+  /** Default DEFAULT_API_PORT (8080); 0 picks a free port. */
   port?: number;
   /**
    * HMAC key for the webhooks of tenants whose tokens name no `webhookSecret` of their own. Unset:
@@ -82,9 +83,9 @@ export interface ApiServerOptions {
   webhookAllowPrivate?: boolean;
   /** Webhook deliveries in flight at once. Default DEFAULT_WEBHOOK_CONCURRENCY (8). */
   webhookConcurrency?: number;
-  /** How long an Idempotency-Key's answer is kept. Default 86400 s. */
+  /** How long an Idempotency-Key's answer is kept. Default DEFAULT_IDEMPOTENCY_TTL_SEC (86400 s). */
   idempotencyTtlSec?: number;
-  /** Largest request body. Default 1 MiB. */
+  /** Largest request body. Default DEFAULT_BODY_LIMIT (1 MiB). */
   bodyLimit?: number;
   webhookMinTimeoutMs?: number;
   /** Redis connections shared by all event streams. Default DEFAULT_STREAM_CONNECTIONS. */
@@ -197,7 +198,7 @@ export class ApiServer {
     this.#poolMetrics = new PoolMetrics(this.#metrics.registry, () => this.pools.list(), options.metricsCacheMs);
     this.app = Fastify({
       loggerInstance: options.logger as unknown as FastifyBaseLogger,
-      bodyLimit: options.bodyLimit ?? 1024 * 1024,
+      bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
       disableRequestLogging: false,
     });
   }
@@ -520,9 +521,9 @@ export class ApiServer {
         void reply.status(404).type("application/problem+json").send(p);
       });
       this.#metrics.route(m, metricsAuth, this.#o.tokens);
-      await m.listen({ host: this.#o.metricsHost ?? this.#o.host ?? "127.0.0.1", port: this.#o.metricsPort });
+      await m.listen({ host: this.#o.metricsHost ?? this.#o.host ?? DEFAULT_API_HOST, port: this.#o.metricsPort });
     }
-    await app.listen({ host: this.#o.host ?? "127.0.0.1", port: this.#o.port ?? 8080 });
+    await app.listen({ host: this.#o.host ?? DEFAULT_API_HOST, port: this.#o.port ?? DEFAULT_API_PORT });
   }
 
   #principalOrUndefined(request: FastifyRequest): Principal | undefined {

@@ -1,4 +1,4 @@
-import { specFingerprint, VirtfleetError, VmSpec } from "@virtfleet/core";
+import { VirtfleetError } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { describe, expect } from "vitest";
@@ -8,7 +8,6 @@ import { CapacityLedger } from "../placement/capacity-ledger.js";
 import { FleetClient } from "../producer/fleet-client.js";
 import { BATCH_TTL_SEC, REFUSED_BATCH_TTL_SEC } from "../records/batches.js";
 import { Keys } from "../redis/keys.js";
-import { Admission } from "./admission.js";
 
 /** A host as its worker would publish it: heartbeat and capacity (disk in GiB when given). */
 async function up(client: FleetClient, hostId: string, diskGiB?: number): Promise<void> {
@@ -97,70 +96,6 @@ describe("admission: tenants, pending jobs, disk, bounds", () => {
       await redis.del(wait);
       const retry = await client.createVm(spec("ad-ghost"), { tenant: "acme", quota: { vms: 1 } });
       expect(await waitingIds(redisUrl, prefix, "ad-h1")).toEqual([retry.id]);
-    } finally {
-      await client.close();
-    }
-  });
-
-  test("a producer that died between admission and enqueue: a retry enqueues the job; else the sweep ends it and gives everything back", async ({
-    redisUrl,
-    prefix,
-    redis,
-  }) => {
-    const client = new FleetClient({ redisUrl, prefix });
-    const keys = new Keys(prefix);
-    /** Admits a create as a producer would, then "dies" before it enqueues the job. */
-    const ghost = async (name: string, jobId: string) => {
-      const s = VmSpec.parse(spec(name, 2));
-      const outcome = await new Admission(redis, keys).admit({
-        record: {
-          name,
-          hostId: "",
-          state: "creating",
-          fingerprint: specFingerprint(s),
-          jobId,
-          memoryMiB: s.memoryMiB,
-          vcpus: s.vcpus,
-          labels: {},
-          tenant: "acme",
-          updatedAt: new Date().toISOString(),
-        },
-        hosts: ["ad-h1"],
-        policy: "order",
-        diskGiB: 2,
-        tenant: { name: "acme", limits: {} },
-        job: { jobId, kind: "create", vm: name, tenant: "acme" },
-      });
-      expect(outcome).toEqual({ outcome: "claimed", hostId: "ad-h1" });
-    };
-    try {
-      await up(client, "ad-h1", 100);
-
-      // A retry before the sweep: the same job, now in its queue (not a job that will never run).
-      await ghost("ad-retried", "create-11111111-1111-4111-8111-111111111111");
-      const retried = await client.createVm(spec("ad-retried", 2), { tenant: "acme" });
-      expect(retried.id).toBe("create-11111111-1111-4111-8111-111111111111");
-      expect(await waitingIds(redisUrl, prefix, "ad-h1")).toEqual([retried.id]);
-      expect(await client.sweepPending(0)).toEqual([]);
-      expect((await client.vms.get("ad-retried"))?.state).toBe("creating");
-
-      // No retry: the monitor's sweep fails it and gives room, quota and name back.
-      const lost = "create-22222222-2222-4222-8222-222222222222";
-      await ghost("ad-lost", lost);
-      expect((await client.vms.quotas.usage("acme")).vms).toBe(2);
-      expect(await client.sweepPending()).toEqual([]); // not old enough yet
-      expect(await client.sweepPending(0)).toEqual([lost]);
-      expect((await client.log.getJob(lost))?.phase).toBe("failed");
-      expect((await client.log.getJob(lost))?.error?.code).toBe("INTERNAL");
-      expect(await client.vms.get("ad-lost")).toBeUndefined();
-      expect(await client.vms.quotas.usage("acme")).toEqual({ vms: 1, memoryMiB: 256, vcpus: 1, diskGiB: 2 });
-      const alloc = await client.vms.ledger.get("ad-h1");
-      expect(alloc.allocated).toEqual({ memoryMiB: 256, vcpus: 1 });
-      expect(alloc.disk.allocatedGiB).toBe(2);
-      const again = await client.createVm(spec("ad-lost", 2), { tenant: "acme" });
-      expect(again.id).not.toBe(lost);
-      expect((await waitingIds(redisUrl, prefix, "ad-h1")).sort()).toEqual([retried.id, again.id].sort());
-      expect(await redis.zcard(client.keys.pendingJobs())).toBe(0);
     } finally {
       await client.close();
     }

@@ -11,6 +11,7 @@ import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
 import { loadLua } from "../redis/lua.js";
 import { BatchedScript } from "../redis/scripts.js";
+import { JobRecord, parseRecord } from "./records.js";
 
 /** How long a job's record and events are kept after its last event. */
 export const JOB_TTL_SEC = 7 * 24 * 3600;
@@ -18,21 +19,7 @@ export const JOB_STREAM_MAXLEN = 1000;
 /** Entries kept in the all-events stream (each holds one script run's events: one to a few hundred). */
 export const ALL_EVENTS_MAXLEN = 10_000;
 
-export interface JobRecord {
-  jobId: string;
-  kind: JobKind;
-  vm: string;
-  hostId: string | undefined;
-  phase: Phase;
-  percent: number;
-  message: string;
-  createdAt: string;
-  updatedAt: string;
-  error: ErrorInfo | undefined;
-  tenant: string | undefined;
-  batchId: string | undefined;
-  callbackUrl: string | undefined;
-}
+export type { JobRecord } from "./records.js";
 
 export interface EventInput {
   jobId: string;
@@ -192,24 +179,14 @@ export class EventLog {
     this.#batchOf.set(jobId, batch);
   }
 
+  /**
+   * A job's record, parsed with the JobRecord schema; undefined when there is none. A record that
+   * does not parse throws INTERNAL naming the field at fault.
+   */
   async getJob(jobId: string): Promise<JobRecord | undefined> {
     const h = await this.#redis.hgetall(this.#keys.job(jobId));
     if (h.jobId === undefined) return undefined;
-    return {
-      jobId: h.jobId,
-      kind: h.kind as JobKind,
-      vm: h.vm ?? "",
-      hostId: h.hostId,
-      phase: (h.phase ?? "queued") as Phase,
-      percent: Number(h.percent ?? 0),
-      message: h.message ?? "",
-      createdAt: h.createdAt ?? "",
-      updatedAt: h.updatedAt ?? "",
-      error: h.error === undefined ? undefined : (JSON.parse(h.error) as ErrorInfo),
-      tenant: h.tenant,
-      batchId: h.batch,
-      callbackUrl: h.callbackUrl,
-    };
+    return parseRecord(JobRecord, h, `the record of job ${jobId}`);
   }
 
   /** Marks the job as asked to be cancelled; the worker checks the mark between phases. */

@@ -8,7 +8,7 @@ export const PENDING_JOB_TIMEOUT_MS = 60_000;
  * Create jobs admitted (VM and job recorded, room and quota claimed) but not yet known to be in
  * their host's BullMQ queue. Admission adds a job here in the same atomic step that admits it; the
  * producer takes it out once the job is enqueued. A producer that dies (or fails) between the two
- * leaves the job here, and the fleet monitor's sweep ends it (see FleetClient.sweepPending), so no
+ * leaves the job here, and the fleet monitor's sweep ends it (HostMonitor.sweepPending in @virtfleet/agent), so no
  * ghost VM holds room, quota and its name for good.
  */
 export class PendingJobs {

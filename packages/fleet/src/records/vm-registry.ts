@@ -1,28 +1,10 @@
 import type { Redis } from "ioredis";
-import { z } from "zod";
 import { QuotaLedger } from "../admission/quota.js";
 import { CapacityLedger } from "../placement/capacity-ledger.js";
 import type { Keys } from "../redis/keys.js";
+import { parseRecord, VmRecord, type VmState } from "./records.js";
 
-export type VmState = "creating" | "running" | "destroying" | "failed";
-
-export interface VmRecord {
-  name: string;
-  hostId: string;
-  state: VmState;
-  fingerprint: string;
-  jobId: string;
-  memoryMiB: number;
-  vcpus: number;
-  labels: Record<string, string>;
-  /** Anti-affinity group, if any. */
-  group?: string;
-  /** The API tenant that owns it, if any. */
-  tenant?: string;
-  /** The guest's IP addresses (IPv4 first), as its agent or DHCP last reported them. */
-  addresses?: string[];
-  updatedAt: string;
-}
+export { VmRecord, VmState } from "./records.js";
 
 /** A VM record as hash fields; without `hostId` when `withHost` is false. */
 export function vmFields(r: VmRecord, withHost = true): string[] {
@@ -50,18 +32,6 @@ export function vmFields(r: VmRecord, withHost = true): string[] {
     "updatedAt",
     r.updatedAt,
   ];
-}
-
-/** A stored `addresses` field: a JSON list of strings (anything else reads as none). */
-function parseAddresses(raw: string): string[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return [];
-  }
-  const parsed = z.array(z.string()).safeParse(json);
-  return parsed.success ? parsed.data : [];
 }
 
 /** Where every VM of the fleet lives and what state it is in. */
@@ -105,23 +75,14 @@ export class VmRegistry {
     await this.remove(name);
   }
 
+  /**
+   * A VM's record, parsed with the VmRecord schema; undefined when there is none. A record that does
+   * not parse throws INTERNAL naming the field at fault.
+   */
   async get(name: string): Promise<VmRecord | undefined> {
     const h = await this.#redis.hgetall(this.#keys.vm(name));
     if (h.name === undefined) return undefined;
-    return {
-      name: h.name,
-      hostId: h.hostId ?? "",
-      state: (h.state ?? "failed") as VmState,
-      fingerprint: h.fingerprint ?? "",
-      jobId: h.jobId ?? "",
-      memoryMiB: Number(h.memoryMiB ?? 0),
-      vcpus: Number(h.vcpus ?? 0),
-      labels: h.labels === undefined ? {} : (JSON.parse(h.labels) as Record<string, string>),
-      ...(h.group === undefined || h.group === "" ? {} : { group: h.group }),
-      ...(h.tenant === undefined || h.tenant === "" ? {} : { tenant: h.tenant }),
-      ...(h.addresses === undefined ? {} : { addresses: parseAddresses(h.addresses) }),
-      updatedAt: h.updatedAt ?? "",
-    };
+    return parseRecord(VmRecord, h, `the record of VM ${name}`);
   }
 
   async setState(name: string, state: VmState, jobId?: string): Promise<void> {
@@ -146,9 +107,10 @@ export class VmRegistry {
     await this.#redis.multi().del(this.#keys.vm(name)).srem(this.#keys.vms(), name).exec();
   }
 
+  /** Every VM's record, by name. A record that does not parse (see get) is left out: one bad record never hides the rest. */
   async list(): Promise<VmRecord[]> {
     const names = (await this.#redis.smembers(this.#keys.vms())).sort();
-    const records = await Promise.all(names.map((n) => this.get(n)));
+    const records = await Promise.all(names.map((n) => this.get(n).catch(() => undefined)));
     return records.filter((r): r is VmRecord => r !== undefined);
   }
 }

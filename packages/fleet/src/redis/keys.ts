@@ -1,3 +1,15 @@
+import { z } from "zod";
+
+/** The key prefix of a fleet when none is given (VIRTFLEET_PREFIX). */
+export const DEFAULT_PREFIX = "virtfleet";
+const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** A fleet's key prefix (VIRTFLEET_PREFIX of every component), DEFAULT_PREFIX when unset. */
+export const KeyPrefix = z
+  .string()
+  .regex(PREFIX_PATTERN, "is not a key prefix (letters, digits, _ . -)")
+  .default(DEFAULT_PREFIX);
+
 /**
  * Every Redis key and queue name virtfleet uses, in one place. (The admission script builds a
  * host's alloc, claims, host and drain keys from the prefix itself: keep them in step.)
@@ -5,8 +17,8 @@
 export class Keys {
   readonly prefix: string;
 
-  constructor(prefix = "virtfleet") {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(prefix)) throw new Error(`invalid key prefix: ${prefix}`);
+  constructor(prefix = DEFAULT_PREFIX) {
+    if (!PREFIX_PATTERN.test(prefix)) throw new Error(`invalid key prefix: ${prefix}`);
     this.prefix = prefix;
   }
 

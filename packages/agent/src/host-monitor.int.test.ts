@@ -1,0 +1,131 @@
+import { specFingerprint, VmSpec } from "@virtfleet/core";
+import { Admission, CapacityLedger, FleetClient, Keys } from "@virtfleet/fleet";
+import { Queue } from "bullmq";
+import { describe, expect } from "vitest";
+import { hostStatus } from "../../../test/fixtures/host-status.js";
+import { redisTest as test } from "../../../test/fixtures/redis-test.js";
+import { HostMonitor } from "./host-monitor.js";
+
+/** A host as its worker would publish it: heartbeat and capacity (disk in GiB when given). */
+async function up(client: FleetClient, hostId: string, diskGiB?: number): Promise<void> {
+  const s = hostStatus(hostId);
+  const redis = client.connect();
+  await new CapacityLedger(redis, client.keys).setCapacity(hostId, s.memoryMiB.capacity, s.vcpus.capacity, diskGiB);
+  redis.disconnect();
+  await client.hosts.heartbeat(s, 30_000);
+}
+
+const spec = (name: string, diskGiB = 1) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: diskGiB }] });
+
+async function waitingIds(redisUrl: string, prefix: string, hostId: string): Promise<string[]> {
+  const queue = new Queue(new Keys(prefix).hostQueue(hostId), { connection: { url: redisUrl }, prefix });
+  try {
+    return (await queue.getJobs(["waiting"])).map((j) => j.id ?? "");
+  } finally {
+    await queue.close();
+  }
+}
+
+describe("host monitor: pending admissions", () => {
+  test("a producer that died between admission and enqueue: a retry enqueues the job; else the sweep ends it and gives everything back", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    const monitor = new HostMonitor({ fleet: client, redis });
+    const keys = new Keys(prefix);
+    /** Admits a create as a producer would, then "dies" before it enqueues the job. */
+    const ghost = async (name: string, jobId: string) => {
+      const s = VmSpec.parse(spec(name, 2));
+      const outcome = await new Admission(redis, keys).admit({
+        record: {
+          name,
+          hostId: "",
+          state: "creating",
+          fingerprint: specFingerprint(s),
+          jobId,
+          memoryMiB: s.memoryMiB,
+          vcpus: s.vcpus,
+          labels: {},
+          tenant: "acme",
+          updatedAt: new Date().toISOString(),
+        },
+        hosts: ["ad-h1"],
+        policy: "order",
+        diskGiB: 2,
+        tenant: { name: "acme", limits: {} },
+        job: { jobId, kind: "create", vm: name, tenant: "acme" },
+      });
+      expect(outcome).toEqual({ outcome: "claimed", hostId: "ad-h1" });
+    };
+    try {
+      await up(client, "ad-h1", 100);
+
+      // A retry before the sweep: the same job, now in its queue (not a job that will never run).
+      await ghost("ad-retried", "create-11111111-1111-4111-8111-111111111111");
+      const retried = await client.createVm(spec("ad-retried", 2), { tenant: "acme" });
+      expect(retried.id).toBe("create-11111111-1111-4111-8111-111111111111");
+      expect(await waitingIds(redisUrl, prefix, "ad-h1")).toEqual([retried.id]);
+      expect(await monitor.sweepPending(0)).toEqual([]);
+      expect((await client.vms.get("ad-retried"))?.state).toBe("creating");
+
+      // No retry: the monitor's sweep fails it and gives room, quota and name back.
+      const lost = "create-22222222-2222-4222-8222-222222222222";
+      await ghost("ad-lost", lost);
+      expect((await client.vms.quotas.usage("acme")).vms).toBe(2);
+      expect(await monitor.sweepPending()).toEqual([]); // not old enough yet
+      expect(await monitor.sweepPending(0)).toEqual([lost]);
+      expect((await client.log.getJob(lost))?.phase).toBe("failed");
+      expect((await client.log.getJob(lost))?.error?.code).toBe("INTERNAL");
+      expect(await client.vms.get("ad-lost")).toBeUndefined();
+      expect(await client.vms.quotas.usage("acme")).toEqual({ vms: 1, memoryMiB: 256, vcpus: 1, diskGiB: 2 });
+      const alloc = await client.vms.ledger.get("ad-h1");
+      expect(alloc.allocated).toEqual({ memoryMiB: 256, vcpus: 1 });
+      expect(alloc.disk.allocatedGiB).toBe(2);
+      const again = await client.createVm(spec("ad-lost", 2), { tenant: "acme" });
+      expect(again.id).not.toBe(lost);
+      expect((await waitingIds(redisUrl, prefix, "ad-h1")).sort()).toEqual([retried.id, again.id].sort());
+      expect(await redis.zcard(client.keys.pendingJobs())).toBe(0);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe("host monitor: lost hosts", () => {
+  test("a lost host's waiting create is re-placed on another host, a pinned one fails HOST_LOST; once per outage", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix, placementCacheMs: 0 });
+    const monitor = new HostMonitor({ fleet: client, redis });
+    try {
+      await up(client, "hm-h1", 100);
+      const free = await client.createVm(spec("hm-free"));
+      const pinned = await client.createVm(spec("hm-pinned"), { host: "hm-h1" });
+      expect((await waitingIds(redisUrl, prefix, "hm-h1")).sort()).toEqual([free.id, pinned.id].sort());
+      expect(await monitor.checkHosts()).toEqual([]); // every host is up
+
+      await up(client, "hm-h2", 100);
+      await client.hosts.markDown("hm-h1");
+      expect(await monitor.checkHosts()).toEqual(["hm-h1"]);
+      expect(await monitor.checkHosts()).toEqual([]); // dealt with once per outage
+
+      expect(await waitingIds(redisUrl, prefix, "hm-h1")).toEqual([]);
+      expect(await waitingIds(redisUrl, prefix, "hm-h2")).toEqual([free.id]);
+      expect(await client.log.getJob(free.id)).toMatchObject({ phase: "placed" });
+      expect((await client.vms.get("hm-free"))?.hostId).toBe("hm-h2");
+      expect((await client.vms.ledger.get("hm-h2")).allocated).toEqual({ memoryMiB: 256, vcpus: 1 });
+
+      const lost = await client.log.getJob(pinned.id);
+      expect(lost?.phase).toBe("failed");
+      expect(lost?.error?.code).toBe("HOST_LOST");
+      expect(await client.vms.get("hm-pinned")).toBeUndefined();
+      expect((await client.vms.ledger.get("hm-h1")).allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -1,0 +1,138 @@
+import { type ErrorInfo, isTerminal, JobData, PlacementOptions, toErrorInfo } from "@virtfleet/core";
+import {
+  type FleetClient,
+  failPending,
+  jobOptions,
+  PENDING_JOB_TIMEOUT_MS,
+  PendingJobs,
+  type PendingRecords,
+} from "@virtfleet/fleet";
+import type { Redis } from "ioredis";
+
+export interface HostMonitorOptions {
+  /** Placement (re-placing a lost host's waiting jobs), the records and the hosts' queues. */
+  fleet: FleetClient;
+  /** A connection of the fleet's Redis (the pending set, the once-per-outage marks). */
+  redis: Redis;
+}
+
+/**
+ * The fleet monitor's work, run on the worker side by the one worker that holds the monitor lock
+ * (see HostAgent): deals with hosts whose heartbeat expired (checkHosts) and with admissions whose
+ * producer died before it enqueued the job (sweepPending). Producers never run it.
+ */
+export class HostMonitor {
+  readonly #fleet: FleetClient;
+  readonly #redis: Redis;
+  readonly #records: PendingRecords;
+
+  constructor(options: HostMonitorOptions) {
+    this.#fleet = options.fleet;
+    this.#redis = options.redis;
+    this.#records = {
+      pending: new PendingJobs(options.redis, options.fleet.keys),
+      log: options.fleet.log,
+      vms: options.fleet.vms,
+    };
+  }
+
+  /**
+   * Deals with hosts whose heartbeat has expired, once per outage: create jobs still waiting in a
+   * dead host's queue are re-placed on other hosts (pinned ones fail with HOST_LOST); jobs it was
+   * running end `failed` with HOST_LOST and their room is released. Destroy jobs wait for the host to
+   * come back (the VM is there). Run by one process at a time (workers elect one). Returns the hosts
+   * it dealt with.
+   */
+  async checkHosts(): Promise<string[]> {
+    const handled: string[] = [];
+    for (const view of await this.#fleet.hosts.list()) {
+      const hostId = view.status.hostId;
+      if (view.up) continue;
+      const first = await this.#redis.set(this.#fleet.keys.hostDown(hostId), new Date().toISOString(), "NX");
+      if (first === null) continue;
+      await this.#hostLost(hostId);
+      handled.push(hostId);
+    }
+    return handled;
+  }
+
+  async #hostLost(hostId: string): Promise<void> {
+    const { log, vms } = this.#records;
+    const queue = this.#fleet.hostQueue(hostId);
+    for (const job of await queue.getJobs(["active", "waiting", "delayed", "prioritized"])) {
+      if (job?.id === undefined) continue;
+      const parsed = JobData.safeParse(job.data);
+      const record = await log.getJob(job.id).catch(() => undefined);
+      if (!parsed.success || record === undefined || isTerminal(record.phase)) continue;
+      const data = parsed.data;
+      const vm = data.kind === "create" ? data.spec.name : data.name;
+      const jobId = job.id;
+      const lost = { code: "HOST_LOST" as const, message: `host ${hostId} stopped answering` };
+      /** Ends the job `failed`; a create's VM is forgotten (its room and quota given back). */
+      const fail = async (message: string, error: ErrorInfo) => {
+        await log.append({ jobId, kind: data.kind, vm, phase: "failed", host: hostId, message, error });
+        if (data.kind === "create") await vms.forget(vm, jobId);
+      };
+      const state = await job.getState();
+      if (data.kind === "destroy") {
+        if (state === "active") await fail(lost.message, lost);
+        continue;
+      }
+      if (state !== "active") {
+        const removed = await job.remove().then(
+          () => true,
+          () => false,
+        );
+        if (!removed) continue;
+      }
+      if (state === "active" || data.placement?.host !== undefined) {
+        await fail(lost.message, lost);
+        continue;
+      }
+      // Waiting and not pinned: place it again, on another host.
+      await vms.ledger.release(hostId, vm);
+      try {
+        const placement = data.placement ?? PlacementOptions.parse({});
+        const next = await this.#fleet.placeAndClaim(data.spec, placement, 0, [hostId]);
+        await vms.placed(vm, next, placement.group);
+        const moved: JobData = { ...data, hostId: next };
+        await log.append({
+          jobId,
+          kind: "create",
+          vm,
+          phase: "placed",
+          host: next,
+          message: `re-placed on host ${next}: host ${hostId} was lost`,
+        });
+        await this.#fleet.hostQueue(next).add("create", moved, jobOptions(jobId));
+      } catch (error) {
+        const info = toErrorInfo(error);
+        await fail(`host ${hostId} was lost and ${info.message}`, info);
+      }
+    }
+  }
+
+  /**
+   * Repairs admissions whose producer died (or failed) before it enqueued the job: a create job
+   * admitted more than `timeoutMs` ago that its host's queue does not hold ends `failed` (INTERNAL)
+   * and gives its room, quota and name back; one that its queue holds (or that already ran) just
+   * leaves the pending set. Run next to checkHosts. Returns the jobs it ended.
+   */
+  async sweepPending(timeoutMs = PENDING_JOB_TIMEOUT_MS): Promise<string[]> {
+    const { pending, log } = this.#records;
+    const ended: string[] = [];
+    for (const jobId of await pending.olderThan(Date.now() - timeoutMs)) {
+      const record = await log.getJob(jobId).catch(() => undefined);
+      const queued =
+        record?.hostId !== undefined && (await this.#fleet.hostQueue(record.hostId).getJob(jobId)) !== undefined;
+      if (record === undefined || queued || !["queued", "placed"].includes(record.phase)) {
+        await pending.enqueued([jobId]);
+        continue;
+      }
+      if (await failPending(this.#records, jobId, "the create job was admitted but never reached its host's queue")) {
+        ended.push(jobId);
+      }
+    }
+    return ended;
+  }
+}

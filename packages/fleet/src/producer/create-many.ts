@@ -1,0 +1,96 @@
+import { type CreateJobData, isTerminal, VirtfleetError } from "@virtfleet/core";
+import { failPending } from "../records/fail-pending.js";
+import type { ProducerContext } from "./context.js";
+import type { BatchItemOptions, CreateOptions, ParsedOptions } from "./create-options.js";
+import { jobOptions } from "./job-options.js";
+
+/** An admitted create: the job to enqueue, or the earlier job of the same VM (to enqueue again when pending). */
+export type Admitted = { data: CreateJobData } | { jobId: string; requeue?: CreateJobData };
+
+export function jobIdOf(a: Admitted): string {
+  return "data" in a ? a.data.jobId : a.jobId;
+}
+
+/** How createMany parses a create's options and admits one spec (FleetClient's placement). */
+export interface CreateSteps {
+  parseOptions(options: CreateOptions): ParsedOptions;
+  admit(spec: unknown, options: CreateOptions, item: ParsedOptions): Promise<Admitted>;
+}
+
+/**
+ * createVms' work: each item's enqueued job (or earlier job of the same VM), or its error. Each
+ * spec is validated, admitted and placed on its own; the admitted jobs are enqueued in one bulk call
+ * per host, then leave the pending set; a host whose enqueue fails has its jobs ended at once
+ * (INTERNAL) and their room, quota and names given back.
+ */
+export async function createMany(
+  ctx: ProducerContext,
+  steps: CreateSteps,
+  specs: readonly unknown[],
+  options: CreateOptions,
+  itemOptions: readonly (BatchItemOptions | undefined)[] = [],
+): Promise<(Admitted | VirtfleetError)[]> {
+  let parsed: ParsedOptions;
+  try {
+    parsed = steps.parseOptions(options);
+  } catch (error) {
+    if (error instanceof VirtfleetError) return specs.map(() => error);
+    throw error;
+  }
+  const admitted: (Admitted | VirtfleetError)[] = await Promise.all(
+    specs.map(async (spec, i) => {
+      try {
+        const own = itemOptions[i]?.guestReady;
+        const item =
+          own === undefined
+            ? parsed
+            : { placement: parsed.placement, guestReady: steps.parseOptions({ guestReady: own }).guestReady };
+        return await steps.admit(spec, options, item);
+      } catch (error) {
+        if (error instanceof VirtfleetError) return error;
+        throw error;
+      }
+    }),
+  );
+  const byHost = new Map<string, { data: CreateJobData; again: boolean }[]>();
+  for (const a of admitted) {
+    if (a instanceof VirtfleetError) continue;
+    const job = "data" in a ? { data: a.data, again: false } : a.requeue && { data: a.requeue, again: true };
+    if (job === undefined) continue;
+    const list = byHost.get(job.data.hostId) ?? [];
+    list.push(job);
+    byHost.set(job.data.hostId, list);
+  }
+  const failed = new Map<string, VirtfleetError>();
+  await Promise.all(
+    [...byHost].map(async ([hostId, jobs]) => {
+      try {
+        await ctx
+          .queue(hostId)
+          .addBulk(jobs.map(({ data }) => ({ name: "create", data, opts: jobOptions(data.jobId) })));
+      } catch {
+        // (Redis's own words stay out of the answer: it goes to tenants.)
+        const lost = new VirtfleetError("INTERNAL", "the create job could not be enqueued; retry the request");
+        for (const { data } of jobs) {
+          await failPending(ctx, data.jobId, lost.message);
+          failed.set(data.jobId, lost);
+        }
+        return;
+      }
+      await Promise.all(
+        jobs.map(async ({ data }) => {
+          if (await ctx.pending.take(data.jobId)) return;
+          // Someone else took it out: a sweep that ended the job (then it must not run), or
+          // another request that enqueued it too.
+          if (isTerminal((await ctx.log.getJob(data.jobId))?.phase ?? "failed")) {
+            await ctx
+              .queue(hostId)
+              .remove(data.jobId)
+              .catch(() => undefined);
+          }
+        }),
+      );
+    }),
+  );
+  return admitted.map((a) => (a instanceof VirtfleetError ? a : (failed.get(jobIdOf(a)) ?? a)));
+}
