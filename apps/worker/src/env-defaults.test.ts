@@ -12,6 +12,7 @@ import {
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   DEFAULT_STALLED_INTERVAL_MS,
   DEFAULT_STORAGE_DIR,
+  DEFAULT_VIRT_TYPE,
 } from "@virtfleet/agent";
 import { DEFAULT_LOG_LEVEL } from "@virtfleet/core";
 import { DEFAULT_PREFIX, DEFAULT_REDIS_URL } from "@virtfleet/fleet";
@@ -24,6 +25,7 @@ describe("the worker's defaults are the packages' own (defined once)", () => {
       REDIS_URL: DEFAULT_REDIS_URL,
       VIRTFLEET_PREFIX: DEFAULT_PREFIX,
       VIRTFLEET_LIBVIRT_URI: DEFAULT_LIBVIRT_URI,
+      VIRTFLEET_VIRT_TYPE: DEFAULT_VIRT_TYPE,
       VIRTFLEET_STORAGE_DIR: DEFAULT_STORAGE_DIR,
       VIRTFLEET_IMAGE_DIR: DEFAULT_IMAGE_DIR,
       VIRTFLEET_CONCURRENCY: DEFAULT_CONCURRENCY,
@@ -41,13 +43,14 @@ describe("the worker's defaults are the packages' own (defined once)", () => {
   });
 
   it("the documented values of those constants (the README's Configuration table)", () => {
-    expect([DEFAULT_PREFIX, DEFAULT_LIBVIRT_URI, DEFAULT_STORAGE_DIR, DEFAULT_IMAGE_DIR, DEFAULT_LOG_LEVEL]).toEqual([
-      "virtfleet",
-      "qemu:///system",
-      "/var/lib/virtfleet/vms",
-      "/var/lib/virtfleet/images",
-      "info",
-    ]);
+    expect([
+      DEFAULT_PREFIX,
+      DEFAULT_LIBVIRT_URI,
+      DEFAULT_VIRT_TYPE,
+      DEFAULT_STORAGE_DIR,
+      DEFAULT_IMAGE_DIR,
+      DEFAULT_LOG_LEVEL,
+    ]).toEqual(["virtfleet", "qemu:///system", "auto", "/var/lib/virtfleet/vms", "/var/lib/virtfleet/images", "info"]);
     expect([
       DEFAULT_CONCURRENCY,
       DEFAULT_OVERCOMMIT_MEMORY,

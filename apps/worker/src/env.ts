@@ -13,6 +13,7 @@ import {
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   DEFAULT_STALLED_INTERVAL_MS,
   DEFAULT_STORAGE_DIR,
+  DEFAULT_VIRT_TYPE,
 } from "@virtfleet/agent";
 import {
   DEFAULT_LOG_LEVEL,
@@ -79,7 +80,7 @@ export const WorkerEnv = z.object({
   VIRTFLEET_LIBVIRT_URI: z.string().min(1).default(DEFAULT_LIBVIRT_URI),
   VIRTFLEET_STORAGE_DIR: z.string().min(1).default(DEFAULT_STORAGE_DIR),
   VIRTFLEET_IMAGE_DIR: z.string().min(1).default(DEFAULT_IMAGE_DIR),
-  VIRTFLEET_VIRT_TYPE: z.enum(["auto", ...VirtType.options]).default("auto"),
+  VIRTFLEET_VIRT_TYPE: z.enum([DEFAULT_VIRT_TYPE, ...VirtType.options]).default(DEFAULT_VIRT_TYPE),
   VIRTFLEET_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(DEFAULT_CONCURRENCY),
   VIRTFLEET_LABELS: LabelList,
   /**

@@ -9,6 +9,8 @@ export const DEFAULT_LIBVIRT_URI = "qemu:///system";
 export const DEFAULT_STORAGE_DIR = "/var/lib/virtfleet/vms";
 /** Where base images are kept (VIRTFLEET_IMAGE_DIR). */
 export const DEFAULT_IMAGE_DIR = "/var/lib/virtfleet/images";
+/** The virt type (VIRTFLEET_VIRT_TYPE): `auto` picks kvm when /dev/kvm can be used, else qemu (TCG). */
+export const DEFAULT_VIRT_TYPE = "auto";
 /** Jobs run at once on a host (VIRTFLEET_CONCURRENCY). */
 export const DEFAULT_CONCURRENCY = 4;
 /** A host offers its memory times this to VMs (VIRTFLEET_OVERCOMMIT_MEMORY). */

@@ -57,6 +57,7 @@ import {
   DEFAULT_OVERCOMMIT_DISK,
   DEFAULT_OVERCOMMIT_MEMORY,
   DEFAULT_STALLED_INTERVAL_MS,
+  DEFAULT_VIRT_TYPE,
 } from "./defaults.js";
 import { ensureFleetId } from "./fleet-identity.js";
 import { HostMonitor } from "./host-monitor.js";
@@ -242,7 +243,7 @@ export class HostAgent {
   async start(): Promise<void> {
     const o = this.#o;
     await mkdir(this.#paths.storageDir, { recursive: true, mode: 0o755 });
-    const virtType = await detectVirtType(o.virtType ?? "auto");
+    const virtType = await detectVirtType(o.virtType ?? DEFAULT_VIRT_TYPE);
     let node: { cpus: number; memoryMiB: number };
     try {
       node = await this.#libvirt.nodeinfo({ timeoutMs: 15_000 });
