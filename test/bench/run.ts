@@ -363,6 +363,8 @@ async function virtfleetRound(redis: LocalRedis): Promise<Round> {
         concurrency: PER_HOST_CONCURRENCY,
         capacityMemoryMiB: 1 << 30,
         capacityVcpus: 1 << 30,
+        // The simulated hosts write no disks: room for every job's 1 GiB on any storage filesystem.
+        overcommitDisk: 1 << 20,
         logger,
         runner: fakeRunner,
         executor: noopExecutor,
