@@ -38,6 +38,7 @@ import { closeRedis, createRedis, quietErrors } from "./connection.js";
 import { EventLog } from "./event-log.js";
 import { HostRegistry, type HostView } from "./host-registry.js";
 import { ImageCatalogue } from "./images/image-catalogue.js";
+import { JobEventHub } from "./job-event-hub.js";
 import { JobHandle } from "./job-handle.js";
 import { Keys } from "./keys.js";
 import { PENDING_JOB_TIMEOUT_MS, PendingJobs } from "./pending-jobs.js";
@@ -177,6 +178,8 @@ export class FleetClient {
   #bullRedis: Redis | undefined;
   readonly #queues = new Map<string, Queue>();
   #closing: Promise<void> | undefined;
+  /** Reads the events of every job this client follows, on one blocking connection (made when first needed). */
+  #events: JobEventHub | undefined;
   readonly #placementCacheMs: number;
   #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
   /** Placement candidates of each hosts list read (no group). */
@@ -319,11 +322,13 @@ export class FleetClient {
   }
 
   job(jobId: string): JobHandle {
+    this.#events ??= new JobEventHub(() => this.connect(), this.#redis, this.keys);
     return new JobHandle(
       jobId,
       this.log,
       () => this.connect(),
       (id) => this.cancelJob(id),
+      this.#events,
     );
   }
 
@@ -974,6 +979,7 @@ export class FleetClient {
   /** Closes every connection; safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await this.#events?.close();
       for (const queue of this.#queues.values()) {
         await queue.close().catch(() => undefined);
       }

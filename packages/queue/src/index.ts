@@ -6,6 +6,7 @@ export * from "./event-log.js";
 export * from "./fleet-client.js";
 export * from "./host-registry.js";
 export * from "./images/image-catalogue.js";
+export * from "./job-event-hub.js";
 export * from "./job-handle.js";
 export * from "./keys.js";
 export * from "./pending-jobs.js";
