@@ -57,8 +57,7 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
       await Promise.all(ids.map((id) => log.append({ jobId: id, kind: "create", vm: `vm-${id}`, phase, message: id })));
     const last = await Promise.all(ends);
     expect(last.map((e) => e.phase)).toEqual(ids.map(() => "done"));
-    for (const id of ids)
-      expect(seen.get(id)).toEqual([`placed:${id}`, `domain.defining:${id}`, `done:${id}`]);
+    for (const id of ids) expect(seen.get(id)).toEqual([`placed:${id}`, `domain.defining:${id}`, `done:${id}`]);
     await client.close();
     expect(await blockedReads()).toBe(0);
   });
