@@ -18,6 +18,9 @@ import { Redis } from "ioredis";
 import { pino } from "pino";
 import { LocalRedis } from "../fixtures/redis-server.js";
 import { claimLatency } from "./claims.js";
+import { fleetScale } from "./fleet-scale.js";
+import { handRolledRound } from "./hand-rolled.js";
+import { cpuNow, cpuSince, emptyRedis, type Round, round, sleep, table, withDeadline } from "./measure.js";
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, "../..");
@@ -29,14 +32,6 @@ const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 10_000);
 const results: Record<string, unknown> = {};
 const logger = pino({ level: "silent" });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
-
-function table(title: string, rows: Record<string, string | number>[]): void {
-  process.stdout.write(`\n${title}\n`);
-  console.table(rows);
-}
-
 async function virsh(...args: string[]): Promise<string> {
   try {
     return (await run("virsh", ["-c", "qemu:///system", ...args], { env: { ...process.env, LC_ALL: "C" } })).stdout;
@@ -216,21 +211,8 @@ const noopExecutor: JobExecutor = {
 const HOSTS = 4;
 const PER_HOST_CONCURRENCY = 50;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-
-/** Waits for `p`, or fails the run after 5 minutes (a lost completion must not hang the bench). */
-async function withDeadline<T>(p: Promise<T>, what: string, ms = 300_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: not all arrived within ${ms / 1000} s`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** Creates the producers submit at once (virtfleet's createVms and the hand-rolled round alike). */
+const WINDOW = 500;
 
 /** Counts terminal events on the all-events stream until `n` have arrived. */
 async function countDone(redisUrl: string, keys: Keys, n: number, from = "$"): Promise<void> {
@@ -250,22 +232,6 @@ async function countDone(redisUrl: string, keys: Keys, n: number, from = "$"): P
     }
   }
   r.disconnect();
-}
-
-/** CPU seconds used so far by this process and by the Redis server. */
-async function cpuNow(url: string): Promise<{ node: number; redis: number }> {
-  const r = new Redis(url);
-  const info = await r.info("cpu");
-  r.disconnect();
-  const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
-  const u = process.cpuUsage();
-  return { node: (u.user + u.system) / 1e6, redis: field("used_cpu_user") + field("used_cpu_sys") };
-}
-
-/** CPU seconds each side spent since `before`. */
-async function cpuSince(url: string, before: { node: number; redis: number }) {
-  const now = await cpuNow(url);
-  return { nodeCpuS: round(now.node - before.node, 1), redisCpuS: round(now.redis - before.redis, 1) };
 }
 
 const REDIS_STATS = process.env.BENCH_REDIS_STATS === "1";
@@ -323,21 +289,6 @@ async function printRedisStats(url: string, label: string): Promise<void> {
     `Redis commands, ${label} (${round(total, 1)} µs/job in commands; scripts include the commands they call)`,
     rows,
   );
-}
-
-/** Empties Redis between rounds, so each starts from the same state. */
-async function emptyRedis(url: string): Promise<void> {
-  const r = new Redis(url);
-  try {
-    await r.flushall();
-  } finally {
-    r.disconnect();
-  }
-}
-
-interface Round {
-  seconds: number;
-  cpu: { nodeCpuS: number; redisCpuS: number };
 }
 
 /** Raw BullMQ: addBulk, an empty processor, the same hosts and concurrency, completion events. */
@@ -412,6 +363,8 @@ async function virtfleetRound(redis: LocalRedis): Promise<Round> {
         concurrency: PER_HOST_CONCURRENCY,
         capacityMemoryMiB: 1 << 30,
         capacityVcpus: 1 << 30,
+        // The simulated hosts write no disks: room for every job's 1 GiB on any storage filesystem.
+        overcommitDisk: 1 << 20,
         logger,
         runner: fakeRunner,
         executor: noopExecutor,
@@ -426,7 +379,6 @@ async function virtfleetRound(redis: LocalRedis): Promise<Round> {
   await resetRedisStats(redis.url);
   const cpu = await cpuNow(redis.url);
   const started = performance.now();
-  const WINDOW = 500;
   for (let i = 0; i < JOBS; i += WINDOW) {
     const results = await client.createVms(
       Array.from({ length: Math.min(WINDOW, JOBS - i) }, (_, k) => ({
@@ -455,20 +407,37 @@ async function virtfleetRound(redis: LocalRedis): Promise<Round> {
 }
 
 /**
- * 2. Control-plane overhead: jobs/s through virtfleet with no subprocess work, against raw BullMQ.
- * Rounds alternate the two (ROUNDS, default 3); the figures are the median round's.
+ * 2. Control-plane overhead: jobs/s through virtfleet with no subprocess work, against raw BullMQ
+ * (the floor: BullMQ doing nothing) and against BullMQ by hand with the same promises (the target).
+ * Rounds alternate the three (ROUNDS, default 3); each figure is its median round's.
  */
 async function controlPlane(redis: LocalRedis): Promise<void> {
-  const rounds: { raw: Round; vf: Round; ratio: number }[] = [];
+  const rounds: { raw: Round; hr: Round; vf: Round; ratio: number; hrRatio: number }[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     const raw = await rawBullmqRound(redis);
+    const hr = await handRolledRound(redis.url, {
+      jobs: JOBS,
+      hosts: HOSTS,
+      concurrencyPerHost: PER_HOST_CONCURRENCY,
+      window: WINDOW,
+      progressPerJob: EVENTS_PER_JOB,
+    });
+    await emptyRedis(redis.url);
     const vf = await virtfleetRound(redis);
-    rounds.push({ raw, vf, ratio: raw.seconds / vf.seconds });
-    process.stdout.write(`round ${i + 1}: raw ${round(raw.seconds, 2)} s, virtfleet ${round(vf.seconds, 2)} s\n`);
+    rounds.push({ raw, hr, vf, ratio: raw.seconds / vf.seconds, hrRatio: hr.seconds / vf.seconds });
+    process.stdout.write(
+      `round ${i + 1}: raw ${round(raw.seconds, 2)} s, hand-rolled ${round(hr.seconds, 2)} s, virtfleet ${round(vf.seconds, 2)} s\n`,
+    );
   }
-  const ratios = rounds.map((x) => x.ratio).sort((a, b) => a - b);
-  const median = rounds.find((x) => x.ratio === ratios[Math.floor(ratios.length / 2)]) as (typeof rounds)[number];
+  const medianBy = (ratio: (x: (typeof rounds)[number]) => number) => {
+    const sorted = rounds.map(ratio).sort((a, b) => a - b);
+    const m = sorted[Math.floor(sorted.length / 2)];
+    return { round: rounds.find((x) => ratio(x) === m) as (typeof rounds)[number], sorted };
+  };
+  const { round: median, sorted: ratios } = medianBy((x) => x.ratio);
+  const { round: hrMedian, sorted: hrRatios } = medianBy((x) => x.hrRatio);
   const { raw, vf } = median;
+  const { hr } = hrMedian;
   const r = {
     jobs: JOBS,
     hosts: HOSTS,
@@ -481,17 +450,28 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     ratiosOfRounds: ratios.map((x) => round(x, 3)),
     rawCpu: raw.cpu,
     virtfleetCpu: vf.cpu,
+    handRolledJobsPerSec: round(JOBS / hr.seconds, 0),
+    ratioToHandRolled: round(hrMedian.hrRatio, 3),
+    ratiosToHandRolledOfRounds: hrRatios.map((x) => round(x, 3)),
+    handRolledCpu: hr.cpu,
   };
   results.controlPlane = r;
   table(
     `2. Control plane: ${JOBS} create jobs, ${HOSTS} simulated hosts × concurrency ${PER_HOST_CONCURRENCY}, no subprocess work (median of ${ROUNDS} rounds)`,
     [
       {
-        way: "raw BullMQ (addBulk, empty processor, completion events)",
+        way: "raw BullMQ (addBulk, empty processor, completion events): the floor",
         seconds: round(raw.seconds, 2),
         "jobs/s": r.rawBullmqJobsPerSec,
         "node CPU s": raw.cpu.nodeCpuS,
         "redis CPU s": raw.cpu.redisCpuS,
+      },
+      {
+        way: `hand-rolled BullMQ (SET NX, quota + room in Lua, HSET record, addBulk, ${EVENTS_PER_JOB} updateProgress, completion events): the target`,
+        seconds: round(hr.seconds, 2),
+        "jobs/s": r.handRolledJobsPerSec,
+        "node CPU s": hr.cpu.nodeCpuS,
+        "redis CPU s": hr.cpu.redisCpuS,
       },
       {
         way: `virtfleet (createVms → admission → worker → ${EVENTS_PER_JOB} events each)`,
@@ -503,10 +483,14 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     ],
   );
   process.stdout.write(`virtfleet / raw BullMQ = ${r.ratioToRawBullmq} (rounds: ${r.ratiosOfRounds.join(", ")})\n`);
+  process.stdout.write(
+    `virtfleet / hand-rolled BullMQ = ${r.ratioToHandRolled} (target ≥ 1.5; rounds: ${r.ratiosToHandRolledOfRounds.join(", ")})\n`,
+  );
 }
 
 /** 3. Event latency: a worker's progress update to the producer's handler. */
 async function eventLatency(redis: LocalRedis): Promise<void> {
+  const now = () => performance.timeOrigin + performance.now();
   const prefix = `lat-${randomUUID().slice(0, 8)}`;
   const keys = new Keys(prefix);
   const writer = new Redis(redis.url);
@@ -520,12 +504,14 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
   const following = ids.map(async (id) => {
     for await (const e of client.job(id).events()) {
       if (e.phase === "queued" && e.message === "") continue;
-      latencies.push(Date.now() - Number(e.message));
+      latencies.push(now() - Number(e.message));
       if (e.phase === "done") return;
     }
   });
   await sleep(500);
-  // Each event's message carries the send time in ms; the reader measures arrival minus send.
+  const cpu = await cpuNow(redis.url);
+  // Each event's message carries the send time in ms (sub-millisecond: writer and reader share this
+  // process's clock); the reader measures arrival minus send.
   for (let k = 0; k < PER_JOB; k++) {
     await Promise.all(
       ids.map((id) =>
@@ -534,21 +520,36 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
           kind: "create",
           vm: "lat",
           phase: k === PER_JOB - 1 ? "done" : "domain.defining",
-          message: String(Date.now()),
+          message: String(now()),
         }),
       ),
     );
     await sleep(5);
   }
   await Promise.all(following);
+  const used = await cpuSince(redis.url, cpu, true);
   await client.close();
   writer.disconnect();
   latencies.sort((a, b) => a - b);
   const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  const r = { events: latencies.length, p50Ms: pick(0.5), p99Ms: pick(0.99), maxMs: latencies.at(-1) ?? 0 };
+  const r = {
+    events: latencies.length,
+    p50Ms: round(pick(0.5), 1),
+    p99Ms: round(pick(0.99), 1),
+    maxMs: round(latencies.at(-1) ?? 0, 1),
+    // CPU per event (writer, Redis, 100 readers): what the latency is made of on a busy machine.
+    nodeCpuUsPerEvent: round((used.nodeCpuS * 1e6) / latencies.length, 1),
+    redisCpuUsPerEvent: round((used.redisCpuS * 1e6) / latencies.length, 1),
+  };
   results.eventLatency = r;
   table(`3. Event latency: ${r.events} events, ${JOBS_N} jobs followed at once`, [
-    { p50_ms: r.p50Ms, p99_ms: r.p99Ms, max_ms: r.maxMs },
+    {
+      p50_ms: r.p50Ms,
+      p99_ms: r.p99Ms,
+      max_ms: r.maxMs,
+      "node CPU µs/event": r.nodeCpuUsPerEvent,
+      "redis CPU µs/event": r.redisCpuUsPerEvent,
+    },
   ]);
 }
 
@@ -803,6 +804,7 @@ async function main(): Promise<void> {
     const sections: [string, () => Promise<void>][] = [
       ["control", () => controlPlane(redis)],
       ["latency", () => eventLatency(redis)],
+      ["fleet", () => fleetScale(redis.url, results)],
       ["footprint", () => redisFootprint(redis)],
       ["disk", () => diskCreation()],
       ["throughput", () => hostThroughput(redis)],

@@ -56,12 +56,15 @@ export const NamePattern = z
   .refine((p) => p.includes("{n}"), "must contain {n}")
   .refine((p) => VmName.safeParse(p.replaceAll("{n}", "1")).success, "must give valid VM names when {n} is a number");
 
+/** The most VMs one `POST /v1/batches` may ask for. */
+export const MAX_BATCH_ITEMS = 1000;
+
 /** `POST /v1/batches`: a list of specs, or one spec with a `{n}` name pattern and a count. */
 export const BatchRequest = z
   .object({
-    vms: z.array(VmSpec).min(1).max(500).optional(),
+    vms: z.array(VmSpec).min(1).max(MAX_BATCH_ITEMS).optional(),
     template: VmSpecFields.extend({ name: NamePattern }).strict().superRefine(checkSpec).optional(),
-    count: z.number().int().min(1).max(500).optional(),
+    count: z.number().int().min(1).max(MAX_BATCH_ITEMS).optional(),
     placement: PlacementRequest.optional(),
     guestReady: GuestReadyOptions.optional(),
     callbackUrl: CallbackUrl.optional(),

@@ -31,6 +31,7 @@ export * from "./producer/job-options.js";
 export * from "./records/batches.js";
 export * from "./records/event-log.js";
 export * from "./records/fail-pending.js";
+export * from "./records/job-event-hub.js";
 export * from "./records/job-handle.js";
 export * from "./records/pending-jobs.js";
 export * from "./records/records.js";

@@ -28,6 +28,7 @@ import {
 } from "../placement/eligibility.js";
 import { type BatchItemResult, BatchStore } from "../records/batches.js";
 import { EventLog } from "../records/event-log.js";
+import { JobEventHub } from "../records/job-event-hub.js";
 import { JobHandle } from "../records/job-handle.js";
 import { PendingJobs } from "../records/pending-jobs.js";
 import { type VmRecord, VmRegistry } from "../records/vm-registry.js";
@@ -121,6 +122,8 @@ export class FleetClient {
   #bullRedis: Redis | undefined;
   readonly #queues = new Map<string, Queue>();
   #closing: Promise<void> | undefined;
+  /** Reads the events of every job this client follows, on one blocking connection (made when first needed). */
+  #events: JobEventHub | undefined;
   readonly #placementCacheMs: number;
   #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
   /** Placement candidates of each hosts list read (no group). */
@@ -253,11 +256,13 @@ export class FleetClient {
   }
 
   job(jobId: string): JobHandle {
+    this.#events ??= new JobEventHub(() => this.connect(), this.#redis, this.keys);
     return new JobHandle(
       jobId,
       this.log,
       () => this.connect(),
       (id) => this.cancelJob(id),
+      this.#events,
     );
   }
 
@@ -586,6 +591,7 @@ export class FleetClient {
   /** Closes every connection; safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await this.#events?.close();
       for (const queue of this.#queues.values()) {
         await queue.close().catch(() => undefined);
       }

@@ -1,6 +1,7 @@
 import { isTerminal, type StreamedEvent, VirtfleetError } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { EventLog } from "./event-log.js";
+import type { JobEventHub } from "./job-event-hub.js";
 
 export interface WaitOptions {
   /** Called with every event, in order, including the terminal one. */
@@ -16,24 +17,36 @@ export class JobHandle {
   readonly #log: EventLog;
   readonly #connect: () => Redis;
   readonly #cancel: (id: string) => Promise<string>;
+  readonly #hub: JobEventHub | undefined;
 
-  constructor(id: string, log: EventLog, connect: () => Redis, cancel: (id: string) => Promise<string>) {
+  /** With a `hub`, the job's events are read there (shared with the client's other followed jobs). */
+  constructor(
+    id: string,
+    log: EventLog,
+    connect: () => Redis,
+    cancel: (id: string) => Promise<string>,
+    hub?: JobEventHub,
+  ) {
     this.id = id;
     this.#log = log;
     this.#connect = connect;
     this.#cancel = cancel;
+    this.#hub = hub;
   }
 
   /**
    * Every event of the job after `afterId` (all of them by default), as they arrive; ends after the
-   * terminal event. Uses its own blocking connection. JOB_NOT_FOUND when there is no such job (its
-   * record is looked at once, the first time nothing new arrives).
+   * terminal event. Read on the client's shared blocking read (JobEventHub), or without one on its
+   * own blocking connection. JOB_NOT_FOUND when there is no such job (its record is looked at once,
+   * the first time nothing new arrives).
    */
   async *events(
     afterId = "0",
     options: { signal?: AbortSignal; deadline?: number } = {},
   ): AsyncGenerator<StreamedEvent> {
-    const redis = this.#connect();
+    const hub = this.#hub;
+    const redis = hub === undefined ? this.#connect() : undefined;
+    const follower = hub?.follow(this.id, afterId);
     let last = afterId;
     let known = false;
     try {
@@ -42,7 +55,10 @@ export class JobHandle {
         if (options.deadline !== undefined && Date.now() > options.deadline) {
           throw new VirtfleetError("PHASE_TIMEOUT", `job ${this.id} did not end in time`);
         }
-        const batch = await this.#log.read(this.id, last, 1000, redis);
+        const batch =
+          hub !== undefined && follower !== undefined
+            ? await hub.next(follower, 1000)
+            : await this.#log.read(this.id, last, 1000, redis);
         if (batch.length === 0 && !known) {
           if ((await this.#log.progress(this.id)).phase === undefined) {
             throw new VirtfleetError("JOB_NOT_FOUND", `no job "${this.id}"`, { field: "jobId" });
@@ -56,7 +72,8 @@ export class JobHandle {
         }
       }
     } finally {
-      redis.disconnect();
+      if (follower !== undefined) hub?.unfollow(follower);
+      redis?.disconnect();
     }
   }
 

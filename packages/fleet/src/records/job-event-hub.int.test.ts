@@ -1,0 +1,81 @@
+import type { StreamedEvent } from "@virtfleet/core";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalRedis } from "../../../../test/fixtures/redis-server.js";
+import { FleetClient } from "../producer/fleet-client.js";
+import { Keys } from "../redis/keys.js";
+import { EventLog } from "./event-log.js";
+
+// A private Redis: its client list holds only this file's connections.
+let server: LocalRedis;
+let redis: Redis;
+
+beforeAll(async () => {
+  server = await LocalRedis.start({ appendonly: false });
+  redis = new Redis(server.url);
+});
+
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+/** Connections blocked in a read now. */
+async function blockedReads(): Promise<number> {
+  const list = (await redis.client("LIST")) as string;
+  return list.split("\n").filter((line) => / flags=\S*b/.test(line) && / cmd=xread/.test(line)).length;
+}
+
+async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("JobEventHub: a FleetClient's followed jobs share one blocking read", () => {
+  it("50 jobs followed at once are read on ONE blocking connection, each follower getting its own job's events in order to the end", async () => {
+    const prefix = `hub-${Date.now()}`;
+    const log = new EventLog(redis, new Keys(prefix));
+    const client = new FleetClient({ redisUrl: server.url, prefix });
+    const ids = Array.from({ length: 50 }, (_, i) => `job-${i}`);
+    for (const id of ids) await log.createJob({ jobId: id, kind: "create", vm: `vm-${id}` });
+    const seen = new Map<string, string[]>(ids.map((id) => [id, []]));
+    const ends = ids.map((id) =>
+      client.job(id).wait({ onEvent: (e: StreamedEvent) => seen.get(id)?.push(`${e.phase}:${e.message}`) }),
+    );
+    await Promise.all(
+      ids.map((id) => log.append({ jobId: id, kind: "create", vm: `vm-${id}`, phase: "placed", message: id })),
+    );
+    await until(() => ids.every((id) => (seen.get(id)?.length ?? 0) === 1));
+    // Every follower now waits for its next event.
+    await until(async () => (await blockedReads()) >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await blockedReads()).toBe(1);
+    for (const phase of ["domain.defining", "done"] as const)
+      await Promise.all(ids.map((id) => log.append({ jobId: id, kind: "create", vm: `vm-${id}`, phase, message: id })));
+    const last = await Promise.all(ends);
+    expect(last.map((e) => e.phase)).toEqual(ids.map(() => "done"));
+    for (const id of ids) expect(seen.get(id)).toEqual([`placed:${id}`, `domain.defining:${id}`, `done:${id}`]);
+    await client.close();
+    expect(await blockedReads()).toBe(0);
+  });
+
+  it("a job followed while the shared read blocks on others gets its events, and one that is not there is JOB_NOT_FOUND", async () => {
+    const prefix = `hub2-${Date.now()}`;
+    const log = new EventLog(redis, new Keys(prefix));
+    const client = new FleetClient({ redisUrl: server.url, prefix });
+    await log.createJob({ jobId: "waiting", kind: "create", vm: "vm-a" });
+    await log.createJob({ jobId: "late", kind: "create", vm: "vm-b" });
+    await log.append({ jobId: "late", kind: "create", vm: "vm-b", phase: "done", message: "ended before" });
+    const first = client.job("waiting").wait();
+    await until(async () => (await blockedReads()) === 1);
+    const late = await client.job("late").wait();
+    expect([late.phase, late.message]).toEqual(["done", "ended before"]);
+    await expect(client.job("nothing").wait()).rejects.toMatchObject({ code: "JOB_NOT_FOUND" });
+    await log.append({ jobId: "waiting", kind: "create", vm: "vm-a", phase: "failed", message: "no" });
+    expect((await first).phase).toBe("failed");
+    await client.close();
+  });
+});
