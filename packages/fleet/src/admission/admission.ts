@@ -1,7 +1,7 @@
 import { PHASE_PERCENT } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import { ROOM_LUA } from "../placement/capacity-ledger.js";
-import { APPEND_LUA, type EventInput, toEvent } from "../records/event-log.js";
+import { APPEND_LUA, EVENT_LIMITS, type EventInput, toEvent } from "../records/event-log.js";
 import { type VmRecord, vmFields } from "../records/vm-registry.js";
 import type { Keys } from "../redis/keys.js";
 import { BatchedScript } from "../redis/scripts.js";
@@ -18,7 +18,8 @@ import { QUOTA_LUA } from "./quota.js";
 // VM, by an operator) is the same VM; anything else is a clash, and a tenant's clash learns nothing
 // of the other VM (the host is given only to an operator).
 // KEYS: 1 vm hash, 2 vms set, 3 job hash, 4 group hash, 5 usage hash, 6 usage per-VM hash (4-6:
-// any key when unused), 7 pending jobs set. The hosts' and streams' keys are built from the prefix
+// any key when unused), 7 pending jobs set, 8 job events stream, 9 all-events stream, 10 batch hash,
+// 11 batch events stream (10-11: any key when the job has no batch). The hosts' and streams' keys are built from the prefix
 // and their ids (Redis Cluster is not supported: see README).
 // ARGV: 1 the request as JSON (see Admission.admit), 2 the `queued` event's JSON, 3.. the `placed`
 // event's JSON split around where the host's id goes.
@@ -65,8 +66,11 @@ redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
 redis.call('SADD', KEYS[2], a.vm)
 redis.call('HSET', KEYS[3], 'hostId', host, unpack(a.jobFields))
 redis.call('ZADD', KEYS[7], a.atMs, a.jobId)
-local e = { job = KEYS[3], json = ARGV[2], phase = 'queued',
-  percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', batch = a.batch }
+local bhash, bstream = false, false
+if a.batch then bhash = KEYS[10]; bstream = KEYS[11] end
+local e = { job = KEYS[3], stream = KEYS[8], fleet = KEYS[9], batch_hash = bhash, batch_stream = bstream,
+  limits = a.limits, json = ARGV[2], phase = 'queued',
+  percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '' }
 append_event(e)
 local parts = {}
 for i = 3, #ARGV do parts[#parts + 1] = ARGV[i] end
@@ -163,6 +167,7 @@ export class Admission {
       placed: { percent: String(PHASE_PERCENT.placed), messageParts: placedMessage.split(holder) },
       at,
       prefix: k.prefix,
+      limits: EVENT_LIMITS,
       ...(r.job.batchId === undefined ? {} : { batch: r.job.batchId }),
     };
     const unused = k.vm(vm);
@@ -175,6 +180,10 @@ export class Admission {
         r.tenant === undefined ? unused : k.usage(r.tenant.name),
         r.tenant === undefined ? unused : k.usageVms(r.tenant.name),
         k.pendingJobs(),
+        k.jobEvents(jobId),
+        k.allEvents(),
+        r.job.batchId === undefined ? unused : k.batch(r.job.batchId),
+        r.job.batchId === undefined ? unused : k.batchEvents(r.job.batchId),
       ],
       [
         JSON.stringify(args),

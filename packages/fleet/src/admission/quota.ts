@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
+import { loadLua } from "../redis/lua.js";
 import { runScript } from "../redis/scripts.js";
 
 export interface QuotaLimits {
@@ -17,31 +18,8 @@ export interface QuotaUsage {
   diskGiB: number;
 }
 
-// Lua: a VM against its tenant's quota, for the admission script. `quota_check` returns 'ok' or the
-// quota it would exceed (a VM already admitted is not counted twice); `quota_take` counts it. Usage
-// hash (vms, mem, vcpus, disk) and per-VM hash ("mem:vcpus[:disk]") are keys the caller declared;
-// limits are -1 for none.
-export const QUOTA_LUA = `
-local function quota_check(usage, perVm, vm, mem, vcpus, lv, lm, lc, disk, ld)
-  if redis.call('HEXISTS', perVm, vm) == 1 then return 'ok' end
-  local u = redis.call('HMGET', usage, 'vms', 'mem', 'vcpus', 'disk')
-  if lv >= 0 and tonumber(u[1] or '0') + 1 > lv then return 'vms' end
-  if lm >= 0 and tonumber(u[2] or '0') + mem > lm then return 'memoryMiB' end
-  if lc >= 0 and tonumber(u[3] or '0') + vcpus > lc then return 'vcpus' end
-  if ld >= 0 and tonumber(u[4] or '0') + disk > ld then return 'diskGiB' end
-  return 'ok'
-end
-local function quota_take(usage, perVm, vm, mem, vcpus, disk)
-  if redis.call('HEXISTS', perVm, vm) == 1 then return end
-  redis.call('HINCRBY', usage, 'vms', 1)
-  redis.call('HINCRBY', usage, 'mem', mem)
-  redis.call('HINCRBY', usage, 'vcpus', vcpus)
-  redis.call('HINCRBY', usage, 'disk', disk)
-  local held = mem .. ':' .. vcpus
-  if disk > 0 then held = held .. ':' .. disk end
-  redis.call('HSET', perVm, vm, held)
-end
-`;
+/** `quota_check` and `quota_take` (admission/includes/quota.lua: its header gives the contract). */
+export const QUOTA_LUA = loadLua(new URL("./includes/quota.lua", import.meta.url));
 
 // Gives a VM's quota back, once. KEYS: usage hash, per-VM hash. ARGV: vm.
 const RELEASE = `

@@ -9,6 +9,7 @@ import {
 } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
+import { loadLua } from "../redis/lua.js";
 import { BatchedScript } from "../redis/scripts.js";
 
 /** How long a job's record and events are kept after its last event. */
@@ -48,6 +49,11 @@ export interface EventInput {
   unlessCancelled?: boolean;
   /** In the same step, set this VM's state (and job), if the fleet still records it. */
   vmState?: { key: string; state: string; addresses?: readonly string[] };
+  /**
+   * The job's batch ("" for none), when the caller knows it; otherwise the log finds it out (the
+   * script refuses a wrong one and names the right one).
+   */
+  batchId?: string | undefined;
 }
 
 /** A progress event as stored in the streams. */
@@ -67,83 +73,33 @@ export function toEvent(input: EventInput, at = new Date().toISOString()): Progr
   return event;
 }
 
-// Lua: appends an event to the job's stream, and to its batch's stream (the terminal event counts
-// toward the batch's end), and updates the job's record. `e` holds: job (its hash key), json, phase,
-// percent, message, at, host, err (json or ''), batch (the job's batch id, or false). The streams'
-// keys follow from the job's as Keys names them (`<job>:events` and `<prefix>:events`). A job's
-// record and stream live JOB_TTL_SEC after its first (`queued`) and its terminal event.
-// The all-events stream gets one entry per script run, not one per event: `flush_events()`, run
-// once at the script's end (BatchedScript's epilogue), writes the run's events as the fields of one
-// entry (`e`, json, `e`, json, … in order), which costs Redis one XADD for a whole batch of jobs.
-// Shared with the admission script.
-export const APPEND_LUA = `
-local fleet_stream, fleet_events = nil, {}
-local function append_event(e)
-  local prefix = string.sub(e.job, 1, string.find(e.job, ':job:', 1, true) - 1)
-  local stream = e.job .. ':events'
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', ${JOB_STREAM_MAXLEN}, '*', 'e', e.json)
-  fleet_stream = prefix .. ':events'
-  fleet_events[#fleet_events + 1] = 'e'
-  fleet_events[#fleet_events + 1] = e.json
-  local terminal = e.phase == 'done' or e.phase == 'failed' or e.phase == 'cancelled'
-  if e.batch then
-    local bkey = prefix .. ':batch:' .. e.batch
-    redis.call('XADD', bkey .. ':events', '*', 'e', e.json)
-    if terminal then redis.call('HINCRBY', bkey, 'ended', 1) end
-    redis.call('EXPIRE', bkey .. ':events', ${JOB_TTL_SEC})
-  end
-  local f = { 'phase', e.phase, 'percent', e.percent, 'message', e.message, 'updatedAt', e.at }
-  if e.host ~= '' then f[#f + 1] = 'hostId'; f[#f + 1] = e.host end
-  if e.err ~= '' then f[#f + 1] = 'error'; f[#f + 1] = e.err end
-  redis.call('HSET', e.job, unpack(f))
-  if terminal or e.phase == 'queued' then
-    redis.call('EXPIRE', e.job, ${JOB_TTL_SEC})
-    redis.call('EXPIRE', stream, ${JOB_TTL_SEC})
-  end
-  return id
-end
-local function flush_events()
-  if fleet_stream == nil then return end
-  redis.call('XADD', fleet_stream, 'MAXLEN', '~', ${ALL_EVENTS_MAXLEN}, '*', unpack(fleet_events))
-  fleet_stream, fleet_events = nil, {}
-end
-`;
+/**
+ * `append_event(e)` and `flush_events()` (records/includes/append-event.lua: its header gives the
+ * contract), for scripts that append events (the admission script includes it too).
+ */
+export const APPEND_LUA = loadLua(new URL("./includes/append-event.lua", import.meta.url));
 
-// Appends an event unless the job already ended: a job's terminal event is its last.
-// KEYS: job hash[, vm hash]. ARGV: the event as JSON (the record's fields are read from it), '1' to
-// refuse (returning '!cancel') when the job was asked to be cancelled. With a vm hash (KEYS[2]):
-// also sets the VM's state to ARGV[3] and its job to ARGV[4] (and its addresses, a JSON list, to
-// ARGV[5] when given), if the VM is still recorded.
-const APPEND = {
-  lib: APPEND_LUA,
-  epilogue: "flush_events()",
-  body: `
-local j = redis.call('HMGET', KEYS[1], 'phase', 'cancelRequested', 'batch')
-local phase = j[1]
-if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return false end
-if ARGV[2] == '1' and j[2] == '1' then return '!cancel' end
-local ev = cjson.decode(ARGV[1])
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'state', ARGV[3], 'jobId', ARGV[4], 'updatedAt', ev.at)
-  if ARGV[5] then redis.call('HSET', KEYS[2], 'addresses', ARGV[5]) end
-end
-local err = ''
-if type(ev.error) == 'table' then err = cjson.encode(ev.error) end
-return append_event({ job = KEYS[1], json = ARGV[1], phase = ev.phase, percent = tostring(ev.percent),
-  message = ev.message, at = ev.at, host = ev.host or '', err = err, batch = j[3] })
-`,
-};
+/** The limits append_event takes (`e.limits`), as the scripts' callers pass them in ARGV. */
+export const EVENT_LIMITS = { stream_maxlen: JOB_STREAM_MAXLEN, ttl: JOB_TTL_SEC, all_maxlen: ALL_EVENTS_MAXLEN };
+
+/** How many jobs' batch ids an EventLog remembers (see EventLog.append). */
+export const BATCH_OF_JOB_CACHE_SIZE = 10_000;
 
 /** Jobs' records and progress events in Redis: one stream per job, one for everything. */
 export class EventLog {
   readonly #redis: Redis;
   readonly #keys: Keys;
   readonly #append: BatchedScript;
+  /** Jobs' batch ids ("" for none) learned from the append script: a job's batch never changes. */
+  readonly #batchOf = new Map<string, string>();
 
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
-    this.#append = new BatchedScript(redis, APPEND);
+    this.#append = new BatchedScript(redis, {
+      file: new URL("./commands/append-event-6.lua", import.meta.url),
+      epilogue: "flush_events()",
+    });
   }
 
   /** Creates a job's record. */
@@ -177,24 +133,63 @@ export class EventLog {
       .exec();
   }
 
-  /** Appends an event; returns its stream id, or undefined when the job had already ended. */
+  /**
+   * Appends an event; returns its stream id, or undefined when the job had already ended. Every key
+   * the script writes is passed to it, the job's batch's too: given, remembered, or learned from
+   * the script's answer (then the call is made again).
+   */
   async append(input: EventInput): Promise<string | undefined> {
-    const event = toEvent(input);
+    const event = JSON.stringify(toEvent(input));
+    let batch = input.batchId ?? this.#batchOf.get(input.jobId) ?? "";
+    let reply = await this.#appendOnce(input, event, batch);
+    if (typeof reply === "string" && reply.startsWith("!batch:")) {
+      batch = reply.slice("!batch:".length);
+      reply = await this.#appendOnce(input, event, batch);
+    }
+    if (typeof reply === "string" && reply.startsWith("!batch:"))
+      throw new Error(`job ${input.jobId}: its batch changed while appending`);
+    if (reply === null) this.#batchOf.delete(input.jobId);
+    else this.#remember(input.jobId, batch, input.phase);
+    if (reply === "!cancel") throw new VirtfleetError("CANCELLED", "cancelled by request");
+    return typeof reply === "string" ? reply : undefined;
+  }
+
+  #appendOnce(input: EventInput, event: string, batch: string): Promise<unknown> {
+    const k = this.#keys;
+    const job = k.job(input.jobId);
     const vm = input.vmState;
-    const id = await this.#append.call(
-      vm === undefined ? [this.#keys.job(input.jobId)] : [this.#keys.job(input.jobId), vm.key],
-      vm === undefined
-        ? [JSON.stringify(event), input.unlessCancelled === true ? "1" : "0"]
-        : [
-            JSON.stringify(event),
-            input.unlessCancelled === true ? "1" : "0",
-            vm.state,
-            input.jobId,
-            ...(vm.addresses === undefined ? [] : [JSON.stringify(vm.addresses)]),
-          ],
+    return this.#append.call(
+      [
+        job,
+        k.jobEvents(input.jobId),
+        k.allEvents(),
+        batch === "" ? job : k.batch(batch),
+        batch === "" ? job : k.batchEvents(batch),
+        vm === undefined ? job : vm.key,
+      ],
+      [
+        event,
+        input.unlessCancelled === true ? "1" : "0",
+        batch,
+        String(JOB_STREAM_MAXLEN),
+        String(JOB_TTL_SEC),
+        String(ALL_EVENTS_MAXLEN),
+        vm?.state ?? "",
+        input.jobId,
+        ...(vm?.addresses === undefined ? [] : [JSON.stringify(vm.addresses)]),
+      ],
     );
-    if (id === "!cancel") throw new VirtfleetError("CANCELLED", "cancelled by request");
-    return typeof id === "string" ? id : undefined;
+  }
+
+  /** Keeps a job's batch for its next events (forgotten at its terminal event, or oldest first). */
+  #remember(jobId: string, batch: string, phase: Phase): void {
+    this.#batchOf.delete(jobId);
+    if (phase === "done" || phase === "failed" || phase === "cancelled") return;
+    if (this.#batchOf.size >= BATCH_OF_JOB_CACHE_SIZE) {
+      const oldest = this.#batchOf.keys().next();
+      if (oldest.done !== true) this.#batchOf.delete(oldest.value);
+    }
+    this.#batchOf.set(jobId, batch);
   }
 
   async getJob(jobId: string): Promise<JobRecord | undefined> {

@@ -17,19 +17,27 @@ export interface LuaParts {
  * once per script however many files include it; included files may include others.
  */
 export function loadLuaParts(url: URL): LuaParts {
-  const seen = new Set<string>();
+  const seen = new Set<string>([fileURLToPath(url)]);
   const pieces: string[] = [];
-  const expand = (file: URL): string =>
-    readFileSync(file, "utf8").replace(INCLUDE, (_, rel: string) => {
+  const read = (file: URL, from: URL | undefined): string => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch (error) {
+      const where = from === undefined ? "" : ` (included by ${fileURLToPath(from)})`;
+      throw new Error(`cannot read Lua file ${fileURLToPath(file)}${where}: ${(error as Error).message}`);
+    }
+  };
+  const expand = (file: URL, from: URL | undefined): string =>
+    read(file, from).replace(INCLUDE, (_, rel: string) => {
       const target = new URL(rel.endsWith(".lua") ? rel : `${rel}.lua`, file);
       const key = fileURLToPath(target);
       if (!seen.has(key)) {
         seen.add(key);
-        pieces.push(expand(target));
+        pieces.push(expand(target, file));
       }
       return "";
     });
-  const body = expand(url);
+  const body = expand(url, undefined);
   return { includes: pieces.join("\n"), body };
 }
 
@@ -37,6 +45,23 @@ export function loadLuaParts(url: URL): LuaParts {
 export function loadLua(url: URL): string {
   const { includes, body } = loadLuaParts(url);
   return `${includes}\n${body}`;
+}
+
+/**
+ * A Lua command file's name and key count, from its name `<name>-<numKeys>.lua` (BullMQ's naming);
+ * numKeys is undefined for a name with no key count (a command that takes a list of keys).
+ */
+export function luaCommandName(url: URL): { name: string; numKeys: number | undefined } {
+  const file = fileURLToPath(url);
+  const match = /([^/]+?)(?:-(\d+))?\.lua$/.exec(file);
+  if (match === null) throw new Error(`not a Lua file: ${file}`);
+  return { name: match[1] as string, numKeys: match[2] === undefined ? undefined : Number(match[2]) };
+}
+
+/** Throws unless a command that takes `numKeys` keys (undefined: any number) was given that many. */
+export function checkKeyCount(name: string, numKeys: number | undefined, keys: readonly string[]): void {
+  if (numKeys !== undefined && keys.length !== numKeys)
+    throw new Error(`${name} takes ${numKeys} keys, got ${keys.length}`);
 }
 
 /**
@@ -49,18 +74,21 @@ export class LuaCommand {
   /** How many KEYS it takes; undefined for a command that takes a list. */
   readonly numKeys: number | undefined;
 
-  constructor(url: URL) {
-    const file = fileURLToPath(url);
-    const match = /([^/]+?)(?:-(\d+))?\.lua$/.exec(file);
-    if (match === null) throw new Error(`not a Lua file: ${file}`);
-    this.name = match[1] as string;
-    this.numKeys = match[2] === undefined ? undefined : Number(match[2]);
+  /**
+   * `numKeys`, for a file named without its key count (e.g. the labs' `lua/` files), gives it; a
+   * file whose name has one must agree.
+   */
+  constructor(url: URL, numKeys?: number) {
+    const named = luaCommandName(url);
+    if (numKeys !== undefined && named.numKeys !== undefined && numKeys !== named.numKeys)
+      throw new Error(`${fileURLToPath(url)} takes ${named.numKeys} keys, not ${numKeys}`);
+    this.name = named.name;
+    this.numKeys = numKeys ?? named.numKeys;
     this.source = loadLua(url);
   }
 
   run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    if (this.numKeys !== undefined && keys.length !== this.numKeys)
-      throw new Error(`${this.name} takes ${this.numKeys} keys, got ${keys.length}`);
+    checkKeyCount(this.name, this.numKeys, keys);
     return runScript(redis, this.source, keys.length, ...keys, ...args);
   }
 }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
+import { checkKeyCount, loadLuaParts, luaCommandName } from "./lua.js";
 
 const shas = new Map<string, string>();
 
@@ -33,6 +34,8 @@ export async function runScript(
  * and the client one command, not one each. `lib` holds local functions the body uses; the body
  * reads its own KEYS and ARGV. A call whose body returns false (or nothing) resolves to null. The
  * optional `epilogue` runs once after all of a run's calls (to write what they gathered).
+ * Given a `file` (a command file `<name>-<numKeys>.lua`, see LuaCommand), its `@include`s are the lib
+ * and its own text the body, and each call's key count is checked.
  */
 export class BatchedScript {
   readonly #redis: Redis;
@@ -41,10 +44,26 @@ export class BatchedScript {
   readonly #maxBatch: number;
   #pending: { keys: string[]; args: string[]; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   #scheduled = false;
+  readonly #name: string;
+  readonly #numKeys: number | undefined;
 
-  constructor(redis: Redis, script: { lib: string; body: string; epilogue?: string }, maxBatch = 200) {
+  constructor(
+    redis: Redis,
+    source: { lib: string; body: string; epilogue?: string } | { file: URL; epilogue?: string },
+    maxBatch = 200,
+  ) {
     this.#redis = redis;
     this.#maxBatch = maxBatch;
+    let script: { lib: string; body: string; epilogue?: string };
+    if ("file" in source) {
+      const { includes, body } = loadLuaParts(source.file);
+      script = { lib: includes, body, ...(source.epilogue === undefined ? {} : { epilogue: source.epilogue }) };
+      ({ name: this.#name, numKeys: this.#numKeys } = luaCommandName(source.file));
+    } else {
+      script = source;
+      this.#name = "script";
+      this.#numKeys = undefined;
+    }
     const run = `${script.lib}\nlocal function run(KEYS, ARGV)\n${script.body}\nend\n`;
     const epilogue = script.epilogue ?? "";
     this.#single = `${run}local r = run(KEYS, ARGV)\n${epilogue}\nreturn r`;
@@ -66,6 +85,7 @@ return out`;
   }
 
   call(keys: string[], args: string[]): Promise<unknown> {
+    checkKeyCount(this.#name, this.#numKeys, keys);
     return new Promise((resolve, reject) => {
       this.#pending.push({ keys, args, resolve, reject });
       if (this.#pending.length >= this.#maxBatch) this.#flush();
