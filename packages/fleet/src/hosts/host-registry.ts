@@ -24,7 +24,12 @@ export interface HostView {
 }
 
 /** A host's view from its live status (null: expired), its last status, drain mark and allocation. */
-function toView(live: string | null, last: string | null, drained: boolean, allocation: Allocation): HostView | undefined {
+function toView(
+  live: string | null,
+  last: string | null,
+  drained: boolean,
+  allocation: Allocation,
+): HostView | undefined {
   const raw = live ?? last;
   if (raw === null) return undefined;
   const parsed = HostStatus.safeParse(JSON.parse(raw));
@@ -62,34 +67,27 @@ export class HostRegistry {
     const hostId = status.hostId;
     const cls = hostClass(status);
     const json = JSON.stringify(status);
-    await withClasses(
-      [this.#classOf.get(hostId) ?? cls],
-      (classes) => {
-        const believed = classes.at(-1) as string;
-        return HOST_INDEX.run(
-          this.#redis,
-          [
-            k.hostStatus(hostId),
-            k.hosts(),
-            k.placementHosts(),
-            k.placementAlive(),
-            k.placementFree(cls),
-            k.placementFree(believed),
-          ],
-          [hostId, json, ttlMs, cls, believed, status.draining ? "1" : "0", ""],
-        );
-      },
-    );
+    await withClasses([this.#classOf.get(hostId) ?? cls], (classes) => {
+      const believed = classes.at(-1) as string;
+      return HOST_INDEX.run(
+        this.#redis,
+        [
+          k.hostStatus(hostId),
+          k.hosts(),
+          k.placementHosts(),
+          k.placementAlive(),
+          k.placementFree(cls),
+          k.placementFree(believed),
+        ],
+        [hostId, json, ttlMs, cls, believed, status.draining ? "1" : "0", ""],
+      );
+    });
     this.#classOf.set(hostId, cls);
   }
 
   /** Removes the live status (the host stays listed, as down). */
   async markDown(hostId: string): Promise<void> {
-    await this.#redis
-      .multi()
-      .del(this.#keys.hostStatus(hostId))
-      .zrem(this.#keys.placementAlive(), hostId)
-      .exec();
+    await this.#redis.multi().del(this.#keys.hostStatus(hostId)).zrem(this.#keys.placementAlive(), hostId).exec();
   }
 
   async get(hostId: string): Promise<HostView | undefined> {
