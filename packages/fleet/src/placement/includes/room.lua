@@ -195,7 +195,7 @@ local function release_room(ctx, vm, h)
   if h and ph ~= h then return false end
   local _, key = class_key(ctx, ph)
   redis.call('HDEL', ctx.claims, vm)
-  add_room(ctx, ph, key, -m, -v, -d)
+  add_room(ctx, ph, key, 0 - m, 0 - v, 0 - d)
   return true
 end
 
