@@ -5,7 +5,7 @@
  * fewest VMs of the request's anti-affinity group first, then `spread`: most free memory, then the
  * greatest id (byte order); `pack`: least free memory, then the smallest id. Candidates are the hosts
  * of the eligible classes (less those left out), or a list of hosts, where ties go to the earlier
- * one (`order`: the first that fits). A VM holding a claim on a candidate keeps it (`held`).
+ * one (`order`: the first that fits; over classes `order` is `spread`). A VM holding a claim on a candidate keeps it (`held`).
  */
 
 export type PlacementPolicy = "spread" | "pack" | "order";
@@ -88,6 +88,8 @@ export function pickHost(state: PlacementState, r: PlacementRequest): string | u
   const counts = new Map<string, number>();
   for (const h of state.group?.values() ?? []) counts.set(h, (counts.get(h) ?? 0) + 1);
   const list = "hosts" in r.candidates ? r.candidates.hosts : undefined;
+  // `order` ranks only a given list; over classes it is `spread`.
+  const policy = list === undefined && r.policy === "order" ? "spread" : r.policy;
   const pos = new Map<string, number>();
   list?.forEach((h, i) => {
     if (!pos.has(h)) pos.set(h, i + 1);
@@ -111,7 +113,7 @@ export function pickHost(state: PlacementState, r: PlacementRequest): string | u
     if (
       best === undefined ||
       count < best.count ||
-      (count === best.count && compareHosts(r.policy, host, p, best.host, best.pos) < 0)
+      (count === best.count && compareHosts(policy, host, p, best.host, best.pos) < 0)
     ) {
       best = { host, count, pos: p };
     }

@@ -102,6 +102,8 @@ end
 -- on a candidate keeps it), and either classes (eligible class ids, their keys in ctx.keyOf) with
 -- skip (set of hosts left out), or list (host ids in order). Returns host, state (nil state: held).
 local function find_room(ctx, req)
+  -- 'order' ranks only a given list; over classes it is 'spread'.
+  if not req.list and req.policy == 'order' then req.policy = 'spread' end
   local counts = group_counts(ctx)
   local eligible, pos = {}, {}
   if req.list then
