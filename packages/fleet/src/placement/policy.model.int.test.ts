@@ -155,7 +155,7 @@ describe("placement policy: the Lua picks what the model picks", () => {
               draining: g.draining,
             });
           });
-          fleet.groupMembers.forEach((h, i) => m.group.set(`member-${i}`, h));
+          for (const [i, h] of fleet.groupMembers.entries()) m.group.set(`member-${i}`, h);
           await writeFleet(redis, keys, m);
 
           for (const op of ops) {
