@@ -164,7 +164,7 @@ describe("placement policy: the Lua picks what the model picks", () => {
               expect(await ledger.release(op.host, op.vm)).toBe(expected);
               continue;
             }
-            const request: RoomRequest = {
+            const request: RoomRequest & { now: number } = {
               vm: op.vm,
               memoryMiB: op.memoryMiB,
               vcpus: op.vcpus,

@@ -170,7 +170,6 @@ describe("FleetClient.createVms against real Redis", () => {
   test("admits many at once: one bulk add per host, each job with queued and placed events; refusals write nothing", async ({
     redisUrl,
     prefix,
-    redis,
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
