@@ -2,8 +2,8 @@
  * The placement policy as a pure function: exactly what the claim scripts (includes/room.lua,
  * find_room) pick, kept equal by policy.model.int.test.ts. Among the candidates that fit (memory,
  * vCPUs, disk when the host publishes a disk capacity), are up, not drained and not draining: the
- * fewest VMs of the request's anti-affinity group first, then `spread`: most free memory, then the
- * greatest id (byte order); `pack`: least free memory, then the smallest id. Candidates are the hosts
+ * fewest VMs of the request's anti-affinity group first, then `spread`: most free memory, `pack`:
+ * least free memory; then the smallest id (byte order). Candidates are the hosts
  * of the eligible classes (less those left out), or a list of hosts, where ties go to the earlier
  * one (`order`: the first that fits; over classes `order` is `spread`). A VM holding a claim on a candidate keeps it (`held`).
  */
@@ -80,7 +80,7 @@ export function compareHosts(
     if (fa !== fb) return policy === "pack" ? fa - fb : fb - fa;
   }
   if (pa !== pb) return pa - pb;
-  return policy === "pack" ? compareIds(a.id, b.id) : compareIds(b.id, a.id);
+  return compareIds(a.id, b.id);
 }
 
 /** The host the claim scripts pick for the request, or undefined when none can take it. */

@@ -38,9 +38,10 @@ describe("claim-room", () => {
     const b = hostClass(hostStatus("x", { labels: { zone: "b" } }));
 
     expect(await ledger.claimRoom(request("s1", [a, b]))).toBe("pl-a1"); // 2048 free
-    // a1 and b1, b2 now tie at 1792 / 1536: b's tie goes to the greater id.
-    expect(await ledger.claimRoom(request("s2", [a, b]))).toBe("pl-a1");
-    expect(await ledger.claimRoom(request("s3", [a, b]))).toBe("pl-b2");
+    expect(await ledger.claimRoom(request("s2", [a, b]))).toBe("pl-a1"); // 1792 free
+    // a1, b1 and b2 now tie at 1536 free: the smallest id wins.
+    expect(await ledger.claimRoom(request("s3", [a, b]))).toBe("pl-a1");
+    expect(await ledger.claimRoom(request("s4", [b]))).toBe("pl-b1");
     expect(await ledger.claimRoom(request("p1", [a, b], { policy: "pack" }))).toBe("pl-a2");
     // Only class b; b2 left out.
     expect(await ledger.claimRoom(request("x1", [b], { candidates: { classes: [b], exclude: ["pl-b2"] } }))).toBe(
@@ -74,8 +75,8 @@ describe("claim-room", () => {
           room.capacity.memoryMiB - room.allocated.memoryMiB,
         );
       }
-      // 2048+1024+1536 MiB less what was taken before, in 128 MiB claims: full.
-      expect(got.filter((h) => h !== undefined).length).toBe((2048 + 1024 + 1536 - 3 * 256 - 256) / 128);
+      // 2048+1024+1536 MiB less the 6 claims of 256 MiB before, in 128 MiB claims: full.
+      expect(got.filter((h) => h !== undefined).length).toBe((2048 + 1024 + 1536 - 6 * 256) / 128);
     } finally {
       for (const c of extra) c.disconnect();
     }

@@ -10,7 +10,7 @@
 -- The policy (the TypeScript model is placement/policy.ts, pickHost; keep them equal): among the
 -- candidates that fit (memory, vCPUs, disk when the host publishes a disk capacity), are up, not
 -- drained and not draining, the fewest VMs of the group first, then 'spread': most free memory,
--- then the greatest id (byte order); 'pack': least free memory, then the smallest id. Candidates
+-- 'pack': least free memory; then the smallest id (byte order). Candidates
 -- are the hosts of the eligible classes (walked in the class zsets in policy order, so a create
 -- reads a handful of hosts), or, in list mode, the hosts given, where ties go to the earlier one
 -- ('order': the first that fits).
@@ -64,20 +64,14 @@ local function better(policy, fa, ia, pa, fb, ib, pb)
     end
   end
   if pa ~= pb then return pa < pb end
-  if policy == 'pack' then return id_lt(ia, ib) end
-  return id_lt(ib, ia)
+  return id_lt(ia, ib)
 end
 
--- The first usable host of one class zset in policy order, skipping the group's hosts and `skip`.
-local function walk_class(ctx, key, req, counts)
+-- The first usable host, not in the group nor in `skip`, of `key` read a page at a time by `range`.
+local function first_usable(ctx, req, counts, range)
   local offset = 0
   while true do
-    local ids
-    if req.policy == 'pack' then
-      ids = redis.call('ZRANGEBYSCORE', key, req.mem, '+inf', 'LIMIT', offset, ctx.page)
-    else
-      ids = redis.call('ZREVRANGEBYSCORE', key, '+inf', req.mem, 'LIMIT', offset, ctx.page)
-    end
+    local ids = range(offset)
     for _, h in ipairs(ids) do
       if (counts[h] or 0) == 0 and not req.skip[h] then
         local st = host_state(ctx, h)
@@ -87,6 +81,25 @@ local function walk_class(ctx, key, req, counts)
     if #ids < ctx.page then return nil end
     offset = offset + ctx.page
   end
+end
+
+-- One class's best host in policy order: 'pack' walks up from the least free memory that fits;
+-- 'spread' walks down from the most, then takes the smallest id among the usable hosts of that
+-- free memory (sorted sets order equal scores by member, ascending).
+local function walk_class(ctx, key, req, counts)
+  if req.policy == 'pack' then
+    return first_usable(ctx, req, counts, function(offset)
+      return redis.call('ZRANGEBYSCORE', key, req.mem, '+inf', 'LIMIT', offset, ctx.page)
+    end)
+  end
+  local h, st = first_usable(ctx, req, counts, function(offset)
+    return redis.call('ZREVRANGEBYSCORE', key, '+inf', req.mem, 'LIMIT', offset, ctx.page)
+  end)
+  if not h then return nil end
+  local free = st.capMem - st.mem
+  return first_usable(ctx, req, counts, function(offset)
+    return redis.call('ZRANGEBYSCORE', key, free, free, 'LIMIT', offset, ctx.page)
+  end)
 end
 
 -- The VMs of the request's group on each host.
