@@ -42,6 +42,8 @@ export type AdmitOutcome =
 export class Admission {
   readonly #keys: Keys;
   readonly #script: BatchedScript;
+  /** Hosts' classes as the script last told (a guess it checks): a pinned create passes its host's at once. */
+  readonly #classOf = new Map<string, string>();
 
   constructor(redis: Redis, keys: Keys) {
     this.#keys = keys;
@@ -105,32 +107,38 @@ export class Admission {
     };
     const unused = k.vm(vm);
     const eligible = [...new Set(r.classes ?? [])];
-    const reply = await withClasses<[string, string?, string?, string?]>(eligible, (classes) =>
-      this.#script.call(
-        [
-          k.vm(vm),
-          k.vms(),
-          k.job(jobId),
-          r.group === undefined ? unused : k.group(r.group),
-          r.tenant === undefined ? unused : k.usage(r.tenant.name),
-          r.tenant === undefined ? unused : k.usageVms(r.tenant.name),
-          k.pendingJobs(),
-          k.jobEvents(jobId),
-          k.allEvents(),
-          r.job.batchId === undefined ? unused : k.batch(r.job.batchId),
-          r.job.batchId === undefined ? unused : k.batchEvents(r.job.batchId),
-          k.placementHosts(),
-          k.placementClaims(),
-          k.placementAlive(),
-          k.placementDrained(),
-          ...classes.map((c) => k.placementFree(c)),
-        ],
-        [
-          JSON.stringify({ ...args, classes, eligible: eligible.length }),
-          event({ phase: "queued", message: "accepted" }),
-          ...event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
-        ],
-      ),
+    const known = (r.hosts ?? []).flatMap((h) => this.#classOf.get(h) ?? []);
+    const reply = await withClasses<[string, string?, string?, string?]>(
+      [...eligible, ...known],
+      (classes) =>
+        this.#script.call(
+          [
+            k.vm(vm),
+            k.vms(),
+            k.job(jobId),
+            r.group === undefined ? unused : k.group(r.group),
+            r.tenant === undefined ? unused : k.usage(r.tenant.name),
+            r.tenant === undefined ? unused : k.usageVms(r.tenant.name),
+            k.pendingJobs(),
+            k.jobEvents(jobId),
+            k.allEvents(),
+            r.job.batchId === undefined ? unused : k.batch(r.job.batchId),
+            r.job.batchId === undefined ? unused : k.batchEvents(r.job.batchId),
+            k.placementHosts(),
+            k.placementClaims(),
+            k.placementAlive(),
+            k.placementDrained(),
+            ...classes.map((c) => k.placementFree(c)),
+          ],
+          [
+            JSON.stringify({ ...args, classes, eligible: eligible.length }),
+            event({ phase: "queued", message: "accepted" }),
+            ...event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
+          ],
+        ),
+      (id, host) => {
+        if (host !== undefined) this.#classOf.set(host, id);
+      },
     );
     const [outcome, value = "", host = "", pending = "0"] = reply;
     switch (outcome) {

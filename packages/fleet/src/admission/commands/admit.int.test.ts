@@ -4,6 +4,7 @@ import { hostStatus } from "../../../../../test/fixtures/host-status.js";
 import { LocalRedis } from "../../../../../test/fixtures/redis-server.js";
 import { HostRegistry } from "../../hosts/host-registry.js";
 import { CapacityLedger } from "../../placement/capacity-ledger.js";
+import { hostClass } from "../../placement/host-class.js";
 import { FleetClient } from "../../producer/fleet-client.js";
 import { Keys } from "../../redis/keys.js";
 
@@ -56,6 +57,37 @@ describe("admit", () => {
       // The first create took 256 MiB of pl-h0000; of zone z0, pl-h0004 (20 MiB taken) has the most free now.
       expect((await client.vms.get("pl-warm"))?.hostId).toBe("pl-h0000");
       expect((await client.log.getJob(job.id))?.hostId).toBe("pl-h0004");
+    } finally {
+      await client.close();
+      redis.disconnect();
+    }
+  });
+
+  it("a pinned create whose VM holds a stale claim on a host of another class moves the claim there (the script asks for each class it needs)", async () => {
+    const prefix = "pl-stale";
+    const keys = new Keys(prefix);
+    const redis = new Redis(local.url, { maxRetriesPerRequest: null });
+    const client = new FleetClient({ redisUrl: local.url, prefix });
+    try {
+      const hosts = new HostRegistry(redis, keys);
+      const ledger = new CapacityLedger(redis, keys);
+      const x = hostStatus("pl-x", { labels: { zone: "x" } });
+      for (const s of [x, hostStatus("pl-y", { labels: { zone: "y" } })]) {
+        await ledger.setCapacity(s.hostId, 4096, 4);
+        await hosts.heartbeat(s, 60_000);
+      }
+      // Room held by a name no VM record has (a create that died half-way, say).
+      expect(await ledger.claim(["pl-x"], "pl-vm", 1024, 1)).toBe("pl-x");
+      const job = await client.createVm(
+        { name: "pl-vm", memoryMiB: 512, vcpus: 1, disks: [{ sizeGiB: 1 }] },
+        { host: "pl-y" },
+      );
+      expect((await client.log.getJob(job.id))?.hostId).toBe("pl-y");
+      expect(await ledger.claimants("pl-x")).toEqual([]);
+      expect(await ledger.claimants("pl-y")).toEqual(["pl-vm"]);
+      expect((await ledger.get("pl-x")).allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
+      expect((await ledger.get("pl-y")).allocated).toEqual({ memoryMiB: 512, vcpus: 1 });
+      expect(await redis.zscore(keys.placementFree(hostClass(x)), "pl-x")).toBe("4096");
     } finally {
       await client.close();
       redis.disconnect();
