@@ -147,9 +147,7 @@ describe("chaos: kills, a Redis restart, an injected failure, cancels and duplic
     const should = names.filter((n) => ends.get(n)?.phase === "done");
     // What the fleet records: VM records and the room held on the host.
     const records = (await client.vms.list()).map((v) => v.name).filter((n) => n.startsWith(`vft-chaos-${run}`));
-    const conn = client.connect();
-    const held = Object.keys(await conn.hgetall(client.keys.claims(HOST)));
-    conn.disconnect();
+    const held = await client.vms.ledger.claimants(HOST);
     const orphans = [
       ...domains.filter((d) => !should.includes(d)).map((d) => `domain ${d}`),
       ...dirs.filter((d) => !should.includes(d)).map((d) => `folder ${d}`),

@@ -201,7 +201,7 @@ describe("virtfleet create / destroy through Redis and a real worker", () => {
       const written = async () => ({
         jobs: (await redis.keys(`${fleet.prefix}:job:*`)).sort(),
         vms: (await redis.keys(`${fleet.prefix}:vm*`)).sort(),
-        claims: await redis.hgetall(`${fleet.prefix}:claims:${worker.hostId}`),
+        claims: await redis.hgetall(`${fleet.prefix}:placement:claims`),
         queued: await redis.llen(`${fleet.prefix}:host.${worker.hostId}:wait`),
       });
       const before = await written();

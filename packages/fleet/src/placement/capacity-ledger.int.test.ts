@@ -4,21 +4,23 @@ import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { Keys } from "../redis/keys.js";
 import { CapacityLedger } from "./capacity-ledger.js";
 
-/** Marks a host up: its live status key exists. */
+/** Marks a host up: alive for a minute in the placement index. */
 async function up(redis: Redis, keys: Keys, hostId: string): Promise<void> {
-  await redis.set(keys.hostStatus(hostId), "{}", "PX", 60_000);
+  await redis.zadd(keys.placementAlive(), Date.now() + 60_000, hostId);
 }
 
-/** The room recorded in a host's claims hash, summed, and how many VMs hold it. */
+/** The room recorded in a host's claims, summed, and how many VMs hold it (claims: vm → "mem:vcpus"). */
 async function claimed(redis: Redis, keys: Keys, hostId: string) {
-  const claims = await redis.hgetall(keys.claims(hostId));
+  const claims: Record<string, string> = {};
   let memoryMiB = 0;
   let vcpus = 0;
-  for (const value of Object.values(claims)) {
-    const match = /^(\d+):(\d+)$/.exec(value);
-    expect(match, `claim value "${value}" on ${hostId}`).not.toBeNull();
-    memoryMiB += Number(match?.[1]);
-    vcpus += Number(match?.[2]);
+  for (const [vm, value] of Object.entries(await redis.hgetall(keys.placementClaims()))) {
+    const match = /^(.*):(\d+):(\d+):(\d+)$/.exec(value);
+    expect(match, `claim value "${value}" of ${vm}`).not.toBeNull();
+    if (match?.[1] !== hostId) continue;
+    claims[vm] = `${match[2]}:${match[3]}`;
+    memoryMiB += Number(match[2]);
+    vcpus += Number(match[3]);
   }
   return { memoryMiB, vcpus, count: Object.keys(claims).length, claims };
 }
@@ -218,7 +220,7 @@ describe("CapacityLedger", () => {
     expect(await ledger.claim(["h1"], "vm", 1536, 2)).toBe("h1");
     expect(await ledger.claim(["h1"], "vm", 1536, 2)).toBe("h1");
     expect((await ledger.get("h1")).allocated).toEqual({ memoryMiB: 1536, vcpus: 2 });
-    expect(await redis.hgetall(keys.claims("h1"))).toEqual({ vm: "1536:2" });
+    expect((await claimed(redis, keys, "h1")).claims).toEqual({ vm: "1536:2" });
 
     // Concurrent repeats count once too.
     const again = await Promise.all(Array.from({ length: 20 }, () => ledger.claim(["h1"], "vm", 1536, 2)));
@@ -243,10 +245,10 @@ describe("CapacityLedger", () => {
     expect(await ledger.claimants("down")).toEqual([]);
     expect((await ledger.get("live")).allocated).toEqual({ memoryMiB: 1024, vcpus: 1 });
 
-    // Once its status key exists, the host takes claims again; once it expires, it does not.
+    // Once its heartbeat is live, the host takes claims again; once it expires, it does not.
     await up(redis, keys, "down");
     expect(await ledger.claim(["down", "live"], "c", 1024, 1)).toBe("down");
-    await redis.del(keys.hostStatus("down"));
+    await redis.zadd(keys.placementAlive(), Date.now() - 1, "down");
     expect(await ledger.claim(["down"], "d", 1024, 1)).toBeUndefined();
     expect((await ledger.get("down")).allocated).toEqual({ memoryMiB: 1024, vcpus: 1 });
   });
@@ -259,7 +261,7 @@ describe("CapacityLedger", () => {
 
     expect(await ledger.claim([], "vm", 512, 1)).toBeUndefined();
     expect((await ledger.get("h1")).allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
-    expect(await redis.keys(`${prefix}:claims:*`)).toEqual([]);
+    expect(await redis.hlen(keys.placementClaims())).toBe(0);
   });
 
   test("keeps each prefix's ledger apart", async ({ prefix, redis }) => {

@@ -1,100 +1,17 @@
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
-import { runScript } from "../redis/scripts.js";
+import { LuaCommand } from "../redis/lua.js";
+import type { PlacementPolicy } from "./policy.js";
 
-// Lua: finds room for a VM on the best of the given hosts that is up and has room, judged on the
-// live numbers. Best: fewest VMs of the request's anti-affinity group, then by policy ('spread':
-// most free memory, 'pack': least, 'order': the first in the given order), then the given order. A
-// VM that already holds a claim keeps it (looked for only with `held`: a name just admitted holds
-// none). A host is a candidate only while its status lives and it is not drained. `hk(i)` gives
-// the keys of host `ids[i]`: alloc hash, claims hash, live status, drain mark. Returns the host's
-// index in `ids` (1-based), or 0. `take_room` then claims it. Shared by the claim script below and
-// the admission script.
-export const ROOM_LUA = `
-local function find_room(hk, ids, vm, mem, vcpus, policy, groupKey, held, disk)
-  disk = disk or 0
-  local counts = {}
-  if groupKey then
-    for _, h in ipairs(redis.call('HVALS', groupKey)) do counts[h] = (counts[h] or 0) + 1 end
-  end
-  local best, bestCount, bestFree = 0, nil, nil
-  for i = 1, #ids do
-    local alloc, claims, status, drain = hk(i)
-    if held and redis.call('HEXISTS', claims, vm) == 1 then return i end
-    local a = redis.call('HMGET', alloc, 'capMem', 'capVcpus', 'mem', 'vcpus', 'capDisk', 'disk')
-    local capM, capV = tonumber(a[1] or '0'), tonumber(a[2] or '0')
-    local m, v = tonumber(a[3] or '0'), tonumber(a[4] or '0')
-    -- A host that publishes no disk capacity (an older worker) is not limited by disk.
-    local diskFits = a[5] == false or tonumber(a[6] or '0') + disk <= tonumber(a[5])
-    if m + mem <= capM and v + vcpus <= capV and diskFits then
-      local free = capM - m
-      local c = counts[ids[i]] or 0
-      local better = best == 0 or c < bestCount or
-        (c == bestCount and ((policy == 'spread' and free > bestFree) or (policy == 'pack' and free < bestFree)))
-      -- Liveness and drain are looked at only for a host that would be the best so far.
-      if better and redis.call('EXISTS', status) == 1 and redis.call('EXISTS', drain) == 0 then
-        best, bestCount, bestFree = i, c, free
-      end
-    end
-  end
-  return best
-end
-local function take_room(hk, ids, i, vm, mem, vcpus, groupKey, disk)
-  disk = disk or 0
-  local alloc, claims = hk(i)
-  if redis.call('HEXISTS', claims, vm) == 1 then return end
-  redis.call('HINCRBY', alloc, 'mem', mem)
-  redis.call('HINCRBY', alloc, 'vcpus', vcpus)
-  redis.call('HINCRBY', alloc, 'disk', disk)
-  local claim = mem .. ':' .. vcpus
-  if disk > 0 then claim = claim .. ':' .. disk end
-  redis.call('HSET', claims, vm, claim)
-  if groupKey then redis.call('HSET', groupKey, vm, ids[i]) end
-end
--- A claim's "mem:vcpus[:disk]" (older claims have no disk part).
-local function parse_claim(c)
-  local m, v, d = string.match(c, '^(-?%d+):(-?%d+):?(-?%d*)$')
-  return tonumber(m) or 0, tonumber(v) or 0, tonumber(d) or 0
-end
-`;
+const CLAIM = new LuaCommand(new URL("./commands/claim-room.lua", import.meta.url));
+const RELEASE = new LuaCommand(new URL("./commands/release-room-3.lua", import.meta.url));
+const SET_CAPACITY = new LuaCommand(new URL("./commands/set-capacity-7.lua", import.meta.url));
 
-/** The KEYS `find_room` reads for each host, in its order. */
-export function roomKeys(keys: Keys, hostIds: readonly string[]): string[] {
-  return hostIds.flatMap((h) => [keys.alloc(h), keys.claims(h), keys.hostStatus(h), keys.drain(h)]);
-}
+/** How many hosts a claim reads from a class's free-room index at a time. */
+export const DEFAULT_PLACEMENT_PAGE = 8;
 
-// Claims room for a VM on the best host (see ROOM_LUA), atomically: no two claims can both fit the
-// last of a host's room, and a burst of concurrent requests spreads (or packs) as it would one by
-// one. KEYS: group hash (or any key when there is no group), then four per host (see ROOM_LUA).
-// ARGV: vm, memoryMiB, vcpus, policy, hasGroup ('1'/'0'), diskGiB, host ids...
-const CLAIM = `${ROOM_LUA}
-local ids = {}
-for i = 7, #ARGV do ids[#ids + 1] = ARGV[i] end
-local disk = tonumber(ARGV[6])
-local groupKey = nil
-if ARGV[5] == '1' then groupKey = KEYS[1] end
-local mem, vcpus = tonumber(ARGV[2]), tonumber(ARGV[3])
-local function hk(i)
-  local b = 2 + (i - 1) * 4
-  return KEYS[b], KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
-end
-local best = find_room(hk, ids, ARGV[1], mem, vcpus, ARGV[4], groupKey, true, disk)
-if best == 0 then return 0 end
-take_room(hk, ids, best, ARGV[1], mem, vcpus, groupKey, disk)
-return best
-`;
-
-// Gives a VM's room back, once. KEYS: alloc hash, claims hash. ARGV: vm.
-const RELEASE = `${ROOM_LUA}
-local c = redis.call('HGET', KEYS[2], ARGV[1])
-if not c then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local m, v, d = parse_claim(c)
-redis.call('HINCRBY', KEYS[1], 'mem', -m)
-redis.call('HINCRBY', KEYS[1], 'vcpus', -v)
-if d ~= 0 then redis.call('HINCRBY', KEYS[1], 'disk', -d) end
-return 1
-`;
+/** How many times a script is run again with the class it asked for (a host changing class meanwhile). */
+const CLASS_RETRIES = 3;
 
 export interface Allocation {
   capacity: { memoryMiB: number; vcpus: number };
@@ -103,72 +20,213 @@ export interface Allocation {
   disk: { capacityGiB: number | undefined; allocatedGiB: number };
 }
 
-/** Each host's room for VMs and what is claimed of it, kept in Redis and changed only atomically. */
+/** A claim of room (see claim-room.lua and the model, policy.ts). */
+export interface RoomRequest {
+  vm: string;
+  memoryMiB: number;
+  vcpus: number;
+  diskGiB: number;
+  policy: PlacementPolicy;
+  group?: string | undefined;
+  /** A VM holding a claim on a candidate keeps it. */
+  held: boolean;
+  /** ms since epoch to judge liveness by; default Redis's clock. */
+  now?: number | undefined;
+  /** The hosts of these eligibility classes (less `exclude`), or these hosts in order. */
+  candidates: { classes: readonly string[]; exclude?: readonly string[] } | { hosts: readonly string[] };
+}
+
+/**
+ * Runs a script that must be given the free-room zset of every host class it writes: with the classes
+ * the caller knows, then again with the one it names (`{'class', id}`) until it needs none more.
+ */
+export async function withClasses<T>(
+  known: readonly string[],
+  run: (classes: readonly string[]) => Promise<unknown>,
+  onClass?: (id: string, host: string | undefined) => void,
+): Promise<T> {
+  const classes = [...new Set(known)];
+  for (let i = 0; ; i++) {
+    const reply = await run(classes);
+    if (!Array.isArray(reply) || reply[0] !== "class" || i >= CLASS_RETRIES) return reply as T;
+    const id = String(reply[1]);
+    onClass?.(id, reply[2] === undefined ? undefined : String(reply[2]));
+    if (classes.includes(id)) return reply as T;
+    classes.push(id);
+  }
+}
+
+/**
+ * Each host's room for VMs and what is claimed of it, kept in Redis (the placement keys, see Keys)
+ * and changed only atomically, by the scripts in commands/ (their policy: includes/room.lua).
+ */
 export class CapacityLedger {
   readonly #redis: Redis;
   readonly #keys: Keys;
+  readonly #page: number;
+  /** Hosts' classes as last seen (a guess: the scripts check it). */
+  readonly #classOf = new Map<string, string>();
 
-  constructor(redis: Redis, keys: Keys) {
+  constructor(redis: Redis, keys: Keys, options: { page?: number } = {}) {
     this.#redis = redis;
     this.#keys = keys;
-  }
-
-  /** Written by the host's worker: the room it offers (disk in GiB; left out, the host is not limited by disk). */
-  async setCapacity(hostId: string, memoryMiB: number, vcpus: number, diskGiB?: number): Promise<void> {
-    await this.#redis.hset(this.#keys.alloc(hostId), {
-      capMem: String(memoryMiB),
-      capVcpus: String(vcpus),
-      ...(diskGiB === undefined ? {} : { capDisk: String(Math.floor(diskGiB)) }),
-    });
+    this.#page = options.page ?? DEFAULT_PLACEMENT_PAGE;
   }
 
   /**
-   * Claims the VM's room on the best of `hostIds` that is up and has it (see the script above);
+   * Written by the host's worker: the room it offers (disk in GiB; left out, as it was: a host that
+   * never published one is not limited by disk). The first call moves the host's room and claims
+   * from the layout before the placement index.
+   */
+  async setCapacity(hostId: string, memoryMiB: number, vcpus: number, diskGiB?: number): Promise<void> {
+    const k = this.#keys;
+    await withClasses(
+      this.#known([hostId]),
+      (classes) => {
+        const cls = classes.at(-1);
+        return SET_CAPACITY.run(
+          this.#redis,
+          [
+            k.placementHosts(),
+            k.placementClaims(),
+            k.placementDrained(),
+            cls === undefined ? k.placementHosts() : k.placementFree(cls),
+            k.alloc(hostId),
+            k.claims(hostId),
+            k.drain(hostId),
+          ],
+          [hostId, memoryMiB, vcpus, diskGiB === undefined ? "" : Math.floor(diskGiB), cls ?? ""],
+        );
+      },
+      (id) => this.#classOf.set(hostId, id),
+    );
+  }
+
+  /** Claims room by `request` (see RoomRequest); returns the host, or undefined when none has room. */
+  async claimRoom(request: RoomRequest): Promise<string | undefined> {
+    const k = this.#keys;
+    const c = request.candidates;
+    const eligible = "classes" in c ? [...new Set(c.classes)] : [];
+    const hosts = "classes" in c ? (c.exclude ?? []) : c.hosts;
+    const reply = await withClasses<[string, string?]>(
+      [...eligible, ...this.#known("hosts" in c ? c.hosts : [])],
+      (classes) =>
+        CLAIM.run(
+          this.#redis,
+          [
+            k.placementHosts(),
+            k.placementClaims(),
+            k.placementAlive(),
+            k.placementDrained(),
+            request.group === undefined ? k.placementHosts() : k.group(request.group),
+            ...classes.map((cls) => k.placementFree(cls)),
+          ],
+          [
+            request.vm,
+            request.memoryMiB,
+            request.vcpus,
+            Math.floor(request.diskGiB),
+            request.policy,
+            request.group === undefined ? "0" : "1",
+            request.now ?? "",
+            this.#page,
+            "classes" in c ? "classes" : "list",
+            request.held ? "1" : "0",
+            classes.length,
+            eligible.length,
+            ...classes,
+            ...hosts,
+          ],
+        ),
+      (id, host) => {
+        if (host !== undefined) this.#classOf.set(host, id);
+      },
+    );
+    if (reply[0] !== "claimed") return undefined;
+    return reply[1];
+  }
+
+  /**
+   * Claims the VM's room on the best of `hostIds` that is up and has it (see claim-room.lua);
    * returns that host, or undefined when none has room. Default policy `order`: the first that fits.
+   * A VM already holding room on one of them keeps it.
    */
   async claim(
     hostIds: readonly string[],
     vm: string,
     memoryMiB: number,
     vcpus: number,
-    options: { policy?: "spread" | "pack" | "order"; group?: string; diskGiB?: number } = {},
+    options: { policy?: PlacementPolicy; group?: string; diskGiB?: number } = {},
   ): Promise<string | undefined> {
     if (hostIds.length === 0) return undefined;
-    const groupKey =
-      options.group === undefined ? this.#keys.alloc(hostIds[0] as string) : this.#keys.group(options.group);
-    const keys = [groupKey, ...roomKeys(this.#keys, hostIds)];
-    const index = (await runScript(
-      this.#redis,
-      CLAIM,
-      keys.length,
-      ...keys,
+    return this.claimRoom({
       vm,
-      String(memoryMiB),
-      String(vcpus),
-      options.policy ?? "order",
-      options.group === undefined ? "0" : "1",
-      String(options.diskGiB ?? 0),
-      ...hostIds,
-    )) as number;
-    return index === 0 ? undefined : hostIds[index - 1];
+      memoryMiB,
+      vcpus,
+      diskGiB: options.diskGiB ?? 0,
+      policy: options.policy ?? "order",
+      group: options.group,
+      held: true,
+      candidates: { hosts: hostIds },
+    });
   }
 
   /** Gives the VM's room on the host back; true if it held any. Safe to call twice. */
   async release(hostId: string, vm: string): Promise<boolean> {
-    return (await runScript(this.#redis, RELEASE, 2, this.#keys.alloc(hostId), this.#keys.claims(hostId), vm)) === 1;
+    const k = this.#keys;
+    const reply = await withClasses(
+      this.#known([hostId]),
+      (classes) => {
+        const cls = classes.at(-1);
+        return RELEASE.run(
+          this.#redis,
+          [k.placementHosts(), k.placementClaims(), cls === undefined ? k.placementHosts() : k.placementFree(cls)],
+          [vm, hostId, cls ?? ""],
+        );
+      },
+      (id) => this.#classOf.set(hostId, id),
+    );
+    return reply === 1;
   }
 
   async get(hostId: string): Promise<Allocation> {
-    const h = await this.#redis.hgetall(this.#keys.alloc(hostId));
-    return {
-      capacity: { memoryMiB: Number(h.capMem ?? 0), vcpus: Number(h.capVcpus ?? 0) },
-      allocated: { memoryMiB: Number(h.mem ?? 0), vcpus: Number(h.vcpus ?? 0) },
-      disk: { capacityGiB: h.capDisk === undefined ? undefined : Number(h.capDisk), allocatedGiB: Number(h.disk ?? 0) },
-    };
+    const f = ["capMem", "capVcpus", "capDisk", "mem", "vcpus", "disk"].map((n) => `${hostId}.${n}`);
+    const [capMem, capVcpus, capDisk, mem, vcpus, disk] = await this.#redis.hmget(this.#keys.placementHosts(), ...f);
+    return toAllocation({ capMem, capVcpus, capDisk, mem, vcpus, disk });
   }
 
   /** The VMs holding room on a host. */
   async claimants(hostId: string): Promise<string[]> {
-    return this.#redis.hkeys(this.#keys.claims(hostId));
+    const all = await this.#redis.hgetall(this.#keys.placementClaims());
+    return Object.entries(all)
+      .filter(([, c]) => claimHost(c) === hostId)
+      .map(([vm]) => vm);
   }
+
+  /** The classes last seen of these hosts. */
+  #known(hostIds: readonly string[]): string[] {
+    return hostIds.flatMap((h) => {
+      const cls = this.#classOf.get(h);
+      return cls === undefined ? [] : [cls];
+    });
+  }
+}
+
+/** The host of a claim's "<host>:<mem>:<vcpus>:<disk>". */
+export function claimHost(claim: string): string {
+  return claim.replace(/:-?\d+:-?\d+:-?\d+$/, "");
+}
+
+type Fields = Record<"capMem" | "capVcpus" | "capDisk" | "mem" | "vcpus" | "disk", string | null | undefined>;
+
+/** A host's allocation from its fields of the placement hosts hash. */
+export function toAllocation(h: Fields): Allocation {
+  return {
+    capacity: { memoryMiB: Number(h.capMem ?? 0), vcpus: Number(h.capVcpus ?? 0) },
+    allocated: { memoryMiB: Number(h.mem ?? 0), vcpus: Number(h.vcpus ?? 0) },
+    disk: {
+      capacityGiB: h.capDisk === null || h.capDisk === undefined ? undefined : Number(h.capDisk),
+      allocatedGiB: Number(h.disk ?? 0),
+    },
+  };
 }

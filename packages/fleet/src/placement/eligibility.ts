@@ -7,6 +7,7 @@ import {
   VirtfleetError,
   type VmSpec,
 } from "@virtfleet/core";
+import { compareHosts } from "./policy.js";
 
 /** What placement knows of a host. */
 export interface HostCandidate {
@@ -63,12 +64,22 @@ export function holdsImages(host: Pick<HostCandidate, "images">, spec: VmSpec): 
 }
 
 /**
- * The hosts that can take the VM, best first: fewest VMs of the request's group (anti-affinity),
- * then those that hold the images the VM needs (others pull them first), then by policy: `spread` most free memory first, `pack` least free memory first; then by id.
- * The caller claims room atomically in this order (the first host whose claim succeeds wins).
+ * The hosts that can take the VM on these numbers, best first: fewest VMs of the request's group
+ * (anti-affinity), then those that hold the images the VM needs (others pull them first), then by
+ * the policy's order (compareHosts, the model of the claim scripts: `spread` most free memory
+ * first, `pack` least; then by id).
  */
 export function rankHosts(hosts: readonly HostCandidate[], spec: VmSpec, options: PlacementOptions): string[] {
-  const free = (h: HostCandidate) => h.capacity.memoryMiB - h.allocated.memoryMiB;
+  const asPlaced = (h: HostCandidate) => ({
+    id: h.hostId,
+    capMem: h.capacity.memoryMiB,
+    capVcpus: h.capacity.vcpus,
+    mem: h.allocated.memoryMiB,
+    vcpus: h.allocated.vcpus,
+    disk: 0,
+    drained: h.draining,
+    draining: h.draining,
+  });
   return hosts
     .filter((h) => rejectHost(h, spec, options) === undefined)
     .sort((a, b) => {
@@ -76,9 +87,7 @@ export function rankHosts(hosts: readonly HostCandidate[], spec: VmSpec, options
       // A host that holds the images boots the VM without pulling one first.
       const held = Number(holdsImages(b, spec)) - Number(holdsImages(a, spec));
       if (held !== 0) return held;
-      const byRoom = options.policy === "spread" ? free(b) - free(a) : free(a) - free(b);
-      if (byRoom !== 0) return byRoom;
-      return a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0;
+      return compareHosts(options.policy, asPlaced(a), 0, asPlaced(b), 0);
     })
     .map((h) => h.hostId);
 }

@@ -1,10 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   type CreateJobData,
-  type ErrorCode,
-  hasImage,
   type PlacementOptions,
-  parseNetworkAllowList,
   parseOrThrow,
   type StreamedEvent,
   specFingerprint,
@@ -16,16 +13,10 @@ import {
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Admission, type AdmitOutcome } from "../admission/admission.js";
-import { HostRegistry, type HostView } from "../hosts/host-registry.js";
+import { HostRegistry } from "../hosts/host-registry.js";
 import { ImageCatalogue } from "../images/image-catalogue.js";
-import {
-  explainNoRoom,
-  type HostCandidate,
-  holdsImages,
-  networkRefusal,
-  rejectHost,
-  requiredImages,
-} from "../placement/eligibility.js";
+import type { HostCandidate } from "../placement/eligibility.js";
+import { DEFAULT_PLACEMENT_CACHE_MS, Placer } from "../placement/placer.js";
 import { type BatchItemResult, BatchStore } from "../records/batches.js";
 import { EventLog } from "../records/event-log.js";
 import { JobEventHub } from "../records/job-event-hub.js";
@@ -44,9 +35,6 @@ import { type BatchItemOptions, type CreateOptions, type ParsedOptions, parseCre
 import { type DestroyOptions, destroyVm } from "./destroy.js";
 import { batchEvents, fleetEvents } from "./fleet-events.js";
 
-/** How long placement reuses the hosts list it read (FleetClientOptions.placementCacheMs). */
-export const DEFAULT_PLACEMENT_CACHE_MS = 1000;
-
 export interface FleetClientOptions {
   /** How to reach Redis (credentials, TLS): e.g. `redisConfigFromEnv()`. Either this or `redisUrl`. */
   redis?: RedisConfig;
@@ -61,46 +49,6 @@ export interface FleetClientOptions {
 export type { BatchItemResult } from "../records/batches.js";
 export type { BatchItemOptions, CreateOptions } from "./create-options.js";
 export type { DestroyOptions } from "./destroy.js";
-
-/** What placement needs to know of each host. */
-function toCandidates(
-  hosts: readonly HostView[],
-  groupMembers: ReadonlyMap<string, number>,
-  pullable: readonly string[],
-): HostCandidate[] {
-  return hosts.map((h) => ({
-    hostId: h.status.hostId,
-    up: h.up,
-    draining: h.draining,
-    labels: h.status.labels,
-    images: h.status.images,
-    pullable,
-    virtTypes: h.status.virtTypes,
-    ...(h.status.networks === undefined ? {} : { networks: parseNetworkAllowList(h.status.networks) }),
-    capacity: h.allocation.capacity,
-    allocated: h.allocation.allocated,
-    groupMembers: groupMembers.get(h.status.hostId) ?? 0,
-  }));
-}
-
-/** Images the spec needs that no up host has or can pull. */
-function missingImages(hosts: readonly HostCandidate[], spec: VmSpec): string[] {
-  const up = hosts.filter((h) => h.up);
-  if (up.length === 0) return [];
-  return requiredImages(spec).filter(
-    (image) => !up.some((h) => hasImage(h.images, image) || (h.pullable?.includes(image) ?? false)),
-  );
-}
-
-/** The spec field that names an image. */
-function imageField(spec: VmSpec, image: string): string {
-  const disk = spec.disks.findIndex((d) => d.backing === image);
-  if (disk >= 0) return `spec.disks.${disk}.backing`;
-  if (spec.install.method === "cdrom") return "spec.install.image";
-  if (spec.install.method === "kernel")
-    return spec.install.kernel === image ? "spec.install.kernel" : "spec.install.initrd";
-  return "spec";
-}
 
 /** The producer's side of the fleet: create and destroy VMs, follow jobs. Used by the CLI and the API. */
 export class FleetClient {
@@ -124,12 +72,8 @@ export class FleetClient {
   #closing: Promise<void> | undefined;
   /** Reads the events of every job this client follows, on one blocking connection (made when first needed). */
   #events: JobEventHub | undefined;
-  readonly #placementCacheMs: number;
-  #hostCache: { at: number; hosts: Promise<HostView[]> } | undefined;
-  /** Placement candidates of each hosts list read (no group). */
-  readonly #candidateCache = new WeakMap<readonly HostView[], HostCandidate[]>();
-  /** The catalogue's pullable images, read with each hosts list. */
-  readonly #pullable = new WeakMap<readonly HostView[], readonly string[]>();
+  /** Where VMs go: the hosts list, eligibility, and the claim (see placement/placer.ts). */
+  readonly placer: Placer;
 
   /** What the producer's operations (create-many, destroy, cancel, fleet-events) share. */
   readonly #ctx: ProducerContext;
@@ -147,7 +91,6 @@ export class FleetClient {
   constructor(options: FleetClientOptions) {
     const config = resolveRedisConfig(options);
     this.#url = describeRedis(config);
-    this.#placementCacheMs = options.placementCacheMs ?? DEFAULT_PLACEMENT_CACHE_MS;
     this.keys = new Keys(options.prefix);
     this.#redis = createRedis({
       config,
@@ -166,6 +109,12 @@ export class FleetClient {
     this.#admission = new Admission(this.#redis, this.keys);
     this.#pending = new PendingJobs(this.#redis, this.keys);
     this.#batches = new BatchStore(this.#redis, this.keys);
+    this.placer = new Placer({
+      hosts: this.hosts,
+      images: this.images,
+      vms: this.vms,
+      cacheMs: options.placementCacheMs ?? DEFAULT_PLACEMENT_CACHE_MS,
+    });
     this.#ctx = {
       redis: this.#redis,
       keys: this.keys,
@@ -267,162 +216,21 @@ export class FleetClient {
   }
 
   /**
-   * The hosts list: a read started at or after `since` (default: within the last
-   * `placementCacheMs`) is reused, so concurrent requests share one read. The claim scripts judge
-   * liveness, drain and room on live numbers, so a stale list only costs a retry with a fresh one.
+   * What placement knows of every registered host, from a hosts list read at or after `since` (see
+   * Placer). Not to be changed: it may be shared.
    */
-  async #hostList(since = Date.now() - this.#placementCacheMs): Promise<HostView[]> {
-    if (this.#hostCache !== undefined && this.#hostCache.at >= since) return this.#hostCache.hosts;
-    const now = Date.now();
-    const hosts = Promise.all([this.hosts.list(), this.images.pullable()]).then(([list, pullable]) => {
-      this.#pullable.set(list, pullable);
-      return list;
-    });
-    this.#hostCache = { at: now, hosts };
-    try {
-      return await hosts;
-    } catch (error) {
-      this.#hostCache = undefined;
-      throw error;
-    }
+  candidates(group?: string, since?: number): Promise<readonly HostCandidate[]> {
+    return this.placer.candidates(group, since);
   }
 
-  /**
-   * What placement needs to know of every registered host, from a hosts list read at or after
-   * `since` (see #hostList). Not to be changed: it may be shared.
-   */
-  async candidates(group?: string, since?: number): Promise<readonly HostCandidate[]> {
-    if (group === undefined) {
-      // Without a group, every request placed from the same hosts list sees the same candidates.
-      const hosts = await this.#hostList(since);
-      let candidates = this.#candidateCache.get(hosts);
-      if (candidates === undefined) {
-        candidates = toCandidates(hosts, new Map(), this.#pullable.get(hosts) ?? []);
-        this.#candidateCache.set(hosts, candidates);
-      }
-      return candidates;
-    }
-    const [hosts, members] = await Promise.all([this.#hostList(since), this.vms.groupCounts(group)]);
-    return toCandidates(hosts, members, this.#pullable.get(hosts) ?? []);
-  }
-
-  /**
-   * The hosts a VM may go on, in order (the claim scripts pick the best of them on live numbers and
-   * judge room, liveness and drain); or why a pinned host cannot take it.
-   */
-  #eligible(
-    all: readonly HostCandidate[],
-    spec: VmSpec,
-    placement: PlacementOptions,
-  ): { order: string[] } | { error: VirtfleetError } {
-    if (placement.host === undefined) {
-      return {
-        order: all
-          .filter((h) => rejectHost({ ...h, allocated: { memoryMiB: 0, vcpus: 0 } }, spec, placement) === undefined)
-          .map((h) => h.hostId),
-      };
-    }
-    const pinned = all.find((h) => h.hostId === placement.host);
-    const fail = (code: ErrorCode, message: string, field = "host") => ({
-      error: new VirtfleetError(code, message, { field }),
-    });
-    if (pinned === undefined) return fail("HOST_NOT_FOUND", `no host "${placement.host}" in the fleet`);
-    if (!pinned.up) return fail("HOST_NOT_FOUND", `host "${placement.host}" is down`);
-    const why = rejectHost(pinned, spec, { ...placement, requiredLabels: {} });
-    if (why === "draining") return fail("NO_CAPACITY", `host "${placement.host}" is draining`);
-    if (why === "network") {
-      const refusal = networkRefusal([pinned], spec, pinned.hostId);
-      if (refusal !== undefined) return { error: refusal };
-    }
-    if (why === "image") return fail("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`);
-    if (why === "virt-type") {
-      return fail("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, "spec.virtType");
-    }
-    return { order: [pinned.hostId] };
-  }
-
-  /**
-   * Why no host took the VM: NO_CAPACITY, FORBIDDEN when no up host offers one of its networks, or
-   * IMAGE_NOT_FOUND when no up host has its image.
-   */
-  #noRoom(all: readonly HostCandidate[], spec: VmSpec, placement: PlacementOptions): VirtfleetError {
-    if (placement.host !== undefined) {
-      return new VirtfleetError(
-        "NO_CAPACITY",
-        `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`,
-      );
-    }
-    const refusal = networkRefusal(all, spec);
-    if (refusal !== undefined) return refusal;
-    const missing = missingImages(all, spec);
-    if (missing.length > 0) {
-      return new VirtfleetError(
-        "IMAGE_NOT_FOUND",
-        `no host that is up has the image(s) ${missing.map((m) => `"${m}"`).join(", ")}`,
-        { field: imageField(spec, missing[0] as string) },
-      );
-    }
-    return new VirtfleetError("NO_CAPACITY", explainNoRoom(all, spec, placement));
-  }
-
-  /**
-   * Tries `attempt` with the hosts a VM may go on until it finds room: once more with a hosts list
-   * read since this request began when the cached one found none (a host may just have come up or
-   * changed; a burst of refused requests shares that read), then every second or so until `waitMs`
-   * has passed. Throws the pinned host's problem, or NO_CAPACITY / IMAGE_NOT_FOUND.
-   */
-  async #withRoom<T>(
-    spec: VmSpec,
-    placement: PlacementOptions,
-    waitMs: number,
-    exclude: readonly string[],
-    attempt: (order: string[], policy: "spread" | "pack" | "order") => Promise<T | undefined>,
-  ): Promise<T> {
-    const began = Date.now();
-    const deadline = began + waitMs;
-    let since: number | undefined; // the first try takes the cached list
-    for (;;) {
-      const all = (await this.candidates(placement.group, since)).filter((h) => !exclude.includes(h.hostId));
-      const eligible = this.#eligible(all, spec, placement);
-      const order = "order" in eligible ? eligible.order : [];
-      const policy = placement.host !== undefined ? "order" : placement.policy;
-      // Hosts that hold the VM's images first: another host must pull one before it can boot.
-      const holders = order.filter((id) => {
-        const host = all.find((h) => h.hostId === id);
-        return host !== undefined && holdsImages(host, spec);
-      });
-      let done = holders.length > 0 && holders.length < order.length ? await attempt(holders, policy) : undefined;
-      done ??= await attempt(order, policy);
-      if (done !== undefined) return done;
-      if ("error" in eligible) throw eligible.error;
-      if (since === undefined) {
-        since = began;
-        continue;
-      }
-      if (Date.now() >= deadline) throw this.#noRoom(all, spec, placement);
-      since = Date.now();
-      await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
-    }
-  }
-
-  /**
-   * Places a VM and claims its room, atomically: the pinned host, else the best host by policy whose
-   * claim succeeds. Throws HOST_NOT_FOUND for a pinned host that is unknown or down, NO_CAPACITY when
-   * no host has room (after waiting up to `waitMs` for room to free up).
-   */
+  /** Places a VM and claims its room, atomically (see Placer.placeAndClaim). */
   placeAndClaim(
     spec: VmSpec,
     placement: PlacementOptions,
     waitMs = 0,
     exclude: readonly string[] = [],
   ): Promise<string> {
-    return this.#withRoom(spec, placement, waitMs, exclude, (order, policy) =>
-      this.vms.ledger.claim(order, spec.name, spec.memoryMiB, spec.vcpus, {
-        policy,
-        diskGiB: totalDiskGiB(spec),
-        ...(placement.group === undefined ? {} : { group: placement.group }),
-      }),
-    );
+    return this.placer.placeAndClaim(spec, placement, waitMs, exclude);
   }
 
   /**
@@ -470,15 +278,17 @@ export class FleetClient {
       ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
       updatedAt: requestedAt,
     };
-    const admitted = await this.#withRoom(
+    const admitted = await this.placer.withRoom(
       spec,
       placement,
       options.waitForCapacityMs ?? 0,
       [],
-      async (hosts, policy): Promise<Exclude<AdmitOutcome, { outcome: "noroom" }> | undefined> => {
+      async (candidates, policy): Promise<Exclude<AdmitOutcome, { outcome: "noroom" }> | undefined> => {
         const outcome = await this.#admission.admit({
           record,
-          hosts,
+          ...("hosts" in candidates
+            ? { hosts: candidates.hosts }
+            : { classes: candidates.classes, exclude: candidates.exclude ?? [] }),
           policy,
           diskGiB: totalDiskGiB(spec),
           group: placement.group,

@@ -10,10 +10,7 @@ export const KeyPrefix = z
   .regex(PREFIX_PATTERN, "is not a key prefix (letters, digits, _ . -)")
   .default(DEFAULT_PREFIX);
 
-/**
- * Every Redis key and queue name virtfleet uses, in one place. (The admission script builds a
- * host's alloc, claims, host and drain keys from the prefix itself: keep them in step.)
- */
+/** Every Redis key and queue name virtfleet uses, in one place. Scripts are given every key they touch. */
 export class Keys {
   readonly prefix: string;
 
@@ -58,17 +55,42 @@ export class Keys {
     return `${this.prefix}:vms`;
   }
 
-  /**
-   * A host's capacity (`capMem`, `capVcpus`, `capDisk` in GiB, written by its worker; no `capDisk`:
-   * not limited by disk) and allocation (`mem`, `vcpus`, `disk`).
-   */
+  /** Before the placement index: a host's capacity and allocation (moved into placementHosts by setCapacity). */
   alloc(hostId: string): string {
     return `${this.prefix}:alloc:${hostId}`;
   }
 
-  /** The room each VM holds on a host: vm → "memoryMiB:vcpus[:diskGiB]". */
+  /** Before the placement index: the room each VM held on a host (moved into placementClaims by setCapacity). */
   claims(hostId: string): string {
     return `${this.prefix}:claims:${hostId}`;
+  }
+
+  /**
+   * Every host's room, one hash: `<host>.capMem`, `.capVcpus`, `.capDisk` (GiB; absent: not limited by
+   * disk), `.mem`, `.vcpus`, `.disk` (claimed), `.class` (eligibility class), `.draining` ('1': on its own).
+   */
+  placementHosts(): string {
+    return `${this.prefix}:placement:hosts`;
+  }
+
+  /** The room each VM holds: vm → "<host>:<memoryMiB>:<vcpus>:<diskGiB>" (VM names are fleet-unique). */
+  placementClaims(): string {
+    return `${this.prefix}:placement:claims`;
+  }
+
+  /** The hosts of one eligibility class (see hostClass), scored by free memory (MiB): the placement index. */
+  placementFree(hostClass: string): string {
+    return `${this.prefix}:placement:free:${hostClass}`;
+  }
+
+  /** Host → when its heartbeat expires (ms since epoch): a host is up while its score is in the future. */
+  placementAlive(): string {
+    return `${this.prefix}:placement:alive`;
+  }
+
+  /** The hosts an operator drained. */
+  placementDrained(): string {
+    return `${this.prefix}:placement:drained`;
   }
 
   /** An anti-affinity group: vm → host. */
@@ -86,7 +108,7 @@ export class Keys {
     return `${this.prefix}:down:${hostId}`;
   }
 
-  /** Operator's drain mark on a host. */
+  /** Before the placement index: an operator's drain mark on a host (moved into placementDrained by setCapacity). */
   drain(hostId: string): string {
     return `${this.prefix}:drain:${hostId}`;
   }

@@ -1,0 +1,276 @@
+import {
+  type ErrorCode,
+  hasImage,
+  type PlacementOptions,
+  parseNetworkAllowList,
+  totalDiskGiB,
+  VirtfleetError,
+  type VmSpec,
+} from "@virtfleet/core";
+import type { HostRegistry, HostView } from "../hosts/host-registry.js";
+import type { ImageCatalogue } from "../images/image-catalogue.js";
+import type { VmRegistry } from "../records/vm-registry.js";
+import type { RoomRequest } from "./capacity-ledger.js";
+import {
+  explainNoRoom,
+  type HostCandidate,
+  holdsImages,
+  networkRefusal,
+  rejectHost,
+  requiredImages,
+} from "./eligibility.js";
+import { hostClass } from "./host-class.js";
+import type { PlacementPolicy } from "./policy.js";
+
+/** How long placement may reuse the hosts list by default (ms). */
+export const DEFAULT_PLACEMENT_CACHE_MS = 1000;
+
+/** The candidates of one claim: eligible classes (walked in their indexes in Lua), or a pinned host. */
+export type Candidates = RoomRequest["candidates"];
+
+/** A hosts list read, with what placement derives from it once. */
+interface HostList {
+  views: HostView[];
+  /** Every host as a placement candidate (no group). */
+  candidates: HostCandidate[];
+  /** One representative candidate per eligibility class. */
+  classes: Map<string, HostCandidate>;
+}
+
+/** What placement needs to know of each host. */
+function toCandidates(
+  hosts: readonly HostView[],
+  groupMembers: ReadonlyMap<string, number>,
+  pullable: readonly string[],
+): HostCandidate[] {
+  return hosts.map((h) => ({
+    hostId: h.status.hostId,
+    up: h.up,
+    draining: h.draining,
+    labels: h.status.labels,
+    images: h.status.images,
+    pullable,
+    virtTypes: h.status.virtTypes,
+    ...(h.status.networks === undefined ? {} : { networks: parseNetworkAllowList(h.status.networks) }),
+    capacity: h.allocation.capacity,
+    allocated: h.allocation.allocated,
+    groupMembers: groupMembers.get(h.status.hostId) ?? 0,
+  }));
+}
+
+/** Images the spec needs that no up host has or can pull. */
+function missingImages(hosts: readonly HostCandidate[], spec: VmSpec): string[] {
+  const up = hosts.filter((h) => h.up);
+  if (up.length === 0) return [];
+  return requiredImages(spec).filter(
+    (image) => !up.some((h) => hasImage(h.images, image) || (h.pullable?.includes(image) ?? false)),
+  );
+}
+
+/** The spec field that names an image. */
+function imageField(spec: VmSpec, image: string): string {
+  const disk = spec.disks.findIndex((d) => d.backing === image);
+  if (disk >= 0) return `spec.disks.${disk}.backing`;
+  if (spec.install.method === "cdrom") return "spec.install.image";
+  if (spec.install.method === "kernel")
+    return spec.install.kernel === image ? "spec.install.kernel" : "spec.install.initrd";
+  return "spec";
+}
+
+/**
+ * Where a VM goes, from the producer's side: reads (and caches) the hosts list, judges eligibility
+ * (labels, networks, images, virt type) once per eligibility class, and hands the eligible classes
+ * (the classes that hold the VM's images first) to a claim script, which walks their free-room
+ * indexes and judges room, liveness and drain on live numbers (includes/room.lua). Explains a
+ * refusal (NO_CAPACITY, IMAGE_NOT_FOUND, FORBIDDEN, a pinned host's problem).
+ */
+export class Placer {
+  readonly #hosts: HostRegistry;
+  readonly #images: ImageCatalogue;
+  readonly #vms: VmRegistry;
+  readonly #cacheMs: number;
+  #cache: { at: number; list: Promise<HostList> } | undefined;
+
+  constructor(deps: { hosts: HostRegistry; images: ImageCatalogue; vms: VmRegistry; cacheMs?: number }) {
+    this.#hosts = deps.hosts;
+    this.#images = deps.images;
+    this.#vms = deps.vms;
+    this.#cacheMs = deps.cacheMs ?? DEFAULT_PLACEMENT_CACHE_MS;
+  }
+
+  /**
+   * The hosts list: a read started at or after `since` (default: within the last cache period) is
+   * reused, so concurrent requests share one read. The claim scripts judge liveness, drain and room
+   * on live numbers, so a stale list only costs a retry with a fresh one.
+   */
+  async #list(since = Date.now() - this.#cacheMs): Promise<HostList> {
+    if (this.#cache !== undefined && this.#cache.at >= since) return this.#cache.list;
+    const now = Date.now();
+    const list = Promise.all([this.#hosts.list(), this.#images.pullable()]).then(([views, pullable]) => {
+      const candidates = toCandidates(views, new Map(), pullable);
+      const classes = new Map<string, HostCandidate>();
+      views.forEach((v, i) => {
+        const cls = hostClass(v.status);
+        if (!classes.has(cls)) classes.set(cls, candidates[i] as HostCandidate);
+      });
+      return { views, candidates, classes };
+    });
+    this.#cache = { at: now, list };
+    try {
+      return await list;
+    } catch (error) {
+      this.#cache = undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * What placement knows of every registered host, from a hosts list read at or after `since`
+   * (see #list). Not to be changed: it may be shared.
+   */
+  async candidates(group?: string, since?: number): Promise<readonly HostCandidate[]> {
+    if (group === undefined) return (await this.#list(since)).candidates;
+    const [list, members] = await Promise.all([this.#list(since), this.#vms.groupCounts(group)]);
+    return list.candidates.map((c) => ({ ...c, groupMembers: members.get(c.hostId) ?? 0 }));
+  }
+
+  /**
+   * The candidates a VM may go on, holders of its images first (each a claim to try in turn); or why
+   * a pinned host cannot take it.
+   */
+  #eligible(
+    list: HostList,
+    all: readonly HostCandidate[],
+    spec: VmSpec,
+    placement: PlacementOptions,
+    exclude: readonly string[],
+  ): { tries: Candidates[] } | { error: VirtfleetError } {
+    if (placement.host === undefined) {
+      const eligible: string[] = [];
+      const holders: string[] = [];
+      for (const [cls, rep] of list.classes) {
+        // Liveness, drain and room are judged per host, in Lua.
+        const host = {
+          ...rep,
+          up: true,
+          draining: false,
+          capacity: { memoryMiB: Number.POSITIVE_INFINITY, vcpus: Number.POSITIVE_INFINITY },
+          allocated: { memoryMiB: 0, vcpus: 0 },
+        };
+        if (rejectHost(host, spec, placement) !== undefined) continue;
+        eligible.push(cls);
+        if (holdsImages(rep, spec)) holders.push(cls);
+      }
+      const tries: Candidates[] = [];
+      // Hosts that hold the VM's images first: another host must pull one before it can boot.
+      if (holders.length > 0 && holders.length < eligible.length) tries.push({ classes: holders, exclude });
+      tries.push({ classes: eligible, exclude });
+      return { tries };
+    }
+    const pinned = all.find((h) => h.hostId === placement.host);
+    const fail = (code: ErrorCode, message: string, field = "host") => ({
+      error: new VirtfleetError(code, message, { field }),
+    });
+    if (pinned === undefined) return fail("HOST_NOT_FOUND", `no host "${placement.host}" in the fleet`);
+    if (!pinned.up) return fail("HOST_NOT_FOUND", `host "${placement.host}" is down`);
+    const why = rejectHost(pinned, spec, { ...placement, requiredLabels: {} });
+    if (why === "draining") return fail("NO_CAPACITY", `host "${placement.host}" is draining`);
+    if (why === "network") {
+      const refusal = networkRefusal([pinned], spec, pinned.hostId);
+      if (refusal !== undefined) return { error: refusal };
+    }
+    if (why === "image") return fail("IMAGE_NOT_FOUND", `host "${placement.host}" lacks an image the VM needs`);
+    if (why === "virt-type") {
+      return fail("INVALID_SPEC", `host "${placement.host}" cannot run virt type ${spec.virtType}`, "spec.virtType");
+    }
+    return { tries: [{ hosts: [pinned.hostId] }] };
+  }
+
+  /**
+   * Why no host took the VM: NO_CAPACITY, FORBIDDEN when no up host offers one of its networks, or
+   * IMAGE_NOT_FOUND when no up host has its image.
+   */
+  #noRoom(all: readonly HostCandidate[], spec: VmSpec, placement: PlacementOptions): VirtfleetError {
+    if (placement.host !== undefined) {
+      return new VirtfleetError(
+        "NO_CAPACITY",
+        `host "${placement.host}" has no room for ${spec.memoryMiB} MiB and ${spec.vcpus} vCPU(s)`,
+      );
+    }
+    const refusal = networkRefusal(all, spec);
+    if (refusal !== undefined) return refusal;
+    const missing = missingImages(all, spec);
+    if (missing.length > 0) {
+      return new VirtfleetError(
+        "IMAGE_NOT_FOUND",
+        `no host that is up has the image(s) ${missing.map((m) => `"${m}"`).join(", ")}`,
+        { field: imageField(spec, missing[0] as string) },
+      );
+    }
+    return new VirtfleetError("NO_CAPACITY", explainNoRoom(all, spec, placement));
+  }
+
+  /**
+   * Tries `attempt` with the candidates a VM may go on until it finds room: once more with a hosts
+   * list read since this request began when the cached one found none (a host may just have come up
+   * or changed; a burst of refused requests shares that read), then every second or so until
+   * `waitMs` has passed. Throws the pinned host's problem, or NO_CAPACITY / IMAGE_NOT_FOUND.
+   * (`attempt` is always called at least once: admission also answers for a name already taken.)
+   */
+  async withRoom<T>(
+    spec: VmSpec,
+    placement: PlacementOptions,
+    waitMs: number,
+    exclude: readonly string[],
+    attempt: (candidates: Candidates, policy: PlacementPolicy) => Promise<T | undefined>,
+  ): Promise<T> {
+    const began = Date.now();
+    const deadline = began + waitMs;
+    let since: number | undefined; // the first try takes the cached list
+    for (;;) {
+      const list = await this.#list(since);
+      const all = exclude.length === 0 ? list.candidates : list.candidates.filter((h) => !exclude.includes(h.hostId));
+      const eligible = this.#eligible(list, all, spec, placement, exclude);
+      const policy = placement.host !== undefined ? "order" : placement.policy;
+      const tries = "tries" in eligible ? eligible.tries : [{ hosts: [] }];
+      let done: T | undefined;
+      for (const candidates of tries) {
+        done = await attempt(candidates, policy);
+        if (done !== undefined) return done;
+      }
+      if ("error" in eligible) throw eligible.error;
+      if (since === undefined) {
+        since = began;
+        continue;
+      }
+      if (Date.now() >= deadline) throw this.#noRoom(all, spec, placement);
+      since = Date.now();
+      await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
+    }
+  }
+
+  /**
+   * Places a VM and claims its room, atomically: the pinned host, else the best host by policy whose
+   * claim succeeds. Throws HOST_NOT_FOUND for a pinned host that is unknown or down, NO_CAPACITY when
+   * no host has room (after waiting up to `waitMs` for room to free up).
+   */
+  placeAndClaim(
+    spec: VmSpec,
+    placement: PlacementOptions,
+    waitMs = 0,
+    exclude: readonly string[] = [],
+  ): Promise<string> {
+    return this.withRoom(spec, placement, waitMs, exclude, (candidates, policy) =>
+      this.#vms.ledger.claimRoom({
+        vm: spec.name,
+        memoryMiB: spec.memoryMiB,
+        vcpus: spec.vcpus,
+        diskGiB: totalDiskGiB(spec),
+        policy,
+        group: placement.group,
+        held: true,
+        candidates,
+      }),
+    );
+  }
+}
