@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { type Keys, runScript } from "@virtfleet/fleet";
+import { type Keys, LuaCommand } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import { DEFAULT_IDEMPOTENCY_TTL_SEC } from "./defaults.js";
 import { problem } from "./problem.js";
@@ -14,18 +14,8 @@ const PENDING = "pending";
 /** Idempotency answers one tenant keeps at once: storing one more drops the oldest. */
 export const DEFAULT_MAX_IDEMPOTENCY_KEYS = 256;
 
-// Records a tenant's stored answer and drops its oldest ones beyond the limit (their keys too).
-// KEYS: 1 the tenant's set of keys. ARGV: 1 the answer's key, 2 now (ms), 3 max, 4 TTL (s).
-const TRACK = `
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-if over > 0 then
-  for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, over - 1)) do redis.call('DEL', k) end
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
-end
-return over
-`;
+/** Records a stored answer and trims the tenant's set (see the file's header). */
+const TRACK = new LuaCommand(new URL("./commands/track-idempotency-1.lua", import.meta.url));
 
 /**
  * `Idempotency-Key`: the first answer to a key is stored (a day by default) and given back to every
@@ -79,16 +69,12 @@ export class IdempotencyStore {
   async complete(scope: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<void> {
     const k = this.#keys.idempotency(scope, key);
     await this.#redis.set(k, JSON.stringify({ fingerprint, state: "done", answer }), "EX", this.#ttlSec);
-    await runScript(
+    const dropped = (await TRACK.run(
       this.#redis,
-      TRACK,
-      1,
-      this.#keys.idempotencyKeys(scope),
-      k,
-      Date.now(),
-      this.#maxKeys,
-      this.#ttlSec,
-    );
+      [this.#keys.idempotencyKeys(scope)],
+      [k, Date.now(), this.#maxKeys, this.#ttlSec],
+    )) as string[];
+    if (dropped.length > 0) await this.#redis.unlink(...dropped);
   }
 
   /** Lets a key be used again after the first request failed in a way worth retrying. */
