@@ -20,7 +20,7 @@ export interface CreateSteps {
 /**
  * createVms' work: each item's enqueued job (or earlier job of the same VM), or its error. Each
  * spec is validated, admitted and placed on its own; the admitted jobs are enqueued in one bulk call
- * per host, then leave the pending set; a host whose enqueue fails has its jobs ended at once
+ * per host, then leave the pending set (one command per host); a host whose enqueue fails has its jobs ended at once
  * (INTERNAL) and their room, quota and names given back.
  */
 export async function createMany(
@@ -77,11 +77,12 @@ export async function createMany(
         }
         return;
       }
+      // The jobs leave the pending set in one command. When all were still there, this producer
+      // took them all (the common case); otherwise some were taken out by someone else: a sweep
+      // that ended the job (then it must not run), or another request that enqueued it too.
+      if ((await ctx.pending.enqueued(jobs.map(({ data }) => data.jobId))) === jobs.length) return;
       await Promise.all(
         jobs.map(async ({ data }) => {
-          if (await ctx.pending.take(data.jobId)) return;
-          // Someone else took it out: a sweep that ended the job (then it must not run), or
-          // another request that enqueued it too.
           if (isTerminal((await ctx.log.getJob(data.jobId))?.phase ?? "failed")) {
             await ctx
               .queue(hostId)

@@ -20,9 +20,9 @@ export class PendingJobs {
     this.#keys = keys;
   }
 
-  /** The jobs are in their queues. */
-  async enqueued(jobIds: readonly string[]): Promise<void> {
-    if (jobIds.length > 0) await this.#redis.zrem(this.#keys.pendingJobs(), ...jobIds);
+  /** The jobs are in their queues: they leave the set in one command. Returns how many were in it. */
+  async enqueued(jobIds: readonly string[]): Promise<number> {
+    return jobIds.length === 0 ? 0 : this.#redis.zrem(this.#keys.pendingJobs(), ...jobIds);
   }
 
   /** Takes one job out; true only for the one caller that did (so two sweeps never both end it). */

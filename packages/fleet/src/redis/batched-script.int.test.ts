@@ -1,3 +1,4 @@
+import { Redis } from "ioredis";
 import { describe, expect } from "vitest";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { BatchedScript } from "./scripts.js";
@@ -63,5 +64,35 @@ describe("BatchedScript against real Redis", () => {
     ]);
     expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
     expect(await script.call([`${prefix}:c`, `${prefix}:b`], ["2"])).toEqual([2, ""]);
+  });
+
+  test("with auto-pipelining, a full batch runs after the commands queued before it in the same tick; a flushed script cache is loaded again", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const redis = new Redis(redisUrl, { enableAutoPipelining: true });
+    try {
+      const script = new BatchedScript(redis, ADD, 8);
+      await redis.set(`${prefix}:label`, "x");
+      const label = redis.set(`${prefix}:label`, "y");
+      // Sixteen calls in this tick: two full batches, each sent on its own.
+      const answers = await Promise.all(
+        Array.from({ length: 16 }, () => script.call([`${prefix}:n`, `${prefix}:label`], ["1"])),
+      );
+      await label;
+      expect(answers.map((a) => (a as [number, string])[1])).toEqual(Array(16).fill("y"));
+      expect(answers.map((a) => (a as [number, string])[0])).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+      await redis.script("FLUSH");
+      const again = await Promise.all(
+        Array.from({ length: 3 }, () => script.call([`${prefix}:n`, `${prefix}:label`], ["1"])),
+      );
+      expect(again).toEqual([
+        [17, "y"],
+        [18, "y"],
+        [19, "y"],
+      ]);
+    } finally {
+      redis.disconnect();
+    }
   });
 });

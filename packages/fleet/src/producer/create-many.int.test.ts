@@ -1,0 +1,43 @@
+import { describe, expect } from "vitest";
+import { hostStatus } from "../../../../test/fixtures/host-status.js";
+import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
+import { CapacityLedger } from "../placement/capacity-ledger.js";
+import { FleetClient } from "./fleet-client.js";
+
+describe("createVms: the pending set", () => {
+  test("a window of creates leaves the pending set in one command per host, not one per job; all are enqueued", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    const monitor = await redis.monitor();
+    try {
+      const s = hostStatus("h1", { memoryMiB: { total: 65536, capacity: 65536 }, vcpus: { total: 64, capacity: 64 } });
+      await new CapacityLedger(client.connect(), client.keys).setCapacity("h1", s.memoryMiB.capacity, s.vcpus.capacity);
+      await client.hosts.heartbeat(s, 10_000);
+      const pendingKey = client.keys.pendingJobs();
+      const removals: string[][] = [];
+      monitor.on("monitor", (_time: string, args: string[]) => {
+        if (args[0]?.toLowerCase() === "zrem" && args[1] === pendingKey) removals.push(args.slice(2));
+      });
+      const results = await client.createVms(
+        Array.from({ length: 20 }, (_, i) => ({ name: `pm-${i}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] })),
+      );
+      const jobIds = results.map((r) => {
+        if (r instanceof Error) throw r;
+        return r.id;
+      });
+      // MONITOR reports a command once Redis has run it; the set is empty by now, so they all ran.
+      expect(await redis.zcard(pendingKey)).toBe(0);
+      await redis.ping();
+      expect(removals).toHaveLength(1);
+      expect([...(removals[0] ?? [])].sort()).toEqual([...jobIds].sort());
+      const counts = await client.queueCounts("h1");
+      expect(counts.waiting).toBe(20);
+    } finally {
+      monitor.disconnect();
+      await client.close();
+    }
+  });
+});
