@@ -5,6 +5,7 @@
  * No I/O.
  */
 export * from "./api.js";
+export * from "./clock.js";
 export * from "./cloud-init.js";
 export * from "./errors.js";
 export * from "./events.js";

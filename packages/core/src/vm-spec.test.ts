@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { MAX_LABELS, specFingerprint, stableStringify, totalDiskGiB, VmSpec } from "./vm-spec.js";
 
@@ -256,6 +257,15 @@ describe("specFingerprint", () => {
 
   it("ignores undefined properties", () => {
     expect(specFingerprint({ ...spec, virtType: undefined })).toBe(specFingerprint(spec));
+  });
+
+  it("is the sha256 of the spec's stable JSON (fingerprints kept in records stay valid)", () => {
+    const text = stableStringify(spec);
+    expect(specFingerprint(spec)).toBe(createHash("sha256").update(text).digest("hex"));
+    // The fingerprint of `base` as every earlier version computed it.
+    expect(specFingerprint(VmSpec.parse(base))).toBe(
+      "76b2f0b527ebe24ca3d0230cad306af75c03c7d040ae306101632ed2ba72a5f8",
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import { z } from "zod";
 import { CloudInitSpec } from "./cloud-init.js";
 import { ImageName, Token, VmName } from "./names.js";
@@ -119,8 +119,14 @@ export function totalDiskGiB(spec: { disks: readonly { sizeGiB: number }[] }): n
 
 /** A stable fingerprint of a spec (sha256, hex): two creates with the same name and fingerprint are the same VM. */
 export function specFingerprint(spec: VmSpec): string {
-  return createHash("sha256").update(stableStringify(spec)).digest("hex");
+  return sha256Hex(stableStringify(spec));
 }
+
+/** sha256 of a string, hex: Node's one-shot crypto.hash (~3× cheaper) where it has one (20.12+). */
+const sha256Hex: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === "function"
+    ? (text) => crypto.hash("sha256", text, "hex")
+    : (text) => crypto.createHash("sha256").update(text).digest("hex");
 
 /** JSON with object keys sorted (and undefined members left out), so equal values give equal text. */
 export function stableStringify(value: unknown): string {

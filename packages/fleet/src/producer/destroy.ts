@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { DestroyJobData, HostId, type JobData, parseOrThrow, VirtfleetError, VmName } from "@virtfleet/core";
+import { DestroyJobData, HostId, isoNow, type JobData, parseOrThrow, VirtfleetError, VmName } from "@virtfleet/core";
 import type { HostView } from "../hosts/host-registry.js";
 import type { JobHandle } from "../records/job-handle.js";
 import type { ProducerContext } from "./context.js";
@@ -44,7 +44,7 @@ export async function destroyVm(
     jobId,
     hostId,
     name,
-    requestedAt: new Date().toISOString(),
+    requestedAt: isoNow(),
   });
   await enqueue(ctx, data, name, {
     ...(options.tenant === undefined ? {} : { tenant: options.tenant }),

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   type CreateJobData,
+  isoNow,
   type PlacementOptions,
   parseOrThrow,
   type StreamedEvent,
@@ -254,7 +255,7 @@ export class FleetClient {
   ): Promise<Admitted> {
     const spec = parseOrThrow(VmSpec, specInput, "spec");
     const jobId = `create-${randomUUID()}`;
-    const requestedAt = new Date().toISOString();
+    const requestedAt = isoNow();
     // Every part was parsed above: no second pass over the spec.
     const data = (hostId: string): CreateJobData => ({
       kind: "create",

@@ -1,5 +1,6 @@
 import {
   type ErrorInfo,
+  isoNow,
   type JobKind,
   PHASE_PERCENT,
   type Phase,
@@ -44,7 +45,7 @@ export interface EventInput {
 }
 
 /** A progress event as stored in the streams. */
-export function toEvent(input: EventInput, at = new Date().toISOString()): ProgressEvent {
+export function toEvent(input: EventInput, at = isoNow()): ProgressEvent {
   const event: ProgressEvent = {
     jobId: input.jobId,
     kind: input.kind,
@@ -99,7 +100,7 @@ export class EventLog {
     batchId?: string;
     callbackUrl?: string;
   }): Promise<void> {
-    const now = new Date().toISOString();
+    const now = isoNow();
     await this.#redis
       .multi()
       .hset(this.#keys.job(record.jobId), {
