@@ -31,10 +31,10 @@ local function parse_claim(c)
   return h, tonumber(m) or 0, tonumber(v) or 0, tonumber(d) or 0
 end
 
--- What one call (one ctx) read of hosts' classes and VMs' claims, so that find_room, missing_class
--- and take_room do not read them again: ctx.classOf (host -> class or false), ctx.claimOf (vm ->
--- claim or false), kept in step with this file's own writes of claims (no script writes a class
--- after reading it through a ctx).
+-- What one call (one ctx) read of hosts' classes and capacities and VMs' claims, so that find_room,
+-- missing_class and take_room do not read them again: ctx.classOf (host -> class or false),
+-- ctx.capMemOf (host -> capMem as read), ctx.claimOf (vm -> claim or false), kept in step with this
+-- file's own writes of claims (no script writes a class or a capacity after reading it through a ctx).
 local function remember(ctx, field, k, v)
   local m = ctx[field]
   if not m then m = {}; ctx[field] = m end
@@ -52,6 +52,7 @@ local function host_state(ctx, h)
   local r = redis.call('HMGET', ctx.hosts, h .. '.capMem', h .. '.capVcpus', h .. '.capDisk', h .. '.mem',
     h .. '.vcpus', h .. '.disk', h .. '.class', h .. '.draining')
   remember(ctx, 'classOf', h, r[7] or false)
+  remember(ctx, 'capMemOf', h, r[1] or false)
   return {
     capMem = tonumber(r[1] or '0'), capVcpus = tonumber(r[2] or '0'),
     capDisk = r[3] and tonumber(r[3]) or nil,
@@ -209,7 +210,9 @@ local function add_room(ctx, h, key, mem, vcpus, disk)
   redis.call('HINCRBY', ctx.hosts, h .. '.vcpus', vcpus)
   redis.call('HINCRBY', ctx.hosts, h .. '.disk', disk)
   if key then
-    local cap = tonumber(redis.call('HGET', ctx.hosts, h .. '.capMem') or '0')
+    local cap = ctx.capMemOf and ctx.capMemOf[h]
+    if cap == nil then cap = redis.call('HGET', ctx.hosts, h .. '.capMem') end
+    cap = tonumber(cap or '0')
     redis.call('ZADD', key, cap - m, h)
   end
 end
