@@ -63,6 +63,32 @@ describe("admit", () => {
     }
   });
 
+  it("an admission reads its host's state, its host's class and its VM's claim once each", async () => {
+    const prefix = "pl-once";
+    const keys = new Keys(prefix);
+    const redis = new Redis(local.url, { maxRetriesPerRequest: null });
+    const client = new FleetClient({ redisUrl: local.url, prefix });
+    try {
+      const ledger = new CapacityLedger(redis, keys);
+      await ledger.setCapacity("pl-once-h", 65536, 64);
+      await new HostRegistry(redis, keys).heartbeat(hostStatus("pl-once-h"), 60_000);
+      const spec = (name: string) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: 1 }] });
+      await client.createVm(spec("pl-once-warm")); // the scripts loaded, the hosts list read and cached
+      await redis.config("RESETSTAT");
+      const job = await client.createVm(spec("pl-once-vm"));
+      const stats = await calls(redis);
+      // HGETs: the VM's state, its claim, and one outside the script; HMGETs: the host's state
+      // (spread's walk of the ties meets it again: not read again), and one outside the script.
+      // Before: the claim and the class were read twice, the state too, and the capMem once more.
+      expect({ hget: stats.hget, hmget: stats.hmget }).toEqual({ hget: 3, hmget: 2 });
+      expect((await client.log.getJob(job.id))?.hostId).toBe("pl-once-h");
+      expect(await redis.hget(keys.placementClaims(), "pl-once-vm")).toBe("pl-once-h:256:1:1");
+    } finally {
+      await client.close();
+      redis.disconnect();
+    }
+  });
+
   it("a pinned create whose VM holds a stale claim on a host of another class moves the claim there (the script asks for each class it needs)", async () => {
     const prefix = "pl-stale";
     const keys = new Keys(prefix);

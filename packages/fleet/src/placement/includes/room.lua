@@ -31,9 +31,28 @@ local function parse_claim(c)
   return h, tonumber(m) or 0, tonumber(v) or 0, tonumber(d) or 0
 end
 
+-- What one call (one ctx) read of hosts' classes and capacities and VMs' claims, so that find_room,
+-- missing_class and take_room do not read them again: ctx.classOf (host -> class or false),
+-- ctx.capMemOf (host -> capMem as read), ctx.claimOf (vm -> claim or false), kept in step with this
+-- file's own writes of claims (no script writes a class or a capacity after reading it through a ctx).
+local function remember(ctx, field, k, v)
+  local m = ctx[field]
+  if not m then m = {}; ctx[field] = m end
+  m[k] = v
+  return v
+end
+
+local function claim_of(ctx, vm)
+  local c = ctx.claimOf and ctx.claimOf[vm]
+  if c == nil then c = remember(ctx, 'claimOf', vm, redis.call('HGET', ctx.claims, vm)) end
+  return c
+end
+
 local function host_state(ctx, h)
   local r = redis.call('HMGET', ctx.hosts, h .. '.capMem', h .. '.capVcpus', h .. '.capDisk', h .. '.mem',
     h .. '.vcpus', h .. '.disk', h .. '.class', h .. '.draining')
+  remember(ctx, 'classOf', h, r[7] or false)
+  remember(ctx, 'capMemOf', h, r[1] or false)
   return {
     capMem = tonumber(r[1] or '0'), capVcpus = tonumber(r[2] or '0'),
     capDisk = r[3] and tonumber(r[3]) or nil,
@@ -68,14 +87,21 @@ local function better(policy, fa, ia, pa, fb, ib, pb)
 end
 
 -- The first usable host, not in the group nor in `skip`, of `key` read a page at a time by `range`.
-local function first_usable(ctx, req, counts, range)
+-- `seen` (host -> its state, or false when not usable) keeps what one walk of a class read, so
+-- spread's second walk (the ties) does not read a host again (nothing is written in between).
+local function first_usable(ctx, req, counts, range, seen)
   local offset = 0
   while true do
     local ids = range(offset)
     for _, h in ipairs(ids) do
       if (counts[h] or 0) == 0 and not req.skip[h] then
-        local st = host_state(ctx, h)
-        if usable(ctx, st, h, req) then return h, st end
+        local st = seen[h]
+        if st == nil then
+          st = host_state(ctx, h)
+          if not usable(ctx, st, h, req) then st = false end
+          seen[h] = st
+        end
+        if st then return h, st end
       end
     end
     if #ids < ctx.page then return nil end
@@ -87,19 +113,20 @@ end
 -- 'spread' walks down from the most, then takes the smallest id among the usable hosts of that
 -- free memory (sorted sets order equal scores by member, ascending).
 local function walk_class(ctx, key, req, counts)
+  local seen = {}
   if req.policy == 'pack' then
     return first_usable(ctx, req, counts, function(offset)
       return redis.call('ZRANGEBYSCORE', key, req.mem, '+inf', 'LIMIT', offset, ctx.page)
-    end)
+    end, seen)
   end
   local h, st = first_usable(ctx, req, counts, function(offset)
     return redis.call('ZREVRANGEBYSCORE', key, '+inf', req.mem, 'LIMIT', offset, ctx.page)
-  end)
+  end, seen)
   if not h then return nil end
   local free = st.capMem - st.mem
   return first_usable(ctx, req, counts, function(offset)
     return redis.call('ZRANGEBYSCORE', key, free, free, 'LIMIT', offset, ctx.page)
-  end)
+  end, seen)
 end
 
 -- The VMs of the request's group on each host.
@@ -129,7 +156,7 @@ local function find_room(ctx, req)
     return not req.skip[h] and st.class ~= nil and eligible[st.class] == true
   end
   if req.held then
-    local c = redis.call('HGET', ctx.claims, req.vm)
+    local c = claim_of(ctx, req.vm)
     if c then
       local h = parse_claim(c)
       if candidate(h, host_state(ctx, h)) then return h, nil end
@@ -169,7 +196,8 @@ end
 -- The free-room zset of a host's class: ok, key (nil when the host has no class yet). Not ok when
 -- the host's class is not among those the caller passed: the caller passes it and runs again.
 local function class_key(ctx, h)
-  local cls = redis.call('HGET', ctx.hosts, h .. '.class')
+  local cls = ctx.classOf and ctx.classOf[h]
+  if cls == nil then cls = remember(ctx, 'classOf', h, redis.call('HGET', ctx.hosts, h .. '.class')) end
   if not cls then return true, nil end
   local key = ctx.keyOf[cls]
   if key then return true, key end
@@ -182,7 +210,9 @@ local function add_room(ctx, h, key, mem, vcpus, disk)
   redis.call('HINCRBY', ctx.hosts, h .. '.vcpus', vcpus)
   redis.call('HINCRBY', ctx.hosts, h .. '.disk', disk)
   if key then
-    local cap = tonumber(redis.call('HGET', ctx.hosts, h .. '.capMem') or '0')
+    local cap = ctx.capMemOf and ctx.capMemOf[h]
+    if cap == nil then cap = redis.call('HGET', ctx.hosts, h .. '.capMem') end
+    cap = tonumber(cap or '0')
     redis.call('ZADD', key, cap - m, h)
   end
 end
@@ -191,7 +221,7 @@ end
 local function missing_class(ctx, h, vm)
   local ok, cls = class_key(ctx, h)
   if not ok then return cls, h end
-  local c = redis.call('HGET', ctx.claims, vm)
+  local c = claim_of(ctx, vm)
   if c then
     local ph = parse_claim(c)
     if ph ~= h then
@@ -204,19 +234,20 @@ end
 
 -- Gives back the VM's claim (on `h` only, when given). True when it held one.
 local function release_room(ctx, vm, h)
-  local c = redis.call('HGET', ctx.claims, vm)
+  local c = claim_of(ctx, vm)
   if not c then return false end
   local ph, m, v, d = parse_claim(c)
   if h and ph ~= h then return false end
   local _, key = class_key(ctx, ph)
   redis.call('HDEL', ctx.claims, vm)
+  remember(ctx, 'claimOf', vm, false)
   add_room(ctx, ph, key, 0 - m, 0 - v, 0 - d)
   return true
 end
 
 -- Claims the VM's room on `h` (a claim it holds on another host moves here). Call missing_class first.
 local function take_room(ctx, h, req)
-  local c = redis.call('HGET', ctx.claims, req.vm)
+  local c = claim_of(ctx, req.vm)
   if c then
     local ph = parse_claim(c)
     if ph == h then return end
@@ -224,7 +255,9 @@ local function take_room(ctx, h, req)
   end
   local _, key = class_key(ctx, h)
   add_room(ctx, h, key, req.mem, req.vcpus, req.disk)
-  redis.call('HSET', ctx.claims, req.vm, h .. ':' .. req.mem .. ':' .. req.vcpus .. ':' .. req.disk)
+  local claim = h .. ':' .. req.mem .. ':' .. req.vcpus .. ':' .. req.disk
+  redis.call('HSET', ctx.claims, req.vm, claim)
+  remember(ctx, 'claimOf', req.vm, claim)
   if ctx.group then redis.call('HSET', ctx.group, req.vm, h) end
 end
 
