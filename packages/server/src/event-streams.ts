@@ -1,5 +1,5 @@
 import { isTerminal, type StreamedEvent } from "@virtfleet/core";
-import { parseStreamReply, type StreamReply } from "@virtfleet/fleet";
+import { compareStreamIds, parseStreamReply, type StreamReply } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { problem } from "./problem.js";
@@ -50,16 +50,6 @@ export interface OpenStream {
   close: () => void;
 }
 
-/** Compares two stream entry ids (`<ms>-<seq>`). */
-function compareIds(a: string, b: string): number {
-  const [am = "0", as = "0"] = a.split("-");
-  const [bm = "0", bs = "0"] = b.split("-");
-  const ms = BigInt(am) - BigInt(bm);
-  if (ms !== 0n) return ms < 0n ? -1 : 1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
-}
-
 class Subscription {
   /** `catching-up`: being read on the shared connection; `waiting`: in a hub's blocking read. */
   state: "catching-up" | "waiting" | "ended" = "catching-up";
@@ -79,7 +69,7 @@ class Subscription {
 
   /** Sends the events after `last`; true when one of them was terminal. */
   deliver(events: readonly StreamedEvent[]): boolean {
-    const fresh = events.filter((e) => compareIds(e.id, this.last) > 0);
+    const fresh = events.filter((e) => compareStreamIds(e.id, this.last) > 0);
     if (fresh.length === 0) return false;
     const shown = this.source.accept === undefined ? fresh : fresh.filter(this.source.accept);
     if (shown.length > 0) this.sink.events(shown);
@@ -143,7 +133,7 @@ class Hub {
         if (k === undefined) byKey.set(sub.source.key, { from: sub.last, subs: [sub] });
         else {
           k.subs.push(sub);
-          if (compareIds(sub.last, k.from) < 0) k.from = sub.last;
+          if (compareStreamIds(sub.last, k.from) < 0) k.from = sub.last;
         }
       }
       const keys = [...byKey.keys()];
