@@ -27,7 +27,7 @@ WAIT_SECS=30
 # The lab fails over quickly; deploy/redis/sentinel.conf says what to use for real.
 DOWN_AFTER_MS=2000
 FAILOVER_TIMEOUT_MS=10000
-USERS=(virtfleet-worker virtfleet-api virtfleet-cli virtfleet-replica virtfleet-sentinel virtfleet-client)
+USERS=(virtfleet-worker virtfleet-api virtfleet-cli virtfleet-replica virtfleet-sentinel virtfleet-client virtfleet-admin)
 
 die() { printf 'sentinel-lab: ERROR: %s\n' "$*" >&2; exit 1; }
 log() { printf 'sentinel-lab: %s\n' "$*" >&2; }
@@ -96,6 +96,7 @@ render() {
     -e "s|@REPLICA_PASSWORD_HASH@|$(sha256 "$(password virtfleet-replica)")|g"
     -e "s|@SENTINEL_PASSWORD_HASH@|$(sha256 "$(password virtfleet-sentinel)")|g"
     -e "s|@CLIENT_PASSWORD_HASH@|$(sha256 "$(password virtfleet-client)")|g"
+    -e "s|@ADMIN_PASSWORD_HASH@|$(sha256 "$(password virtfleet-admin)")|g"
     -e "s|@SENTINEL_PASSWORD@|$(password virtfleet-sentinel)|g"
     -e "s|@NAME@|$NAME|g"
     -e "s|@MASTER_HOST@|$MASTER_HOST|g"

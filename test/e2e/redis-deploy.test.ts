@@ -1,0 +1,355 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { freePort } from "../fixtures/redis-server.js";
+import { domainState, LIBVIRT_URI, repo, runCli, tinySpec, until, WORKER } from "./harness.js";
+
+/**
+ * deploy/redis as an operator runs it: sentinel-lab.sh starts a master, a replica and three sentinels
+ * with the ACL users of deploy/redis/users.acl; the real worker, API and CLI each log in as their own
+ * user and make and destroy VMs (so the ACLs are enough: Redis' ACL LOG stays empty of them), while the
+ * same users are refused what is not theirs; the sentinels fail over a SIGKILLed master; --stop stops
+ * everything.
+ */
+const run = promisify(execFile);
+const LAB = path.join(repo, "deploy/redis/sentinel-lab.sh");
+const API = path.join(repo, "apps/api/dist/main.js");
+const imageDir = inject("imageDir");
+const testRoot = inject("testRoot");
+const tag = randomUUID().slice(0, 6);
+const TOKEN = "hd-token-0123456789abcdef";
+const NAME = "virtfleet";
+
+let lab: string;
+let base: number;
+let tokensFile: string;
+const procs: ChildProcess[] = [];
+const conns: Redis[] = [];
+
+const masterPort = () => base;
+const replicaPort = () => base + 1;
+const sentinelPorts = () => [base + 2, base + 3, base + 4];
+const passwordFile = (user: string) => path.join(lab, "secrets", `${user}.password`);
+const password = async (user: string) => (await readFile(passwordFile(user), "utf8")).trim();
+
+/** A port nobody listens on (bind succeeds). */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** The first of five free consecutive loopback ports. */
+async function freeRange(): Promise<number> {
+  for (;;) {
+    const first = await freePort();
+    if (first > 65_000) continue;
+    let ok = true;
+    for (let p = first; p < first + 5 && ok; p++) ok = await portFree(p);
+    if (ok) return first;
+  }
+}
+
+function labSh(...args: string[]) {
+  return run("bash", [LAB, "--dir", lab, "--port", String(base), ...args], { timeout: 90_000 });
+}
+
+/** A connection as ACL user `user` (no retries: a refused command or login is the answer). */
+async function as(user: string | undefined, port = masterPort()): Promise<Redis> {
+  const r = new Redis({
+    host: "127.0.0.1",
+    port,
+    ...(user === undefined ? {} : { username: user, password: await password(user) }),
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableReadyCheck: false,
+    retryStrategy: () => null,
+  });
+  r.on("error", () => undefined);
+  conns.push(r);
+  return r;
+}
+
+async function pidAlive(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    return !/^\d+ \(.*\) [ZX]/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  lab = await mkdtemp(path.join(os.tmpdir(), "hd-sentinel-lab-"));
+  base = await freeRange();
+  tokensFile = path.join(lab, "tokens.json");
+  await writeFile(
+    tokensFile,
+    JSON.stringify([{ id: "hd", token: TOKEN, scopes: ["vms:read", "vms:write", "hosts:read"], tenant: "hd" }]),
+  );
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of conns) c.disconnect();
+  for (const p of procs) p.kill("SIGKILL");
+  const { stdout } = await run("virsh", ["-c", LIBVIRT_URI, "list", "--all", "--name"]).catch(() => ({ stdout: "" }));
+  for (const name of stdout.split("\n").filter((n) => n.startsWith(`hd-${tag}`))) {
+    await run("virsh", ["-c", LIBVIRT_URI, "destroy", name]).catch(() => undefined);
+    await run("virsh", ["-c", LIBVIRT_URI, "undefine", name, "--nvram"]).catch(() => undefined);
+  }
+  await rm(path.join(testRoot, "vms", `hd-${tag}`), { recursive: true, force: true });
+  await labSh("--stop").catch(() => undefined);
+  await rm(lab, { recursive: true, force: true });
+}, 60_000);
+
+interface Proc {
+  output: () => string;
+  stop(): Promise<void>;
+}
+
+function start(bin: string, env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [bin], {
+    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "debug", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  procs.push(child);
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  return {
+    output: () => output,
+    stop: async () => {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** How component `user` reaches the lab's master (straight, without Sentinel). */
+function redisEnv(user: "virtfleet-worker" | "virtfleet-api" | "virtfleet-cli"): Record<string, string> {
+  return {
+    REDIS_URL: `redis://127.0.0.1:${masterPort()}`,
+    REDIS_USERNAME: user,
+    REDIS_PASSWORD_FILE: passwordFile(user),
+    VIRTFLEET_PREFIX: NAME,
+  };
+}
+
+async function api(method: string, url: string, apiBase: string, body?: unknown) {
+  const res = await fetch(apiBase + url, {
+    method,
+    headers: {
+      authorization: `Bearer ${TOKEN}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: (await res.json().catch(() => ({}))) as Record<string, unknown> };
+}
+
+/** A job's last phase, read from the API's event stream (the JobEventHub, its blocking XREAD). */
+async function lastPhase(apiBase: string, jobId: string): Promise<string | undefined> {
+  const res = await fetch(`${apiBase}/v1/jobs/${jobId}/events`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const text = await res.text();
+  const phases = [...text.matchAll(/^data: (.*)$/gm)].map(
+    (m) => (JSON.parse(m[1] ?? "{}") as { phase?: string }).phase,
+  );
+  return phases.at(-1);
+}
+
+/** ACL LOG entries (as the admin) of virtfleet's three component users. */
+async function deniedFor(users: readonly string[]): Promise<string[]> {
+  const admin = await as("virtfleet-admin");
+  const entries = (await admin.call("ACL", "LOG", "256")) as unknown[][];
+  const out: string[] = [];
+  for (const e of entries) {
+    const fields = new Map<string, unknown>();
+    for (let i = 0; i + 1 < e.length; i += 2) fields.set(String(e[i]), e[i + 1]);
+    if (users.includes(String(fields.get("username"))))
+      out.push(`${fields.get("username")}: ${fields.get("reason")} ${fields.get("object")}`);
+  }
+  return out;
+}
+
+describe("deploy/redis with sentinel-lab.sh", () => {
+  it("starts a master, a replica and three sentinels with the ACL users; each sentinel names the master", async () => {
+    const { stdout } = await labSh();
+    expect(stdout).toContain(`REDIS_SENTINELS=127.0.0.1:${base + 2},127.0.0.1:${base + 3},127.0.0.1:${base + 4}`);
+    expect(stdout).toContain("REDIS_SENTINEL_USERNAME=virtfleet-client");
+    expect(stdout).toContain(`REDIS_PASSWORD_FILE=${passwordFile("virtfleet-api")}`);
+    for (const port of sentinelPorts()) {
+      const s = await as("virtfleet-client", port);
+      expect(await s.call("SENTINEL", "get-master-addr-by-name", NAME)).toEqual(["127.0.0.1", String(masterPort())]);
+    }
+    const status = (await labSh("--status")).stdout;
+    expect(status).toMatch(new RegExp(`^master +127\\.0\\.0\\.1:${masterPort()} +pid \\d+ +role master$`, "m"));
+    expect(status).toMatch(new RegExp(`^replica +127\\.0\\.0\\.1:${replicaPort()} +pid \\d+ +role slave$`, "m"));
+    // Nothing but the ACL users may log in; the rendered ACL file holds hashes, not passwords.
+    await expect((await as(undefined)).ping()).rejects.toThrow(/NOAUTH/);
+    const acl = await readFile(path.join(lab, "users.acl"), "utf8");
+    expect(acl).not.toContain(await password("virtfleet-worker"));
+    expect(acl).toMatch(/^user default off /m);
+  });
+
+  it("a worker, the API and the CLI, each as its own ACL user, make and destroy VMs; Redis denied none of them anything", async () => {
+    const hostId = `hd-${tag}-w`;
+    const worker = start(WORKER, {
+      ...redisEnv("virtfleet-worker"),
+      VIRTFLEET_HOST_ID: hostId,
+      VIRTFLEET_STORAGE_DIR: path.join(testRoot, "vms", `hd-${tag}`, hostId),
+      VIRTFLEET_IMAGE_DIR: imageDir,
+      VIRTFLEET_VIRT_TYPE: "qemu",
+      VIRTFLEET_HEARTBEAT_MS: "1000",
+      VIRTFLEET_SHUTDOWN_TIMEOUT_MS: "5000",
+    });
+    const apiPort = await freePort();
+    const apiServer = start(API, {
+      ...redisEnv("virtfleet-api"),
+      VIRTFLEET_API_PORT: String(apiPort),
+      VIRTFLEET_API_TOKENS_FILE: tokensFile,
+    });
+    const apiBase = `http://127.0.0.1:${apiPort}`;
+    const cli = redisEnv("virtfleet-cli");
+    try {
+      await until(
+        "the worker's host in `virtfleet hosts`",
+        async () => {
+          const hosts = await runCli(["hosts", "--json"], cli, 30_000);
+          return hosts.code === 0 && hosts.stdout.includes(hostId) ? true : undefined;
+        },
+        60_000,
+      );
+      await until("the API", async () =>
+        (await fetch(`${apiBase}/readyz`).catch(() => undefined))?.ok ? true : undefined,
+      );
+
+      // The CLI (operator) creates one VM, the API another.
+      const viaCli = `hd-${tag}-cli`;
+      const boot = ["--memory", "128", "--disk", "size=1,backing=tiny", "--boot", "kernel=tiny,initrd=tiny"];
+      const create = await runCli(["create", "--name", viaCli, ...boot, "--network", "none", "--wait"], cli);
+      expect({ code: create.code, stderr: create.stderr }).toEqual({ code: 0, stderr: "" });
+      const viaApi = `hd-${tag}-api`;
+      const created = await api("POST", "/v1/vms", apiBase, { spec: tinySpec(viaApi) });
+      expect(created.status).toBe(202);
+      expect(await lastPhase(apiBase, String(created.body.jobId))).toBe("done");
+      expect(await domainState(viaCli)).toBe("running");
+      expect(await domainState(viaApi)).toBe("running");
+      const listed = await api("GET", "/v1/vms", apiBase);
+      // The API lists its tenant's VMs (the CLI's has none).
+      expect((listed.body as unknown as { name: string }[]).map((v) => v.name)).toEqual([viaApi]);
+      // The operator's read of the catalogue and a job's events (watch) work as virtfleet-cli too.
+      expect((await runCli(["images", "ls", "--json"], cli, 30_000)).code).toBe(0);
+      const watched = await runCli(["watch", String(created.body.jobId), "--json"], cli, 60_000);
+      expect({ code: watched.code, stderr: watched.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(watched.stdout).toContain('"done"');
+
+      const destroy = await runCli(["destroy", viaCli, "--wait"], cli);
+      expect({ code: destroy.code, stderr: destroy.stderr }).toEqual({ code: 0, stderr: "" });
+      const deleted = await api("DELETE", `/v1/vms/${viaApi}`, apiBase);
+      expect(deleted.status).toBe(202);
+      expect(await lastPhase(apiBase, String(deleted.body.jobId))).toBe("done");
+      expect(await domainState(viaCli)).toBeUndefined();
+      expect(await domainState(viaApi)).toBeUndefined();
+    } finally {
+      await worker.stop();
+      await apiServer.stop();
+    }
+    expect(worker.output()).toContain('"msg":"worker stopped"');
+    expect(worker.output()).not.toMatch(/NOPERM/);
+    expect(apiServer.output()).not.toMatch(/NOPERM/);
+    expect(await deniedFor(["virtfleet-worker", "virtfleet-api", "virtfleet-cli"])).toEqual([]);
+  });
+
+  it("each user is refused what is not its own: no FLUSHALL or CONFIG for the API, no other prefix for the worker", async () => {
+    const apiUser = await as("virtfleet-api");
+    await expect(apiUser.flushall()).rejects.toThrow(/NOPERM.*flushall/);
+    await expect(apiUser.call("CONFIG", "GET", "maxmemory-policy")).rejects.toThrow(/NOPERM.*config\|get/);
+    await expect(apiUser.call("CONFIG", "SET", "appendonly", "no")).rejects.toThrow(/NOPERM/);
+    const workerUser = await as("virtfleet-worker");
+    await expect(workerUser.set("other:x", "1")).rejects.toThrow(/NOPERM.*keys/);
+    await expect(workerUser.get("bull:host.x:meta")).rejects.toThrow(/NOPERM.*keys/);
+    // A script is held to the same key patterns.
+    await expect(workerUser.eval("return redis.call('GET', KEYS[1])", 1, "other:x")).rejects.toThrow(
+      /NOPERM|No permissions/,
+    );
+    await expect(workerUser.publish("other:cancel:x", "1")).rejects.toThrow(/NOPERM.*channel/);
+    await expect(workerUser.set(`${NAME}:hd-probe`, "1")).resolves.toBe("OK");
+    const cliUser = await as("virtfleet-cli");
+    await expect(cliUser.call("KEYS", "*")).rejects.toThrow(/NOPERM/);
+    await expect(cliUser.call("SHUTDOWN")).rejects.toThrow(/NOPERM/);
+    // A sentinel's client user may only ask for the master, not reconfigure the sentinel.
+    const client = await as("virtfleet-client", sentinelPorts()[0]);
+    await expect(client.call("SENTINEL", "FAILOVER", NAME)).rejects.toThrow(/NOPERM/);
+    // The refusals are in the ACL LOG: the empty log of the flow above was not an empty log by accident.
+    expect((await deniedFor(["virtfleet-api", "virtfleet-worker"])).length).toBeGreaterThanOrEqual(4);
+  });
+
+  it("through the sentinels (ioredis' Sentinel client, as virtfleet-client), a SIGKILLed master is replaced by the replica; the old one comes back as a replica; --stop stops all five", async () => {
+    const viaSentinel = new Redis({
+      sentinels: sentinelPorts().map((port) => ({ host: "127.0.0.1", port })),
+      name: NAME,
+      sentinelUsername: "virtfleet-client",
+      sentinelPassword: await password("virtfleet-client"),
+      username: "virtfleet-api",
+      password: await password("virtfleet-api"),
+      maxRetriesPerRequest: null,
+    });
+    viaSentinel.on("error", () => undefined);
+    conns.push(viaSentinel);
+    expect(await viaSentinel.set(`${NAME}:hd-before`, "1")).toBe("OK");
+    expect(await viaSentinel.wait(1, 5000)).toBe(1);
+
+    const masterPid = Number((await readFile(path.join(lab, "master", "redis.pid"), "utf8")).trim());
+    process.kill(masterPid, "SIGKILL");
+    const sentinel = await as("virtfleet-client", sentinelPorts()[1]);
+    await until(
+      "the sentinels to promote the replica",
+      async () => {
+        const addr = (await sentinel.call("SENTINEL", "get-master-addr-by-name", NAME)) as string[];
+        return addr[1] === String(replicaPort()) ? true : undefined;
+      },
+      60_000,
+    );
+    // The old master comes back (sentinel-lab.sh starts what is not running) and is made a replica of
+    // the new one; then writes are accepted again (min-replicas-to-write 1).
+    await labSh();
+    await until(
+      "the old master to become a replica",
+      async () =>
+        (await labSh("--status").catch(() => ({ stdout: "" }))).stdout.match(/^master .*role slave$/m)
+          ? true
+          : undefined,
+      60_000,
+    );
+    await until("a write through the sentinels", async () =>
+      (await viaSentinel.set(`${NAME}:hd-after`, "1").catch(() => undefined)) === "OK" ? true : undefined,
+    );
+    expect(await viaSentinel.get(`${NAME}:hd-before`)).toBe("1");
+    viaSentinel.disconnect();
+
+    const pids = await Promise.all(
+      ["master", "replica", "sentinel-1", "sentinel-2", "sentinel-3"].map(async (d) =>
+        Number((await readFile(path.join(lab, d, "redis.pid"), "utf8")).trim()),
+      ),
+    );
+    await labSh("--stop");
+    for (const pid of pids) expect(await pidAlive(pid)).toBe(false);
+    for (const port of [masterPort(), replicaPort(), ...sentinelPorts()]) expect(await portFree(port)).toBe(true);
+    await expect(labSh("--status")).rejects.toMatchObject({ stdout: expect.stringMatching(/master .*not running/) });
+  });
+});
