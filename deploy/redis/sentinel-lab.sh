@@ -7,7 +7,7 @@
 #   deploy/redis/sentinel-lab.sh --status   each process: running or not, its role; the sentinels' master
 #   deploy/redis/sentinel-lab.sh --stop     stop the set (SIGTERM: Redis writes its AOF); data is kept
 #   deploy/redis/sentinel-lab.sh --render   only generate the passwords and render the configs (for
-#                                           deploy/compose.yaml: with --master-host redis-master)
+#                                           deploy/compose.yaml: --render --dir deploy/redis-lab --port 6379)
 # Options:
 #   --dir DIR          the lab folder (default $VIRTFLEET_LAB_DIR, else ~/.local/state/virtfleet/sentinel-lab)
 #   --port N           first of five ports: master N, replica N+1, sentinels N+2..N+4 (default 6390)
@@ -27,7 +27,7 @@ WAIT_SECS=30
 # The lab fails over quickly; deploy/redis/sentinel.conf says what to use for real.
 DOWN_AFTER_MS=2000
 FAILOVER_TIMEOUT_MS=10000
-USERS=(virtfleet-worker virtfleet-api virtfleet-cli virtfleet-replica virtfleet-sentinel virtfleet-client virtfleet-admin)
+USERS=(virtfleet-worker virtfleet-controller virtfleet-api virtfleet-cli virtfleet-replica virtfleet-sentinel virtfleet-client virtfleet-admin)
 
 die() { printf 'sentinel-lab: ERROR: %s\n' "$*" >&2; exit 1; }
 log() { printf 'sentinel-lab: %s\n' "$*" >&2; }
@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
     --port) [ $# -ge 2 ] || die "--port needs a number"; BASE_PORT=$2; shift ;;
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift ;;
     --master-host) [ $# -ge 2 ] || die "--master-host needs a host"; MASTER_HOST=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
   shift
@@ -91,6 +91,7 @@ render() {
   local subst=(
     -e "s|@PREFIX@|$PREFIX|g"
     -e "s|@WORKER_PASSWORD_HASH@|$(sha256 "$(password virtfleet-worker)")|g"
+    -e "s|@CONTROLLER_PASSWORD_HASH@|$(sha256 "$(password virtfleet-controller)")|g"
     -e "s|@API_PASSWORD_HASH@|$(sha256 "$(password virtfleet-api)")|g"
     -e "s|@CLI_PASSWORD_HASH@|$(sha256 "$(password virtfleet-cli)")|g"
     -e "s|@REPLICA_PASSWORD_HASH@|$(sha256 "$(password virtfleet-replica)")|g"
@@ -120,7 +121,7 @@ render() {
   done
   local sentinels
   sentinels=$(printf '127.0.0.1:%s,' "${SENTINEL_PORTS[@]}")
-  for u in worker api cli; do
+  for u in worker controller api cli; do
     (umask 077
      {
        echo "# virtfleet-$u's Redis: the Sentinel set of $DIR"
@@ -205,6 +206,7 @@ print_env() {
   cat <<EOF
 # virtfleet on the lab's Redis (master now at $addr). Each component its own user:
 #   worker: set -a; . $DIR/env/worker.env; set +a
+#   a standalone virtfleet-controller: $DIR/env/controller.env
 #   API:    set -a; . $DIR/env/api.env; set +a
 #   CLI:    set -a; . $DIR/env/cli.env; set +a
 # which set (the API's, for example):

@@ -199,6 +199,19 @@ describe("deploy/redis with sentinel-lab.sh", () => {
     const status = (await labSh("--status")).stdout;
     expect(status).toMatch(new RegExp(`^master +127\\.0\\.0\\.1:${masterPort()} +pid \\d+ +role master$`, "m"));
     expect(status).toMatch(new RegExp(`^replica +127\\.0\\.0\\.1:${replicaPort()} +pid \\d+ +role slave$`, "m"));
+    const users = (await (await as("virtfleet-admin")).call("ACL", "USERS")) as string[];
+    expect([...users].sort()).toEqual(
+      [
+        "default",
+        "virtfleet-admin",
+        "virtfleet-api",
+        "virtfleet-cli",
+        "virtfleet-controller",
+        "virtfleet-replica",
+        "virtfleet-sentinel",
+        "virtfleet-worker",
+      ].sort(),
+    );
     // Nothing but the ACL users may log in; the rendered ACL file holds hashes, not passwords.
     await expect((await as(undefined)).ping()).rejects.toThrow(/NOAUTH/);
     const acl = await readFile(path.join(lab, "users.acl"), "utf8");
