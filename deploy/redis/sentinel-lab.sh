@@ -11,6 +11,9 @@
 # Options:
 #   --dir DIR          the lab folder (default $VIRTFLEET_LAB_DIR, else ~/.local/state/virtfleet/sentinel-lab)
 #   --port N           first of five ports: master N, replica N+1, sentinels N+2..N+4 (default 6390)
+#   --replicas R       R replicas (1-3, default 1); replica k > 1 is 'replica-k' on port N+3+k. With one
+#                      replica, min-replicas-to-write 1 refuses writes after a failover until the old
+#                      master is back (run this script again to start it); with two, writes go on
 #   --prefix P         the fleet's key prefix the ACL users get (VIRTFLEET_PREFIX; default virtfleet)
 #   --master-host H    the master's address the sentinels are told (default 127.0.0.1)
 # Passwords are generated once into DIR/secrets/<user>.password (0600) and reused; rm -r DIR resets all.
@@ -22,6 +25,7 @@ BASE_PORT=6390
 PREFIX=${VIRTFLEET_PREFIX:-virtfleet}
 MASTER_HOST=127.0.0.1
 NAME=virtfleet
+REPLICAS=1
 ACTION=start
 WAIT_SECS=30
 # The lab fails over quickly; deploy/redis/sentinel.conf says what to use for real.
@@ -40,13 +44,15 @@ while [ $# -gt 0 ]; do
     --dir) [ $# -ge 2 ] || die "--dir needs a folder"; DIR=$2; shift ;;
     --port) [ $# -ge 2 ] || die "--port needs a number"; BASE_PORT=$2; shift ;;
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift ;;
+    --replicas) [ $# -ge 2 ] || die "--replicas needs a number"; REPLICAS=$2; shift ;;
     --master-host) [ $# -ge 2 ] || die "--master-host needs a host"; MASTER_HOST=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
   shift
 done
 [[ $BASE_PORT =~ ^[0-9]+$ ]] && (( BASE_PORT >= 1 && BASE_PORT <= 65531 )) || die "--port: not a port number (1-65531): $BASE_PORT"
+[[ $REPLICAS =~ ^[1-3]$ ]] || die "--replicas: 1, 2 or 3: $REPLICAS"
 [[ $PREFIX =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "--prefix: not a key prefix (letters, digits, _ . -): $PREFIX"
 [[ $MASTER_HOST =~ ^[A-Za-z0-9][A-Za-z0-9.:-]*$ ]] || die "--master-host: not a host name or address: $MASTER_HOST"
 case $DIR in /*) ;; *) DIR=$PWD/$DIR ;; esac
@@ -77,6 +83,10 @@ procs() {
   echo "replica $REPLICA_PORT $DIR/replica/redis.pid"
   local i
   for i in 0 1 2; do echo "sentinel-$((i + 1)) ${SENTINEL_PORTS[$i]} $DIR/sentinel-$((i + 1))/redis.pid"; done
+  # (and any started earlier with a bigger --replicas: --stop and --status see them too)
+  for i in 2 3; do
+    if ((i <= REPLICAS)) || [ -d "$DIR/replica-$i" ]; then echo "replica-$i $((BASE_PORT + 3 + i)) $DIR/replica-$i/redis.pid"; fi
+  done
 }
 
 # --- passwords and rendered files ---------------------------------------------------------------------
@@ -140,9 +150,22 @@ render() {
 }
 
 # --- start --------------------------------------------------------------------------------------------
+# The master's port as the sentinels know it now (after a failover, not MASTER_PORT), else MASTER_PORT.
+current_master_port() {
+  local p addr
+  for p in "${SENTINEL_PORTS[@]}"; do
+    addr=$(rcli virtfleet-client "$p" sentinel get-master-addr-by-name "$NAME" | sed -n 2p) || continue
+    [ -n "$addr" ] && { echo "$addr"; return; }
+  done
+  echo "$MASTER_PORT"
+}
+
 start_redis() { # role conf port
-  local role=$1 conf=$2 port=$3 extra=()
-  [ "$role" = replica ] && extra=(--replicaof 127.0.0.1 "$MASTER_PORT")
+  local role=$1 conf=$2 port=$3 extra=() master
+  # A replica follows the current master; so does a master the sentinels have replaced (it would
+  # otherwise come back as a second master, with stale data, until the sentinels demote it).
+  master=$(current_master_port)
+  [ "$master" != "$port" ] && extra=(--replicaof 127.0.0.1 "$master")
   install -d -m 0700 "$DIR/$role"
   # The sentinels CONFIG REWRITE the file Redis was started with: a copy of its own, made once.
   [ -s "$DIR/$role/redis.conf" ] || install -m 0600 "$conf" "$DIR/$role/redis.conf"
@@ -162,11 +185,11 @@ until_true() { # what, command…
 }
 answers() { [ "$(rcli virtfleet-sentinel "$1" ping)" = PONG ]; }
 replica_linked() { rcli virtfleet-sentinel "$REPLICA_PORT" info replication | grep -q '^master_link_status:up'; }
-# The sentinel on port $1 knows the master, its replica and the two other sentinels.
+# The sentinel on port $1 knows the master, its replicas and the two other sentinels.
 sentinel_ready() {
   local info
   info=$(rcli virtfleet-client "$1" sentinel master "$NAME") || return 1
-  [ "$(sed -n '/^num-other-sentinels$/{n;p}' <<<"$info")" = 2 ] && [ "$(sed -n '/^num-slaves$/{n;p}' <<<"$info")" = 1 ]
+  [ "$(sed -n '/^num-other-sentinels$/{n;p}' <<<"$info")" = 2 ] && [ "$(sed -n '/^num-slaves$/{n;p}' <<<"$info")" -ge "$REPLICAS" ]
 }
 
 start() {
@@ -177,7 +200,7 @@ start() {
     if running_pid "$pidfile" >/dev/null; then continue; fi
     case $name in
       master) start_redis master "$SCRIPT_DIR/master.conf" "$port" ;;
-      replica) start_redis replica "$SCRIPT_DIR/replica.conf" "$port" ;;
+      replica*) start_redis "$name" "$SCRIPT_DIR/replica.conf" "$port" ;;
       sentinel-*)
         redis-server "$DIR/$name/sentinel.conf" --sentinel --dir "$DIR/$name" --daemonize yes \
           --pidfile "$pidfile" --logfile "$DIR/$name/redis.log" || die "$name did not start (see $DIR/$name/redis.log)"

@@ -47,13 +47,13 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** The first of five free consecutive loopback ports. */
+/** The first of six free consecutive loopback ports (five, and a second replica's). */
 async function freeRange(): Promise<number> {
   for (;;) {
     const first = await freePort();
     if (first > 65_000) continue;
     let ok = true;
-    for (let p = first; p < first + 5 && ok; p++) ok = await portFree(p);
+    for (let p = first; p < first + 6 && ok; p++) ok = await portFree(p);
     if (ok) return first;
   }
 }
@@ -312,8 +312,14 @@ describe("deploy/redis with sentinel-lab.sh", () => {
     expect((await deniedFor(["virtfleet-api", "virtfleet-worker"])).length).toBeGreaterThanOrEqual(4);
   });
 
-  it("through the sentinels (ioredis' Sentinel client, as virtfleet-client), a SIGKILLed master is replaced by the replica; the old one comes back as a replica; --stop stops all five", async () => {
-    const viaSentinel = new Redis({
+  let viaSentinel: Redis;
+  const currentMaster = async () => {
+    const sentinel = await as("virtfleet-client", sentinelPorts()[1]);
+    return Number(((await sentinel.call("SENTINEL", "get-master-addr-by-name", NAME)) as string[])[1]);
+  };
+
+  it("through the sentinels (ioredis' Sentinel client, as virtfleet-client), a SIGKILLed master is replaced by the replica, which refuses writes (min-replicas-to-write 1) until the old master is back as its replica", async () => {
+    viaSentinel = new Redis({
       sentinels: sentinelPorts().map((port) => ({ host: "127.0.0.1", port })),
       name: NAME,
       sentinelUsername: "virtfleet-client",
@@ -329,40 +335,52 @@ describe("deploy/redis with sentinel-lab.sh", () => {
 
     const masterPid = Number((await readFile(path.join(lab, "master", "redis.pid"), "utf8")).trim());
     process.kill(masterPid, "SIGKILL");
-    const sentinel = await as("virtfleet-client", sentinelPorts()[1]);
-    await until(
-      "the sentinels to promote the replica",
-      async () => {
-        const addr = (await sentinel.call("SENTINEL", "get-master-addr-by-name", NAME)) as string[];
-        return addr[1] === String(replicaPort()) ? true : undefined;
-      },
-      60_000,
+    await until("the sentinels to promote the replica", async () =>
+      (await currentMaster()) === replicaPort() ? true : undefined,
     );
-    // The old master comes back (sentinel-lab.sh starts what is not running) and is made a replica of
-    // the new one; then writes are accepted again (min-replicas-to-write 1).
+    await until("the replica to be a master", async () =>
+      ((await (await as("virtfleet-api", replicaPort())).call("ROLE")) as string[])[0] === "master" ? true : undefined,
+    );
+    // Alone, the new master takes no write: nothing is acknowledged that no replica holds.
+    await expect((await as("virtfleet-api", replicaPort())).set(`${NAME}:hd-alone`, "1")).rejects.toThrow(/NOREPLICAS/);
+    // The old master comes back (sentinel-lab.sh starts what is not running) and the sentinels make it
+    // a replica of the new one; then writes are accepted again.
     await labSh();
-    await until(
-      "the old master to become a replica",
-      async () =>
-        (await labSh("--status").catch(() => ({ stdout: "" }))).stdout.match(/^master .*role slave$/m)
-          ? true
-          : undefined,
-      60_000,
+    await until("the old master to become a replica", async () =>
+      (await labSh("--status").catch(() => ({ stdout: "" }))).stdout.match(/^master .*role slave$/m) ? true : undefined,
     );
     await until("a write through the sentinels", async () =>
       (await viaSentinel.set(`${NAME}:hd-after`, "1").catch(() => undefined)) === "OK" ? true : undefined,
     );
     expect(await viaSentinel.get(`${NAME}:hd-before`)).toBe("1");
+  });
+
+  it("with --replicas 2 a second failover needs nothing restarted: writes go on at once; --stop stops every process", async () => {
+    await labSh("--replicas", "2");
+    const status = (await labSh("--status")).stdout;
+    expect(status).toMatch(new RegExp(`^replica-2 +127\\.0\\.0\\.1:${base + 5} +pid \\d+ +role slave$`, "m"));
+    const before = await currentMaster();
+    expect(before).toBe(replicaPort());
+    process.kill(Number((await readFile(path.join(lab, "replica", "redis.pid"), "utf8")).trim()), "SIGKILL");
+    await until("the sentinels to promote another replica", async () => {
+      const now = await currentMaster();
+      return now !== before ? now : undefined;
+    });
+    expect([masterPort(), base + 5]).toContain(await currentMaster());
+    await until("a write through the sentinels", async () =>
+      (await viaSentinel.set(`${NAME}:hd-second`, "1").catch(() => undefined)) === "OK" ? true : undefined,
+    );
+    expect(await viaSentinel.get(`${NAME}:hd-after`)).toBe("1");
     viaSentinel.disconnect();
 
+    const dirs = ["master", "replica", "replica-2", "sentinel-1", "sentinel-2", "sentinel-3"];
     const pids = await Promise.all(
-      ["master", "replica", "sentinel-1", "sentinel-2", "sentinel-3"].map(async (d) =>
-        Number((await readFile(path.join(lab, d, "redis.pid"), "utf8")).trim()),
-      ),
+      dirs.map(async (d) => Number((await readFile(path.join(lab, d, "redis.pid"), "utf8").catch(() => "0")).trim())),
     );
     await labSh("--stop");
-    for (const pid of pids) expect(await pidAlive(pid)).toBe(false);
-    for (const port of [masterPort(), replicaPort(), ...sentinelPorts()]) expect(await portFree(port)).toBe(true);
+    for (const pid of pids.filter((p) => p > 0)) expect(await pidAlive(pid)).toBe(false);
+    for (const port of [masterPort(), replicaPort(), ...sentinelPorts(), base + 5])
+      expect(await portFree(port)).toBe(true);
     await expect(labSh("--status")).rejects.toMatchObject({ stdout: expect.stringMatching(/master .*not running/) });
   });
 });
