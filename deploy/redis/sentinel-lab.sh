@@ -16,6 +16,8 @@
 #                      master is back (run this script again to start it); with two, writes go on
 #   --prefix P         the fleet's key prefix the ACL users get (VIRTFLEET_PREFIX; default virtfleet)
 #   --master-host H    the master's address the sentinels are told (default 127.0.0.1)
+#   --tls              TLS only, everywhere (clients, replication, sentinels): a CA and a certificate for
+#                      localhost/127.0.0.1 are made with openssl into DIR/tls (a lab made with --tls stays so)
 # Passwords are generated once into DIR/secrets/<user>.password (0600) and reused; rm -r DIR resets all.
 set -euo pipefail
 
@@ -26,6 +28,7 @@ PREFIX=${VIRTFLEET_PREFIX:-virtfleet}
 MASTER_HOST=127.0.0.1
 NAME=virtfleet
 REPLICAS=1
+TLS=0
 ACTION=start
 WAIT_SECS=30
 # The lab fails over quickly; deploy/redis/sentinel.conf says what to use for real.
@@ -44,9 +47,10 @@ while [ $# -gt 0 ]; do
     --dir) [ $# -ge 2 ] || die "--dir needs a folder"; DIR=$2; shift ;;
     --port) [ $# -ge 2 ] || die "--port needs a number"; BASE_PORT=$2; shift ;;
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift ;;
+    --tls) TLS=1 ;;
     --replicas) [ $# -ge 2 ] || die "--replicas needs a number"; REPLICAS=$2; shift ;;
     --master-host) [ $# -ge 2 ] || die "--master-host needs a host"; MASTER_HOST=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
   shift
@@ -61,6 +65,8 @@ MASTER_PORT=$BASE_PORT
 REPLICA_PORT=$((BASE_PORT + 1))
 SENTINEL_PORTS=($((BASE_PORT + 2)) $((BASE_PORT + 3)) $((BASE_PORT + 4)))
 SECRETS=$DIR/secrets
+TLS_DIR=$DIR/tls
+[ -s "$TLS_DIR/ca.crt" ] && TLS=1
 
 password_file() { printf '%s/%s.password' "$SECRETS" "$1"; }
 password() { cat "$(password_file "$1")"; }
@@ -68,7 +74,34 @@ sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 
 # redis-cli as ACL user $1 on port $2 (the password through the environment, never argv).
 rcli() {
-  REDISCLI_AUTH=$(password "$1") timeout 3 redis-cli --no-auth-warning --user "$1" -h 127.0.0.1 -p "$2" "${@:3}" 2>/dev/null
+  local tls=()
+  [ "$TLS" = 1 ] && tls=(--tls --cacert "$TLS_DIR/ca.crt")
+  REDISCLI_AUTH=$(password "$1") timeout 3 redis-cli --no-auth-warning "${tls[@]}" --user "$1" -h 127.0.0.1 -p "$2" "${@:3}" 2>/dev/null
+}
+# LISTEN: the server options to listen on port $1: TLS only (with --tls), else plain.
+set_listen() {
+  if [ "$TLS" = 1 ]; then
+    LISTEN=(--port 0 --tls-port "$1" --tls-cert-file "$TLS_DIR/server.crt" --tls-key-file "$TLS_DIR/server.key"
+            --tls-ca-cert-file "$TLS_DIR/ca.crt" --tls-auth-clients optional --tls-replication yes)
+  else
+    LISTEN=(--port "$1")
+  fi
+}
+# A CA and one server certificate (EC P-256, a year) for every process of the lab.
+make_tls() {
+  [ "$TLS" = 1 ] || return 0
+  [ -s "$TLS_DIR/server.crt" ] && return 0
+  command -v openssl >/dev/null || die "--tls needs openssl"
+  install -d -m 0700 "$TLS_DIR"
+  (umask 077
+   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TLS_DIR/ca.key" \
+     -out "$TLS_DIR/ca.crt" -subj /CN=virtfleet-lab-ca -days 365 2>/dev/null
+   openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TLS_DIR/server.key" \
+     -out "$TLS_DIR/server.csr" -subj /CN=localhost 2>/dev/null
+   printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$TLS_DIR/server.ext"
+   openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" -CAcreateserial \
+     -out "$TLS_DIR/server.crt" -days 365 -extfile "$TLS_DIR/server.ext" 2>/dev/null) || die "openssl failed"
+  chmod 0644 "$TLS_DIR/ca.crt"
 }
 # A live (not zombie) process of the pid in file $1.
 running_pid() {
@@ -143,8 +176,15 @@ render() {
        echo "REDIS_PASSWORD_FILE=$(password_file "virtfleet-$u")"
        echo "REDIS_MIN_REPLICAS=1"
        echo "VIRTFLEET_PREFIX=$PREFIX"
-       echo "# Without Sentinel support (no failover): the master itself"
-       echo "# REDIS_URL=redis://127.0.0.1:$MASTER_PORT"
+       if [ "$TLS" = 1 ]; then
+         echo "REDIS_SENTINEL_TLS=1"
+         echo "REDIS_TLS_CA_FILE=$TLS_DIR/ca.crt"
+         echo "# The master itself (and without Sentinel support, no failover): TLS, the name in the certificate"
+         echo "REDIS_URL=rediss://localhost:$MASTER_PORT"
+       else
+         echo "# Without Sentinel support (no failover): the master itself"
+         echo "# REDIS_URL=redis://127.0.0.1:$MASTER_PORT"
+       fi
      } >"$DIR/env/$u.env")
   done
 }
@@ -169,7 +209,8 @@ start_redis() { # role conf port
   install -d -m 0700 "$DIR/$role"
   # The sentinels CONFIG REWRITE the file Redis was started with: a copy of its own, made once.
   [ -s "$DIR/$role/redis.conf" ] || install -m 0600 "$conf" "$DIR/$role/redis.conf"
-  redis-server "$DIR/$role/redis.conf" --port "$port" --dir "$DIR/$role" --aclfile "$DIR/users.acl" \
+  set_listen "$port"
+  redis-server "$DIR/$role/redis.conf" "${LISTEN[@]}" --dir "$DIR/$role" --aclfile "$DIR/users.acl" \
     --include "$DIR/replication.conf" "${extra[@]}" \
     --daemonize yes --pidfile "$DIR/$role/redis.pid" --logfile "$DIR/$role/redis.log" \
     || die "the $role did not start (see $DIR/$role/redis.log)"
@@ -179,11 +220,15 @@ until_true() { # what, command…
   local what=$1 deadline=$((SECONDS + WAIT_SECS))
   shift
   until "$@"; do
-    (( SECONDS < deadline )) || die "$what: not after ${WAIT_SECS}s (logs under $DIR)"
+    if (( SECONDS >= deadline )); then
+      tail -n 5 "$DIR"/*/redis.log >&2 || true
+      die "$what: not after ${WAIT_SECS}s (logs under $DIR)"
+    fi
     sleep 0.2
   done
 }
-answers() { [ "$(rcli virtfleet-sentinel "$1" ping)" = PONG ]; }
+# ROLE, not PING: a replica still syncing answers PING with MASTERDOWN (replica-serve-stale-data no).
+answers() { [ -n "$(rcli virtfleet-sentinel "$1" role | head -1)" ]; }
 replica_linked() { rcli virtfleet-sentinel "$REPLICA_PORT" info replication | grep -q '^master_link_status:up'; }
 # The sentinel on port $1 knows the master, its replicas and the two other sentinels.
 sentinel_ready() {
@@ -195,6 +240,7 @@ sentinel_ready() {
 start() {
   command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install redis-server)"
   render
+  make_tls
   local name port pidfile started=0
   while read -r name port pidfile; do
     if running_pid "$pidfile" >/dev/null; then continue; fi
@@ -202,7 +248,8 @@ start() {
       master) start_redis master "$SCRIPT_DIR/master.conf" "$port" ;;
       replica*) start_redis "$name" "$SCRIPT_DIR/replica.conf" "$port" ;;
       sentinel-*)
-        redis-server "$DIR/$name/sentinel.conf" --sentinel --dir "$DIR/$name" --daemonize yes \
+        set_listen "$port"
+        redis-server "$DIR/$name/sentinel.conf" --sentinel "${LISTEN[@]}" --dir "$DIR/$name" --daemonize yes \
           --pidfile "$pidfile" --logfile "$DIR/$name/redis.log" || die "$name did not start (see $DIR/$name/redis.log)"
         ;;
     esac
@@ -235,7 +282,11 @@ print_env() {
 # which set (the API's, for example):
 EOF
   grep -v '^#' "$DIR/env/api.env"
-  echo "# Direct to the master (no failover), e.g. for redis-cli: REDIS_URL=redis://127.0.0.1:$MASTER_PORT"
+  if [ "$TLS" = 1 ]; then
+    echo "# redis-cli: --tls --cacert $TLS_DIR/ca.crt --user <user> -h 127.0.0.1 -p $MASTER_PORT"
+  else
+    echo "# Direct to the master (no failover), e.g. for redis-cli: REDIS_URL=redis://127.0.0.1:$MASTER_PORT"
+  fi
 }
 
 # --- stop, status -------------------------------------------------------------------------------------

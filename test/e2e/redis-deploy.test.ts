@@ -384,3 +384,95 @@ describe("deploy/redis with sentinel-lab.sh", () => {
     await expect(labSh("--status")).rejects.toMatchObject({ stdout: expect.stringMatching(/master .*not running/) });
   });
 });
+
+describe("deploy/redis with sentinel-lab.sh --tls", () => {
+  let tlsLab: string;
+  let tlsBase: number;
+  const tlsSh = (...args: string[]) =>
+    run("bash", [LAB, "--dir", tlsLab, "--port", String(tlsBase), ...args], { timeout: 90_000 });
+
+  afterAll(async () => {
+    if (tlsLab === undefined) return;
+    await tlsSh("--stop").catch(() => undefined);
+    await rm(tlsLab, { recursive: true, force: true });
+  }, 60_000);
+
+  it("TLS everywhere: plain connections are refused; the CLI (rediss://, REDIS_TLS_CA_FILE) and a Sentinel client over TLS work; the sentinels fail over over TLS", async () => {
+    tlsLab = await mkdtemp(path.join(os.tmpdir(), "hd-sentinel-tls-"));
+    tlsBase = await freeRange();
+    const { stdout } = await tlsSh("--tls");
+    const ca = path.join(tlsLab, "tls", "ca.crt");
+    expect(stdout).toContain("REDIS_SENTINEL_TLS=1");
+    expect(stdout).toContain(`REDIS_TLS_CA_FILE=${ca}`);
+    expect(stdout).toContain(`REDIS_URL=rediss://localhost:${tlsBase}`);
+    const pw = async (user: string) =>
+      (await readFile(path.join(tlsLab, "secrets", `${user}.password`), "utf8")).trim();
+
+    // No plain text on any port.
+    const plain = new Redis({
+      port: tlsBase,
+      host: "127.0.0.1",
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    plain.on("error", () => undefined);
+    conns.push(plain);
+    await expect(plain.connect().then(() => plain.ping())).rejects.toThrow();
+
+    const cli = await runCli(
+      ["hosts", "--json"],
+      {
+        REDIS_URL: `rediss://localhost:${tlsBase}`,
+        REDIS_TLS_CA_FILE: ca,
+        REDIS_USERNAME: "virtfleet-cli",
+        REDIS_PASSWORD_FILE: path.join(tlsLab, "secrets", "virtfleet-cli.password"),
+        VIRTFLEET_PREFIX: NAME,
+      },
+      30_000,
+    );
+    expect({ code: cli.code, stderr: cli.stderr }).toEqual({ code: 0, stderr: "" });
+
+    const caPem = await readFile(ca, "utf8");
+    const viaSentinel = new Redis({
+      sentinels: [2, 3, 4].map((i) => ({ host: "127.0.0.1", port: tlsBase + i })),
+      name: NAME,
+      sentinelUsername: "virtfleet-client",
+      sentinelPassword: await pw("virtfleet-client"),
+      sentinelTLS: { ca: caPem },
+      enableTLSForSentinelMode: true,
+      tls: { ca: caPem },
+      username: "virtfleet-worker",
+      password: await pw("virtfleet-worker"),
+      maxRetriesPerRequest: null,
+    });
+    viaSentinel.on("error", () => undefined);
+    conns.push(viaSentinel);
+    expect(await viaSentinel.set(`${NAME}:hd-tls`, "1")).toBe("OK");
+    expect(await viaSentinel.wait(1, 5000)).toBe(1);
+
+    process.kill(Number((await readFile(path.join(tlsLab, "master", "redis.pid"), "utf8")).trim()), "SIGKILL");
+    const sentinel = new Redis({
+      port: tlsBase + 3,
+      host: "127.0.0.1",
+      username: "virtfleet-client",
+      password: await pw("virtfleet-client"),
+      tls: { ca: caPem },
+      maxRetriesPerRequest: 0,
+    });
+    sentinel.on("error", () => undefined);
+    conns.push(sentinel);
+    await until("the sentinels to promote the replica", async () => {
+      const addr = (await sentinel.call("SENTINEL", "get-master-addr-by-name", NAME)) as string[];
+      return addr[1] === String(tlsBase + 1) ? true : undefined;
+    });
+    await tlsSh();
+    await until("a write through the sentinels after the failover", async () =>
+      (await viaSentinel.set(`${NAME}:hd-tls-after`, "1").catch(() => undefined)) === "OK" ? true : undefined,
+    );
+    expect(await viaSentinel.get(`${NAME}:hd-tls`)).toBe("1");
+    viaSentinel.disconnect();
+    await tlsSh("--stop");
+    for (const i of [0, 1, 2, 3, 4]) expect(await portFree(tlsBase + i)).toBe(true);
+  });
+});
