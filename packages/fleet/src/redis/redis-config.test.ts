@@ -128,7 +128,11 @@ describe("Sentinel and replication variables", () => {
       "REDIS_SENTINEL_PASSWORD_FILE",
       "not both",
     ],
-    [{ REDIS_SENTINELS: "h", REDIS_SENTINEL_PASSWORD_FILE: "/nonexistent/p" }, "REDIS_SENTINEL_PASSWORD_FILE", "cannot read"],
+    [
+      { REDIS_SENTINELS: "h", REDIS_SENTINEL_PASSWORD_FILE: "/nonexistent/p" },
+      "REDIS_SENTINEL_PASSWORD_FILE",
+      "cannot read",
+    ],
     [{ REDIS_MIN_REPLICAS: "-1" }, "REDIS_MIN_REPLICAS", ""],
     [{ REDIS_MIN_REPLICAS: "one" }, "REDIS_MIN_REPLICAS", ""],
     [{ REDIS_WAIT_TIMEOUT_MS: "0" }, "REDIS_WAIT_TIMEOUT_MS", ""],
@@ -179,7 +183,13 @@ describe("Sentinel and replication variables", () => {
     expect(
       describeRedis({
         url: "redis://u:secret@h/1",
-        sentinel: { sentinels: [{ host: "::1", port: 2 }, { host: "a", port: 3 }], name: "n" },
+        sentinel: {
+          sentinels: [
+            { host: "::1", port: 2 },
+            { host: "a", port: 3 },
+          ],
+          name: "n",
+        },
       }),
     ).toBe("redis://u@n@sentinels([::1]:2,a:3)/1");
   });
