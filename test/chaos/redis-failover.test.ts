@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { readdir, rm } from "node:fs/promises";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import { FleetClient } from "@virtfleet/fleet";
 import { ApiServer, TokenStore } from "@virtfleet/server";
 import { pino } from "pino";
@@ -66,6 +66,7 @@ describe("chaos: a Sentinel failover while VMs are admitted and made", () => {
   let vmPrefix = "";
 
   afterAll(async () => {
+    if (process.env.VFT_HA_WORKER_LOG) await writeFile(process.env.VFT_HA_WORKER_LOG, worker?.logs() ?? "");
     await api?.close();
     await client?.close();
     await worker?.stop("SIGKILL");

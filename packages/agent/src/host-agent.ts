@@ -652,6 +652,14 @@ export class HostAgent {
     if (provisioner === undefined) throw new Error("agent not started");
     const release = await this.#locks.acquire(vm);
     try {
+      // Another run of this same job may have held the name lock meanwhile: BullMQ runs a job again
+      // when its lock is lost (a Redis failover longer than the lock, a stalled check) while the first
+      // run still works. That run ended it: this one must neither redo nor undo anything.
+      const now = await this.#log.progress(data.jobId);
+      if (now.phase !== undefined && isTerminal(now.phase)) {
+        log.info({ phase: now.phase }, "job ended while this run waited for the VM's lock; skipping");
+        return;
+      }
       if (data.kind === "create") {
         if (current.cancelRequested) throw new VirtfleetError("CANCELLED", "cancelled by request");
         await provisioner.create(data, report, signal);
@@ -661,6 +669,11 @@ export class HostAgent {
           vmState: { key: this.keys.vm(vm), state: "running", ...(addresses === undefined ? {} : { addresses }) },
         });
         if (id === undefined) {
+          // Ended by another run of this same job (done): what it made is the VM; keep it.
+          if ((await this.#log.progress(data.jobId)).phase === "done") {
+            log.warn("job already done by another run of it; keeping the VM");
+            return;
+          }
           log.warn("job ended elsewhere while it ran; rolling back");
           await provisioner.rollback(vm, data.jobId);
           return;
