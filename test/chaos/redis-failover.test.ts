@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { readdir, rm, writeFile } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { FleetClient } from "@virtfleet/fleet";
 import { ApiServer, TokenStore } from "@virtfleet/server";
 import { pino } from "pino";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { afterAll, describe, expect, inject, it, onTestFailed } from "vitest";
 import { domainState, type FleetEnv, startWorker, tinySpec, until, virsh, type WorkerProcess } from "../e2e/harness.js";
 import { SentinelSet } from "../fixtures/sentinel-set.js";
 
@@ -66,7 +66,6 @@ describe("chaos: a Sentinel failover while VMs are admitted and made", () => {
   let vmPrefix = "";
 
   afterAll(async () => {
-    if (process.env.VFT_HA_WORKER_LOG) await writeFile(process.env.VFT_HA_WORKER_LOG, worker?.logs() ?? "");
     await api?.close();
     await client?.close();
     await worker?.stop("SIGKILL");
@@ -80,6 +79,10 @@ describe("chaos: a Sentinel failover while VMs are admitted and made", () => {
   });
 
   it("every 202 ends as exactly one running VM, the rest get a retryable error, nothing is orphaned", async () => {
+    // On a failure, the worker's last log lines say what it did around the failover.
+    onTestFailed(() => {
+      process.stdout.write(`worker log (tail):\n${worker?.logs().slice(-30_000) ?? ""}\n`);
+    });
     const run = randomUUID().slice(0, 6);
     const HOST = `ha-${run}`;
     vmPrefix = `ha-${run}-`;
@@ -219,6 +222,9 @@ describe("chaos: a Sentinel failover while VMs are admitted and made", () => {
     expect(records.map((r) => r.name).sort()).toEqual([...names].sort());
     expect(records.every((r) => r.state === "running" && r.hostId === HOST)).toBe(true);
     for (const r of records) expect(r.jobId, r.name).toBe(jobOf.get(r.name));
+    // Made once: each VM's `done` was reported by one run of its job (a run again after a lost lock
+    // skips, it neither makes a second VM nor undoes the first).
+    for (const n of names) expect(worker.logs().split(`"msg":"VM ${n} is running on ${HOST}"`).length - 1, n).toBe(1);
     // Nothing orphaned: no stray folder, no room held by anything else.
     expect(dirs.sort()).toEqual([...names].sort());
     expect([...held].sort()).toEqual([...names].sort());
