@@ -190,6 +190,10 @@ export class HostAgent {
   #closing: Promise<void> | undefined;
   /** What the last reconciliation found. */
   lastReconcile: ReconcileReport | undefined;
+  /** When this worker's Redis connection last came back (0: never lost). */
+  #redisBackAt = 0;
+  /** Reconciliations run because the Redis connection came back (a restart or a failover). */
+  reconnectReconciles = 0;
   /** The fleet's identity, read at start. */
   #fleetId: string | undefined;
   /** Reconciliations run one at a time. */
@@ -306,6 +310,7 @@ export class HostAgent {
     };
 
     this.lastReconcile = await this.reconcile();
+    this.#reconcileAfterReconnects();
     await this.images
       .sync()
       .catch((error: unknown) => this.#logger.warn({ err: error }, "image catalogue sync failed"));
@@ -368,6 +373,29 @@ export class HostAgent {
       },
       "worker started",
     );
+  }
+
+  /**
+   * After Redis comes back — a restart, or a Sentinel failover to a replica that may lack the last
+   * writes made before the master died — the host is reconciled against the records again: each
+   * domain is checked against the jobs and VM records the new master holds (what nothing accounts
+   * for is reported, what is proven dead removed), VM records without a domain are forgotten, room
+   * nobody holds is given back. Jobs whose BullMQ state went back in time are taken again by the
+   * stalled-job check and resumed under the per-name lock (the provisioner adopts what it made), so
+   * nothing runs twice at once and nothing is left orphaned. Counted in `reconnectReconciles`.
+   */
+  #reconcileAfterReconnects(): void {
+    this.#redis.on("ready", () => {
+      if (this.#closing !== undefined) return;
+      this.#redisBackAt = Date.now();
+      // Beat at once: the heartbeat may have expired on the new master during the outage.
+      this.#beat().catch((error: unknown) => this.#logger.warn({ err: error }, "heartbeat failed"));
+      this.reconnectReconciles++;
+      this.#logger.warn("Redis is back (a restart or a Sentinel failover): reconciling the host with the records");
+      this.reconcile().catch((error: unknown) =>
+        this.#logger.warn({ err: error }, "reconcile after a Redis reconnect failed"),
+      );
+    });
   }
 
   #every(ms: number, fn: () => Promise<unknown>, what: string): void {
@@ -527,6 +555,9 @@ export class HostAgent {
 
   /** One worker of the fleet at a time (a lock in Redis) deals with hosts whose heartbeat expired. */
   async #watchFleet(lockMs: number): Promise<void> {
+    // Right after Redis came back (a restart, a failover), no host could beat while it was away:
+    // give every host the time of one heartbeat TTL to beat again before judging any of them lost.
+    if (Date.now() - this.#redisBackAt < lockMs) return;
     const key = this.keys.monitorLock();
     const got =
       (await this.#redis.set(key, this.#instance, "PX", lockMs, "NX")) !== null ||
@@ -621,6 +652,14 @@ export class HostAgent {
     if (provisioner === undefined) throw new Error("agent not started");
     const release = await this.#locks.acquire(vm);
     try {
+      // Another run of this same job may have held the name lock meanwhile: BullMQ runs a job again
+      // when its lock is lost (a Redis failover longer than the lock, a stalled check) while the first
+      // run still works. That run ended it: this one must neither redo nor undo anything.
+      const now = await this.#log.progress(data.jobId);
+      if (now.phase !== undefined && isTerminal(now.phase)) {
+        log.info({ phase: now.phase }, "job ended while this run waited for the VM's lock; skipping");
+        return;
+      }
       if (data.kind === "create") {
         if (current.cancelRequested) throw new VirtfleetError("CANCELLED", "cancelled by request");
         await provisioner.create(data, report, signal);
@@ -630,6 +669,11 @@ export class HostAgent {
           vmState: { key: this.keys.vm(vm), state: "running", ...(addresses === undefined ? {} : { addresses }) },
         });
         if (id === undefined) {
+          // Ended by another run of this same job (done): what it made is the VM; keep it.
+          if ((await this.#log.progress(data.jobId)).phase === "done") {
+            log.warn("job already done by another run of it; keeping the VM");
+            return;
+          }
           log.warn("job ended elsewhere while it ran; rolling back");
           await provisioner.rollback(vm, data.jobId);
           return;

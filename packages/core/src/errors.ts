@@ -18,6 +18,8 @@ export const ErrorCode = z.enum([
   "GUEST_FAILED",
   "LIBVIRT_UNAVAILABLE",
   "REDIS_UNAVAILABLE",
+  /** Fewer Redis replicas than REDIS_MIN_REPLICAS confirmed an acknowledged write in time (retryable). */
+  "REPLICATION_TIMEOUT",
   "OUT_OF_DISK",
   "CANCELLED",
   "QUOTA_EXCEEDED",

@@ -44,4 +44,5 @@ export * from "./redis/keys.js";
 export * from "./redis/lua.js";
 export * from "./redis/redis-config.js";
 export * from "./redis/redis-errors.js";
+export * from "./redis/replication.js";
 export * from "./redis/scripts.js";

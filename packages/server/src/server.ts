@@ -24,6 +24,7 @@ import {
   Keys,
   quietErrors,
   type RedisConfig,
+  replicationError,
   reportRedisErrors,
   resolveRedisConfig,
   type VmRecord,
@@ -230,6 +231,8 @@ export class ApiServer {
       }
       const p = toProblem(err);
       request.problemCode = p.code;
+      // Replicas late or gone (a failover under way): worth retrying shortly, with the same Idempotency-Key.
+      if (p.code === "REPLICATION_TIMEOUT") void reply.header("retry-after", "1");
       void reply.status(p.status).type("application/problem+json").send(p);
     });
     app.setNotFoundHandler((request, reply) => {
@@ -651,6 +654,8 @@ export class ApiServer {
     if (key !== undefined) {
       const earlier = await this.#idem.begin(p.tenant, key, fingerprint);
       if (earlier !== undefined) {
+        // The stored answer (and what it answers for) may not be on the replicas yet either.
+        await this.fleet.replicated();
         if (earlier.status >= 400) request.problemCode = (earlier.body as { code?: string }).code;
         void reply.header("idempotent-replayed", "true");
         return reply
@@ -662,7 +667,9 @@ export class ApiServer {
     let answer: { status: number; body: unknown };
     try {
       answer = await work(p);
-    } catch (error) {
+    } catch (thrown) {
+      // Redis refused a write for want of replicas (min-replicas-to-write): REPLICATION_TIMEOUT, retryable.
+      const error = replicationError(thrown) ?? thrown;
       if (key === undefined) throw error;
       const pr = toProblem(error);
       // A refusal is the answer to this request; a server fault is not, and the key can be retried.
@@ -673,6 +680,9 @@ export class ApiServer {
       answer = { status: pr.status, body: pr };
     }
     if (key !== undefined) await this.#idem.complete(p.tenant, key, fingerprint, answer);
+    // Nothing is acknowledged before REDIS_MIN_REPLICAS replicas hold it (and the stored answer):
+    // else REPLICATION_TIMEOUT (503, retryable; the same Idempotency-Key gives back this answer).
+    if (answer.status < 400) await this.fleet.replicated();
     if (answer.status >= 400) request.problemCode = (answer.body as { code?: string }).code;
     return reply
       .status(answer.status)

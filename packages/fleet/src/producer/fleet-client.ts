@@ -28,6 +28,7 @@ import { closeRedis, createRedis, quietErrors } from "../redis/connection.js";
 import { Keys } from "../redis/keys.js";
 import { describeRedis, type RedisConfig, resolveRedisConfig } from "../redis/redis-config.js";
 import { explainRedisError, isRedisAuthError } from "../redis/redis-errors.js";
+import { ReplicationBarrier } from "../redis/replication.js";
 import { cancelJob } from "./cancel.js";
 import type { ProducerContext } from "./context.js";
 import { createBatch } from "./create-batch.js";
@@ -75,6 +76,8 @@ export class FleetClient {
   #events: JobEventHub | undefined;
   /** Where VMs go: the hosts list, eligibility, and the claim (see placement/placer.ts). */
   readonly placer: Placer;
+  /** `WAIT`s for REDIS_MIN_REPLICAS replicas before an acknowledged write is answered (redis/replication.ts). */
+  readonly #replication: ReplicationBarrier;
 
   /** What the producer's operations (create-many, destroy, cancel, fleet-events) share. */
   readonly #ctx: ProducerContext;
@@ -103,6 +106,7 @@ export class FleetClient {
     this.#redis.on("ready", () => {
       this.#lastError = undefined;
     });
+    this.#replication = new ReplicationBarrier(this.#redis, this.keys.replicationFence(), config.replication);
     this.hosts = new HostRegistry(this.#redis, this.keys);
     this.vms = new VmRegistry(this.#redis, this.keys);
     this.log = new EventLog(this.#redis, this.keys);
@@ -244,7 +248,18 @@ export class FleetClient {
   async createVm(specInput: unknown, options: CreateOptions = {}): Promise<JobHandle> {
     const [result] = await this.#createMany([specInput], options);
     if (result instanceof VirtfleetError) throw result;
+    await this.replicated();
     return this.job(jobIdOf(result as Admitted));
+  }
+
+  /**
+   * Resolves once every write made before the call is on REDIS_MIN_REPLICAS replicas (no-op when it
+   * is 0); throws REPLICATION_TIMEOUT (retryable) otherwise. createVm, createVms, createBatch,
+   * destroyVm and cancelJob call it before they return; the API calls it before each answer to a
+   * mutating request. See redis/replication.ts.
+   */
+  replicated(): Promise<void> {
+    return this.#replication.wait();
   }
 
   /** Validates and admits a create (see createVm): the job to enqueue, or the earlier job of the same VM. */
@@ -339,17 +354,19 @@ export class FleetClient {
    * Asks for many VMs as one batch: each is admitted and placed on its own (one refused does not
    * stop the others); the batch has one event stream and ends when every VM's job has.
    */
-  createBatch(
+  async createBatch(
     specs: readonly unknown[],
     options: CreateOptions = {},
     itemOptions: readonly (BatchItemOptions | undefined)[] = [],
   ): Promise<{ batchId: string; items: BatchItemResult[] }> {
-    return createBatch(
+    const batch = await createBatch(
       this.#batches,
       (batchOptions) => this.#createMany(specs, batchOptions, itemOptions),
       specs,
       options,
     );
+    await this.replicated();
+    return batch;
   }
 
   /**
@@ -370,7 +387,9 @@ export class FleetClient {
    * admitted ones are enqueued in one bulk call per host. Returns a handle or the error of each.
    */
   async createVms(specs: readonly unknown[], options: CreateOptions = {}): Promise<(JobHandle | VirtfleetError)[]> {
-    return (await this.#createMany(specs, options)).map((a) => {
+    const results = await this.#createMany(specs, options);
+    await this.replicated();
+    return results.map((a) => {
       if (a instanceof VirtfleetError) return a;
       return this.job(jobIdOf(a));
     });
@@ -385,8 +404,10 @@ export class FleetClient {
   }
 
   /** Destroys a VM wherever it lives. Destroying a VM that is gone succeeds. */
-  destroyVm(nameInput: unknown, options: DestroyOptions = {}): Promise<JobHandle> {
-    return destroyVm(this.#ctx, nameInput, options);
+  async destroyVm(nameInput: unknown, options: DestroyOptions = {}): Promise<JobHandle> {
+    const job = await destroyVm(this.#ctx, nameInput, options);
+    await this.replicated();
+    return job;
   }
 
   /**
@@ -395,8 +416,10 @@ export class FleetClient {
    * subprocess, rolls back what it made and reports `cancelled`. A job that already ended is left as
    * it is. Returns what happened.
    */
-  cancelJob(jobIdInput: unknown): Promise<"cancelled" | "cancelling" | TerminalPhase> {
-    return cancelJob(this.#ctx, jobIdInput);
+  async cancelJob(jobIdInput: unknown): Promise<"cancelled" | "cancelling" | TerminalPhase> {
+    const outcome = await cancelJob(this.#ctx, jobIdInput);
+    await this.replicated();
+    return outcome;
   }
 
   /** Closes every connection; safe to call twice. */
@@ -407,6 +430,7 @@ export class FleetClient {
         await queue.close().catch(() => undefined);
       }
       if (this.#bullRedis !== undefined) await closeRedis(this.#bullRedis);
+      await this.#replication.close();
       await closeRedis(this.#redis);
     })();
     return this.#closing;

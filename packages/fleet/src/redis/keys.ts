@@ -29,6 +29,11 @@ export class Keys {
     return `${this.prefix}:host:${hostId}`;
   }
 
+  /** Written before each `WAIT` of a ReplicationBarrier (see redis/replication.ts); expires by itself. */
+  replicationFence(): string {
+    return `${this.prefix}:replication-fence`;
+  }
+
   /** Every host ever registered (so a down host is still listed). */
   hosts(): string {
     return `${this.prefix}:hosts`;

@@ -2,7 +2,14 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_REDIS_URL, describeRedis, redisConfigFromEnv, redisOptions } from "./redis-config.js";
+import {
+  DEFAULT_REDIS_URL,
+  DEFAULT_SENTINEL_NAME,
+  DEFAULT_WAIT_TIMEOUT_MS,
+  describeRedis,
+  redisConfigFromEnv,
+  redisOptions,
+} from "./redis-config.js";
 import { explainRedisError, REDACTED, redactError, redactUrls, scrubRedisError } from "./redis-errors.js";
 
 let dir: string;
@@ -63,6 +70,128 @@ describe("redisConfigFromEnv", () => {
     expect(() => redisConfigFromEnv({ REDIS_URL: "http://u:hunter2-secret@h:1" })).toThrow(
       expect.not.objectContaining({ message: expect.stringContaining("hunter2-secret") }),
     );
+  });
+});
+
+describe("Sentinel and replication variables", () => {
+  it("parses the sentinel list (names, IPv4, [IPv6], default port) with the default master name", () => {
+    expect(redisConfigFromEnv({ REDIS_SENTINELS: " s1.example:26380, 127.0.0.1:26381,[::1]:26382,s4 " })).toEqual({
+      url: DEFAULT_REDIS_URL,
+      sentinel: {
+        name: DEFAULT_SENTINEL_NAME,
+        sentinels: [
+          { host: "s1.example", port: 26380 },
+          { host: "127.0.0.1", port: 26381 },
+          { host: "::1", port: 26382 },
+          { host: "s4", port: 26379 },
+        ],
+      },
+    });
+  });
+
+  it("reads the sentinel credentials (password file), the name, TLS and the replicas to wait for", () => {
+    expect(
+      redisConfigFromEnv({
+        REDIS_URL: "rediss://api:pw@ignored:1/2",
+        REDIS_SENTINELS: "127.0.0.1:26379",
+        REDIS_SENTINEL_NAME: "fleet-a",
+        REDIS_SENTINEL_USERNAME: "sentinel-user",
+        REDIS_SENTINEL_PASSWORD_FILE: path.join(dir, "password"),
+        REDIS_SENTINEL_TLS: "1",
+        REDIS_TLS_CA_FILE: path.join(dir, "ca.pem"),
+        REDIS_MIN_REPLICAS: "1",
+      }),
+    ).toMatchObject({
+      sentinel: { name: "fleet-a", username: "sentinel-user", password: "from-the-file", tls: true },
+      replication: { minReplicas: 1, timeoutMs: DEFAULT_WAIT_TIMEOUT_MS },
+      tls: { ca: expect.stringContaining("CA") },
+    });
+    expect(redisConfigFromEnv({ REDIS_MIN_REPLICAS: "2", REDIS_WAIT_TIMEOUT_MS: "250" }).replication).toEqual({
+      minReplicas: 2,
+      timeoutMs: 250,
+    });
+    expect(redisConfigFromEnv({ REDIS_MIN_REPLICAS: "0" }).replication).toBeUndefined();
+  });
+
+  it.each([
+    [{ REDIS_SENTINELS: "127.0.0.1:26379,bad host:1" }, "REDIS_SENTINELS", "bad host:1"],
+    [{ REDIS_SENTINELS: "h:99999" }, "REDIS_SENTINELS", "h:99999"],
+    [{ REDIS_SENTINELS: "[::1" }, "REDIS_SENTINELS", "[::1"],
+    [{ REDIS_SENTINELS: "h:26379:1" }, "REDIS_SENTINELS", "h:26379:1"],
+    [{ REDIS_SENTINELS: " , " }, "REDIS_SENTINELS", "at least one"],
+    [{ REDIS_SENTINELS: "h", REDIS_SENTINEL_NAME: "two words" }, "REDIS_SENTINEL_NAME", "group name"],
+    [{ REDIS_SENTINEL_PASSWORD: "x" }, "REDIS_SENTINEL_PASSWORD", "needs REDIS_SENTINELS"],
+    [{ REDIS_SENTINEL_TLS: "1" }, "REDIS_SENTINEL_TLS", "needs REDIS_SENTINELS"],
+    [{ REDIS_SENTINELS: "h", REDIS_SENTINEL_TLS: "maybe" }, "REDIS_SENTINEL_TLS", "1 or 0"],
+    [
+      { REDIS_SENTINELS: "h", REDIS_SENTINEL_PASSWORD: "a", REDIS_SENTINEL_PASSWORD_FILE: "/x" },
+      "REDIS_SENTINEL_PASSWORD_FILE",
+      "not both",
+    ],
+    [
+      { REDIS_SENTINELS: "h", REDIS_SENTINEL_PASSWORD_FILE: "/nonexistent/p" },
+      "REDIS_SENTINEL_PASSWORD_FILE",
+      "cannot read",
+    ],
+    [{ REDIS_MIN_REPLICAS: "-1" }, "REDIS_MIN_REPLICAS", ""],
+    [{ REDIS_MIN_REPLICAS: "one" }, "REDIS_MIN_REPLICAS", ""],
+    [{ REDIS_WAIT_TIMEOUT_MS: "0" }, "REDIS_WAIT_TIMEOUT_MS", ""],
+  ])("rejects %o naming %s", (env, field, text) => {
+    expect(() => redisConfigFromEnv(env)).toThrow(
+      expect.objectContaining({ code: "INVALID_SPEC", field, message: expect.stringContaining(text) }),
+    );
+  });
+
+  it("lets the REDIS_TLS_* files serve TLS to the sentinels alone", () => {
+    expect(
+      redisConfigFromEnv({ REDIS_SENTINELS: "h", REDIS_SENTINEL_TLS: "1", REDIS_TLS_CA_FILE: path.join(dir, "ca.pem") })
+        .tls?.ca,
+    ).toContain("CA");
+  });
+
+  it("maps a Sentinel config to ioredis options: the URL gives the data nodes' user, db and TLS", () => {
+    expect(
+      redisOptions({
+        url: "rediss://worker:pw@unused:1/4",
+        tls: { ca: "CA" },
+        sentinel: {
+          sentinels: [{ host: "::1", port: 26379 }],
+          name: "virtfleet",
+          username: "su",
+          password: "sp",
+          tls: true,
+        },
+      }),
+    ).toEqual({
+      sentinels: [{ host: "::1", port: 26379 }],
+      name: "virtfleet",
+      role: "master",
+      failoverDetector: true,
+      sentinelUsername: "su",
+      sentinelPassword: "sp",
+      sentinelTLS: { ca: "CA" },
+      enableTLSForSentinelMode: true,
+      db: 4,
+      username: "worker",
+      password: "pw",
+      tls: { ca: "CA" },
+    });
+    const plain = redisOptions({ url: "redis://h", sentinel: { sentinels: [{ host: "a", port: 1 }], name: "n" } });
+    expect(plain).not.toHaveProperty("host");
+    expect(plain).not.toHaveProperty("sentinelTLS");
+    expect(plain).not.toHaveProperty("enableTLSForSentinelMode");
+    expect(
+      describeRedis({
+        url: "redis://u:secret@h/1",
+        sentinel: {
+          sentinels: [
+            { host: "::1", port: 2 },
+            { host: "a", port: 3 },
+          ],
+          name: "n",
+        },
+      }),
+    ).toBe("redis://u@n@sentinels([::1]:2,a:3)/1");
   });
 });
 
