@@ -98,18 +98,22 @@ if quota then quota_take(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, a.disk) end
 if state then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
 redis.call('SADD', KEYS[2], a.vm)
-redis.call('HSET', KEYS[3], 'hostId', host, unpack(a.jobFields))
 redis.call('ZADD', KEYS[7], a.atMs, a.jobId)
 local bhash, bstream = false, false
 if a.batch then bhash = KEYS[10]; bstream = KEYS[11] end
 local e = { job = KEYS[3], stream = KEYS[8], fleet = KEYS[9], batch_hash = bhash, batch_stream = bstream,
   limits = { stream_maxlen = ARGV[21], ttl = ARGV[22], all_maxlen = ARGV[23] }, json = ARGV[34],
-  phase = 'queued', percent = ARGV[18], message = ARGV[19], at = a.at, host = '', err = '' }
+  phase = 'queued', percent = ARGV[18], message = ARGV[19], at = a.at, host = '', err = '',
+  no_record = true }
 append_event(e)
+-- The job's record, written once: its own fields and the `placed` event's.
+e.no_record = false
+e.fields = a.jobFields
 e.json = table.concat(placedJson, host)
 e.phase = 'placed'
 e.percent = ARGV[20]
 e.message = table.concat(placedMessage, host)
 e.host = host
 append_event(e)
+redis.call('EXPIRE', KEYS[3], ARGV[22])
 return { 'claimed', host }
