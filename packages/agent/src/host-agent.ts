@@ -671,7 +671,10 @@ export class HostAgent {
         else if ((await this.#vms.get(vm))?.state === "destroying") await this.#vms.setState(vm, "running");
         throw new UnrecoverableError(`${info.code}: ${info.message}`);
       }
-      log().warn({ code: info.code, attempt: job.attemptsMade + 1, attempts, err: error }, "attempt failed; will retry");
+      log().warn(
+        { code: info.code, attempt: job.attemptsMade + 1, attempts, err: error },
+        "attempt failed; will retry",
+      );
       await append(
         "queued",
         `attempt ${job.attemptsMade + 1} of ${attempts} failed (${info.code}: ${info.message}); retrying`,
