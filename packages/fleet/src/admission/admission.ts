@@ -38,14 +38,6 @@ export type AdmitOutcome =
   | { outcome: "quota"; which: keyof QuotaUsage }
   | { outcome: "noroom" };
 
-const PAGE = String(DEFAULT_PLACEMENT_PAGE);
-const PLACED_PERCENT = String(PHASE_PERCENT.placed);
-const EVENT_LIMIT_ARGS = [
-  String(EVENT_LIMITS.stream_maxlen),
-  String(EVENT_LIMITS.ttl),
-  String(EVENT_LIMITS.all_maxlen),
-] as const;
-
 /** Admission of create requests: one script call each (see the script above). */
 export class Admission {
   readonly #keys: Keys;
@@ -68,69 +60,51 @@ export class Admission {
       JSON.stringify(toEvent({ jobId, kind: "create", vm, ...input }, at));
     const placedMessage = `placed on host ${holder}`;
     const k = this.#keys;
-    const quota = r.tenant?.limits;
-    const vmFieldList = vmFields(r.record, false); // the script adds hostId
-    const jobFields = [
-      "jobId",
-      jobId,
-      "kind",
-      "create",
-      "vm",
+    const args = {
       vm,
-      "createdAt",
-      at,
-      ...(r.job.tenant === undefined ? [] : ["tenant", r.job.tenant]),
-      ...(r.job.batchId === undefined ? [] : ["batch", r.job.batchId]),
-      ...(r.job.callbackUrl === undefined ? [] : ["callbackUrl", r.job.callbackUrl]),
-    ];
-    const messageParts = placedMessage.split(holder);
-    const placedJson = event({ phase: "placed", message: placedMessage, host: holder }).split(holder);
-    const hosts = r.hosts ?? [];
-    const exclude = r.exclude ?? [];
-    // commands/admit.lua's ARGV, flat (its header): the lists' lengths, then the lists.
-    const args = (classes: readonly string[], eligible: number): string[] => [
-      vm,
-      r.record.fingerprint,
-      String(r.record.memoryMiB),
-      String(r.record.vcpus),
-      String(r.diskGiB),
-      r.tenant?.name ?? "",
+      fingerprint: r.record.fingerprint,
+      mem: r.record.memoryMiB,
+      vcpus: r.record.vcpus,
+      disk: r.diskGiB,
+      tenant: r.tenant?.name ?? "",
       jobId,
-      String(now.getTime()),
-      r.policy,
-      r.group === undefined ? "0" : "1",
-      quota === undefined ? "" : String(quota.vms ?? -1),
-      String(quota?.memoryMiB ?? -1),
-      String(quota?.vcpus ?? -1),
-      String(quota?.diskGiB ?? -1),
-      "",
-      PAGE,
+      atMs: now.getTime(),
+      policy: r.policy,
+      grouped: r.group !== undefined,
+      ...(r.tenant === undefined
+        ? {}
+        : {
+            quota: {
+              vms: r.tenant.limits.vms ?? -1,
+              mem: r.tenant.limits.memoryMiB ?? -1,
+              vcpus: r.tenant.limits.vcpus ?? -1,
+              disk: r.tenant.limits.diskGiB ?? -1,
+            },
+          }),
+      ...(r.hosts === undefined ? {} : { hosts: r.hosts }),
+      exclude: r.exclude ?? [],
+      page: DEFAULT_PLACEMENT_PAGE,
+      now: "",
+      vmFields: vmFields(r.record, false), // the script adds hostId
+      jobFields: [
+        "jobId",
+        jobId,
+        "kind",
+        "create",
+        "vm",
+        vm,
+        "createdAt",
+        at,
+        ...(r.job.tenant === undefined ? [] : ["tenant", r.job.tenant]),
+        ...(r.job.batchId === undefined ? [] : ["batch", r.job.batchId]),
+        ...(r.job.callbackUrl === undefined ? [] : ["callbackUrl", r.job.callbackUrl]),
+      ],
+      queued: { percent: "0", message: "accepted" },
+      placed: { percent: String(PHASE_PERCENT.placed), messageParts: placedMessage.split(holder) },
       at,
-      "0",
-      "accepted",
-      PLACED_PERCENT,
-      EVENT_LIMIT_ARGS[0],
-      EVENT_LIMIT_ARGS[1],
-      EVENT_LIMIT_ARGS[2],
-      r.job.batchId ?? "",
-      r.hosts === undefined ? "0" : "1",
-      String(eligible),
-      String(classes.length),
-      String(hosts.length),
-      String(exclude.length),
-      String(vmFieldList.length),
-      String(jobFields.length),
-      String(messageParts.length),
-      String(placedJson.length),
-      event({ phase: "queued", message: "accepted" }),
-      ...classes,
-      ...hosts,
-      ...exclude,
-      ...vmFieldList,
-      ...jobFields,
-      ...messageParts,
-      ...placedJson,
-    ];
+      limits: EVENT_LIMITS,
+      ...(r.job.batchId === undefined ? {} : { batch: r.job.batchId }),
+    };
     const unused = k.vm(vm);
     const eligible = [...new Set(r.classes ?? [])];
     const known = (r.hosts ?? []).flatMap((h) => this.#classOf.get(h) ?? []);
@@ -156,7 +130,11 @@ export class Admission {
             k.placementDrained(),
             ...classes.map((c) => k.placementFree(c)),
           ],
-          args(classes, eligible.length),
+          [
+            JSON.stringify({ ...args, classes, eligible: eligible.length }),
+            event({ phase: "queued", message: "accepted" }),
+            ...event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
+          ],
         ),
       (id, host) => {
         if (host !== undefined) this.#classOf.set(host, id);

@@ -67,10 +67,6 @@ export function toEvent(input: EventInput, at = isoNow()): ProgressEvent {
  */
 export const APPEND_LUA = loadLua(new URL("./includes/append-event.lua", import.meta.url));
 
-const JOB_STREAM_MAXLEN_ARG = String(JOB_STREAM_MAXLEN);
-const JOB_TTL_SEC_ARG = String(JOB_TTL_SEC);
-const ALL_EVENTS_MAXLEN_ARG = String(ALL_EVENTS_MAXLEN);
-
 /** The limits append_event takes (`e.limits`), as the scripts' callers pass them in ARGV. */
 export const EVENT_LIMITS = { stream_maxlen: JOB_STREAM_MAXLEN, ttl: JOB_TTL_SEC, all_maxlen: ALL_EVENTS_MAXLEN };
 
@@ -131,13 +127,12 @@ export class EventLog {
    * the script's answer (then the call is made again).
    */
   async append(input: EventInput): Promise<string | undefined> {
-    const event = toEvent(input);
-    const json = JSON.stringify(event);
+    const event = JSON.stringify(toEvent(input));
     let batch = input.batchId ?? this.#batchOf.get(input.jobId) ?? "";
-    let reply = await this.#appendOnce(input, event, json, batch);
+    let reply = await this.#appendOnce(input, event, batch);
     if (typeof reply === "string" && reply.startsWith("!batch:")) {
       batch = reply.slice("!batch:".length);
-      reply = await this.#appendOnce(input, event, json, batch);
+      reply = await this.#appendOnce(input, event, batch);
     }
     if (typeof reply === "string" && reply.startsWith("!batch:"))
       throw new Error(`job ${input.jobId}: its batch changed while appending`);
@@ -147,8 +142,7 @@ export class EventLog {
     return typeof reply === "string" ? reply : undefined;
   }
 
-  /** One run of commands/append-event-6.lua (its header gives KEYS and ARGV): the record's fields flat. */
-  #appendOnce(input: EventInput, event: ProgressEvent, json: string, batch: string): Promise<unknown> {
+  #appendOnce(input: EventInput, event: string, batch: string): Promise<unknown> {
     const k = this.#keys;
     const job = k.job(input.jobId);
     const vm = input.vmState;
@@ -162,21 +156,15 @@ export class EventLog {
         vm === undefined ? job : vm.key,
       ],
       [
-        json,
+        event,
         input.unlessCancelled === true ? "1" : "0",
         batch,
-        JOB_STREAM_MAXLEN_ARG,
-        JOB_TTL_SEC_ARG,
-        ALL_EVENTS_MAXLEN_ARG,
+        String(JOB_STREAM_MAXLEN),
+        String(JOB_TTL_SEC),
+        String(ALL_EVENTS_MAXLEN),
         vm?.state ?? "",
         input.jobId,
-        vm?.addresses === undefined ? "" : JSON.stringify(vm.addresses),
-        event.phase,
-        String(event.percent),
-        event.message,
-        event.at,
-        event.host ?? "",
-        event.error === undefined ? "" : JSON.stringify(event.error),
+        ...(vm?.addresses === undefined ? [] : [JSON.stringify(vm.addresses)]),
       ],
     );
   }

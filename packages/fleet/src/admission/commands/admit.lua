@@ -3,7 +3,7 @@
   or its last create failed), checks the tenant's quota, picks the best host with room on live
   numbers (find_room, placement/includes/room.lua: a walk of the eligible classes' free-room
   indexes, a handful of hosts), and only when all of that holds writes everything: the room and
-  quota claims, the VM's record, the job's record and its `queued` and `placed` events, and the
+  quota claims, the VM's record, the job's record (one HSET) and its `queued` and `placed` events, and the
   job's entry in the pending set (taken out once the job is in its host's queue; see PendingJobs).
   Nothing is written otherwise. (The job's payload travels in the host's queue; the record holds
   what the API shows.) A name is one tenant's: the same spec asked again by the VM's own tenant (or,
@@ -16,19 +16,10 @@
         hash, 11 batch events stream (10-11: any key when the job has no batch), 12 placement hosts
         hash, 13 placement claims hash, 14 alive zset, 15 drained set, 16.. the free-room zsets of
         the classes in the request's `classes` (in that order).
-  ARGV (flat: no JSON to decode; Admission.admit builds it):
-        1 VM name, 2 spec fingerprint, 3 memory MiB, 4 vCPUs, 5 disk GiB, 6 tenant ('' for an
-        operator), 7 job id, 8 request time (ms), 9 policy (spread/pack/order), 10 '1' when the VM
-        is in a group, 11-14 the tenant's quota: VMs, MiB, vCPUs, GiB (-1: no limit; ARGV[11] ''
-        for no quota at all), 15 now in ms ('' for Redis's clock), 16 walk page size, 17 request
-        time (ISO 8601), 18-19 the `queued` event's percent and message, 20 the `placed` event's
-        percent, 21-23 the event limits (job stream MAXLEN, TTL seconds, all-events MAXLEN), 24 the
-        job's batch ('' for none), 25 '1' when the candidates are a host list (else classes),
-        26 how many of the classes are candidates (`eligible`; the rest are only their zsets),
-        27-33 the lengths of the lists that follow: classes, hosts, hosts left out, the VM
-        record's fields (name/value pairs, hostId added here), the job record's fields (likewise),
-        the `placed` message split around where the host's id goes, the `placed` event's JSON
-        split likewise; 34 the `queued` event's JSON; 35.. those lists, in that order.
+  ARGV: 1 the request as JSON (see Admission.admit; `classes`: class ids, the first `eligible` of
+        them the candidates; `exclude`: hosts left out; `page`: walk page size; `now`: ms, '' for
+        Redis's clock), 2 the `queued` event's JSON, 3.. the `placed` event's JSON split around
+        where the host's id goes.
   Returns {'claimed', host} | {'same', jobId, host, pending ('1'/'0')} | {'clash', host or ''} |
         {'quota', which} | {'noroom'} | {'class', id, host}: a write needs class `id`'s zset (the
         VM's stale claim is on a host of it): pass it too and run again (nothing was written).
@@ -37,29 +28,7 @@
 --- @include "../includes/quota"
 --- @include "../../records/includes/append-event"
 
-local at = 35
-local function list(n)
-  local t = {}
-  for i = 1, tonumber(n) do t[i] = ARGV[at]; at = at + 1 end
-  return t
-end
-local a = { vm = ARGV[1], fingerprint = ARGV[2], mem = tonumber(ARGV[3]), vcpus = tonumber(ARGV[4]),
-  disk = tonumber(ARGV[5]), tenant = ARGV[6], jobId = ARGV[7], atMs = ARGV[8], policy = ARGV[9],
-  grouped = ARGV[10] == '1', now = ARGV[15], page = tonumber(ARGV[16]), at = ARGV[17],
-  eligible = tonumber(ARGV[26]) }
-if ARGV[11] ~= '' then
-  a.quota = { vms = tonumber(ARGV[11]), mem = tonumber(ARGV[12]), vcpus = tonumber(ARGV[13]),
-    disk = tonumber(ARGV[14]) }
-end
-if ARGV[24] ~= '' then a.batch = ARGV[24] end
-a.classes = list(ARGV[27])
-local hosts = list(ARGV[28])
-if ARGV[25] == '1' then a.hosts = hosts end
-a.exclude = list(ARGV[29])
-a.vmFields = list(ARGV[30])
-a.jobFields = list(ARGV[31])
-local placedMessage = list(ARGV[32])
-local placedJson = list(ARGV[33])
+local a = cjson.decode(ARGV[1])
 local state = redis.call('HGET', KEYS[1], 'state')
 if state and state ~= 'failed' then
   local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'jobId', 'hostId', 'tenant')
@@ -102,18 +71,19 @@ redis.call('ZADD', KEYS[7], a.atMs, a.jobId)
 local bhash, bstream = false, false
 if a.batch then bhash = KEYS[10]; bstream = KEYS[11] end
 local e = { job = KEYS[3], stream = KEYS[8], fleet = KEYS[9], batch_hash = bhash, batch_stream = bstream,
-  limits = { stream_maxlen = ARGV[21], ttl = ARGV[22], all_maxlen = ARGV[23] }, json = ARGV[34],
-  phase = 'queued', percent = ARGV[18], message = ARGV[19], at = a.at, host = '', err = '',
-  no_record = true }
+  limits = a.limits, json = ARGV[2], phase = 'queued',
+  percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', no_record = true }
 append_event(e)
--- The job's record, written once: its own fields and the `placed` event's.
+-- The job's record, written once (one HSET, not three): its own fields and the `placed` event's.
 e.no_record = false
 e.fields = a.jobFields
-e.json = table.concat(placedJson, host)
+local parts = {}
+for i = 3, #ARGV do parts[#parts + 1] = ARGV[i] end
+e.json = table.concat(parts, host)
 e.phase = 'placed'
-e.percent = ARGV[20]
-e.message = table.concat(placedMessage, host)
+e.percent = a.placed.percent
+e.message = table.concat(a.placed.messageParts, host)
 e.host = host
 append_event(e)
-redis.call('EXPIRE', KEYS[3], ARGV[22])
+redis.call('EXPIRE', KEYS[3], a.limits.ttl)
 return { 'claimed', host }

@@ -10,20 +10,16 @@
     KEYS[5] the job's batch events stream (likewise)
     KEYS[6] the VM's hash             (any key when ARGV[7] is '')
 
-    ARGV[1] the event as JSON (stored as it is; never decoded here: the record's fields come
-            flat in ARGV[10..15], so a run of hundreds of events decodes no JSON)
+    ARGV[1] the event as JSON (the record's fields are read from it)
     ARGV[2] '1': refuse when the job was asked to be cancelled; '0': do not check
     ARGV[3] the job's batch id as the caller knows it, '' for none or not known
     ARGV[4] the job stream's MAXLEN (~)
     ARGV[5] seconds a job's record and streams live after its first and its terminal event
     ARGV[6] the all-events stream's MAXLEN (~)
     ARGV[7] the VM's new state, '' to leave the VM alone; set (with its job, ARGV[8], and when
-            given its addresses, ARGV[9]) only if the VM is still recorded
+            given its addresses, ARGV[9], a JSON list) only if the VM is still recorded
     ARGV[8] the job id (for the VM's record)
-    ARGV[9] the guest's addresses as a JSON list, '' for none
-    ARGV[10] the event's phase     ARGV[11] its percent     ARGV[12] its message
-    ARGV[13] its time (ISO 8601)   ARGV[14] the host's id, '' for none
-    ARGV[15] its error as JSON, '' for none
+    ARGV[9] optional: the guest's addresses as a JSON list
 
   Output:
     the entry id in the job's stream
@@ -41,18 +37,18 @@ if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return fals
 if ARGV[2] == '1' and j[2] == '1' then return '!cancel' end
 local batch = j[3] or ''
 if batch ~= ARGV[3] then return '!batch:' .. batch end
+local ev = cjson.decode(ARGV[1])
 if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then
-  if ARGV[9] ~= '' then
-    redis.call('HSET', KEYS[6], 'state', ARGV[7], 'jobId', ARGV[8], 'updatedAt', ARGV[13], 'addresses', ARGV[9])
-  else
-    redis.call('HSET', KEYS[6], 'state', ARGV[7], 'jobId', ARGV[8], 'updatedAt', ARGV[13])
-  end
+  redis.call('HSET', KEYS[6], 'state', ARGV[7], 'jobId', ARGV[8], 'updatedAt', ev.at)
+  if ARGV[9] then redis.call('HSET', KEYS[6], 'addresses', ARGV[9]) end
 end
+local err = ''
+if type(ev.error) == 'table' then err = cjson.encode(ev.error) end
 local bhash, bstream = false, false
 if batch ~= '' then bhash, bstream = KEYS[4], KEYS[5] end
 return append_event({
   job = KEYS[1], stream = KEYS[2], fleet = KEYS[3], batch_hash = bhash, batch_stream = bstream,
   limits = { stream_maxlen = ARGV[4], ttl = ARGV[5], all_maxlen = ARGV[6] },
-  json = ARGV[1], phase = ARGV[10], percent = ARGV[11], message = ARGV[12], at = ARGV[13],
-  host = ARGV[14], err = ARGV[15],
+  json = ARGV[1], phase = ev.phase, percent = tostring(ev.percent), message = ev.message, at = ev.at,
+  host = ev.host or '', err = err,
 })

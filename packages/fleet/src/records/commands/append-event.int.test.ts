@@ -15,7 +15,7 @@ function call(
 ): [string[], string[]] {
   const job = keys.job(jobId);
   const batch = opts.batch ?? "";
-  const full = {
+  const json = JSON.stringify({
     jobId,
     kind: "create",
     vm: "v",
@@ -23,8 +23,7 @@ function call(
     message: event.message ?? event.phase,
     at: "2026-01-01T00:00:00.000Z",
     ...event,
-  };
-  const json = JSON.stringify(full);
+  });
   return [
     [
       job,
@@ -43,13 +42,7 @@ function call(
       "10000",
       opts.vm?.state ?? "",
       jobId,
-      opts.vm?.addresses === undefined ? "" : JSON.stringify(opts.vm.addresses),
-      full.phase,
-      String(full.percent),
-      full.message,
-      full.at,
-      full.host ?? "",
-      full.error === undefined ? "" : JSON.stringify(full.error),
+      ...(opts.vm?.addresses === undefined ? [] : [JSON.stringify(opts.vm.addresses)]),
     ],
   ];
 }
