@@ -608,13 +608,17 @@ export class HostAgent {
     }
     const data = parsed.data;
     const vm = data.kind === "create" ? data.spec.name : data.name;
-    const log = this.#logger.child({ jobId: data.jobId, vm, kind: data.kind });
+    // The job's logger, made when first used: a child logger serialises its bindings when made, which
+    // is most of what a job costs this process when nothing is logged at its level.
+    let child: Logger | undefined;
+    const log = () => (child ??= this.#logger.child({ jobId: data.jobId, vm, kind: data.kind }));
+    const logPhases = this.#logger.isLevelEnabled("info");
     const append = (
       phase: Phase,
       message: string,
       extra: Pick<EventInput, "error" | "unlessCancelled" | "vmState" | "addresses"> = {},
     ) => {
-      log.info({ phase, ...(extra.error === undefined ? {} : { code: extra.error.code }) }, message);
+      if (logPhases) log().info({ phase, ...(extra.error === undefined ? {} : { code: extra.error.code }) }, message);
       return this.#log.append({ jobId: data.jobId, kind: data.kind, vm, phase, message, host: this.hostId, ...extra });
     };
     // Between phases: a cancel request that arrived while no signal could carry it stops the job here
@@ -630,7 +634,7 @@ export class HostAgent {
     };
     const current = await this.#log.progress(data.jobId);
     if (current.phase !== undefined && isTerminal(current.phase)) {
-      log.info({ phase: current.phase }, "job already ended; skipping");
+      log().info({ phase: current.phase }, "job already ended; skipping");
       return;
     }
     if (data.kind === "create") {
@@ -657,7 +661,7 @@ export class HostAgent {
       // run still works. That run ended it: this one must neither redo nor undo anything.
       const now = await this.#log.progress(data.jobId);
       if (now.phase !== undefined && isTerminal(now.phase)) {
-        log.info({ phase: now.phase }, "job ended while this run waited for the VM's lock; skipping");
+        log().info({ phase: now.phase }, "job ended while this run waited for the VM's lock; skipping");
         return;
       }
       if (data.kind === "create") {
@@ -671,10 +675,10 @@ export class HostAgent {
         if (id === undefined) {
           // Ended by another run of this same job (done): what it made is the VM; keep it.
           if ((await this.#log.progress(data.jobId)).phase === "done") {
-            log.warn("job already done by another run of it; keeping the VM");
+            log().warn("job already done by another run of it; keeping the VM");
             return;
           }
-          log.warn("job ended elsewhere while it ran; rolling back");
+          log().warn("job ended elsewhere while it ran; rolling back");
           await provisioner.rollback(vm, data.jobId);
           return;
         }
@@ -688,7 +692,7 @@ export class HostAgent {
       const final = !(signal?.aborted && signal.reason === SHUTDOWN);
       if (data.kind === "create" && final) {
         // Whatever any attempt of this job made (an earlier one may have died mid-way) goes.
-        await provisioner.rollback(vm, data.jobId).catch((e: unknown) => log.error({ err: e }, "rollback failed"));
+        await provisioner.rollback(vm, data.jobId).catch((e: unknown) => log().error({ err: e }, "rollback failed"));
       }
       if (!final) {
         // What the job made is rolled back; it goes back to the queue for the next worker.
@@ -711,7 +715,10 @@ export class HostAgent {
         else if ((await this.#vms.get(vm))?.state === "destroying") await this.#vms.setState(vm, "running");
         throw new UnrecoverableError(`${info.code}: ${info.message}`);
       }
-      log.warn({ code: info.code, attempt: job.attemptsMade + 1, attempts, err: error }, "attempt failed; will retry");
+      log().warn(
+        { code: info.code, attempt: job.attemptsMade + 1, attempts, err: error },
+        "attempt failed; will retry",
+      );
       await append(
         "queued",
         `attempt ${job.attemptsMade + 1} of ${attempts} failed (${info.code}: ${info.message}); retrying`,

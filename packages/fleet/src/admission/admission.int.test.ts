@@ -46,6 +46,39 @@ async function refusal(p: Promise<unknown>): Promise<VirtfleetError> {
 }
 
 describe("admission: tenants, pending jobs, disk, bounds", () => {
+  test("an admitted create: the job's record (its fields and the `placed` event's) with its TTL, `queued` then `placed` in its stream", async ({
+    redis,
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    try {
+      await up(client, "ad-h1");
+      const job = await client.createVm(spec("ad-rec"), { tenant: "acme", callbackUrl: "http://127.0.0.1:1/cb" });
+      const record = await client.log.getJob(job.id);
+      expect(record).toMatchObject({
+        jobId: job.id,
+        kind: "create",
+        vm: "ad-rec",
+        hostId: "ad-h1",
+        tenant: "acme",
+        callbackUrl: "http://127.0.0.1:1/cb",
+        phase: "placed",
+        message: "placed on host ad-h1",
+      });
+      expect(await redis.ttl(client.keys.job(job.id))).toBeGreaterThan(3600);
+      expect(await redis.ttl(client.keys.jobEvents(job.id))).toBeGreaterThan(3600);
+      const events = await client.log.read(job.id);
+      expect(events.map((e) => [e.phase, e.message, e.host])).toEqual([
+        ["queued", "accepted", undefined],
+        ["placed", "placed on host ad-h1", "ad-h1"],
+      ]);
+      expect((await client.vms.get("ad-rec"))?.hostId).toBe("ad-h1");
+    } finally {
+      await client.close();
+    }
+  });
+
   test("a name is its tenant's: another tenant asking the same spec gets NAME_CLASH that names no host, job or tenant", async ({
     redisUrl,
     prefix,

@@ -3,7 +3,7 @@
   or its last create failed), checks the tenant's quota, picks the best host with room on live
   numbers (find_room, placement/includes/room.lua: a walk of the eligible classes' free-room
   indexes, a handful of hosts), and only when all of that holds writes everything: the room and
-  quota claims, the VM's record, the job's record and its `queued` and `placed` events, and the
+  quota claims, the VM's record, the job's record (one HSET) and its `queued` and `placed` events, and the
   job's entry in the pending set (taken out once the job is in its host's queue; see PendingJobs).
   Nothing is written otherwise. (The job's payload travels in the host's queue; the record holds
   what the API shows.) A name is one tenant's: the same spec asked again by the VM's own tenant (or,
@@ -67,14 +67,16 @@ if quota then quota_take(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, a.disk) end
 if state then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
 redis.call('SADD', KEYS[2], a.vm)
-redis.call('HSET', KEYS[3], 'hostId', host, unpack(a.jobFields))
 redis.call('ZADD', KEYS[7], a.atMs, a.jobId)
 local bhash, bstream = false, false
 if a.batch then bhash = KEYS[10]; bstream = KEYS[11] end
 local e = { job = KEYS[3], stream = KEYS[8], fleet = KEYS[9], batch_hash = bhash, batch_stream = bstream,
   limits = a.limits, json = ARGV[2], phase = 'queued',
-  percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '' }
+  percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', no_record = true }
 append_event(e)
+-- The job's record, written once (one HSET, not three): its own fields and the `placed` event's.
+e.no_record = false
+e.fields = a.jobFields
 local parts = {}
 for i = 3, #ARGV do parts[#parts + 1] = ARGV[i] end
 e.json = table.concat(parts, host)
@@ -83,4 +85,5 @@ e.percent = a.placed.percent
 e.message = table.concat(a.placed.messageParts, host)
 e.host = host
 append_event(e)
+redis.call('EXPIRE', KEYS[3], a.limits.ttl)
 return { 'claimed', host }

@@ -19,6 +19,10 @@
     e.phase, e.percent, e.message, e.at   the record's new fields
     e.host          the host's id, or '' (left unchanged)
     e.err           the error as JSON, or '' (left unchanged)
+    e.fields        optional: more of the record's fields (name, value, ...), written in the same HSET
+    e.no_record     optional: true to leave the record alone, its TTL too (a script that appends
+                    another event for the job at once, in the same run, writes the record with that
+                    one and sets its TTL itself)
 
   Returns the id of the entry in the job's stream.
 ]]
@@ -36,12 +40,15 @@ local function append_event(e)
     if terminal then redis.call('HINCRBY', e.batch_hash, 'ended', 1) end
     redis.call('EXPIRE', e.batch_stream, e.limits.ttl)
   end
-  local f = { 'phase', e.phase, 'percent', e.percent, 'message', e.message, 'updatedAt', e.at }
-  if e.host ~= '' then f[#f + 1] = 'hostId'; f[#f + 1] = e.host end
-  if e.err ~= '' then f[#f + 1] = 'error'; f[#f + 1] = e.err end
-  redis.call('HSET', e.job, unpack(f))
+  if not e.no_record then
+    local f = { 'phase', e.phase, 'percent', e.percent, 'message', e.message, 'updatedAt', e.at }
+    if e.host ~= '' then f[#f + 1] = 'hostId'; f[#f + 1] = e.host end
+    if e.err ~= '' then f[#f + 1] = 'error'; f[#f + 1] = e.err end
+    if e.fields then for _, v in ipairs(e.fields) do f[#f + 1] = v end end
+    redis.call('HSET', e.job, unpack(f))
+  end
   if terminal or e.phase == 'queued' then
-    redis.call('EXPIRE', e.job, e.limits.ttl)
+    if not e.no_record then redis.call('EXPIRE', e.job, e.limits.ttl) end
     redis.call('EXPIRE', e.stream, e.limits.ttl)
   end
   return id
