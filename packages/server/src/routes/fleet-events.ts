@@ -84,6 +84,18 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
       else open.set(p.tokenId, n);
       res.end();
     };
+    // Where the stream starts, fixed before the answer's head is sent: once a client has the head,
+    // nothing written after that is missed.
+    let last: string;
+    try {
+      last =
+        resume?.entry ??
+        ((await redis.xrevrange(deps.keys.allEvents(), "+", "-", "COUNT", 1)) as StreamEntries)[0]?.[0] ??
+        "0";
+    } catch (error) {
+      stop();
+      throw error;
+    }
     deps.closing.addEventListener("abort", stop, { once: true });
     res.on("close", () => {
       deps.closing.removeEventListener("abort", stop);
@@ -106,13 +118,8 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
     };
 
     try {
-      let last: string;
-      if (resume === undefined) {
-        // From now: the last entry at this moment (nothing written while we read is missed).
-        last = ((await redis.xrevrange(deps.keys.allEvents(), "+", "-", "COUNT", 1)) as StreamEntries)[0]?.[0] ?? "0";
-      } else {
+      if (resume !== undefined) {
         // The rest of the entry the client saw part of, then the entries after it.
-        last = resume.entry;
         const entry = (await redis.xrange(deps.keys.allEvents(), resume.entry, resume.entry)) as StreamEntries;
         await send(unpackAllEvents(entry).flatMap((e) => e.events.slice(resume.index + 1)));
       }
