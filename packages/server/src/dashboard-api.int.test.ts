@@ -1,10 +1,19 @@
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+import { parse as parseOpenApi } from "@readme/openapi-parser";
 import type { ApiToken } from "@virtfleet/core";
 import { EventLog, FleetClient, Keys, replyConsole, VmRegistry } from "@virtfleet/fleet";
+import { VirtfleetApi } from "@virtfleet/sdk";
 import { Redis } from "ioredis";
 import { describe, expect, vi } from "vitest";
 import { call, startApi } from "../../../test/fixtures/api-server.js";
 import { hostStatus } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
+import { buildOpenApi } from "./openapi.js";
+
+const CLI = path.resolve(import.meta.dirname, "../../../apps/cli/dist/main.js");
+const run = promisify(execFile);
 
 const ADMIN = "hb-admin-token-0123456789abcdef";
 const ACME = "hb-acme-token-0123456789abcdef";
@@ -339,6 +348,95 @@ describe("dashboard API against a real API server and Redis", () => {
       expect(body.queues.find((q) => q.name === "host.h1")?.counts.waiting).toBe(1);
     } finally {
       await client.close();
+      await api.close();
+    }
+  });
+
+  test("the SDK's methods, the CLI's drain (the same code path) and the OpenAPI document", async ({
+    redis,
+    redisUrl,
+    prefix,
+  }) => {
+    const api = await startApi(redisUrl, prefix, TOKENS, { consoleTimeoutMs: 300 });
+    const admin = new VirtfleetApi({ baseUrl: api.base, token: ADMIN });
+    const acme = new VirtfleetApi({ baseUrl: api.base, token: ACME });
+    const keys = new Keys(prefix);
+    const worker = new Redis(redisUrl);
+    const stop = new AbortController();
+    try {
+      expect(await admin.drainHost("h1")).toMatchObject({ hostId: "h1", draining: true });
+      expect(await admin.undrainHost("h1")).toMatchObject({ hostId: "h1", draining: false });
+      await expect(acme.drainHost("h1")).rejects.toMatchObject({ code: "FORBIDDEN", status: 403 });
+
+      // The CLI's `hosts drain` goes through the same HostRegistry.setDrained.
+      const { VIRTFLEET_API_URL: _url, VIRTFLEET_TOKEN: _token, ...inherited } = process.env;
+      const env = { ...inherited, REDIS_URL: redisUrl, VIRTFLEET_PREFIX: prefix };
+      const cli = await run(process.execPath, [CLI, "hosts", "drain", "h1"], { env });
+      expect(cli.stdout).toBe("h1\tdraining\n");
+      expect((await admin.listHosts())[0]?.draining).toBe(true);
+      const unknown = await run(process.execPath, [CLI, "hosts", "undrain", "nope"], { env }).catch(
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(unknown).toMatchObject({ code: 1 });
+      expect((unknown as { stderr: string }).stderr).toMatch(/HOST_NOT_FOUND/);
+
+      const log = new EventLog(redis, keys);
+      const events = acme.fleetEvents({ signal: stop.signal })[Symbol.asyncIterator]();
+      const first = events.next();
+      // The stream starts once its request is answered: fail jobs until the first event arrives.
+      let got: IteratorResult<{ jobId: string }> | undefined;
+      for (let n = 1; got === undefined; n++) {
+        await failJob(log, `hb-sdk-${n}`, `hb-s${n}`, "acme", `error: sdk ${n}`);
+        got = await Promise.race([first, new Promise<undefined>((r) => setTimeout(r, 200))]);
+      }
+      expect(got.value?.jobId).toMatch(/^hb-sdk-\d+$/);
+      stop.abort();
+
+      expect((await acme.failedJobs({ limit: 1 })).map((j) => j.stderr)).toEqual([
+        expect.stringMatching(/^error: sdk/),
+      ]);
+
+      await new VmRegistry(redis, keys).put({
+        name: "hb-sdk-vm",
+        hostId: "h1",
+        state: "running",
+        fingerprint: "",
+        jobId: "j",
+        memoryMiB: 64,
+        vcpus: 1,
+        labels: {},
+        tenant: "acme",
+        updatedAt: new Date().toISOString(),
+      });
+      await expect(acme.vmConsole("hb-sdk-vm")).rejects.toMatchObject({ code: "HOST_TIMEOUT", status: 504 });
+      await worker.subscribe(keys.consoleChannel("h1"));
+      worker.on("message", (_channel: string, message: string) => {
+        const request = JSON.parse(message) as { id: string };
+        void replyConsole(redis, keys, request.id, { lines: ["login:"], updatedAt: "2026-11-30T12:00:00.000Z" });
+      });
+      expect(await acme.vmConsole("hb-sdk-vm", { lines: 5 })).toEqual({
+        vm: "hb-sdk-vm",
+        host: "h1",
+        lines: ["login:"],
+        updatedAt: "2026-11-30T12:00:00.000Z",
+      });
+
+      const doc = (await parseOpenApi(structuredClone(buildOpenApi()) as never)) as {
+        paths: Record<string, Record<string, unknown>>;
+      };
+      expect(Object.keys(doc.paths)).toEqual(
+        expect.arrayContaining([
+          "/v1/hosts/{id}/drain",
+          "/v1/hosts/{id}/undrain",
+          "/v1/jobs",
+          "/v1/vms/{name}/console",
+          "/v1/events",
+        ]),
+      );
+      expect(Object.keys(doc.paths["/v1/vms/{name}/console"]?.get as object)).toContain("responses");
+    } finally {
+      stop.abort();
+      worker.disconnect();
       await api.close();
     }
   });
