@@ -23,7 +23,9 @@ export async function tailLines(
   const file = await open(path, "r");
   try {
     const { size, mtime } = await file.stat();
-    const start = Math.max(0, size - maxBytes);
+    // One byte before the window too: what comes before the first newline read is then either
+    // empty (the window starts a line) or a cut line; both are dropped.
+    const start = size > maxBytes ? size - maxBytes - 1 : 0;
     const buffer = Buffer.alloc(size - start);
     const { bytesRead } = await file.read(buffer, 0, buffer.length, start);
     const lines = buffer.toString("utf8", 0, bytesRead).replaceAll("\r", "").split("\n");
