@@ -387,7 +387,7 @@ describe("dashboard API against a real API server and Redis", () => {
       let got: IteratorResult<{ jobId: string }> | undefined;
       for (let n = 1; got === undefined; n++) {
         await failJob(log, `hb-sdk-${n}`, `hb-s${n}`, "acme", `error: sdk ${n}`);
-        got = await Promise.race([first, new Promise<undefined>((r) => setTimeout(r, 200))]);
+        got = await Promise.race([first, new Promise<undefined>((r) => setTimeout(() => r(undefined), 200))]);
       }
       expect(got.value?.jobId).toMatch(/^hb-sdk-\d+$/);
       stop.abort();
