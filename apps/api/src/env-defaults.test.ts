@@ -1,5 +1,5 @@
 import { DEFAULT_LOG_LEVEL } from "@virtfleet/core";
-import { DEFAULT_PREFIX } from "@virtfleet/fleet";
+import { DEFAULT_CONSOLE_TIMEOUT_MS, DEFAULT_PREFIX } from "@virtfleet/fleet";
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_BODY_LIMIT, DEFAULT_IDEMPOTENCY_TTL_SEC } from "@virtfleet/server";
 import { describe, expect, it } from "vitest";
 import { parseApiEnv } from "./env.js";
@@ -14,6 +14,7 @@ describe("the API's defaults are @virtfleet/server's own (defined once)", () => 
       VIRTFLEET_API_PORT: DEFAULT_API_PORT,
       VIRTFLEET_API_BODY_LIMIT: DEFAULT_BODY_LIMIT,
       VIRTFLEET_IDEMPOTENCY_TTL_SEC: DEFAULT_IDEMPOTENCY_TTL_SEC,
+      VIRTFLEET_API_CONSOLE_TIMEOUT_MS: DEFAULT_CONSOLE_TIMEOUT_MS,
       LOG_LEVEL: DEFAULT_LOG_LEVEL,
     });
     expect([DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_BODY_LIMIT, DEFAULT_IDEMPOTENCY_TTL_SEC]).toEqual([
@@ -27,6 +28,7 @@ describe("the API's defaults are @virtfleet/server's own (defined once)", () => 
   it.each([
     [{ VIRTFLEET_PREFIX: "bad prefix" }, "VIRTFLEET_PREFIX"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ VIRTFLEET_API_CONSOLE_TIMEOUT_MS: "soon" }, "VIRTFLEET_API_CONSOLE_TIMEOUT_MS"],
   ])("rejects %o naming %s", (input, field) => {
     expect(() => parseApiEnv({ ...base, ...input })).toThrow(expect.objectContaining({ code: "INVALID_SPEC", field }));
   });

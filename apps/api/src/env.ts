@@ -1,5 +1,11 @@
 import { DEFAULT_LOG_LEVEL, LogLevel, toValidationError } from "@virtfleet/core";
-import { KeyPrefix, type RedisConfig, RedisEnv, redisConfigFromParsedEnv } from "@virtfleet/fleet";
+import {
+  DEFAULT_CONSOLE_TIMEOUT_MS,
+  KeyPrefix,
+  type RedisConfig,
+  RedisEnv,
+  redisConfigFromParsedEnv,
+} from "@virtfleet/fleet";
 import {
   DEFAULT_API_HOST,
   DEFAULT_API_PORT,
@@ -46,6 +52,8 @@ export const ApiEnv = z.object({
   VIRTFLEET_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   /** The address of the /metrics listener (with VIRTFLEET_METRICS_PORT). Default: VIRTFLEET_API_HOST. */
   VIRTFLEET_METRICS_HOST: z.string().min(1).optional(),
+  /** How long `GET /v1/vms/{name}/console` waits for the VM's host's worker (then 504 HOST_TIMEOUT). */
+  VIRTFLEET_API_CONSOLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(DEFAULT_CONSOLE_TIMEOUT_MS),
   LOG_LEVEL: LogLevel.default(DEFAULT_LOG_LEVEL),
 });
 /** The parsed variables, and the Redis configuration built from them (password and TLS files read). */

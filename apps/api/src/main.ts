@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     webhookConcurrency: env.VIRTFLEET_WEBHOOK_CONCURRENCY,
     streamConnections: env.VIRTFLEET_API_STREAM_CONNECTIONS,
     maxStreamsPerToken: env.VIRTFLEET_API_MAX_STREAMS_PER_TOKEN,
+    consoleTimeoutMs: env.VIRTFLEET_API_CONSOLE_TIMEOUT_MS,
     metricsAuth: env.VIRTFLEET_METRICS_AUTH,
     ...(env.VIRTFLEET_METRICS_PORT === undefined ? {} : { metricsPort: env.VIRTFLEET_METRICS_PORT }),
     ...(env.VIRTFLEET_METRICS_HOST === undefined ? {} : { metricsHost: env.VIRTFLEET_METRICS_HOST }),

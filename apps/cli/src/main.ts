@@ -451,10 +451,7 @@ async function main(argv: string[]): Promise<number> {
       .action(async (id: string) => {
         const client = await cli.fleet(`hosts ${verb}`);
         const hostId = parseOrThrow(HostId, id, "host");
-        if ((await client.hosts.get(hostId)) === undefined) {
-          throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
-        }
-        await client.hosts.drain(hostId, on);
+        await client.hosts.setDrained(hostId, on);
         cli.print(`${hostId}\t${on ? "draining" : "undrained"}`);
       });
   }

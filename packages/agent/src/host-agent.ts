@@ -1,6 +1,7 @@
 import { constants } from "node:fs";
 import { access, mkdir, statfs } from "node:fs/promises";
 import {
+  ConsoleRequest,
   firstDisallowedNetwork,
   formatNetworkRef,
   type HostStatus,
@@ -31,6 +32,7 @@ import {
   Keys,
   quietErrors,
   type RedisConfig,
+  replyConsole,
   replyPower,
   reportRedisErrors,
   resolveRedisConfig,
@@ -47,6 +49,7 @@ import {
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { ConsoleTail } from "./console/console-tail.js";
 import {
   DEFAULT_CONCURRENCY,
   DEFAULT_HEARTBEAT_MS,
@@ -181,6 +184,8 @@ export class HostAgent {
   #provisioner: JobExecutor | undefined;
   /** Pauses and resumes this fleet's VMs here (warm pools), once the fleet id is known. */
   #power: PowerSwitch | undefined;
+  /** Reads the tails of this fleet's VMs' serial consoles here, once the fleet id is known. */
+  #console: ConsoleTail | undefined;
   #worker: Worker | undefined;
   /** The worker's own connection (BullMQ does not close a connection it was given). */
   #workerRedis: Redis | undefined;
@@ -261,6 +266,13 @@ export class HostAgent {
     const fleetId = await ensureFleetId(this.#redis, this.keys);
     this.#fleetId = fleetId;
     this.#power = new PowerSwitch({ libvirt: this.#libvirt, hostId: this.hostId, fleetId, logger: this.#logger });
+    this.#console = new ConsoleTail({
+      libvirt: this.#libvirt,
+      paths: this.#paths,
+      hostId: this.hostId,
+      fleetId,
+      logger: this.#logger,
+    });
     let qemuOwner: QemuOwner | undefined;
     if (o.executor !== undefined) {
       this.#provisioner = o.executor;
@@ -319,7 +331,8 @@ export class HostAgent {
     const reconcileChannel = this.keys.reconcileChannel(this.hostId);
     const imageChannel = this.keys.imageChannel(this.hostId);
     const powerChannel = this.keys.powerChannel(this.hostId);
-    await this.#subscriber.subscribe(cancelChannel, reconcileChannel, imageChannel, powerChannel);
+    const consoleChannel = this.keys.consoleChannel(this.hostId);
+    await this.#subscriber.subscribe(cancelChannel, reconcileChannel, imageChannel, powerChannel, consoleChannel);
     this.#subscriber.on("message", (channel: string, message: string) => {
       if (channel === cancelChannel) {
         const found = this.#worker?.cancelJob(message, "cancelled") ?? false;
@@ -330,6 +343,8 @@ export class HostAgent {
         void this.#answerImageFile(message);
       } else if (channel === powerChannel) {
         void this.#answerPower(message);
+      } else if (channel === consoleChannel) {
+        void this.#answerConsole(message);
       }
     });
 
@@ -511,6 +526,25 @@ export class HostAgent {
       power === undefined ? { error: { code: "INTERNAL", message: "worker not started" } } : await power.apply(request);
     await replyPower(this.#redis, this.keys, request.id, result).catch((error: unknown) => {
       this.#logger.warn({ err: error }, "could not answer a power request");
+    });
+  }
+
+  /** A console request (`GET /v1/vms/{name}/console`): read the tail of the VM's console file, answer at once. */
+  async #answerConsole(message: string): Promise<void> {
+    let request: ConsoleRequest;
+    try {
+      request = ConsoleRequest.parse(JSON.parse(message));
+    } catch (error) {
+      this.#logger.warn({ err: error }, "ignoring a bad console request");
+      return;
+    }
+    const reader = this.#console;
+    const result =
+      reader === undefined
+        ? { error: { code: "INTERNAL", message: "worker not started" } }
+        : await reader.read(request);
+    await replyConsole(this.#redis, this.keys, request.id, result).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, "could not answer a console request");
     });
   }
 

@@ -6,6 +6,7 @@
  * fleet monitor that one elected worker runs: hosts whose heartbeat expired (their waiting jobs
  * re-placed, running ones failed HOST_LOST) and admissions never enqueued. Defaults: defaults.ts.
  */
+export * from "./console/console-tail.js";
 export * from "./defaults.js";
 export * from "./fleet-identity.js";
 export * from "./host-agent.js";

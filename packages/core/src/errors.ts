@@ -31,6 +31,10 @@ export const ErrorCode = z.enum([
   "PAYLOAD_TOO_LARGE",
   /** A pool had no ready VM to hand over within the claim's wait. */
   "POOL_EMPTY",
+  /** The VM exists but is not running (e.g. its console was asked for while it is being created). */
+  "VM_NOT_RUNNING",
+  /** A host's worker did not answer a request through Redis in time. */
+  "HOST_TIMEOUT",
   "INTERNAL",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;

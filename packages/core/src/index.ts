@@ -7,6 +7,7 @@
 export * from "./api.js";
 export * from "./clock.js";
 export * from "./cloud-init.js";
+export * from "./dashboard.js";
 export * from "./errors.js";
 export * from "./events.js";
 export * from "./host.js";

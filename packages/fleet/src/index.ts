@@ -5,7 +5,7 @@
  * - admission/: one atomic step admitting a create (name, quota, room, job record).
  * - records/: the job and VM records (zod schemas JobRecord, VmRecord), event log, VM registry,
  *   batches, pending jobs.
- * - hosts/: the host registry (heartbeats, drain, reconcile requests) and power requests.
+ * - hosts/: the host registry (heartbeats, drain, reconcile requests), power and console requests.
  * - images/: the fleet-wide image catalogue.
  * - producer/: FleetClient, the producers' façade (create, destroy, cancel, follow jobs), its
  *   operations one file each, and the BullMQ job options.
@@ -13,6 +13,7 @@
  */
 export * from "./admission/admission.js";
 export * from "./admission/quota.js";
+export * from "./hosts/console.js";
 export * from "./hosts/host-registry.js";
 export * from "./hosts/power.js";
 export * from "./images/image-catalogue.js";
@@ -34,6 +35,7 @@ export * from "./producer/job-options.js";
 export * from "./records/batches.js";
 export * from "./records/event-log.js";
 export * from "./records/fail-pending.js";
+export * from "./records/failed-jobs.js";
 export * from "./records/job-event-hub.js";
 export * from "./records/job-handle.js";
 export * from "./records/pending-jobs.js";

@@ -4,8 +4,11 @@ import {
   BatchView,
   type ClaimRequest,
   ClaimResult,
+  ConsoleView,
   type CreateVmRequest,
   type ExtendRequest,
+  FailedJobsView,
+  type FailedJobView,
   HostViewOut,
   type ImageImportInput,
   ImageRecord,
@@ -99,7 +102,7 @@ export interface WaitJobOptions extends EventStreamOptions {
   onEvent?: (event: StreamedEvent) => void | Promise<void>;
 }
 
-type StreamMode = "job" | "batch";
+type StreamMode = "job" | "batch" | "fleet";
 
 const RETRYABLE_STATUS: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
 const MAX_BACKOFF_MS = 10_000;
@@ -177,6 +180,35 @@ export class VirtfleetApi {
   /** `GET /v1/hosts`: the hosts of the fleet, with their capacity and allocation. */
   listHosts(options: CallOptions = {}): Promise<HostInfo[]> {
     return this.#call("GET", "/v1/hosts", z.array(HostViewOut), options);
+  }
+
+  /** `POST /v1/hosts/{id}/drain` (admin): nothing new is placed on the host; answers the host as `listHosts` does. */
+  drainHost(id: string, options: MutationOptions = {}): Promise<HostInfo> {
+    return this.#call("POST", `/v1/hosts/${segment(id)}/drain`, HostViewOut, options);
+  }
+
+  /** `POST /v1/hosts/{id}/undrain` (admin): VMs are placed on the host again. */
+  undrainHost(id: string, options: MutationOptions = {}): Promise<HostInfo> {
+    return this.#call("POST", `/v1/hosts/${segment(id)}/undrain`, HostViewOut, options);
+  }
+
+  /**
+   * `GET /v1/jobs?state=failed`: recent failed jobs the token may see, newest first (`limit`: default
+   * 50, at most 500), with their code, message, and a failed command's argv and stderr.
+   */
+  async failedJobs(query: { limit?: number } = {}, options: CallOptions = {}): Promise<FailedJobView[]> {
+    const qs = query.limit === undefined ? "" : `&limit=${query.limit}`;
+    return (await this.#call("GET", `/v1/jobs?state=failed${qs}`, FailedJobsView, options)).jobs;
+  }
+
+  /**
+   * `GET /v1/vms/{name}/console`: the last `lines` (default 50, at most 500) lines of a running VM's
+   * serial console (`VM_NOT_RUNNING`, 409, when it is not running; `HOST_TIMEOUT`, 504, when its
+   * host does not answer).
+   */
+  vmConsole(name: string, query: { lines?: number } = {}, options: CallOptions = {}): Promise<ConsoleView> {
+    const qs = query.lines === undefined ? "" : `?lines=${query.lines}`;
+    return this.#call("GET", `/v1/vms/${segment(name)}/console${qs}`, ConsoleView, options);
   }
 
   /** `GET /v1/images`: the image catalogue (the hosts holding each only for a token with hosts:read). */
@@ -372,6 +404,15 @@ export class VirtfleetApi {
   }
 
   /**
+   * `GET /v1/events`: every job event the token may see (its tenant's; an admin's: all), from now on;
+   * never ends by itself (abort `signal` to stop). Reconnects with `Last-Event-ID` when the connection
+   * fails or ends. Errors as for {@link VirtfleetApi.jobEvents}.
+   */
+  fleetEvents(options: EventStreamOptions = {}): AsyncGenerator<StreamedEvent, void, undefined> {
+    return this.#events("/v1/events", "fleet", "", options);
+  }
+
+  /**
    * Follows a job to its end and returns its terminal event (check `phase` and `error`: a failed job
    * is not thrown).
    */
@@ -482,8 +523,9 @@ export class VirtfleetApi {
           }
           // A clean end of the body.
           if (mode === "batch") return;
-          if (await this.#jobIsOver(id, signal)) return;
-          failure = new Error(`${path}: the stream ended before the job's terminal event`);
+          if (mode === "fleet") failure = new Error(`${path}: the stream ended`);
+          else if (await this.#jobIsOver(id, signal)) return;
+          else failure = new Error(`${path}: the stream ended before the job's terminal event`);
         }
       } catch (error) {
         if (signal?.aborted) throw signal.reason;

@@ -15,10 +15,14 @@ import {
   VmView,
 } from "@virtfleet/core";
 import { z } from "zod";
+import { FAILED_JOB_ROUTES } from "./routes/failed-jobs.js";
+import { FLEET_EVENT_ROUTES } from "./routes/fleet-events.js";
+import { HOST_ROUTES } from "./routes/hosts.js";
 import { LAB_ROUTES } from "./routes/labs.js";
 import { LEASE_ROUTES } from "./routes/leases.js";
 import { POOL_ROUTES } from "./routes/pools-openapi.js";
 import { TEMPLATE_ROUTES } from "./routes/templates.js";
+import { CONSOLE_ROUTES } from "./routes/vm-console.js";
 
 export interface RouteDoc {
   method: "get" | "post" | "put" | "patch" | "delete";
@@ -153,6 +157,10 @@ export const ROUTES: readonly RouteDoc[] = [
   ...LAB_ROUTES,
   ...POOL_ROUTES,
   ...LEASE_ROUTES,
+  ...HOST_ROUTES,
+  ...FAILED_JOB_ROUTES,
+  ...CONSOLE_ROUTES,
+  ...FLEET_EVENT_ROUTES,
 ];
 
 function schema(s: z.ZodType, io: "input" | "output"): Record<string, unknown> {

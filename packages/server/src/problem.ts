@@ -28,6 +28,8 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   IDEMPOTENCY_CONFLICT: 409,
   RATE_LIMITED: 429,
   POOL_EMPTY: 503,
+  VM_NOT_RUNNING: 409,
+  HOST_TIMEOUT: 504,
   PAYLOAD_TOO_LARGE: 413,
   INTERNAL: 500,
 };
@@ -43,6 +45,7 @@ const TITLES: Partial<Record<number, string>> = {
   422: "Unprocessable Content",
   429: "Too Many Requests",
   500: "Internal Server Error",
+  504: "Gateway Timeout",
 };
 
 /** An error turned into RFC 9457 problem details. */

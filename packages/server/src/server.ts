@@ -15,6 +15,7 @@ import {
   VmName,
 } from "@virtfleet/core";
 import {
+  ConsoleClient,
   type CreateOptions,
   closeRedis,
   createRedis,
@@ -56,11 +57,16 @@ import { checkNetworks } from "./network-policy.js";
 import { buildOpenApi } from "./openapi.js";
 import { PoolMetrics } from "./pool-metrics.js";
 import { problem, toProblem } from "./problem.js";
+import { registerFailedJobRoutes } from "./routes/failed-jobs.js";
+import { registerFleetEventRoutes } from "./routes/fleet-events.js";
+import { hostView, registerHostRoutes } from "./routes/hosts.js";
 import { registerLabRoutes } from "./routes/labs.js";
 import { registerLeaseRoutes } from "./routes/leases.js";
 import { registerPoolRoutes } from "./routes/pools.js";
+import { registerQueuesBoard } from "./routes/queues-board.js";
 import type { RouteContext } from "./routes/route-context.js";
 import { registerTemplateRoutes } from "./routes/templates.js";
+import { registerConsoleRoutes } from "./routes/vm-console.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -107,6 +113,8 @@ export interface ApiServerOptions {
   power?: PowerControl;
   /** What releasing each kind of lease does; default: buildLeaseHandlers (the pools' and labs' own). */
   leaseHandlers?: LeaseHandlers;
+  /** How long `GET /v1/vms/{name}/console` waits for the VM's host. Default DEFAULT_CONSOLE_TIMEOUT_MS (5 s). */
+  consoleTimeoutMs?: number;
 }
 
 const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
@@ -151,6 +159,8 @@ export class ApiServer {
   /** Lab environments (leases, pools, labs, templates) over the server's connection and fleet client. */
   readonly #labEnv: { deps: LabsDeps; close(): Promise<void> };
   readonly #leaseHandlers: LeaseHandlers;
+  /** Console tails from the hosts' workers (`GET /v1/vms/{name}/console`). */
+  readonly #console: ConsoleClient;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -164,6 +174,7 @@ export class ApiServer {
     reportRedisErrors(this.#redis, (error) =>
       options.logger.error({ err: error }, `Redis: ${explainRedisError(error)}`),
     );
+    this.#console = new ConsoleClient(this.#redis, keys);
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
     this.#labEnv = createLabsDeps({ redis: this.#redis, fleet: this.fleet, logger: options.logger });
     this.#templates = this.#labEnv.deps.templates;
@@ -279,7 +290,7 @@ export class ApiServer {
     app.addHook("onRequest", async (request) => {
       if (!request.url.startsWith("/v1/") || request.url.startsWith("/v1/docs") || request.url === "/v1/openapi.json")
         return;
-      request.principal = this.#o.tokens.authenticate(request.headers.authorization);
+      request.principal = this.#authenticate(request);
     });
 
     app.post("/v1/vms", (request, reply) =>
@@ -454,20 +465,7 @@ export class ApiServer {
 
     app.get("/v1/hosts", async (request) => {
       this.#principal(request, "hosts:read");
-      return (await this.fleet.hosts.list()).map((h) => ({
-        hostId: h.status.hostId,
-        up: h.up,
-        draining: h.draining,
-        virtTypes: h.status.virtTypes,
-        labels: h.status.labels,
-        capacity: h.allocation.capacity,
-        allocated: h.allocation.allocated,
-        diskFreeGiB: h.status.diskFreeGiB,
-        runningVms: h.status.runningVms,
-        images: h.status.images,
-        version: h.status.version,
-        heartbeatAt: h.status.heartbeatAt,
-      }));
+      return (await this.fleet.hosts.list()).map(hostView);
     });
 
     app.get("/v1/images", async (request) => {
@@ -502,6 +500,22 @@ export class ApiServer {
       mutating: (request, reply, scope, work) => this.#mutating(request, reply, scope, work),
     };
     registerTemplateRoutes(app, routes, this.#templates);
+    registerHostRoutes(app, routes, this.fleet.hosts);
+    registerFailedJobRoutes(app, routes, this.#redis, this.fleet.keys);
+    registerConsoleRoutes(app, routes, {
+      vms: this.fleet.vms,
+      console: this.#console,
+      ...(this.#o.consoleTimeoutMs === undefined ? {} : { timeoutMs: this.#o.consoleTimeoutMs }),
+    });
+    registerFleetEventRoutes(app, routes, {
+      keys: this.fleet.keys,
+      log: this.fleet.log,
+      connect: () => this.fleet.connect(),
+      tenantOf: async (jobId) => (await this.fleet.log.getJob(jobId))?.tenant,
+      closing: this.#closingSignal.signal,
+      ...(this.#o.maxStreamsPerToken === undefined ? {} : { maxPerToken: this.#o.maxStreamsPerToken }),
+    });
+    await registerQueuesBoard(app, { fleet: this.fleet, authenticate: (request) => this.#authenticate(request) });
 
     try {
       await this.#tail.start();
@@ -529,9 +543,14 @@ export class ApiServer {
     await app.listen({ host: this.#o.host ?? DEFAULT_API_HOST, port: this.#o.port ?? DEFAULT_API_PORT });
   }
 
+  /** The caller of a request (UNAUTHENTICATED when there is none): the /v1 routes' and /ui/queues' one resolver. */
+  #authenticate(request: FastifyRequest): Principal {
+    return this.#o.tokens.authenticate(request.headers.authorization);
+  }
+
   #principalOrUndefined(request: FastifyRequest): Principal | undefined {
     try {
-      return request.principal ?? this.#o.tokens.authenticate(request.headers.authorization);
+      return request.principal ?? this.#authenticate(request);
     } catch {
       return undefined;
     }
@@ -714,6 +733,7 @@ export class ApiServer {
       await this.#metricsApp?.close().catch(() => undefined);
       await this.#tail.close().catch(() => undefined);
       await this.#labEnv.close().catch(() => undefined);
+      await this.#console.close().catch(() => undefined);
       await this.fleet.close();
       await closeRedis(this.#redis);
     })();

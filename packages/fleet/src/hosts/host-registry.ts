@@ -59,6 +59,20 @@ export class HostRegistry {
   }
 
   /**
+   * Drains (`on`) or undrains a known host and answers its view afterwards: what `virtfleet hosts
+   * drain|undrain` and `POST /v1/hosts/{id}/drain|undrain` do. HOST_NOT_FOUND (field `host`) when
+   * the fleet has never seen the host.
+   */
+  async setDrained(hostId: string, on: boolean): Promise<HostView> {
+    if ((await this.get(hostId)) === undefined)
+      throw new VirtfleetError("HOST_NOT_FOUND", `no host "${hostId}" in the fleet`, { field: "host" });
+    await this.drain(hostId, on);
+    const view = await this.get(hostId);
+    if (view === undefined) throw new VirtfleetError("HOST_NOT_FOUND", `host "${hostId}" went away`, { field: "host" });
+    return view;
+  }
+
+  /**
    * Publishes a heartbeat that lives `ttlMs`: the status, the host up until then, and the host filed
    * in its eligibility class's free-room index (see host-index-6.lua).
    */

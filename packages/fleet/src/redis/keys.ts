@@ -190,6 +190,16 @@ export class Keys {
     return `${this.prefix}:power-reply:${requestId}`;
   }
 
+  /** Console requests (the tail of a VM's serial console, see ConsoleClient) go to the host's worker on this channel. */
+  consoleChannel(hostId: string): string {
+    return `${this.prefix}:console:${hostId}`;
+  }
+
+  /** A worker's answer to one console request: a list the asker BLPOPs (short-lived). */
+  consoleReply(requestId: string): string {
+    return `${this.prefix}:console-reply:${requestId}`;
+  }
+
   /** The image catalogue: name → its record (JSON, see ImageRecord). */
   images(): string {
     return `${this.prefix}:images`;
