@@ -81,6 +81,8 @@ export class JobEventHub {
   #blocked = false;
   #read = 0;
   #unblocking = false;
+  /** Whether a blocked read is answered with one stream only (Redis before 7.2): see #run. */
+  #pairReads = true;
   #stopped = false;
 
   /**
@@ -202,6 +204,8 @@ export class JobEventHub {
       if (this.#clientId === undefined && this.#followers.size > 0) {
         // Needed to wake the read (CLIENT UNBLOCK) when a follower joins; asked ahead of the read.
         try {
+          const version = /redis_version:(\d+)\.(\d+)/.exec(await redis.info("server"));
+          this.#pairReads = version === null || Number(version[1]) * 100 + Number(version[2]) < 702;
           this.#clientId = Number(await redis.client("ID"));
         } catch {
           // Redis away: the read below fails too (and tells the followers).
@@ -227,19 +231,22 @@ export class JobEventHub {
         continue;
       }
       const keys = [...byKey.keys()];
+      const args = [...keys, ...keys.map((k) => byKey.get(k)?.from ?? "0")];
       let reply: StreamReply;
+      let rest: Promise<StreamReply> | undefined;
       this.#read++;
       this.#blocked = true;
       try {
-        reply = (await redis.xread(
-          "COUNT",
-          COUNT,
-          "BLOCK",
-          this.#blockMs,
-          "STREAMS",
-          ...keys,
-          ...keys.map((k) => byKey.get(k)?.from ?? "0"),
-        )) as StreamReply;
+        const blocking = redis.xread("COUNT", COUNT, "BLOCK", this.#blockMs, "STREAMS", ...args);
+        // Redis before 7.2 answers a blocked XREAD with the ONE stream that woke it: the same read,
+        // not blocking, sent behind it runs as soon as it is answered (no round trip) and brings
+        // the other streams' events of the same write (and that stream's again, left out below).
+        if (this.#pairReads) rest = redis.xread("COUNT", COUNT, "STREAMS", ...args) as Promise<StreamReply>;
+        rest?.catch(() => undefined);
+        reply = (await blocking) as StreamReply;
+        this.#blocked = false;
+        this.#deliver(reply, byKey);
+        if (rest !== undefined) this.#deliver(await rest, byKey);
       } catch (error) {
         this.#blocked = false;
         if (this.#stopped) return;
@@ -249,26 +256,35 @@ export class JobEventHub {
       } finally {
         this.#blocked = false;
       }
-      for (const [key, items] of reply ?? []) {
-        const read = byKey.get(key);
-        if (read === undefined) continue;
-        const events = parseStreamReply([[key, items]]);
-        // Past every entry read, events or not (one that is not an event is not read again).
-        const end = items.at(-1)?.[0];
-        for (const f of read.followers) {
-          if (!this.#followers.has(f)) continue;
-          // Everything read is after `from`; only a follower ahead of it has some already.
-          const atFrom = f.last === read.from;
-          const fresh = atFrom ? events : events.filter((e) => compareStreamIds(e.id, f.last) > 0);
-          if (end !== undefined && (atFrom || compareStreamIds(end, f.last) > 0)) f.last = end;
-          if (fresh.length === 0) continue;
-          if (f.unread.length === 0) f.unread = fresh === events && read.followers.length > 1 ? [...fresh] : fresh;
-          else f.unread.push(...fresh);
-          f.wake?.();
-        }
-      }
       // The followers just woken take their events and ask again before the next read.
       await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** Hands a read's events to its followers: each gets those after its own place, once, in order. */
+  #deliver(reply: StreamReply, byKey: Map<string, { from: string; followers: JobFollower[] }>): void {
+    for (const [key, all] of reply ?? []) {
+      const read = byKey.get(key);
+      if (read === undefined) continue;
+      // Entries every follower already has (read again behind a blocking read) are not parsed again.
+      let min: string | undefined;
+      for (const f of read.followers) if (min === undefined || compareStreamIds(f.last, min) < 0) min = f.last;
+      const items = min === undefined || min === read.from ? all : all.filter(([id]) => compareStreamIds(id, min) > 0);
+      if (items.length === 0) continue;
+      const events = parseStreamReply([[key, items]]);
+      // Past every entry read, events or not (one that is not an event is not read again).
+      const end = items.at(-1)?.[0];
+      for (const f of read.followers) {
+        if (!this.#followers.has(f)) continue;
+        // Everything read is after `from`; only a follower ahead of it has some already.
+        const atFrom = f.last === read.from;
+        const fresh = atFrom ? events : events.filter((e) => compareStreamIds(e.id, f.last) > 0);
+        if (end !== undefined && (atFrom || compareStreamIds(end, f.last) > 0)) f.last = end;
+        if (fresh.length === 0) continue;
+        if (f.unread.length === 0) f.unread = fresh === events && read.followers.length > 1 ? [...fresh] : fresh;
+        else f.unread.push(...fresh);
+        f.wake?.();
+      }
     }
   }
 }
