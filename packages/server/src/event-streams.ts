@@ -1,5 +1,12 @@
 import { isTerminal, type StreamedEvent } from "@virtfleet/core";
-import { compareStreamIds, parseStreamReply, type StreamReply } from "@virtfleet/fleet";
+import {
+  compareStreamIds,
+  EVENT_HUB_BLOCK_MS,
+  JobEventHub,
+  type JobFollower,
+  parseStreamReply,
+  type StreamReply,
+} from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { problem } from "./problem.js";
@@ -10,8 +17,8 @@ export const DEFAULT_STREAM_CONNECTIONS = 2;
 export const DEFAULT_MAX_STREAMS_PER_TOKEN = 20;
 /** A stream with nothing to send gets a comment this often (keeps proxies open) and is checked for its end. */
 export const STREAM_KEEP_ALIVE_MS = 15_000;
-/** How long one shared blocking read waits; a stream opened meanwhile joins the next read. */
-const BLOCK_MS = 1000;
+/** How long one shared blocking read waits at most (a stream that joins wakes it). */
+export const STREAM_BLOCK_MS = EVENT_HUB_BLOCK_MS;
 /** Entries read from one stream at a time. */
 const COUNT = 1000;
 
@@ -27,6 +34,8 @@ export interface EventStreamsOptions {
   maxPerToken?: number;
   /** Default STREAM_KEEP_ALIVE_MS. */
   keepAliveMs?: number;
+  /** How long one shared blocking read waits at most. Default STREAM_BLOCK_MS. */
+  blockMs?: number;
 }
 
 /** What a stream follows: one Redis stream, and how to tell that nothing more will come. */
@@ -51,10 +60,10 @@ export interface OpenStream {
 }
 
 class Subscription {
-  /** `catching-up`: being read on the shared connection; `waiting`: in a hub's blocking read. */
+  /** `catching-up`: being read on the shared connection; `waiting`: followed in a hub's blocking read. */
   state: "catching-up" | "waiting" | "ended" = "catching-up";
-  idleSince = Date.now();
-  hub: Hub | undefined;
+  /** Where it waits, while it does. */
+  follower: { hub: JobEventHub; f: JobFollower } | undefined;
 
   constructor(
     readonly tokenId: string,
@@ -74,121 +83,28 @@ class Subscription {
     const shown = this.source.accept === undefined ? fresh : fresh.filter(this.source.accept);
     if (shown.length > 0) this.sink.events(shown);
     this.last = fresh.at(-1)?.id ?? this.last;
-    this.idleSince = Date.now();
     return fresh.some((e) => isTerminal(e.phase));
   }
-}
 
-/** One blocking connection reading, in one XREAD, the streams of every subscription it holds. */
-class Hub {
-  readonly subs = new Set<Subscription>();
-  readonly #redis: Redis;
-  readonly #logger: Logger;
-  readonly #keepAliveMs: number;
-  /** Called with a stream to read what is left of and check for its end. */
-  readonly #recheck: (sub: Subscription) => void;
-  #wake: (() => void) | undefined;
-  #stopped = false;
-  readonly loop: Promise<void>;
-
-  constructor(redis: Redis, logger: Logger, keepAliveMs: number, recheck: (sub: Subscription) => void) {
-    this.#redis = redis;
-    this.#logger = logger;
-    this.#keepAliveMs = keepAliveMs;
-    this.#recheck = recheck;
-    this.loop = this.#run();
-  }
-
-  add(sub: Subscription): void {
-    sub.state = "waiting";
-    sub.hub = this;
-    this.subs.add(sub);
-    this.#wake?.();
-  }
-
-  remove(sub: Subscription): void {
-    this.subs.delete(sub);
-    sub.hub = undefined;
-  }
-
-  stop(): void {
-    this.#stopped = true;
-    this.#redis.disconnect();
-    this.#wake?.();
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopped) {
-      if (this.subs.size === 0) {
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-        });
-        this.#wake = undefined;
-        continue;
-      }
-      // One read per key, from the earliest place any of its readers is at.
-      const byKey = new Map<string, { from: string; subs: Subscription[] }>();
-      for (const sub of this.subs) {
-        const k = byKey.get(sub.source.key);
-        if (k === undefined) byKey.set(sub.source.key, { from: sub.last, subs: [sub] });
-        else {
-          k.subs.push(sub);
-          if (compareStreamIds(sub.last, k.from) < 0) k.from = sub.last;
-        }
-      }
-      const keys = [...byKey.keys()];
-      let reply: StreamReply;
-      try {
-        reply = (await this.#redis.xread(
-          "COUNT",
-          COUNT,
-          "BLOCK",
-          BLOCK_MS,
-          "STREAMS",
-          ...keys,
-          ...keys.map((k) => byKey.get(k)?.from ?? "0"),
-        )) as StreamReply;
-      } catch (error) {
-        if (this.#stopped) return;
-        this.#logger.warn({ err: error }, "event streams: read failed; retrying");
-        await new Promise((r) => setTimeout(r, 500));
-        continue;
-      }
-      const now = Date.now();
-      const recheck: Subscription[] = [];
-      for (const [key, items] of reply ?? []) {
-        const events = parseStreamReply([[key, items]]);
-        for (const sub of byKey.get(key)?.subs ?? []) {
-          if (sub.hub !== this || sub.state !== "waiting") continue;
-          if (sub.deliver(events)) recheck.push(sub);
-        }
-      }
-      for (const sub of this.subs) {
-        if (recheck.includes(sub)) continue;
-        if (now - sub.idleSince >= this.#keepAliveMs) {
-          sub.sink.keepAlive();
-          sub.idleSince = now;
-          recheck.push(sub);
-        }
-      }
-      // A terminal event, or a long silence: read what is left and ask whether the stream ended.
-      for (const sub of recheck) {
-        this.remove(sub);
-        this.#recheck(sub);
-      }
-    }
+  /** Leaves the hub it waits in, if any. */
+  leave(): void {
+    const w = this.follower;
+    this.follower = undefined;
+    w?.hub.unfollow(w.f);
   }
 }
 
 /**
  * Server-Sent Event streams over a bounded set of Redis connections: each stream is caught up on
- * the shared connection, then waits in one of `connections` hubs, each a single blocking XREAD over
- * the keys of all its streams. A stream ends when its job or batch has ended (checked whenever a
- * read finds nothing new, whatever Last-Event-ID said); one token holds at most `maxPerToken`.
+ * the shared connection, then waits in one of `connections` hubs (the fleet's JobEventHub, as a
+ * FleetClient's followed jobs do: a single blocking XREAD over the streams of all its followers,
+ * woken when one joins). A stream ends when its job or batch has ended (checked whenever a read
+ * finds nothing new: after a terminal event, after a keep-alive's silence, whatever Last-Event-ID
+ * said); one token holds at most `maxPerToken`.
  */
 export class EventStreams {
   readonly #o: EventStreamsOptions;
-  readonly #hubs: Hub[] = [];
+  readonly #hubs: JobEventHub[] = [];
   readonly #subs = new Set<Subscription>();
   readonly #perToken = new Map<string, number>();
   #closed = false;
@@ -222,7 +138,7 @@ export class EventStreams {
     return { close: () => this.#end(sub, false) };
   }
 
-  /** Reads a stream on the shared connection until nothing is new; then ends it or hands it to a hub. */
+  /** Reads a stream on the shared connection until nothing is new; then ends it or has it wait in a hub. */
   async #catchUp(sub: Subscription): Promise<void> {
     sub.state = "catching-up";
     try {
@@ -237,7 +153,7 @@ export class EventStreams {
         const ended = await sub.source.ended();
         if (sub.state !== "catching-up") return;
         if (ended) return this.#end(sub, true);
-        this.#hub().add(sub);
+        void this.#wait(sub);
         return;
       }
     } catch (error) {
@@ -248,14 +164,45 @@ export class EventStreams {
     }
   }
 
+  /**
+   * Follows a caught-up stream in a hub, sending what arrives, until a terminal event or a keep-alive's
+   * silence: then it is caught up again (which reads what is left and asks whether it ended).
+   */
+  async #wait(sub: Subscription): Promise<void> {
+    const hub = this.#hub();
+    const f = hub.followStream(sub.source.key, sub.last);
+    sub.state = "waiting";
+    sub.follower = { hub, f };
+    const keepAliveMs = this.#o.keepAliveMs ?? STREAM_KEEP_ALIVE_MS;
+    try {
+      for (;;) {
+        const events = await hub.next(f, keepAliveMs);
+        if (sub.state !== "waiting") return;
+        if (events.length === 0) {
+          sub.sink.keepAlive();
+          break;
+        }
+        if (sub.deliver(events)) break;
+      }
+    } catch (error) {
+      if (sub.state !== "waiting") return;
+      this.#o.logger.warn({ err: error }, "event streams: read failed; retrying");
+      await new Promise((r) => setTimeout(r, 500));
+      if (sub.state !== "waiting") return;
+    } finally {
+      if (sub.follower?.f === f) sub.leave();
+    }
+    void this.#catchUp(sub);
+  }
+
   /** The hub with the fewest streams; a new one (a new connection) while there are fewer than allowed. */
-  #hub(): Hub {
+  #hub(): JobEventHub {
     const max = Math.max(1, this.#o.connections ?? DEFAULT_STREAM_CONNECTIONS);
     let best = this.#hubs[0];
-    for (const h of this.#hubs) if (best === undefined || h.subs.size < best.subs.size) best = h;
-    if (best === undefined || (best.subs.size > 0 && this.#hubs.length < max)) {
-      best = new Hub(this.#o.connect(), this.#o.logger, this.#o.keepAliveMs ?? STREAM_KEEP_ALIVE_MS, (sub) => {
-        void this.#catchUp(sub);
+    for (const h of this.#hubs) if (best === undefined || h.size < best.size) best = h;
+    if (best === undefined || (best.size > 0 && this.#hubs.length < max)) {
+      best = new JobEventHub(this.#o.connect, this.#o.redis, undefined, {
+        blockMs: this.#o.blockMs ?? STREAM_BLOCK_MS,
       });
       this.#hubs.push(best);
     }
@@ -265,7 +212,7 @@ export class EventStreams {
   #end(sub: Subscription, endSink: boolean): void {
     if (sub.state === "ended") return;
     sub.state = "ended";
-    sub.hub?.remove(sub);
+    sub.leave();
     this.#subs.delete(sub);
     const held = (this.#perToken.get(sub.tokenId) ?? 1) - 1;
     if (held <= 0) this.#perToken.delete(sub.tokenId);
@@ -277,7 +224,6 @@ export class EventStreams {
   async close(): Promise<void> {
     this.#closed = true;
     for (const sub of [...this.#subs]) this.#end(sub, true);
-    for (const h of this.#hubs) h.stop();
-    await Promise.all(this.#hubs.map((h) => h.loop));
+    await Promise.all(this.#hubs.map((h) => h.close()));
   }
 }

@@ -5,6 +5,7 @@ import { LocalRedis } from "../../../../test/fixtures/redis-server.js";
 import { FleetClient } from "../producer/fleet-client.js";
 import { Keys } from "../redis/keys.js";
 import { EventLog } from "./event-log.js";
+import { JobEventHub } from "./job-event-hub.js";
 
 // A private Redis: its client list holds only this file's connections.
 let server: LocalRedis;
@@ -77,5 +78,52 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
     await log.append({ jobId: "waiting", kind: "create", vm: "vm-a", phase: "failed", message: "no" });
     expect((await first).phase).toBe("failed");
     await client.close();
+  });
+
+  it("a job followed while the hub's FIRST read blocks wakes that read (the hub knows its connection's id before reading)", async () => {
+    const keys = new Keys(`hub3-${Date.now()}`);
+    const log = new EventLog(redis, keys);
+    // Far longer than the test may wait: only waking the read gets the second job its events in time.
+    const hub = new JobEventHub(() => new Redis(server.url), redis, keys, { blockMs: 120_000 });
+    try {
+      for (const id of ["first", "second"]) await log.createJob({ jobId: id, kind: "create", vm: `vm-${id}` });
+      const first = hub.follow("first", "0");
+      await until(async () => (await blockedReads()) === 1);
+      const second = hub.follow("second", "0");
+      await log.append({ jobId: "second", kind: "create", vm: "vm-second", phase: "placed", message: "" });
+      const got = await hub.next(second, 10_000);
+      expect(got.map((e) => [e.jobId, e.phase])).toEqual([["second", "placed"]]);
+      await log.append({ jobId: "first", kind: "create", vm: "vm-first", phase: "placed", message: "" });
+      expect((await hub.next(first, 10_000)).map((e) => e.jobId)).toEqual(["first"]);
+    } finally {
+      await hub.close();
+    }
+    expect(await blockedReads()).toBe(0);
+  });
+
+  it("followers of one stream at different places each get exactly the events after their own place, in order", async () => {
+    const keys = new Keys(`hub4-${Date.now()}`);
+    const log = new EventLog(redis, keys);
+    const hub = new JobEventHub(() => new Redis(server.url), redis, keys);
+    try {
+      await log.createJob({ jobId: "j", kind: "create", vm: "vm-j" });
+      const ids: string[] = [];
+      for (const message of ["1", "2", "3"])
+        ids.push((await log.append({ jobId: "j", kind: "create", vm: "vm-j", phase: "placed", message })) ?? "");
+      const fromStart = hub.follow("j", "0");
+      const fromSecond = hub.follow("j", ids[1] ?? "");
+      const take = async (f: typeof fromStart, n: number) => {
+        const out: string[] = [];
+        while (out.length < n) out.push(...(await hub.next(f, 10_000)).map((e) => e.message));
+        return out;
+      };
+      expect(await take(fromStart, 3)).toEqual(["1", "2", "3"]);
+      expect(await take(fromSecond, 1)).toEqual(["3"]);
+      await log.append({ jobId: "j", kind: "create", vm: "vm-j", phase: "done", message: "4" });
+      expect(await take(fromStart, 1)).toEqual(["4"]);
+      expect(await take(fromSecond, 1)).toEqual(["4"]);
+    } finally {
+      await hub.close();
+    }
   });
 });

@@ -4,22 +4,53 @@ import type { Keys } from "../redis/keys.js";
 import { parseStreamReply, type StreamReply } from "./event-log.js";
 
 /** How long the shared blocking read waits at most; a follower that joins meanwhile wakes it. */
-const BLOCK_MS = 1000;
-/** Entries read from one job's stream at a time; a follower holding this many unread is read no more. */
+export const EVENT_HUB_BLOCK_MS = 1000;
+/** Entries read from one stream at a time; a follower holding this many unread is read no more. */
 const COUNT = 1000;
 
-/** Compares two stream entry ids (`<ms>-<seq>`; "0" is the start). */
-export function compareStreamIds(a: string, b: string): number {
-  const [am = "0", as = "0"] = a.split("-");
-  const [bm = "0", bs = "0"] = b.split("-");
-  const ms = BigInt(am) - BigInt(bm);
-  if (ms !== 0n) return ms < 0n ? -1 : 1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+export interface JobEventHubOptions {
+  /** How long one blocking read waits at most (a follower joining wakes it). Default EVENT_HUB_BLOCK_MS. */
+  blockMs?: number;
 }
 
-/** One job's events being followed: read by the hub into `unread`, taken by its JobHandle. */
+/** Compares two decimal numbers written without a sign (leading zeros allowed; "" is 0). */
+function compareDecimal(x: string, y: string): number {
+  const a = x === "" ? "0" : x;
+  const b = y === "" ? "0" : y;
+  let i = 0;
+  let j = 0;
+  while (i < a.length - 1 && a.charCodeAt(i) === 48) i++;
+  while (j < b.length - 1 && b.charCodeAt(j) === 48) j++;
+  const la = a.length - i;
+  const lb = b.length - j;
+  if (la !== lb) return la < lb ? -1 : 1;
+  for (; i < a.length; i++, j++) {
+    const d = a.charCodeAt(i) - b.charCodeAt(j);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+const STREAM_ID = /^\d*(-\d*)?$/;
+
+/**
+ * Compares two stream entry ids (`<ms>-<seq>`; "0" is the start), exactly, whatever their size: by
+ * their digits, without BigInt (called for every event each follower is handed). A string that is
+ * not an id throws.
+ */
+export function compareStreamIds(a: string, b: string): number {
+  if (a === b) return 0;
+  if (!STREAM_ID.test(a) || !STREAM_ID.test(b)) throw new SyntaxError(`not a stream id: ${a} or ${b}`);
+  const ai = a.indexOf("-");
+  const bi = b.indexOf("-");
+  const ms = compareDecimal(ai < 0 ? a : a.slice(0, ai), bi < 0 ? b : b.slice(0, bi));
+  if (ms !== 0) return ms;
+  return compareDecimal(ai < 0 ? "" : a.slice(ai + 1), bi < 0 ? "" : b.slice(bi + 1));
+}
+
+/** One stream's events being followed: read by the hub into `unread`, taken by its reader. */
 export interface JobFollower {
+  /** The stream (a job's events, or a batch's). */
   readonly key: string;
   /** The last event read (handed to `unread`). */
   last: string;
@@ -29,9 +60,9 @@ export interface JobFollower {
 }
 
 /**
- * The events of every job a FleetClient follows, read on ONE blocking connection: one XREAD over
- * all the followed jobs' streams (each from where its follower is) wakes when any of them gets an
- * event. A hundred jobs followed at once cost Redis and this process one read per round of events,
+ * The events of every job a FleetClient follows (or every stream an API server streams to its
+ * clients), read on ONE blocking connection: one XREAD over all the followed streams (each from where
+ * its follower is) wakes when any of them gets an event. A hundred jobs followed at once cost Redis and this process one read per round of events,
  * not a hundred (each a socket write, a blocked client and a reply). A follower that joins while
  * the read blocks wakes it (CLIENT UNBLOCK on the client's shared connection), so its first events
  * are not held up; a follower whose events are not taken is not read further (at most COUNT held).
@@ -39,7 +70,8 @@ export interface JobFollower {
 export class JobEventHub {
   readonly #connect: () => Redis;
   readonly #control: Redis;
-  readonly #keys: Keys;
+  readonly #keys: Keys | undefined;
+  readonly #blockMs: number;
   readonly #followers = new Set<JobFollower>();
   #redis: Redis | undefined;
   #clientId: number | undefined;
@@ -49,19 +81,36 @@ export class JobEventHub {
   #blocked = false;
   #read = 0;
   #unblocking = false;
+  /** Whether a blocked read is answered with one stream only (Redis before 7.2): see #run. */
+  #pairReads = true;
   #stopped = false;
 
-  /** `connect` gives the blocking connection (called once, when first needed); `control` is shared. */
-  constructor(connect: () => Redis, control: Redis, keys: Keys) {
+  /**
+   * `connect` gives the blocking connection (called once, when first needed); `control` is shared
+   * (it sends CLIENT UNBLOCK). `keys` names jobs' streams, for `follow` (not needed by `followStream`).
+   */
+  constructor(connect: () => Redis, control: Redis, keys?: Keys, options: JobEventHubOptions = {}) {
     this.#connect = connect;
     this.#control = control;
     this.#keys = keys;
+    this.#blockMs = options.blockMs ?? EVENT_HUB_BLOCK_MS;
+  }
+
+  /** Followers now. */
+  get size(): number {
+    return this.#followers.size;
   }
 
   /** Starts following a job's events after `afterId` ("0": all of them). */
   follow(jobId: string, afterId: string): JobFollower {
+    if (this.#keys === undefined) throw new Error("JobEventHub.follow needs the fleet's keys");
+    return this.followStream(this.#keys.jobEvents(jobId), afterId);
+  }
+
+  /** Starts following any event stream (a job's, a batch's) after `afterId` ("0": all of it). */
+  followStream(key: string, afterId: string): JobFollower {
     const f: JobFollower = {
-      key: this.#keys.jobEvents(jobId),
+      key,
       last: afterId,
       unread: [],
       error: undefined,
@@ -77,13 +126,15 @@ export class JobEventHub {
     return f;
   }
 
+  /** Stops following; a `next` waiting for it returns (what it holds, or nothing). */
   unfollow(f: JobFollower): void {
     this.#followers.delete(f);
+    f.wake?.();
   }
 
   /** The follower's unread events; when there are none, waits up to `waitMs` for some ([] then). */
   async next(f: JobFollower, waitMs: number): Promise<StreamedEvent[]> {
-    if (f.unread.length === 0 && f.error === undefined) {
+    if (f.unread.length === 0 && f.error === undefined && this.#followers.has(f)) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         f.wake = resolve;
@@ -144,16 +195,23 @@ export class JobEventHub {
   async #run(): Promise<void> {
     const redis = this.#connect();
     this.#redis = redis;
-    const learnId = () => {
-      redis.client("ID").then(
-        (id) => {
-          this.#clientId = Number(id);
-        },
-        () => undefined,
-      );
-    };
-    redis.on("ready", learnId);
+    // A new connection is a new client: its id is asked again before the next read (asked on
+    // "ready" it would queue behind a blocking read resent on reconnect, and come too late).
+    redis.on("close", () => {
+      this.#clientId = undefined;
+    });
     while (!this.#stopped) {
+      if (this.#clientId === undefined && this.#followers.size > 0) {
+        // Needed to wake the read (CLIENT UNBLOCK) when a follower joins; asked ahead of the read.
+        try {
+          const version = /redis_version:(\d+)\.(\d+)/.exec(await redis.info("server"));
+          this.#pairReads = version === null || Number(version[1]) * 100 + Number(version[2]) < 702;
+          this.#clientId = Number(await redis.client("ID"));
+        } catch {
+          // Redis away: the read below fails too (and tells the followers).
+        }
+        if (this.#stopped) return;
+      }
       // One read per stream, from the earliest place any of its followers is at.
       const byKey = new Map<string, { from: string; followers: JobFollower[] }>();
       for (const f of this.#followers) {
@@ -173,19 +231,22 @@ export class JobEventHub {
         continue;
       }
       const keys = [...byKey.keys()];
+      const args = [...keys, ...keys.map((k) => byKey.get(k)?.from ?? "0")];
       let reply: StreamReply;
+      let rest: Promise<StreamReply> | undefined;
       this.#read++;
       this.#blocked = true;
       try {
-        reply = (await redis.xread(
-          "COUNT",
-          COUNT,
-          "BLOCK",
-          BLOCK_MS,
-          "STREAMS",
-          ...keys,
-          ...keys.map((k) => byKey.get(k)?.from ?? "0"),
-        )) as StreamReply;
+        const blocking = redis.xread("COUNT", COUNT, "BLOCK", this.#blockMs, "STREAMS", ...args);
+        // Redis before 7.2 answers a blocked XREAD with the ONE stream that woke it: the same read,
+        // not blocking, sent behind it runs as soon as it is answered (no round trip) and brings
+        // the other streams' events of the same write (and that stream's again, left out below).
+        if (this.#pairReads) rest = redis.xread("COUNT", COUNT, "STREAMS", ...args) as Promise<StreamReply>;
+        rest?.catch(() => undefined);
+        reply = (await blocking) as StreamReply;
+        this.#blocked = false;
+        this.#deliver(reply, byKey);
+        if (rest !== undefined) this.#deliver(await rest, byKey);
       } catch (error) {
         this.#blocked = false;
         if (this.#stopped) return;
@@ -195,21 +256,35 @@ export class JobEventHub {
       } finally {
         this.#blocked = false;
       }
-      for (const [key, items] of reply ?? []) {
-        const events = parseStreamReply([[key, items]]);
-        // Past every entry read, events or not (one that is not an event is not read again).
-        const end = items.at(-1)?.[0];
-        for (const f of byKey.get(key)?.followers ?? []) {
-          if (!this.#followers.has(f)) continue;
-          const fresh = events.filter((e) => compareStreamIds(e.id, f.last) > 0);
-          if (end !== undefined && compareStreamIds(end, f.last) > 0) f.last = end;
-          if (fresh.length === 0) continue;
-          f.unread.push(...fresh);
-          f.wake?.();
-        }
-      }
       // The followers just woken take their events and ask again before the next read.
       await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** Hands a read's events to its followers: each gets those after its own place, once, in order. */
+  #deliver(reply: StreamReply, byKey: Map<string, { from: string; followers: JobFollower[] }>): void {
+    for (const [key, all] of reply ?? []) {
+      const read = byKey.get(key);
+      if (read === undefined) continue;
+      // Entries every follower already has (read again behind a blocking read) are not parsed again.
+      let min: string | undefined;
+      for (const f of read.followers) if (min === undefined || compareStreamIds(f.last, min) < 0) min = f.last;
+      const items = min === undefined || min === read.from ? all : all.filter(([id]) => compareStreamIds(id, min) > 0);
+      if (items.length === 0) continue;
+      const events = parseStreamReply([[key, items]]);
+      // Past every entry read, events or not (one that is not an event is not read again).
+      const end = items.at(-1)?.[0];
+      for (const f of read.followers) {
+        if (!this.#followers.has(f)) continue;
+        // Everything read is after `from`; only a follower ahead of it has some already.
+        const atFrom = f.last === read.from;
+        const fresh = atFrom ? events : events.filter((e) => compareStreamIds(e.id, f.last) > 0);
+        if (end !== undefined && (atFrom || compareStreamIds(end, f.last) > 0)) f.last = end;
+        if (fresh.length === 0) continue;
+        if (f.unread.length === 0) f.unread = fresh === events && read.followers.length > 1 ? [...fresh] : fresh;
+        else f.unread.push(...fresh);
+        f.wake?.();
+      }
     }
   }
 }
