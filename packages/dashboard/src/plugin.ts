@@ -50,6 +50,21 @@ function vendorFiles(): Map<string, string> {
   return files;
 }
 
+const vendorCache = new Map<string, string>();
+
+/**
+ * A vendor module's source, with `process.env.NODE_ENV` replaced by "production" as a bundler's
+ * define would (virtual-core reads it; a browser has no `process`).
+ */
+async function vendorSource(file: string): Promise<string> {
+  let source = vendorCache.get(file);
+  if (source === undefined) {
+    source = (await readFile(file, "utf8")).replaceAll("process.env.NODE_ENV", '"production"');
+    vendorCache.set(file, source);
+  }
+  return source;
+}
+
 const IMPORT_MAP = JSON.stringify({
   imports: {
     preact: "/ui/vendor/preact.js",
@@ -157,7 +172,7 @@ export async function registerDashboard(app: FastifyInstance, options: Dashboard
     return reply
       .type("text/javascript; charset=utf-8")
       .header("cache-control", "public, max-age=3600")
-      .send(await readFile(file, "utf8"));
+      .send(await vendorSource(file));
   });
 
   app.post("/ui/session", async (request, reply) => {
