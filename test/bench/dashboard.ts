@@ -98,6 +98,9 @@ export async function dashboardBench(redisUrl: string): Promise<DashboardFigures
       delays.push(received - sent);
     }
     delays.sort((a, b) => a - b);
+    // Leave the page first: its live streams end before the API closes.
+    await page.goto("about:blank");
+    await context.close();
     if (browser.offHost().length > 0) throw new Error(`requests left loopback: ${browser.offHost().join(", ")}`);
     return {
       vmTable10kFirstRenderMs: round(firstRender),
