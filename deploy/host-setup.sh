@@ -12,10 +12,10 @@ set -euo pipefail
 # systemd: its units in deploy/systemd are checked with systemd-analyze (libvirt pulls it in anyway);
 # openssl: the tests make a CA and certificates for Redis over TLS.
 # mmdebstrap, e2fsprogs: build-cloud-guest.sh builds the Debian 12 cloud guest; xorriso: cloud-init
-# seed ISOs (xorrisofs).
+# seed ISOs (xorrisofs). chromium: the dashboard's browser test (playwright-core drives it).
 PACKAGES=(qemu-utils qemu-system-x86 libvirt-daemon-system virtinst redis-server
           busybox-static linux-image-cloud-amd64 cpio systemd openssl
-          mmdebstrap e2fsprogs xorriso)
+          mmdebstrap e2fsprogs xorriso chromium)
 STATE_DIR=${VIRTFLEET_STATE_DIR:-/var/lib/virtfleet}
 LIBVIRT_URI=qemu:///system
 WAIT_SECS=30

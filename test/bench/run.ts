@@ -18,6 +18,7 @@ import { Redis } from "ioredis";
 import { pino } from "pino";
 import { LocalRedis } from "../fixtures/redis-server.js";
 import { claimLatency } from "./claims.js";
+import { dashboardBench } from "./dashboard.js";
 import { fleetScale } from "./fleet-scale.js";
 import { handRolledRound } from "./hand-rolled.js";
 import { cpuNow, cpuSince, emptyRedis, type Round, round, sleep, table, withDeadline } from "./measure.js";
@@ -802,6 +803,17 @@ async function claims(redis: LocalRedis): Promise<void> {
   }
 }
 
+/** 9. The dashboard in a real browser: the 10,000-row VM table's first render; a worker's event to the page. */
+async function dashboard(redis: LocalRedis): Promise<void> {
+  const f = await dashboardBench(redis.url);
+  results.dashboard = f;
+  table("9. Dashboard in chromium (headless): VM table of 10,000 simulated VMs, worker event to the VM page", [
+    { what: "VM table, 10,000 rows: mount to first painted rows", ms: f.vmTable10kFirstRenderMs },
+    { what: `worker event to page, median of ${f.events}`, ms: f.eventToPageMs },
+    { what: `worker event to page, max of ${f.events}`, ms: f.eventToPageMaxMs },
+  ]);
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   await mkdir(ROOT, { recursive: true, mode: 0o755 });
@@ -819,6 +831,7 @@ async function main(): Promise<void> {
       ["throughput", () => hostThroughput(redis)],
       ["ready", () => readiness(redis)],
       ["claims", () => claims(redis)],
+      ["dashboard", () => dashboard(redis)],
     ];
     for (const [name, fn] of sections) {
       if (only !== undefined && !only.includes(name)) continue;

@@ -30,7 +30,9 @@ export interface TenantQuota {
   batches?: number;
 }
 
-const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+/** A token's SHA-256 (hex): how the tokens file and dashboard sessions refer to it. */
+export const tokenSha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+const sha256 = tokenSha256;
 
 /** Bearer tokens, by their SHA-256; tenants' quotas. */
 export class TokenStore {
@@ -81,6 +83,18 @@ export class TokenStore {
     const principal = this.#byHash.get(sha256(m[1]));
     if (principal === undefined) throw problem("UNAUTHENTICATED", "unknown token");
     return principal;
+  }
+
+  /** The caller of a token given in clear (a dashboard sign-in), or undefined. */
+  check(token: string): { tokenSha256: string; principal: Principal } | undefined {
+    const hash = sha256(token);
+    const principal = this.#byHash.get(hash);
+    return principal === undefined ? undefined : { tokenSha256: hash, principal };
+  }
+
+  /** The caller of a token by its SHA-256 (a dashboard session's), or undefined once the token is gone. */
+  byTokenSha256(hash: string): Principal | undefined {
+    return this.#byHash.get(hash);
   }
 
   quota(tenant: string): TenantQuota {

@@ -14,6 +14,7 @@ import {
   VirtfleetError,
   VmName,
 } from "@virtfleet/core";
+import { hasUiHeader, isMutating, registerDashboard, SessionStore, sessionCookie } from "@virtfleet/dashboard";
 import {
   ConsoleClient,
   type CreateOptions,
@@ -115,6 +116,10 @@ export interface ApiServerOptions {
   leaseHandlers?: LeaseHandlers;
   /** How long `GET /v1/vms/{name}/console` waits for the VM's host. Default DEFAULT_CONSOLE_TIMEOUT_MS (5 s). */
   consoleTimeoutMs?: number;
+  /** Serve the web dashboard at /ui/. Default true. */
+  dashboard?: boolean;
+  /** How long a dashboard session lasts. Default DEFAULT_SESSION_TTL_SEC (8 h). */
+  sessionTtlSec?: number;
 }
 
 const BatchId = z.string().regex(/^batch-[0-9a-f-]{36}$/, "not a batch id");
@@ -127,6 +132,8 @@ const IdempotencyKey = z
 declare module "fastify" {
   interface FastifyRequest {
     principal?: Principal;
+    /** True when `principal` comes from the dashboard's session cookie (not a bearer token). */
+    viaSession?: boolean;
   }
 }
 
@@ -161,6 +168,8 @@ export class ApiServer {
   readonly #leaseHandlers: LeaseHandlers;
   /** Console tails from the hosts' workers (`GET /v1/vms/{name}/console`). */
   readonly #console: ConsoleClient;
+  /** Dashboard sign-ins (session id → token SHA-256). */
+  readonly #sessions: SessionStore;
   #metricsApp: FastifyInstance | undefined;
   #closing: Promise<void> | undefined;
 
@@ -176,6 +185,7 @@ export class ApiServer {
     );
     this.#console = new ConsoleClient(this.#redis, keys);
     this.#idem = new IdempotencyStore(this.#redis, keys, options.idempotencyTtlSec);
+    this.#sessions = new SessionStore(this.#redis, keys.prefix, options.sessionTtlSec);
     this.#labEnv = createLabsDeps({ redis: this.#redis, fleet: this.fleet, logger: options.logger });
     this.#templates = this.#labEnv.deps.templates;
     this.labs = new LabService(this.#labEnv.deps);
@@ -253,6 +263,24 @@ export class ApiServer {
     });
     auditMutatingCalls(app, this.#o.logger, (request) => this.#principalOrUndefined(request));
 
+    if (this.#o.dashboard ?? true)
+      await registerDashboard(app, {
+        sessions: this.#sessions,
+        checkToken: (token) => this.#o.tokens.check(token),
+        principal: (request) => this.#principalOrUndefined(request),
+      });
+    // A dashboard session cookie stands for its token when no Authorization header is given.
+    app.addHook("onRequest", async (request) => {
+      if (request.headers.authorization !== undefined) return;
+      const id = sessionCookie(request);
+      if (id === undefined) return;
+      const hash = await this.#sessions.tokenOf(id);
+      const principal = hash === undefined ? undefined : this.#o.tokens.byTokenSha256(hash);
+      if (principal === undefined) return;
+      request.principal = principal;
+      request.viaSession = true;
+    });
+
     const document = buildOpenApi();
     await app.register(swagger, { mode: "static", specification: { document: document as never } });
     await app.register(swaggerUi, { routePrefix: "/v1/docs" });
@@ -290,6 +318,12 @@ export class ApiServer {
     app.addHook("onRequest", async (request) => {
       if (!request.url.startsWith("/v1/") || request.url.startsWith("/v1/docs") || request.url === "/v1/openapi.json")
         return;
+      if (request.viaSession === true) {
+        // CSRF guard: a cookie rides along on any request to us; a custom header cannot.
+        if (isMutating(request.method) && !hasUiHeader(request))
+          throw problem("FORBIDDEN", "cookie-authenticated changes need the X-Virtfleet-UI: 1 header");
+        return;
+      }
       request.principal = this.#authenticate(request);
     });
 
@@ -544,7 +578,9 @@ export class ApiServer {
   }
 
   /** The caller of a request (UNAUTHENTICATED when there is none): the /v1 routes' and /ui/queues' one resolver. */
+  /** The caller: its dashboard session's token (set by the session hook), else its bearer token. */
   #authenticate(request: FastifyRequest): Principal {
+    if (request.viaSession === true && request.principal !== undefined) return request.principal;
     return this.#o.tokens.authenticate(request.headers.authorization);
   }
 
