@@ -137,6 +137,8 @@ export const VmView = z.object({
   jobId: z.string(),
   /** The guest's IP addresses (IPv4 first, no prefix length) as its agent or DHCP reported them at ready. */
   addresses: z.array(z.string()).optional(),
+  /** When the VM was admitted, ISO 8601 (absent for VMs recorded before virtfleet kept it). */
+  createdAt: z.string().optional(),
   updatedAt: z.string(),
 });
 export type VmView = z.infer<typeof VmView>;

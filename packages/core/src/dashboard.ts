@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ErrorCode } from "./errors.js";
-import { JobKind } from "./events.js";
+import { JobKind, Phase } from "./events.js";
 import { JobId, VmName } from "./names.js";
 
 /** Lines of a VM's serial console `GET /v1/vms/{name}/console` answers when `lines` is not given. */
@@ -47,13 +47,18 @@ export type ConsoleResult = z.infer<typeof ConsoleResult>;
 export const DEFAULT_JOBS_LIMIT = 50;
 export const MAX_JOBS_LIMIT = 500;
 
-/** `GET /v1/jobs` query: only `state=failed` is served. */
+/**
+ * `GET /v1/jobs` query: `state=failed` (recent failed jobs) or `vm=NAME` (every job of that VM still
+ * in the all-events stream); exactly one of them.
+ */
 export const ListJobsQuery = z
   .object({
-    state: z.literal("failed"),
+    state: z.literal("failed").optional(),
+    vm: VmName.optional(),
     limit: z.coerce.number().int().min(1).max(MAX_JOBS_LIMIT).default(DEFAULT_JOBS_LIMIT),
   })
   .strict();
+export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
 /** A failed job: what failed, with the failing command and its stderr when a command failed. */
 export const FailedJobView = z.object({
@@ -73,3 +78,24 @@ export type FailedJobView = z.infer<typeof FailedJobView>;
 
 export const FailedJobsView = z.object({ jobs: z.array(FailedJobView) });
 export type FailedJobsView = z.infer<typeof FailedJobsView>;
+
+/** One job of a VM (`GET /v1/jobs?vm=NAME`): its kind, its latest phase, and its error when it failed. */
+export const VmJobView = z.object({
+  jobId: JobId,
+  vm: VmName,
+  kind: JobKind,
+  /** The job's latest phase (`done`, `failed`, `cancelled` when it ended). */
+  phase: Phase,
+  message: z.string(),
+  code: ErrorCode.optional(),
+  command: z.array(z.string()).optional(),
+  exitCode: z.number().optional(),
+  stderr: z.string().optional(),
+  host: z.string().optional(),
+  /** When the job's latest event happened, ISO 8601. */
+  at: z.string(),
+});
+export type VmJobView = z.infer<typeof VmJobView>;
+
+export const VmJobsView = z.object({ jobs: z.array(VmJobView) });
+export type VmJobsView = z.infer<typeof VmJobsView>;

@@ -39,6 +39,7 @@ export * from "./records/failed-jobs.js";
 export * from "./records/job-event-hub.js";
 export * from "./records/job-handle.js";
 export * from "./records/pending-jobs.js";
+export * from "./records/recent-jobs.js";
 export * from "./records/records.js";
 export * from "./records/vm-registry.js";
 export * from "./redis/connection.js";

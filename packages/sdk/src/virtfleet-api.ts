@@ -35,6 +35,8 @@ import {
   type TemplateSpecInput,
   TemplateView,
   TerminalPhase,
+  VmJobsView,
+  type VmJobView,
   VmView,
 } from "@virtfleet/core";
 import { type EventSourceMessage, EventSourceParserStream } from "eventsource-parser/stream";
@@ -199,6 +201,15 @@ export class VirtfleetApi {
   async failedJobs(query: { limit?: number } = {}, options: CallOptions = {}): Promise<FailedJobView[]> {
     const qs = query.limit === undefined ? "" : `&limit=${query.limit}`;
     return (await this.#call("GET", `/v1/jobs?state=failed${qs}`, FailedJobsView, options)).jobs;
+  }
+
+  /**
+   * `GET /v1/jobs?vm=NAME`: the jobs of one VM the token may see (create, destroy…), newest first
+   * (`limit`: default 50, at most 500), each with its kind, latest phase, and code when it failed.
+   */
+  async vmJobs(name: string, query: { limit?: number } = {}, options: CallOptions = {}): Promise<VmJobView[]> {
+    const qs = query.limit === undefined ? "" : `&limit=${query.limit}`;
+    return (await this.#call("GET", `/v1/jobs?vm=${encodeURIComponent(name)}${qs}`, VmJobsView, options)).jobs;
   }
 
   /**

@@ -8,6 +8,7 @@ import { VirtfleetApi } from "@virtfleet/sdk";
 import { Redis } from "ioredis";
 import { describe, expect, vi } from "vitest";
 import { call, startApi } from "../../../test/fixtures/api-server.js";
+import { hostUp, tinySpec } from "../../../test/fixtures/api-streams.js";
 import { hostStatus } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { buildOpenApi } from "./openapi.js";
@@ -173,6 +174,84 @@ describe("dashboard API against a real API server and Redis", () => {
       const tooMany = await call(api.base, "GET", "/v1/jobs?state=failed&limit=501", ACME);
       expect(tooMany.body).toMatchObject({ code: "INVALID_SPEC", field: "query.limit" });
       expect((await fetch(`${api.base}/v1/jobs?state=failed`)).status).toBe(401);
+    } finally {
+      await api.close();
+    }
+  });
+
+  test("GET /v1/jobs?vm=NAME: every job of the VM, newest first, with its latest phase and code; tenant-scoped; limit; the SDK's vmJobs", async ({
+    redis,
+    redisUrl,
+    prefix,
+  }) => {
+    const api = await startApi(redisUrl, prefix, TOKENS);
+    try {
+      const log = new EventLog(redis, new Keys(prefix));
+      const job = async (
+        jobId: string,
+        kind: "create" | "destroy",
+        vm: string,
+        tenant: string,
+        phase: "done" | "running",
+      ) => {
+        await log.createJob({ jobId, kind, vm, hostId: "h1", tenant });
+        await log.append({ jobId, kind, vm, phase: "queued", message: "queued", host: "h1" });
+        if (phase === "done") await log.append({ jobId, kind, vm, phase: "done", message: "done", host: "h1" });
+      };
+      await failJob(log, "hu2-j1", "hu2-v1", "acme", "error: first try");
+      await job("hu2-j2", "create", "hu2-v1", "acme", "done");
+      await job("hu2-j3", "create", "hu2-v2", "acme", "done");
+      await job("hu2-j4", "destroy", "hu2-v1", "acme", "running");
+      await job("hu2-j5", "create", "hu2-vo", "other", "done");
+
+      const acme = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1", ACME);
+      expect(acme.status).toBe(200);
+      const jobs = acme.body.jobs as Record<string, unknown>[];
+      expect(jobs.map((j) => [j.jobId, j.kind, j.phase])).toEqual([
+        ["hu2-j4", "destroy", "queued"],
+        ["hu2-j2", "create", "done"],
+        ["hu2-j1", "create", "failed"],
+      ]);
+      expect(jobs[2]).toMatchObject({ code: "COMMAND_FAILED", stderr: "error: first try", host: "h1" });
+      expect(jobs[1]?.code).toBeUndefined();
+      expect(Number.isNaN(Date.parse(String(jobs[0]?.at)))).toBe(false);
+
+      const limited = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1&limit=1", ACME);
+      expect((limited.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hu2-j4"]);
+      // Another tenant's VM's jobs are not shown; an admin sees them.
+      expect((await call(api.base, "GET", "/v1/jobs?vm=hu2-vo", ACME)).body).toEqual({ jobs: [] });
+      const admin = await call(api.base, "GET", "/v1/jobs?vm=hu2-vo", ADMIN);
+      expect((admin.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hu2-j5"]);
+
+      const both = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1&state=failed", ACME);
+      expect(both.status).toBe(400);
+      expect(both.body).toMatchObject({ code: "INVALID_SPEC", field: "query.vm" });
+      const badName = await call(api.base, "GET", "/v1/jobs?vm=Not%20a%20name", ACME);
+      expect(badName.body).toMatchObject({ code: "INVALID_SPEC", field: "query.vm" });
+
+      const sdk = new VirtfleetApi({ baseUrl: api.base, token: ACME });
+      expect((await sdk.vmJobs("hu2-v1", { limit: 2 })).map((j) => j.jobId)).toEqual(["hu2-j4", "hu2-j2"]);
+    } finally {
+      await api.close();
+    }
+  });
+
+  test("a created VM has createdAt (its admission), returned by GET /v1/vms and GET /v1/vms/{name}", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const api = await startApi(redisUrl, prefix, TOKENS);
+    try {
+      await hostUp(api.server.fleet, "h1");
+      const before = Date.now();
+      const created = await call(api.base, "POST", "/v1/vms", ACME_W, { spec: tinySpec("hu2-age") });
+      expect(created.status).toBe(202);
+      const list = await call(api.base, "GET", "/v1/vms", ACME);
+      const vm = (list.body as unknown as { name: string; createdAt?: string }[]).find((v) => v.name === "hu2-age");
+      const at = Date.parse(String(vm?.createdAt));
+      expect(at).toBeGreaterThanOrEqual(before - 1000);
+      expect(at).toBeLessThanOrEqual(Date.now());
+      expect((await call(api.base, "GET", "/v1/vms/hu2-age", ACME)).body.createdAt).toBe(vm?.createdAt);
     } finally {
       await api.close();
     }

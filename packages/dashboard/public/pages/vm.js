@@ -40,6 +40,13 @@ function Console({ name }) {
   return html`<pre class="console" tabindex="0" aria-label="Serial console, last lines">${consoleLines.join("\n")}</pre>`;
 }
 
+/** Job ids in the order they ran: `older` (known from the history) first, then those only `known` had. */
+function merge(older, known) {
+  const out = [...older];
+  for (const id of known) if (!out.includes(id)) out.push(id);
+  return out.length === known.length && out.every((id, i) => id === known[i]) ? known : out;
+}
+
 export function VmPage({ me, name }) {
   const [vm, setVm] = useState(undefined);
   const [jobs, setJobs] = useState([]);
@@ -47,14 +54,27 @@ export function VmPage({ me, name }) {
   const [confirming, setConfirming] = useState(false);
   useEffect(() => {
     let alive = true;
+    // The VM's job history (newest first from the API), oldest shown first; ids already shown stay.
+    const history = () =>
+      api("GET", `/v1/jobs?vm=${encodeURIComponent(name)}&limit=20`)
+        .then((r) => alive && setJobs((j) => merge(r.jobs.map((x) => x.jobId).reverse(), j)))
+        .catch(() => undefined);
     const load = () =>
       api("GET", `/v1/vms/${encodeURIComponent(name)}`)
         .then((v) => {
           if (!alive) return;
           setVm(v);
           setJobs((j) => (v.jobId && !j.includes(v.jobId) ? [...j, v.jobId] : j));
+          if (v.jobId) return history();
         })
-        .catch((e) => alive && (e.status === 404 ? setVm(null) : setError(e.message)));
+        .catch((e) => {
+          if (!alive) return;
+          if (e.status === 404) {
+            setVm(null);
+            return history();
+          }
+          setError(e.message);
+        });
     load();
     const t = setInterval(load, 3000);
     return () => {
@@ -86,6 +106,7 @@ export function VmPage({ me, name }) {
             <dt>vCPUs</dt><dd>${vm.vcpus}</dd>
             <dt>Addresses</dt><dd>${(vm.addresses ?? []).join(", ") || "—"}</dd>
             <dt>Labels</dt><dd>${Object.entries(vm.labels ?? {}).map(([k, v]) => html`<span class="label">${k}=${v}</span>`)}</dd>
+            ${vm.createdAt && html`<dt>Age</dt><dd data-testid="vm-age">${fmtAge(vm.createdAt)}</dd>`}
             <dt>Updated</dt><dd>${fmtAge(vm.updatedAt)} ago</dd>
           </dl>`
     }
@@ -103,6 +124,7 @@ export function VmPage({ me, name }) {
       </div>`
     }
     <h2>Jobs</h2>
+    ${jobs.length === 0 && html`<p class="muted">No jobs of this VM are kept any more.</p>`}
     ${jobs.map((id, i) => html`<${JobSection} key=${id} jobId=${id} open=${i === jobs.length - 1} />`)}
     <h2>Serial console</h2>
     ${vm && html`<${Console} name=${name} />`}`;

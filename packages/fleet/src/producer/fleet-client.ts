@@ -292,6 +292,7 @@ export class FleetClient {
       labels: spec.labels,
       ...(placement.group === undefined ? {} : { group: placement.group }),
       ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+      createdAt: requestedAt,
       updatedAt: requestedAt,
     };
     const admitted = await this.placer.withRoom(

@@ -106,6 +106,8 @@ export interface VmRecord {
   tenant?: string;
   /** The guest's IP addresses (IPv4 first), as its agent or DHCP last reported them. */
   addresses?: string[];
+  /** When the VM was admitted (its create request), ISO 8601; absent on records written before it was kept. */
+  createdAt?: string;
   updatedAt: string;
 }
 
@@ -124,6 +126,7 @@ export const VmRecord = z
     tenant: z.string().optional(),
     /** A JSON list of strings; anything else reads as none (a guest's report is not to be trusted). */
     addresses: json(z.array(z.string())).optional().catch([]),
+    createdAt: z.string().optional(),
     updatedAt: z.string().default(""),
   })
   .transform(
@@ -139,6 +142,7 @@ export const VmRecord = z
       ...(h.group === undefined || h.group === "" ? {} : { group: h.group }),
       ...(h.tenant === undefined || h.tenant === "" ? {} : { tenant: h.tenant }),
       ...(h.addresses === undefined ? {} : { addresses: h.addresses }),
+      ...(h.createdAt === undefined || h.createdAt === "" ? {} : { createdAt: h.createdAt }),
       updatedAt: h.updatedAt,
     }),
   );

@@ -29,6 +29,7 @@ export function vmFields(r: VmRecord, withHost = true): string[] {
     "tenant",
     r.tenant ?? "",
     ...(r.addresses === undefined ? [] : ["addresses", JSON.stringify(r.addresses)]),
+    ...(r.createdAt === undefined ? [] : ["createdAt", r.createdAt]),
     "updatedAt",
     r.updatedAt,
   ];
