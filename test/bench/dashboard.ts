@@ -91,8 +91,10 @@ export async function dashboardBench(redisUrl: string): Promise<DashboardFigures
       const before = await phases.count();
       const sent = Date.now();
       await log.append({ jobId: created.jobId, kind: "create", vm: name, phase, message: "bench", host: "h1" });
+      // A function, not a string: the page's CSP forbids eval, which a string predicate needs.
       await page.waitForFunction(
-        `document.querySelectorAll('details.job[data-job="${created.jobId}"] li[data-phase]').length > ${before}`,
+        ([jobId, n]) => document.querySelectorAll(`details.job[data-job="${jobId}"] li[data-phase]`).length > Number(n),
+        [created.jobId, before] as const,
       );
       const received = Number(await phases.nth(before).getAttribute("data-received-at"));
       delays.push(received - sent);

@@ -155,6 +155,8 @@ export class ApiServer {
   readonly #closingSignal = new AbortController();
   readonly #o: ApiServerOptions;
   readonly #redis: Redis;
+  /** The event tail's own connection (its blocking reads), closed after the tail. */
+  readonly #tailRedis: Redis;
   readonly #idem: IdempotencyStore;
   readonly #tail: EventTail;
   readonly #metrics: Metrics;
@@ -201,8 +203,9 @@ export class ApiServer {
       ...(options.streamConnections === undefined ? {} : { connections: options.streamConnections }),
       ...(options.maxStreamsPerToken === undefined ? {} : { maxPerToken: options.maxStreamsPerToken }),
     });
+    this.#tailRedis = quietErrors(this.#redis.duplicate());
     this.#tail = new EventTail({
-      redis: quietErrors(this.#redis.duplicate()),
+      redis: this.#tailRedis,
       keys,
       log: this.fleet.log,
       logger: options.logger,
@@ -768,6 +771,7 @@ export class ApiServer {
       await this.app.close().catch(() => undefined);
       await this.#metricsApp?.close().catch(() => undefined);
       await this.#tail.close().catch(() => undefined);
+      await closeRedis(this.#tailRedis);
       await this.#labEnv.close().catch(() => undefined);
       await this.#console.close().catch(() => undefined);
       await this.fleet.close();
