@@ -16,6 +16,7 @@ const TOKENS = {
   acme: "acme-ui-token-0123456789abcdef",
   acmeRead: "acme-ui-read-0123456789abcdef",
   globex: "globex-ui-token-0123456789abcdef",
+  admin: "admin-ui-token-0123456789abcdef",
 };
 const fleet: FleetEnv = {
   redisUrl: inject("redisUrl"),
@@ -28,7 +29,10 @@ const PATTERN = `hu-a${tag}-{n}`;
 const VM1 = `hu-a${tag}-1`;
 const VM2 = `hu-a${tag}-2`;
 const GLOBEX_VM = `hu-g${tag}`;
-const ALL = [VM1, VM2, GLOBEX_VM];
+/** A create that fails on the worker (virt-install: a bridge that does not exist). */
+const FAILING_VM = `hu2-f${tag}`;
+const NO_BRIDGE = `vfnobr${tag}`;
+const ALL = [VM1, VM2, GLOBEX_VM, FAILING_VM];
 
 let server: ApiServer;
 let worker: WorkerProcess;
@@ -64,9 +68,17 @@ beforeAll(async () => {
     redisUrl: fleet.redisUrl,
     prefix: fleet.prefix,
     tokens: new TokenStore([
-      { id: "acme-rw", token: TOKENS.acme, scopes: ["vms:read", "vms:write", "hosts:read"], tenant: "acme" },
+      {
+        id: "acme-rw",
+        token: TOKENS.acme,
+        scopes: ["vms:read", "vms:write", "hosts:read"],
+        tenant: "acme",
+        // The failing create's bridge, which does not exist on the host.
+        networks: [`bridge=${NO_BRIDGE}`],
+      },
       { id: "acme-ro", token: TOKENS.acmeRead, scopes: ["vms:read", "hosts:read"], tenant: "acme" },
       { id: "globex-rw", token: TOKENS.globex, scopes: ["vms:read", "vms:write", "hosts:read"], tenant: "globex" },
+      { id: "admin", token: TOKENS.admin, scopes: ["admin"], tenant: "ops" },
     ]),
     logger: pino({ level: "warn" }),
     host: "127.0.0.1",
@@ -85,6 +97,7 @@ afterAll(async () => {
     [VM1, TOKENS.acme],
     [VM2, TOKENS.acme],
     [GLOBEX_VM, TOKENS.globex],
+    [FAILING_VM, TOKENS.acme],
   ] as const)
     if ((await call("GET", `/v1/vms/${name}`, token)).status === 200) await call("DELETE", `/v1/vms/${name}`, token);
   await until(
@@ -129,6 +142,21 @@ describe("dashboard in a real browser", () => {
       loads++;
     });
 
+    // An admin watches the Jobs page's live feed while the VMs are created (no reload).
+    const adm = await browser.context();
+    await signIn(adm.page, TOKENS.admin);
+    await adm.page.getByRole("link", { name: "Jobs" }).click();
+    await expect.poll(() => adm.page.locator("#feed-h").textContent(), { timeout: 10_000 }).toContain("live");
+    let adminLoads = 0;
+    adm.page.on("load", () => {
+      adminLoads++;
+    });
+    // A create that fails on the worker, with the command's code and stderr.
+    const failing = await call("POST", "/v1/vms", TOKENS.acme, {
+      spec: tinySpec(FAILING_VM, { networks: [{ type: "bridge", bridge: NO_BRIDGE }] }),
+    });
+    expect(failing.status).toBe(202);
+
     // Create: the form, as a batch of two tiny VMs.
     await page.getByRole("link", { name: "Create" }).click();
     await page.getByLabel("Count").fill("2");
@@ -169,6 +197,22 @@ describe("dashboard in a real browser", () => {
     expect(loads).toBe(0);
     await browser.screenshot(page, "create");
 
+    // The admin's live feed showed both VMs' events as they happened, without a reload.
+    const feedPhases = (vm: string) =>
+      adm.page.locator(`.feed li[data-vm="${vm}"]`).evaluateAll((l) => l.map((e) => e.getAttribute("data-phase")));
+    await expect.poll(() => feedPhases(VM1), { timeout: 10_000 }).toContain("done");
+    expect(await feedPhases(VM1)).toContain("domain.running");
+    expect(await feedPhases(VM2)).toContain("done");
+    // The failed create is in the failed-jobs list, with its code and the failing command's stderr.
+    const failedJob = adm.page.locator(`details.failed[data-job="${String(failing.body.jobId)}"]`);
+    await expect.poll(() => failedJob.count(), { timeout: 60_000 }).toBe(1);
+    expect(await failedJob.locator("summary").textContent()).toContain("COMMAND_FAILED");
+    await failedJob.locator("summary").click();
+    expect(await failedJob.textContent()).toContain("virt-install");
+    expect(await failedJob.locator("pre.stderr").textContent()).toMatch(/\S/);
+    expect(adminLoads).toBe(0);
+    await browser.screenshot(adm.page, "jobs");
+
     // Fleet: both VMs on the worker's host card.
     await page.getByRole("link", { name: "Fleet" }).click();
     const card = page.locator(`li.card[data-host="${worker.hostId}"]`);
@@ -196,6 +240,11 @@ describe("dashboard in a real browser", () => {
         page.locator(".timeline li[data-phase]").evaluateAll((l) => l.map((e) => e.getAttribute("data-phase"))),
       )
       .toContain("done");
+    // Its serial console's last lines: the tiny guest prints VIRTFLEET_READY once booted.
+    await expect
+      .poll(() => page.locator("pre.console").textContent(), { timeout: 60_000, intervals: [1000] })
+      .toContain("VIRTFLEET_READY");
+    expect(await page.getByTestId("vm-age").textContent()).toMatch(/^\d+[smhd]$/);
     await browser.screenshot(page, "vm");
     await page.getByRole("button", { name: "Destroy" }).click();
     await page.getByRole("button", { name: "Yes, destroy" }).click();
@@ -214,15 +263,52 @@ describe("dashboard in a real browser", () => {
     await until("VM1's domain gone", async () => ((await gone(VM1, TOKENS.acme)) ? true : undefined), 60_000);
     await browser.screenshot(page, "vm-destroyed");
 
+    // The VM's job history outlives it: a fresh look at its page lists its create and its destroy.
+    const history = await call("GET", `/v1/jobs?vm=${VM1}`, TOKENS.acme);
+    const jobs = history.body.jobs as { jobId: string; kind: string; phase: string }[];
+    expect(jobs.map((j) => [j.kind, j.phase])).toEqual([
+      ["destroy", "done"],
+      ["create", "done"],
+    ]);
+    await adm.page.goto(`${base}/ui/#/vms/${VM1}`);
+    await expect
+      .poll(() => adm.page.locator("details.job").evaluateAll((l) => l.map((e) => e.getAttribute("data-job"))))
+      .toEqual(jobs.map((j) => j.jobId).reverse());
+    expect(await adm.page.locator("details.job summary").allTextContents()).toEqual([
+      expect.stringContaining("create"),
+      expect.stringContaining("destroy"),
+    ]);
+
     // Jobs and Labs pages render (screenshots), without globex's VM.
     await page.getByRole("link", { name: "Jobs" }).click();
     await page.getByRole("heading", { name: "Failed jobs" }).waitFor();
+    await page.locator(`details.failed[data-job="${String(failing.body.jobId)}"]`).waitFor();
     expect(await page.content()).not.toContain(GLOBEX_VM);
-    await browser.screenshot(page, "jobs");
     await page.getByRole("link", { name: "Labs & pools" }).click();
     await page.getByRole("heading", { name: "Pools", exact: true }).waitFor();
     await browser.screenshot(page, "labs");
     expect(loads).toBe(0);
+
+    // An admin drains and undrains the worker's host with the buttons; the API agrees.
+    await adm.page.goto(`${base}/ui/#/fleet`);
+    const hostCard = adm.page.locator(`li.card[data-host="${worker.hostId}"]`);
+    const draining = async () =>
+      ((await call("GET", "/v1/hosts", TOKENS.admin)).body as unknown as { hostId: string; draining: boolean }[]).find(
+        (h) => h.hostId === worker.hostId,
+      )?.draining;
+    await hostCard.getByRole("button", { name: `Drain ${worker.hostId}` }).click();
+    await expect.poll(() => hostCard.locator("h2 .pill").textContent()).toBe("draining");
+    expect(await draining()).toBe(true);
+    await browser.screenshot(adm.page, "fleet-draining");
+    await hostCard.getByRole("button", { name: `Undrain ${worker.hostId}` }).click();
+    await expect.poll(() => hostCard.locator("h2 .pill").textContent()).toBe("up");
+    expect(await draining()).toBe(false);
+
+    // bull-board at /ui/queues: the admin's session cookie opens it, with the host's queue.
+    const board = await adm.page.goto(`${base}/ui/queues`);
+    expect(board?.status()).toBe(200);
+    await adm.page.getByText(`host.${worker.hostId}`).first().waitFor({ timeout: 15_000 });
+    await browser.screenshot(adm.page, "queues");
 
     // A read-only token: the VM page has no destroy button (and no create form).
     const ro = await browser.context();
@@ -234,6 +320,8 @@ describe("dashboard in a real browser", () => {
     await browser.screenshot(ro.page, "vm-read-only");
     await ro.page.getByRole("link", { name: "Create" }).click();
     await ro.page.getByText("This token may not create VMs").waitFor();
+    // …and a non-admin session is refused bull-board.
+    expect((await ro.page.goto(`${base}/ui/queues`))?.status()).toBe(403);
 
     // Signing out ends the session: the API refuses the cookie afterwards.
     await page.getByRole("button", { name: "Sign out" }).click();
