@@ -1,5 +1,5 @@
 import { html } from "htm/preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, can, fmtAge, fmtMiB, missing } from "../api.js";
 import { Timeline, useJobEvents } from "./timeline.js";
 
@@ -35,9 +35,14 @@ function Console({ name }) {
       clearInterval(t);
     };
   }, [name]);
+  const pre = useRef(null);
+  // The last lines are what matters: keep the console scrolled to its end as it grows.
+  useEffect(() => {
+    if (pre.current) pre.current.scrollTop = pre.current.scrollHeight;
+  }, [consoleLines]);
   if (consoleLines === null) return html`<p class="muted">The serial console is not available on this server.</p>`;
   if (consoleLines === undefined) return html`<p class="muted">Loading…</p>`;
-  return html`<pre class="console" tabindex="0" aria-label="Serial console, last lines">${consoleLines.join("\n")}</pre>`;
+  return html`<pre class="console" ref=${pre} tabindex="0" aria-label="Serial console, last lines">${consoleLines.join("\n")}</pre>`;
 }
 
 /** Job ids in the order they ran: `older` (known from the history) first, then those only `known` had. */
