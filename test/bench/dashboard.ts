@@ -23,6 +23,8 @@ const PHASES = [
   "domain.running",
   "guest.ready",
 ] as const;
+/** What a predicate run in the page uses of it (this file is typed for Node, without the DOM's types). */
+type PageGlobals = { document: { querySelectorAll(selector: string): { length: number } } };
 const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
 
 export interface DashboardFigures {
@@ -93,7 +95,10 @@ export async function dashboardBench(redisUrl: string): Promise<DashboardFigures
       await log.append({ jobId: created.jobId, kind: "create", vm: name, phase, message: "bench", host: "h1" });
       // A function, not a string: the page's CSP forbids eval, which a string predicate needs.
       await page.waitForFunction(
-        ([jobId, n]) => document.querySelectorAll(`details.job[data-job="${jobId}"] li[data-phase]`).length > Number(n),
+        ([jobId, n]) =>
+          (globalThis as unknown as PageGlobals).document.querySelectorAll(
+            `details.job[data-job="${jobId}"] li[data-phase]`,
+          ).length > Number(n),
         [created.jobId, before] as const,
       );
       const received = Number(await phases.nth(before).getAttribute("data-received-at"));

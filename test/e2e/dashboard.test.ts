@@ -242,7 +242,7 @@ describe("dashboard in a real browser", () => {
       .toContain("done");
     // Its serial console's last lines: the tiny guest prints VIRTFLEET_READY once booted.
     await expect
-      .poll(() => page.locator("pre.console").textContent(), { timeout: 60_000, intervals: [1000] })
+      .poll(() => page.locator("pre.console").textContent(), { timeout: 60_000, interval: 1000 })
       .toContain("VIRTFLEET_READY");
     expect(await page.getByTestId("vm-age").textContent()).toMatch(/^\d+[smhd]$/);
     await browser.screenshot(page, "vm");
