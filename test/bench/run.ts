@@ -6,7 +6,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -64,26 +64,40 @@ async function hostThroughput(redis: LocalRedis): Promise<void> {
   const recipe = path.join(repo, "test/bench/recipe-one.sh");
   const shell = async (label: string, script: string, prefix: string) => {
     const dir = path.join(ROOT, `vfbench-${label}`);
+    const cleanUp = async () => {
+      await destroyDomains(prefix);
+      await virsh("pool-destroy", `vfbench-${label}`);
+      await virsh("pool-undefine", `vfbench-${label}`);
+      await rm(dir, { recursive: true, force: true });
+    };
+    // What an earlier run left when it was killed mid-recipe (no finally runs then).
+    await cleanUp();
     await mkdir(dir, { recursive: true, mode: 0o755 });
-    // Parallel `virt-install --disk path=` calls race to define a pool over a new folder and fail;
-    // a user running the recipe with xargs defines it first. Same set-up for both, not timed.
-    await virsh("pool-create-as", `vfbench-${label}`, "dir", "--target", dir);
-    const started = performance.now();
-    await run("bash", ["-c", script, "bench", recipe, dir, IMAGES, String(VMS), String(C), prefix], {
-      maxBuffer: 1 << 24,
-    });
-    const seconds = (performance.now() - started) / 1000;
-    await destroyDomains(prefix);
-    await virsh("pool-destroy", `vfbench-${label}`);
-    await virsh("pool-undefine", `vfbench-${label}`);
-    await rm(dir, { recursive: true, force: true });
-    return seconds;
+    try {
+      // Parallel `virt-install --disk path=` calls race to define a pool over a new folder and fail;
+      // a user running the recipe with xargs defines it first. Same set-up for both, not timed.
+      await virsh("pool-create-as", `vfbench-${label}`, "dir", "--target", dir);
+      const started = performance.now();
+      await run("bash", ["-c", script, "bench", recipe, dir, IMAGES, String(VMS), String(C), prefix], {
+        maxBuffer: 1 << 24,
+      });
+      return (performance.now() - started) / 1000;
+    } finally {
+      await cleanUp();
+    }
   };
   const seqSeconds = await shell("seq", 'for i in $(seq 1 "$4"); do "$1" "$6$i" "$2" "$3"; done', "vfb-s-");
   const xargsSeconds = await shell("xargs", 'seq 1 "$4" | xargs -P "$5" -I{} "$1" "$6{}" "$2" "$3"', "vfb-x-");
 
+  // The recipe's plain virt-install lets libvirt chown the backing image to QEMU's user, and a run
+  // killed mid-recipe leaves it so; a worker refuses a shared image QEMU could write (as it should).
+  for (const f of await readdir(IMAGES)) await chown(path.join(IMAGES, f), 0, 0);
+
   const prefix = `bench-${randomUUID().slice(0, 8)}`;
   const storage = path.join(ROOT, "vfbench-vf");
+  // VMs and files an earlier, killed run left (their records went with its private Redis).
+  await destroyDomains("vfb-v-");
+  await rm(storage, { recursive: true, force: true });
   await mkdir(storage, { recursive: true, mode: 0o755 });
   const env = { ...process.env, REDIS_URL: redis.url, VIRTFLEET_PREFIX: prefix };
   const worker = spawn(process.execPath, [path.join(repo, "apps/worker/dist/main.js")], {
