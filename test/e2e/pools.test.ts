@@ -80,14 +80,16 @@ describe("warm pools with real VMs", () => {
     const pool = `po-e2e-${randomUUID().slice(0, 4)}`;
     onTestFailed(async () => {
       console.log(JSON.stringify(await show(pool).catch((e: unknown) => String(e)), null, 1));
+      const left = await domainsNamed(`${pool}-`).catch(() => [] as string[]);
+      for (const d of left) console.log(`left: ${d} ${String(await domainState(d))}`);
+      const lines = worker.logs().split("\n");
       console.log(
-        worker
-          .logs()
-          .split("\n")
+        lines
           .filter((l) => /pool|controller|power/i.test(l))
           .slice(-80)
           .join("\n"),
       );
+      for (const d of left) console.log(lines.filter((l) => l.includes(d)).join("\n"));
     });
     await templates.put(template, templateSpec());
     const created = await cli([

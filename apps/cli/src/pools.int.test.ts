@@ -122,5 +122,6 @@ describe("virtfleet pool", () => {
     } finally {
       await api.close();
     }
-  });
+    // Two backends × about a dozen CLI processes each: ~15 s on a quiet 2-core machine.
+  }, 90_000);
 });

@@ -10,6 +10,9 @@ import { type PoolState, readPoolState, totalVms } from "./pool-state.js";
 
 const readyScript = new LuaScript("pool-ready", 4);
 const retireScript = new LuaScript("pool-retire", 2);
+const startScript = new LuaScript("pool-start", 3);
+const startedScript = new LuaScript("pool-started", 1);
+const noteScript = new LuaScript("pool-note", 1);
 
 /** How often the pool manager looks at every pool (it also runs at once on every pool change). */
 export const DEFAULT_POOL_TICK_MS = 1000;
@@ -116,7 +119,10 @@ export class PoolManager implements ControllerLoop {
     const now = Date.now();
     let state = await readPoolState(redis, keys, pool, now);
     for (const [vm, entry] of state.starting) await this.#follow(pool, vm, entry, now);
-    state = await readPoolState(redis, keys, (await readPool(redis, keys, pool.name)) ?? pool);
+    // A `pool rm` meanwhile: nothing more to do for it (the sweep destroys what carries its label).
+    const current = await readPool(redis, keys, pool.name);
+    if (current === undefined) return;
+    state = await readPoolState(redis, keys, current);
     await this.#refill(state);
   }
 
@@ -129,7 +135,7 @@ export class PoolManager implements ControllerLoop {
       const record = await fleet.vms.get(vm);
       if (record !== undefined && record.jobId !== "") {
         jobId = record.jobId;
-        await redis.hset(keys.poolStarting(pool.name), vm, jobId);
+        if (Number(await startedScript.run(redis, [keys.poolStarting(pool.name)], [vm, jobId])) === 0) return;
       } else {
         if (now - Number(entry.slice("pending:".length)) > PENDING_GRACE_MS) await this.#dropStarting(pool, vm);
         return;
@@ -143,7 +149,7 @@ export class PoolManager implements ControllerLoop {
     }
     if (job.phase === "failed" || job.phase === "cancelled") {
       const error = job.error ?? { code: "INTERNAL", message: job.message };
-      await redis.hset(keys.pool(pool.name), "lastError", `${error.code} ${error.message}`);
+      await this.#note(pool.name, `${error.code} ${error.message}`);
       await this.#dropStarting(pool, vm);
       logger.warn({ pool: pool.name, vm, jobId, code: error.code }, "pool VM failed to start");
       return;
@@ -156,7 +162,7 @@ export class PoolManager implements ControllerLoop {
         await this.#deps.power.power(host, vm, "suspend", SUSPEND_TIMEOUT_MS);
       } catch (error) {
         const info = toErrorInfo(error);
-        await redis.hset(keys.pool(pool.name), "lastError", `${info.code} suspend failed: ${info.message}`);
+        await this.#note(pool.name, `${info.code} suspend failed: ${info.message}`);
         await this.#dropStarting(pool, vm);
         await destroyPoolVm(this.#deps, vm);
         return;
@@ -197,6 +203,11 @@ export class PoolManager implements ControllerLoop {
     }
     await redis.hdel(keys.pool(pool.name), "lastError");
     logger.info({ pool: pool.name, vm, host }, "pool VM ready");
+  }
+
+  /** Keeps the pool's last error for `pool ls` (unless the pool was removed meanwhile). */
+  async #note(pool: string, lastError: string): Promise<void> {
+    await noteScript.run(this.#deps.redis, [this.#deps.keys.pool(pool)], ["lastError", lastError]);
   }
 
   async #dropStarting(pool: StoredPool, vm: string): Promise<void> {
@@ -247,11 +258,12 @@ export class PoolManager implements ControllerLoop {
     const { redis, keys, fleet, logger } = this.#deps;
     const vm = `${pool.name}-${poolVmSuffix()}`;
     const now = Date.now();
-    await redis
-      .multi()
-      .hset(keys.poolStarting(pool.name), vm, pendingEntry(now))
-      .hset(keys.poolVm(pool.name, vm), { vm, templateVersion: String(template.version), createdAt: String(now) })
-      .exec();
+    const reserved = await startScript.run(
+      redis,
+      [keys.pool(pool.name), keys.poolStarting(pool.name), keys.poolVm(pool.name, vm)],
+      [vm, pendingEntry(now), "vm", vm, "templateVersion", String(template.version), "createdAt", String(now)],
+    );
+    if (Number(reserved) === 0) return undefined; // the pool was removed meanwhile
     const { guestReady, ...spec } = template.spec;
     try {
       const job = await fleet.createVm(
@@ -262,13 +274,18 @@ export class PoolManager implements ControllerLoop {
           ...(pool.quota === undefined ? {} : { quota: pool.quota }),
         },
       );
-      await redis.hset(keys.poolStarting(pool.name), vm, job.id);
+      if (Number(await startedScript.run(redis, [keys.poolStarting(pool.name)], [vm, job.id])) === 0) {
+        // `pool rm` took it while its create was being asked for: it goes at once.
+        logger.info({ pool: pool.name, vm, jobId: job.id }, "pool removed while a VM was being asked for");
+        await destroyPoolVm(this.#deps, vm);
+        return undefined;
+      }
       logger.info({ pool: pool.name, vm, jobId: job.id }, "pool VM starting");
       return undefined;
     } catch (error) {
       const info = toErrorInfo(error);
       await this.#dropStarting(pool, vm);
-      await redis.hset(keys.pool(pool.name), "lastError", `${info.code} ${info.message}`);
+      await this.#note(pool.name, `${info.code} ${info.message}`);
       logger.warn({ pool: pool.name, code: info.code, err: error }, "pool VM not started");
       return info.code;
     }

@@ -6,7 +6,9 @@ import {
   DEFAULT_MAX_LIFETIME_MS,
   DEFAULT_MAX_READY_AGE_MS,
   DEFAULT_REFILL_CONCURRENCY,
+  type ErrorCode,
   type LeaseView,
+  POOL_LABEL,
   PoolCreateRequest,
   PoolName,
   PoolUpdateRequest,
@@ -31,6 +33,8 @@ const removeScript = new LuaScript("pool-remove", 7);
 
 /** How long a claim waits for a resume (the worker answers in ~20 ms). */
 const RESUME_TIMEOUT_MS = 15_000;
+/** How long `pool rm --wait` waits for every VM of the pool to be gone. */
+const REMOVE_WAIT_MS = 300_000;
 
 export interface RemoveResult {
   /** Every VM the pool held, now being destroyed (or cancelled while being made). */
@@ -212,10 +216,41 @@ export class PoolService {
       if (job !== undefined) jobs.push(job);
     }
     this.#deps.logger.info({ pool: n, vms: vms.length }, "pool removed");
-    if (options.wait === true) {
-      for (const job of jobs) await this.#deps.fleet.job(job).wait({ timeoutMs: 300_000 });
-    }
+    if (options.wait === true) await this.#waitGone(n, jobs);
     return { vms, jobs };
+  }
+
+  /**
+   * Waits until every VM of a removed pool is gone: its own destroy jobs ended, and no VM carries the
+   * pool's label any more (a create cancelled meanwhile rolls back; one the manager was asking for
+   * while the pool went is destroyed by it). A destroy that failed is an error naming the VM.
+   */
+  async #waitGone(pool: string, jobs: string[]): Promise<void> {
+    const { fleet } = this.#deps;
+    const deadline = Date.now() + REMOVE_WAIT_MS;
+    const failed: string[] = [];
+    let code: ErrorCode = "COMMAND_FAILED";
+    for (const id of jobs) {
+      const last = await fleet.job(id).wait({ timeoutMs: Math.max(1, deadline - Date.now()) });
+      if (last.phase === "failed") {
+        failed.push(`${last.vm}: ${last.error?.message ?? last.message}`);
+        code = last.error?.code ?? code;
+      }
+    }
+    if (failed.length > 0) {
+      throw new VirtfleetError(code, `pool "${pool}" removed, but destroying its VMs failed: ${failed.join("; ")}`);
+    }
+    for (;;) {
+      const left = (await fleet.vms.list()).filter((r) => r.labels[POOL_LABEL] === pool).map((r) => r.name);
+      if (left.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new VirtfleetError(
+          "PHASE_TIMEOUT",
+          `pool "${pool}" removed, but ${left.length} of its VMs still exist after ${REMOVE_WAIT_MS / 1000} s: ${left.sort().join(", ")}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
 
   /**

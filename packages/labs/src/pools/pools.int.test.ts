@@ -425,4 +425,114 @@ describe("pool manager", () => {
       await close();
     }
   });
+
+  test("pool rm --wait returns once no VM of the pool is left, and fails naming a VM whose destroy failed", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const { power } = fakePower();
+    const { deps, close } = makeDeps(redisUrl, prefix, power);
+    const manager = new PoolManager(deps, { intervalMs: 60_000 });
+    const destroys = new Map<string, string>();
+    const destroyVm = deps.fleet.destroyVm.bind(deps.fleet);
+    deps.fleet.destroyVm = async (...args: Parameters<typeof destroyVm>) => {
+      const job = await destroyVm(...args);
+      destroys.set(String(args[0]), job.id);
+      return job;
+    };
+    /** Ends a destroy job as a worker would: `done` (the VM forgotten) or `failed`. */
+    const end = async (vm: string, phase: "done" | "failed") => {
+      const jobId = destroys.get(vm) ?? "";
+      await deps.fleet.log.append({
+        jobId,
+        kind: "destroy",
+        vm,
+        phase,
+        message: phase,
+        host: "h1",
+        ...(phase === "failed" ? { error: { code: "COMMAND_TIMEOUT", message: "virsh destroy timed out" } } : {}),
+      });
+      if (phase === "done") await deps.fleet.vms.forget(vm);
+    };
+    const fill = async (pool: string) => {
+      await pools.create({ name: pool, template: "t1", minReady: 2, max: 2, idle: "run" });
+      await manager.tick();
+      await finishStarting(deps, pool);
+      await manager.tick();
+      return (await pools.vms(pool)).map((v) => v.name).sort();
+    };
+    const pools = new PoolService(deps);
+    try {
+      await hostUp(deps.fleet, "h1");
+      await deps.templates.put("t1", spec);
+      // Both destroys done: it returns only after the last VM is forgotten.
+      const [a, b] = (await fill("po11")) as [string, string];
+      let settled = false;
+      const removing = pools.remove("po11", {}, { wait: true }).finally(() => {
+        settled = true;
+      });
+      await expect.poll(() => destroys.size, { timeout: 5000, interval: 20 }).toBe(2);
+      await end(a, "done");
+      await new Promise((r) => setTimeout(r, 700));
+      expect(settled).toBe(false);
+      await end(b, "done");
+      expect((await removing).vms.sort()).toEqual([a, b]);
+      // One destroy failed: an error naming that VM and why.
+      destroys.clear();
+      const [c, d] = (await fill("po12")) as [string, string];
+      const failing = pools.remove("po12", {}, { wait: true }).catch((e: unknown) => e);
+      await expect.poll(() => destroys.size, { timeout: 5000, interval: 20 }).toBe(2);
+      await end(c, "done");
+      await end(d, "failed");
+      const error = await failing;
+      expect(error).toBeInstanceOf(VirtfleetError);
+      expect(error).toMatchObject({ code: "COMMAND_TIMEOUT" });
+      expect((error as Error).message).toBe(
+        `pool "po12" removed, but destroying its VMs failed: ${d}: virsh destroy timed out`,
+      );
+    } finally {
+      await manager.close();
+      await close();
+    }
+  });
+
+  test("a pool removed while the manager is in a pass: the manager makes no VM for it and writes none of its keys back", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const { power } = fakePower();
+    const { deps, close } = makeDeps(redisUrl, prefix, power);
+    const manager = new PoolManager(deps, { intervalMs: 60_000 });
+    try {
+      await hostUp(deps.fleet, "h1");
+      await deps.templates.put("t1", spec);
+      const pools = new PoolService(deps);
+      await pools.create({ name: "po10", template: "t1", minReady: 2, max: 4, idle: "run" });
+      await manager.tick();
+      const first = Object.keys(await redis.hgetall(deps.keys.poolStarting("po10")));
+      expect(first).toHaveLength(2);
+      // `pool rm` lands while the manager follows the VMs being made (after it read the pool).
+      const log = deps.fleet.log;
+      const getJob = log.getJob.bind(log);
+      let removed = false;
+      log.getJob = async (jobId: string) => {
+        if (!removed) {
+          removed = true;
+          await pools.remove("po10");
+        }
+        return getJob(jobId);
+      };
+      await manager.tick();
+      expect(removed).toBe(true);
+      // Nothing made for the removed pool, and no key of it written back.
+      const labelled = (await deps.fleet.vms.list()).filter((r) => r.labels[POOL_LABEL] === "po10");
+      for (const r of labelled) expect(first).toContain(r.name);
+      expect(await redis.keys(`${prefix}:pool:po10*`)).toEqual([]);
+      expect(await redis.sismember(deps.keys.pools(), "po10")).toBe(0);
+    } finally {
+      await manager.close();
+      await close();
+    }
+  });
 });
