@@ -141,6 +141,16 @@ function start(bin: string, env: Record<string, string>): Proc {
 }
 
 /** How component `user` reaches the lab's master (straight, without Sentinel). */
+/** The KEY=VALUE lines of an env file (comments and blank lines skipped). */
+function envFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m !== null) out[m[1] as string] = m[2] as string;
+  }
+  return out;
+}
+
 function redisEnv(user: "virtfleet-worker" | "virtfleet-api" | "virtfleet-cli"): Record<string, string> {
   return {
     REDIS_URL: `redis://127.0.0.1:${masterPort()}`,
@@ -397,7 +407,7 @@ describe("deploy/redis with sentinel-lab.sh --tls", () => {
     await rm(tlsLab, { recursive: true, force: true });
   }, 60_000);
 
-  it("TLS everywhere: plain connections are refused; the CLI (rediss://, REDIS_TLS_CA_FILE) and a Sentinel client over TLS work; the sentinels fail over over TLS", async () => {
+  it("TLS everywhere: plain connections are refused; the CLI (rediss://, REDIS_TLS_CA_FILE), the CLI through its Sentinel env file (REDIS_SENTINEL_TLS=1) and a Sentinel client over TLS work and exit; the sentinels fail over over TLS", async () => {
     tlsLab = await mkdtemp(path.join(os.tmpdir(), "hd-sentinel-tls-"));
     tlsBase = await freeRange();
     const { stdout } = await tlsSh("--tls");
@@ -432,6 +442,24 @@ describe("deploy/redis with sentinel-lab.sh --tls", () => {
       30_000,
     );
     expect({ code: cli.code, stderr: cli.stderr }).toEqual({ code: 0, stderr: "" });
+
+    // The CLI through virtfleet's own Sentinel path, with the env file the lab wrote for it
+    // (REDIS_SENTINELS, REDIS_SENTINEL_TLS=1, REDIS_TLS_CA_FILE, the client and cli users): it
+    // writes (a template) and reads, before and after the failover below.
+    const cliEnv = envFile(await readFile(path.join(tlsLab, "env", "cli.env"), "utf8"));
+    expect(cliEnv).toMatchObject({ REDIS_SENTINEL_TLS: "1", REDIS_TLS_CA_FILE: ca, REDIS_USERNAME: "virtfleet-cli" });
+    const viaEnv = async (args: string[]) => {
+      const r = await runCli(args, cliEnv, 30_000);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+      return r.stdout;
+    };
+    const putTemplate = async (name: string) => {
+      const file = path.join(tlsLab, `${name}.json`);
+      await writeFile(file, JSON.stringify({ memoryMiB: 128, vcpus: 1, disks: [{ sizeGiB: 1 }] }));
+      await viaEnv(["templates", "put", name, "--file", file]);
+    };
+    await putTemplate("hd-tls-t1");
+    expect(await viaEnv(["templates", "ls", "--json"])).toContain("hd-tls-t1");
 
     const caPem = await readFile(ca, "utf8");
     const viaSentinel = new Redis({
@@ -471,6 +499,11 @@ describe("deploy/redis with sentinel-lab.sh --tls", () => {
       (await viaSentinel.set(`${NAME}:hd-tls-after`, "1").catch(() => undefined)) === "OK" ? true : undefined,
     );
     expect(await viaSentinel.get(`${NAME}:hd-tls`)).toBe("1");
+    // The CLI's Sentinel path finds the new master too (over TLS), and what it wrote before is there.
+    await putTemplate("hd-tls-t2");
+    const templates = await viaEnv(["templates", "ls", "--json"]);
+    expect(templates).toContain("hd-tls-t1");
+    expect(templates).toContain("hd-tls-t2");
     viaSentinel.disconnect();
     await tlsSh("--stop");
     for (const i of [0, 1, 2, 3, 4]) expect(await portFree(tlsBase + i)).toBe(true);

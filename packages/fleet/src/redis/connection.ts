@@ -69,12 +69,17 @@ export function reportRedisErrors(redis: Redis, report: (error: Error) => void):
   return redis;
 }
 
-/** Closes a connection: QUIT when it is up, disconnect otherwise. Never throws. */
+/**
+ * Closes a connection: QUIT when it is up, then disconnect in every case. Never throws. The
+ * disconnect also ends what QUIT leaves open: through Sentinel, ioredis's failover detector keeps a
+ * subscription to each sentinel (`+switch-master`) that only disconnect closes; left open, it keeps
+ * the process alive (a CLI command that never exits).
+ */
 export async function closeRedis(redis: Redis): Promise<void> {
   try {
     if (redis.status === "ready") await redis.quit();
-    else redis.disconnect();
   } catch {
-    redis.disconnect();
+    // closed below all the same
   }
+  redis.disconnect();
 }

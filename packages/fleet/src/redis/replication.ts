@@ -1,6 +1,6 @@
 import { VirtfleetError } from "@virtfleet/core";
 import type { Redis } from "ioredis";
-import { quietErrors } from "./connection.js";
+import { closeRedis, quietErrors } from "./connection.js";
 import type { RedisReplicationConfig } from "./redis-config.js";
 
 /**
@@ -85,11 +85,7 @@ export class ReplicationBarrier {
     const r = this.#redis;
     this.#redis = undefined;
     if (r === undefined) return;
-    try {
-      await r.quit();
-    } catch {
-      r.disconnect();
-    }
+    await closeRedis(r);
   }
 }
 
