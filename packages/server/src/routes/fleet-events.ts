@@ -6,6 +6,7 @@ import { canSee } from "../auth.js";
 import { DEFAULT_MAX_STREAMS_PER_TOKEN, STREAM_KEEP_ALIVE_MS } from "../event-streams.js";
 import type { RouteDoc } from "../openapi.js";
 import { problem } from "../problem.js";
+import { lastEventIdOf, SSE_KEEP_ALIVE, sseEvent, startSse } from "../sse.js";
 import type { RouteContext } from "./route-context.js";
 
 /** Job → tenant lookups a fleet stream remembers (most jobs send several events). */
@@ -101,19 +102,12 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
       deps.closing.removeEventListener("abort", stop);
       stop();
     });
-    reply.hijack();
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-    });
-    res.write(": virtfleet events\n\n");
+    startSse(reply, "virtfleet events");
 
     const send = async (events: readonly StreamedEvent[]) => {
       let out = "";
       for (const { id, ...event } of events)
-        if (await visible({ id, ...event })) out += `id: ${id}\nevent: progress\ndata: ${JSON.stringify(event)}\n\n`;
+        if (await visible({ id, ...event })) out += sseEvent(id, "progress", event);
       if (out !== "" && !closed) res.write(out);
     };
 
@@ -126,7 +120,7 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
       while (!closed) {
         const read = await deps.log.readAll(last, keepAliveMs, redis);
         last = read.lastEntry;
-        if (read.events.length === 0) res.write(": keep-alive\n\n");
+        if (read.events.length === 0) res.write(SSE_KEEP_ALIVE);
         else await send(read.events);
       }
     } catch (error) {
@@ -139,9 +133,8 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
 }
 
 function lastEventId(request: FastifyRequest): { entry: string; index: number } | undefined {
-  const raw = request.headers["last-event-id"] ?? (request.query as { lastEventId?: string }).lastEventId;
-  const id = Array.isArray(raw) ? raw[0] : raw;
-  if (id === undefined || id === "") return undefined;
+  const id = lastEventIdOf(request);
+  if (id === undefined) return undefined;
   const m = EVENT_ID.exec(id);
   if (m === null)
     throw problem("INVALID_SPEC", "Last-Event-ID is not an event id of this stream (`<entry>/<n>`)", "Last-Event-ID");
