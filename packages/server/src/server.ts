@@ -547,7 +547,7 @@ export class ApiServer {
     });
     registerFleetEventRoutes(app, routes, {
       keys: this.fleet.keys,
-      log: this.fleet.log,
+      redis: this.#redis,
       connect: () => this.fleet.connect(),
       tenantOf: async (jobId) => (await this.fleet.log.getJob(jobId))?.tenant,
       closing: this.#closingSignal.signal,

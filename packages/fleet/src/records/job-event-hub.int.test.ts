@@ -126,4 +126,33 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
       await hub.close();
     }
   });
+
+  it("the all-events stream followed `packed`: every event of an entry, numbered <entry>/<n>; each follower from its own entry", async () => {
+    const keys = new Keys(`hub5-${Date.now()}`);
+    const log = new EventLog(redis, keys);
+    const hub = new JobEventHub(() => new Redis(server.url), redis);
+    try {
+      for (const id of ["a", "b"]) await log.createJob({ jobId: id, kind: "create", vm: `vm-${id}` });
+      // Appended in one turn of the event loop: one all-events entry holding both.
+      await Promise.all(
+        ["a", "b"].map((id) => log.append({ jobId: id, kind: "create", vm: `vm-${id}`, phase: "queued", message: id })),
+      );
+      const [first] = (await redis.xrange(keys.allEvents(), "-", "+")) as [string, string[]][];
+      const entry = first?.[0] ?? "";
+      const fromStart = hub.followStream(keys.allEvents(), "0", "packed");
+      const fromFirst = hub.followStream(keys.allEvents(), entry, "packed");
+      const take = async (f: typeof fromStart, n: number) => {
+        const out: string[] = [];
+        while (out.length < n) out.push(...(await hub.next(f, 10_000)).map((e) => `${e.id} ${e.message}`));
+        return out;
+      };
+      expect(await take(fromStart, 2)).toEqual([`${entry}/0 a`, `${entry}/1 b`]);
+      await log.append({ jobId: "a", kind: "create", vm: "vm-a", phase: "done", message: "a2" });
+      const [, second] = (await redis.xrange(keys.allEvents(), "-", "+")) as [string, string[]][];
+      expect(await take(fromFirst, 1)).toEqual([`${second?.[0]}/0 a2`]);
+      expect(await take(fromStart, 1)).toEqual([`${second?.[0]}/0 a2`]);
+    } finally {
+      await hub.close();
+    }
+  });
 });
