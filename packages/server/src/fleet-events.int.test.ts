@@ -1,10 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { EventLog, Keys } from "@virtfleet/fleet";
-import { Redis } from "ioredis";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { connectedClients, openSse, type SseClient } from "../../../test/fixtures/api-streams.js";
-import { LocalRedis } from "../../../test/fixtures/redis-server.js";
+import { privateRedis } from "../../../test/fixtures/private-redis.js";
 import { TokenStore } from "./auth.js";
 import { ApiServer } from "./server.js";
 
@@ -13,19 +12,8 @@ const TOKENS = {
   admin: "fe-admin-token-0123456789abcdef",
 };
 
-// A private Redis: its client count is this file's connections only.
-let local: LocalRedis;
-let redis: Redis;
-
-beforeAll(async () => {
-  local = await LocalRedis.start({ appendonly: false });
-  redis = new Redis(local.url, { maxRetriesPerRequest: 1 });
-});
-
-afterAll(async () => {
-  redis?.disconnect();
-  await local?.stop();
-});
+// A private Redis: its client list holds only this file's connections.
+const local = privateRedis();
 
 function newServer(prefix: string, maxStreamsPerToken: number): ApiServer {
   return new ApiServer({
@@ -48,7 +36,7 @@ async function append(log: EventLog, jobId: string, phase: "queued" | "placed" |
 describe("GET /v1/events: every client follows the all-events stream on one shared connection", () => {
   it("20 clients (two tokens, two tenants) hold no more Redis connections than one; each gets what it may see, in order", async () => {
     const prefix = `fe-${randomUUID()}`;
-    const log = new EventLog(redis, new Keys(prefix));
+    const log = new EventLog(local.redis, new Keys(prefix));
     const server = newServer(prefix, 20);
     await server.start();
     const streams: SseClient[] = [];
@@ -60,7 +48,7 @@ describe("GET /v1/events: every client follows the all-events stream on one shar
       expect(first.status).toBe(200);
       await append(log, "fe-a", "queued");
       await first.waitEvents(1);
-      const withOne = await connectedClients(redis);
+      const withOne = await connectedClients(local.redis);
 
       for (let i = 0; i < 19; i++) {
         const s = await openSse(`${server.url}/v1/events`, i % 2 === 0 ? TOKENS.admin : TOKENS.acme);
@@ -74,7 +62,7 @@ describe("GET /v1/events: every client follows the all-events stream on one shar
       const acmes = streams.slice(1).filter((_, i) => i % 2 === 1);
       await Promise.all([...admins.map((s) => s.waitEvents(3)), ...acmes.map((s) => s.waitEvents(2))]);
       await first.waitEvents(3);
-      expect(await connectedClients(redis)).toBe(withOne);
+      expect(await connectedClients(local.redis)).toBe(withOne);
 
       expect(first.events.map((e) => e.phase)).toEqual(["queued", "placed", "done"]);
       for (const s of admins) expect(s.events.map((e) => e.phase)).toEqual(["queued", "placed", "done"]);

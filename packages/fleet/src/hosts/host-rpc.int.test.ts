@@ -1,24 +1,13 @@
 import { VirtfleetError } from "@virtfleet/core";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalRedis } from "../../../../test/fixtures/redis-server.js";
+import { describe, expect, it } from "vitest";
+import { privateRedis } from "../../../../test/fixtures/private-redis.js";
 import { Keys } from "../redis/keys.js";
 import { ConsoleClient, replyConsole } from "./console.js";
 import { PowerClient, replyPower } from "./power.js";
 
 // A private Redis: its client list holds only this file's connections.
-let server: LocalRedis;
-let redis: Redis;
-
-beforeAll(async () => {
-  server = await LocalRedis.start({ appendonly: false });
-  redis = new Redis(server.url);
-});
-
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+const local = privateRedis();
 
 /**
  * A stand-in for a host's worker: subscribes to `channel`, hands each request (parsed JSON) to
@@ -28,8 +17,8 @@ async function fakeWorker(
   channel: string,
   answer: (request: { id: string } & Record<string, unknown>, replier: Redis) => Promise<void>,
 ): Promise<{ seen: Array<Record<string, unknown>>; stop: () => void }> {
-  const subscriber = new Redis(server.url);
-  const replier = new Redis(server.url);
+  const subscriber = new Redis(local.url);
+  const replier = new Redis(local.url);
   const seen: Array<Record<string, unknown>> = [];
   await subscriber.subscribe(channel);
   subscriber.on("message", (_channel: string, message: string) => {
@@ -57,7 +46,7 @@ async function failure(promise: Promise<unknown>): Promise<VirtfleetError> {
 
 /** Connections other than `redis` (the test's own) open now. */
 async function connections(): Promise<number> {
-  const list = (await redis.client("LIST")) as string;
+  const list = (await local.redis.client("LIST")) as string;
   return list.split("\n").filter((line) => line.trim() !== "").length - 1;
 }
 
@@ -67,12 +56,12 @@ describe("PowerClient: a power request to a host's worker and its answer", () =>
     const worker = await fakeWorker(keys.powerChannel("h1"), async (request, replier) => {
       await replyPower(replier, keys, request.id, { state: "running", clockSet: true });
     });
-    const power = new PowerClient(redis, keys);
+    const power = new PowerClient(local.redis, keys);
     try {
       expect(await power.power("h1", "vm-a", "resume")).toEqual({ state: "running", clockSet: true });
       expect(worker.seen).toEqual([{ id: expect.any(String), vm: "vm-a", action: "resume" }]);
       // The answer was popped: nothing is left behind.
-      expect(await redis.exists(keys.powerReply(String(worker.seen[0]?.id)))).toBe(0);
+      expect(await local.redis.exists(keys.powerReply(String(worker.seen[0]?.id)))).toBe(0);
     } finally {
       worker.stop();
       await power.close();
@@ -81,7 +70,7 @@ describe("PowerClient: a power request to a host's worker and its answer", () =>
 
   it("no worker listening: HOST_NOT_FOUND naming the field host; no answer in time: COMMAND_TIMEOUT", async () => {
     const keys = new Keys(`pw-${Date.now()}`);
-    const power = new PowerClient(redis, keys);
+    const power = new PowerClient(local.redis, keys);
     try {
       const none = await failure(power.power("h-none", "vm-a", "suspend"));
       expect(none.code).toBe("HOST_NOT_FOUND");
@@ -111,7 +100,7 @@ describe("PowerClient: a power request to a host's worker and its answer", () =>
     const worker = await fakeWorker(keys.powerChannel("h1"), async (request, replier) => {
       await replier.lpush(keys.powerReply(request.id), JSON.stringify(answers.shift()));
     });
-    const power = new PowerClient(redis, keys);
+    const power = new PowerClient(local.redis, keys);
     try {
       const missing = await failure(power.power("h1", "vm-a", "resume"));
       expect([missing.code, missing.field, missing.message]).toEqual(["VM_NOT_FOUND", "vm", "no VM here"]);
@@ -137,11 +126,11 @@ describe("PowerClient: a power request to a host's worker and its answer", () =>
 
   it("a worker's answer is kept a minute for its asker", async () => {
     const keys = new Keys(`pw-${Date.now()}`);
-    await replyPower(redis, keys, "r1", { state: "paused" });
-    const ttl = await redis.pttl(keys.powerReply("r1"));
+    await replyPower(local.redis, keys, "r1", { state: "paused" });
+    const ttl = await local.redis.pttl(keys.powerReply("r1"));
     expect(ttl).toBeGreaterThan(50_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
-    expect(JSON.parse((await redis.lindex(keys.powerReply("r1"), 0)) ?? "null")).toEqual({ state: "paused" });
+    expect(JSON.parse((await local.redis.lindex(keys.powerReply("r1"), 0)) ?? "null")).toEqual({ state: "paused" });
   });
 });
 
@@ -151,25 +140,25 @@ describe("ConsoleClient: a console request to a host's worker and its answer", (
     const worker = await fakeWorker(keys.consoleChannel("h1"), async (request, replier) => {
       await replyConsole(replier, keys, request.id, { lines: ["a", "b"], updatedAt: "2026-11-30T12:00:00.000Z" });
     });
-    const tails = new ConsoleClient(redis, keys);
+    const tails = new ConsoleClient(local.redis, keys);
     try {
       expect(await tails.tail("h1", "vm-a", 2)).toEqual({ lines: ["a", "b"], updatedAt: "2026-11-30T12:00:00.000Z" });
       expect(worker.seen).toEqual([{ id: expect.any(String), vm: "vm-a", lines: 2 }]);
-      expect(await redis.exists(keys.consoleReply(String(worker.seen[0]?.id)))).toBe(0);
+      expect(await local.redis.exists(keys.consoleReply(String(worker.seen[0]?.id)))).toBe(0);
     } finally {
       worker.stop();
       await tails.close();
     }
     const ttlKeys = new Keys(`co-${Date.now()}`);
-    await replyConsole(redis, ttlKeys, "r1", { lines: [], updatedAt: "2026-11-30T12:00:00.000Z" });
-    const ttl = await redis.pttl(ttlKeys.consoleReply("r1"));
+    await replyConsole(local.redis, ttlKeys, "r1", { lines: [], updatedAt: "2026-11-30T12:00:00.000Z" });
+    const ttl = await local.redis.pttl(ttlKeys.consoleReply("r1"));
     expect(ttl).toBeGreaterThan(50_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
   });
 
   it("no worker listening and no answer in time are both HOST_TIMEOUT", async () => {
     const keys = new Keys(`co-${Date.now()}`);
-    const tails = new ConsoleClient(redis, keys);
+    const tails = new ConsoleClient(local.redis, keys);
     try {
       const none = await failure(tails.tail("h-none", "vm-a", 5));
       expect([none.code, none.field, none.message]).toEqual([
@@ -203,7 +192,7 @@ describe("ConsoleClient: a console request to a host's worker and its answer", (
     const worker = await fakeWorker(keys.consoleChannel("h1"), async (request, replier) => {
       await replier.lpush(keys.consoleReply(request.id), JSON.stringify(answers.shift()));
     });
-    const tails = new ConsoleClient(redis, keys);
+    const tails = new ConsoleClient(local.redis, keys);
     try {
       const missing = await failure(tails.tail("h1", "vm-a", 5));
       expect([missing.code, missing.field, missing.message]).toEqual(["VM_NOT_FOUND", "name", "no VM here"]);
@@ -240,7 +229,7 @@ describe("blocking connections: one per request in flight, kept for the next, cl
       if (held.length < 3 && !released) held.push(reply);
       else await reply();
     });
-    const power = new PowerClient(redis, keys);
+    const power = new PowerClient(local.redis, keys);
     try {
       const inFlight = [0, 1, 2].map(() => power.power("h1", "vm-a", "suspend"));
       const deadline = Date.now() + 5000;
