@@ -144,6 +144,9 @@ export type JobExecutor = Pick<Provisioner, "create" | "destroy" | "rollback">;
 
 /** The reason given to running jobs' abort signals when the worker shuts down. */
 const SHUTDOWN = "shutdown";
+/** The answer to a request that came before the worker started. */
+type WorkerNotStarted = { error: { code: "INTERNAL"; message: string } };
+const WORKER_NOT_STARTED: WorkerNotStarted = { error: { code: "INTERNAL", message: "worker not started" } };
 
 /** Resolves `auto` to the virt type this host can run. */
 export async function detectVirtType(requested: VirtType | "auto"): Promise<VirtType> {
@@ -342,9 +345,11 @@ export class HostAgent {
       } else if (channel === imageChannel) {
         void this.#answerImageFile(message);
       } else if (channel === powerChannel) {
-        void this.#answerPower(message);
+        const power = this.#power;
+        void this.#answerAtOnce("power", message, PowerRequest, power && ((r) => power.apply(r)), replyPower);
       } else if (channel === consoleChannel) {
-        void this.#answerConsole(message);
+        const reader = this.#console;
+        void this.#answerAtOnce("console", message, ConsoleRequest, reader && ((r) => reader.read(r)), replyConsole);
       }
     });
 
@@ -487,15 +492,24 @@ export class HostAgent {
     return report;
   }
 
+  /** A request from a channel (JSON), or undefined after logging why it is dropped. */
+  #parseRequest<Request>(
+    what: string,
+    message: string,
+    schema: { parse: (data: unknown) => Request },
+  ): Request | undefined {
+    try {
+      return schema.parse(JSON.parse(message));
+    } catch (error) {
+      this.#logger.warn({ err: error }, `ignoring a bad ${what} request`);
+      return undefined;
+    }
+  }
+
   /** An operator's reconcile request (`virtfleet hosts reconcile`): reconcile, then answer it. */
   async #answerReconcile(message: string): Promise<void> {
-    let request: ReconcileRequest;
-    try {
-      request = ReconcileRequest.parse(JSON.parse(message));
-    } catch (error) {
-      this.#logger.warn({ err: error }, "ignoring a bad reconcile request");
-      return;
-    }
+    const request = this.#parseRequest("reconcile", message, ReconcileRequest);
+    if (request === undefined) return;
     this.#logger.info({ request: request.id, deleteOrphans: request.deleteOrphans }, "reconcile request");
     let result: ReconcileResult;
     try {
@@ -512,51 +526,30 @@ export class HostAgent {
     });
   }
 
-  /** A power request (a warm pool pausing a ready VM, a claim resuming it): do it, answer at once. */
-  async #answerPower(message: string): Promise<void> {
-    let request: PowerRequest;
-    try {
-      request = PowerRequest.parse(JSON.parse(message));
-    } catch (error) {
-      this.#logger.warn({ err: error }, "ignoring a bad power request");
-      return;
-    }
-    const power = this.#power;
-    const result =
-      power === undefined ? { error: { code: "INTERNAL", message: "worker not started" } } : await power.apply(request);
-    await replyPower(this.#redis, this.keys, request.id, result).catch((error: unknown) => {
-      this.#logger.warn({ err: error }, "could not answer a power request");
-    });
-  }
-
-  /** A console request (`GET /v1/vms/{name}/console`): read the tail of the VM's console file, answer at once. */
-  async #answerConsole(message: string): Promise<void> {
-    let request: ConsoleRequest;
-    try {
-      request = ConsoleRequest.parse(JSON.parse(message));
-    } catch (error) {
-      this.#logger.warn({ err: error }, "ignoring a bad console request");
-      return;
-    }
-    const reader = this.#console;
-    const result =
-      reader === undefined
-        ? { error: { code: "INTERNAL", message: "worker not started" } }
-        : await reader.read(request);
-    await replyConsole(this.#redis, this.keys, request.id, result).catch((error: unknown) => {
-      this.#logger.warn({ err: error }, "could not answer a console request");
+  /**
+   * A request answered at once (power: a warm pool pausing a ready VM, a claim resuming it; console:
+   * `GET /v1/vms/{name}/console`): parse it (a bad one is logged and dropped), let `handle` answer it
+   * (INTERNAL before the worker started), push the answer to its asker (see HostRpc of @virtfleet/fleet).
+   */
+  async #answerAtOnce<Request extends { id: string }, Result>(
+    what: string,
+    message: string,
+    schema: { parse: (data: unknown) => Request },
+    handle: ((request: Request) => Promise<Result>) | undefined,
+    reply: (redis: Redis, keys: Keys, requestId: string, result: Result | WorkerNotStarted) => Promise<void>,
+  ): Promise<void> {
+    const request = this.#parseRequest(what, message, schema);
+    if (request === undefined) return;
+    const result = handle === undefined ? WORKER_NOT_STARTED : await handle(request);
+    await reply(this.#redis, this.keys, request.id, result).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, `could not answer a ${what} request`);
     });
   }
 
   /** An operator's file import (`virtfleet images import --file --host`): checksum, register, answer. */
   async #answerImageFile(message: string): Promise<void> {
-    let request: ImageFileRequest;
-    try {
-      request = ImageFileRequest.parse(JSON.parse(message));
-    } catch (error) {
-      this.#logger.warn({ err: error }, "ignoring a bad image import request");
-      return;
-    }
+    const request = this.#parseRequest("image import", message, ImageFileRequest);
+    if (request === undefined) return;
     this.#logger.info({ request: request.id, image: request.name, file: request.path }, "image import request");
     const result = await this.images.importFile(request);
     if (result.error !== undefined) this.#logger.warn({ error: result.error }, "image import failed");

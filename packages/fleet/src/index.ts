@@ -5,7 +5,8 @@
  * - admission/: one atomic step admitting a create (name, quota, room, job record).
  * - records/: the job and VM records (zod schemas JobRecord, VmRecord), event log, VM registry,
  *   batches, pending jobs.
- * - hosts/: the host registry (heartbeats, drain, reconcile requests), power and console requests.
+ * - hosts/: the host registry (heartbeats, drain, reconcile requests), power and console requests
+ *   (both request/reply to a host's worker through HostRpc).
  * - images/: the fleet-wide image catalogue.
  * - producer/: FleetClient, the producers' façade (create, destroy, cancel, follow jobs), its
  *   operations one file each, and the BullMQ job options.
@@ -15,6 +16,7 @@ export * from "./admission/admission.js";
 export * from "./admission/quota.js";
 export * from "./hosts/console.js";
 export * from "./hosts/host-registry.js";
+export * from "./hosts/host-rpc.js";
 export * from "./hosts/power.js";
 export * from "./images/image-catalogue.js";
 export * from "./placement/capacity-ledger.js";

@@ -68,6 +68,7 @@ import { registerQueuesBoard } from "./routes/queues-board.js";
 import type { RouteContext } from "./routes/route-context.js";
 import { registerTemplateRoutes } from "./routes/templates.js";
 import { registerConsoleRoutes } from "./routes/vm-console.js";
+import { lastEventIdOf, SSE_KEEP_ALIVE, sseEvent, startSse } from "./sse.js";
 import { EventTail } from "./webhooks.js";
 
 export interface ApiServerOptions {
@@ -546,7 +547,7 @@ export class ApiServer {
     });
     registerFleetEventRoutes(app, routes, {
       keys: this.fleet.keys,
-      log: this.fleet.log,
+      redis: this.#redis,
       connect: () => this.fleet.connect(),
       tenantOf: async (jobId) => (await this.fleet.log.getJob(jobId))?.tenant,
       closing: this.#closingSignal.signal,
@@ -660,9 +661,8 @@ export class ApiServer {
   }
 
   #lastEventId(request: FastifyRequest): string {
-    const raw = request.headers["last-event-id"] ?? (request.query as { lastEventId?: string }).lastEventId;
-    const id = Array.isArray(raw) ? raw[0] : raw;
-    if (id === undefined || id === "") return "0";
+    const id = lastEventIdOf(request);
+    if (id === undefined) return "0";
     if (!/^\d+-\d+$/.test(id))
       throw problem("INVALID_SPEC", "Last-Event-ID is not an event id of this stream", "Last-Event-ID");
     return id;
@@ -678,20 +678,13 @@ export class ApiServer {
     const stream = this.#streams.open(p.tokenId, source, after, {
       events: (events) => {
         let out = "";
-        for (const { id, ...event } of events) out += `id: ${id}\nevent: progress\ndata: ${JSON.stringify(event)}\n\n`;
+        for (const { id, ...event } of events) out += sseEvent(id, "progress", event);
         res.write(out);
       },
-      keepAlive: () => res.write(": keep-alive\n\n"),
+      keepAlive: () => res.write(SSE_KEEP_ALIVE),
       end: () => res.end(),
     });
-    reply.hijack();
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-    });
-    res.write(": virtfleet events\n\n");
+    startSse(reply, "virtfleet events");
     res.on("close", () => stream.close());
   }
 

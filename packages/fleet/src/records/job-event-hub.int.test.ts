@@ -1,29 +1,18 @@
 import type { StreamedEvent } from "@virtfleet/core";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalRedis } from "../../../../test/fixtures/redis-server.js";
+import { describe, expect, it } from "vitest";
+import { privateRedis } from "../../../../test/fixtures/private-redis.js";
 import { FleetClient } from "../producer/fleet-client.js";
 import { Keys } from "../redis/keys.js";
 import { EventLog } from "./event-log.js";
 import { JobEventHub } from "./job-event-hub.js";
 
 // A private Redis: its client list holds only this file's connections.
-let server: LocalRedis;
-let redis: Redis;
-
-beforeAll(async () => {
-  server = await LocalRedis.start({ appendonly: false });
-  redis = new Redis(server.url);
-});
-
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+const local = privateRedis();
 
 /** Connections blocked in a read now. */
 async function blockedReads(): Promise<number> {
-  const list = (await redis.client("LIST")) as string;
+  const list = (await local.redis.client("LIST")) as string;
   return list.split("\n").filter((line) => / flags=\S*b/.test(line) && / cmd=xread/.test(line)).length;
 }
 
@@ -38,8 +27,8 @@ async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promis
 describe("JobEventHub: a FleetClient's followed jobs share one blocking read", () => {
   it("50 jobs followed at once are read on ONE blocking connection, each follower getting its own job's events in order to the end", async () => {
     const prefix = `hub-${Date.now()}`;
-    const log = new EventLog(redis, new Keys(prefix));
-    const client = new FleetClient({ redisUrl: server.url, prefix });
+    const log = new EventLog(local.redis, new Keys(prefix));
+    const client = new FleetClient({ redisUrl: local.url, prefix });
     const ids = Array.from({ length: 50 }, (_, i) => `job-${i}`);
     for (const id of ids) await log.createJob({ jobId: id, kind: "create", vm: `vm-${id}` });
     const seen = new Map<string, string[]>(ids.map((id) => [id, []]));
@@ -65,8 +54,8 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
 
   it("a job followed while the shared read blocks on others gets its events, and one that is not there is JOB_NOT_FOUND", async () => {
     const prefix = `hub2-${Date.now()}`;
-    const log = new EventLog(redis, new Keys(prefix));
-    const client = new FleetClient({ redisUrl: server.url, prefix });
+    const log = new EventLog(local.redis, new Keys(prefix));
+    const client = new FleetClient({ redisUrl: local.url, prefix });
     await log.createJob({ jobId: "waiting", kind: "create", vm: "vm-a" });
     await log.createJob({ jobId: "late", kind: "create", vm: "vm-b" });
     await log.append({ jobId: "late", kind: "create", vm: "vm-b", phase: "done", message: "ended before" });
@@ -82,9 +71,9 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
 
   it("a job followed while the hub's FIRST read blocks wakes that read (the hub knows its connection's id before reading)", async () => {
     const keys = new Keys(`hub3-${Date.now()}`);
-    const log = new EventLog(redis, keys);
+    const log = new EventLog(local.redis, keys);
     // Far longer than the test may wait: only waking the read gets the second job its events in time.
-    const hub = new JobEventHub(() => new Redis(server.url), redis, keys, { blockMs: 120_000 });
+    const hub = new JobEventHub(() => new Redis(local.url), local.redis, keys, { blockMs: 120_000 });
     try {
       for (const id of ["first", "second"]) await log.createJob({ jobId: id, kind: "create", vm: `vm-${id}` });
       const first = hub.follow("first", "0");
@@ -103,8 +92,8 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
 
   it("followers of one stream at different places each get exactly the events after their own place, in order", async () => {
     const keys = new Keys(`hub4-${Date.now()}`);
-    const log = new EventLog(redis, keys);
-    const hub = new JobEventHub(() => new Redis(server.url), redis, keys);
+    const log = new EventLog(local.redis, keys);
+    const hub = new JobEventHub(() => new Redis(local.url), local.redis, keys);
     try {
       await log.createJob({ jobId: "j", kind: "create", vm: "vm-j" });
       const ids: string[] = [];
@@ -122,6 +111,35 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
       await log.append({ jobId: "j", kind: "create", vm: "vm-j", phase: "done", message: "4" });
       expect(await take(fromStart, 1)).toEqual(["4"]);
       expect(await take(fromSecond, 1)).toEqual(["4"]);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it("the all-events stream followed `packed`: every event of an entry, numbered <entry>/<n>; each follower from its own entry", async () => {
+    const keys = new Keys(`hub5-${Date.now()}`);
+    const log = new EventLog(local.redis, keys);
+    const hub = new JobEventHub(() => new Redis(local.url), local.redis);
+    try {
+      for (const id of ["a", "b"]) await log.createJob({ jobId: id, kind: "create", vm: `vm-${id}` });
+      // Appended in one turn of the event loop: one all-events entry holding both.
+      await Promise.all(
+        ["a", "b"].map((id) => log.append({ jobId: id, kind: "create", vm: `vm-${id}`, phase: "queued", message: id })),
+      );
+      const [first] = (await local.redis.xrange(keys.allEvents(), "-", "+")) as [string, string[]][];
+      const entry = first?.[0] ?? "";
+      const fromStart = hub.followStream(keys.allEvents(), "0", "packed");
+      const fromFirst = hub.followStream(keys.allEvents(), entry, "packed");
+      const take = async (f: typeof fromStart, n: number) => {
+        const out: string[] = [];
+        while (out.length < n) out.push(...(await hub.next(f, 10_000)).map((e) => `${e.id} ${e.message}`));
+        return out;
+      };
+      expect(await take(fromStart, 2)).toEqual([`${entry}/0 a`, `${entry}/1 b`]);
+      await log.append({ jobId: "a", kind: "create", vm: "vm-a", phase: "done", message: "a2" });
+      const [, second] = (await local.redis.xrange(keys.allEvents(), "-", "+")) as [string, string[]][];
+      expect(await take(fromFirst, 1)).toEqual([`${second?.[0]}/0 a2`]);
+      expect(await take(fromStart, 1)).toEqual([`${second?.[0]}/0 a2`]);
     } finally {
       await hub.close();
     }

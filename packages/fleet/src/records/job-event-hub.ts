@@ -1,7 +1,7 @@
 import type { StreamedEvent } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
-import { parseStreamReply, type StreamReply } from "./event-log.js";
+import { parseStreamReply, type StreamReply, unpackAllEvents } from "./event-log.js";
 
 /** How long the shared blocking read waits at most; a follower that joins meanwhile wakes it. */
 export const EVENT_HUB_BLOCK_MS = 1000;
@@ -48,11 +48,26 @@ export function compareStreamIds(a: string, b: string): number {
   return compareDecimal(ai < 0 ? "" : a.slice(ai + 1), bi < 0 ? "" : b.slice(bi + 1));
 }
 
+/**
+ * How a followed stream holds its events: `events`, one event an entry (a job's stream, a batch's),
+ * its id the entry's; `packed`, several an entry (the all-events stream, see `unpackAllEvents`),
+ * each with the id `<entry id>/<place in the entry>`.
+ */
+export type StreamFormat = "events" | "packed";
+
+/** The stream entry an event was read from (a packed event's id is `<entry id>/<place>`). */
+function entryOf(eventId: string, packed: boolean): string {
+  if (!packed) return eventId;
+  const slash = eventId.indexOf("/");
+  return slash < 0 ? eventId : eventId.slice(0, slash);
+}
+
 /** One stream's events being followed: read by the hub into `unread`, taken by its reader. */
 export interface JobFollower {
-  /** The stream (a job's events, or a batch's). */
+  /** The stream (a job's events, a batch's, or all of them). */
   readonly key: string;
-  /** The last event read (handed to `unread`). */
+  readonly format: StreamFormat;
+  /** The last entry read (its events handed to `unread`). */
   last: string;
   unread: StreamedEvent[];
   error: unknown;
@@ -107,10 +122,14 @@ export class JobEventHub {
     return this.followStream(this.#keys.jobEvents(jobId), afterId);
   }
 
-  /** Starts following any event stream (a job's, a batch's) after `afterId` ("0": all of it). */
-  followStream(key: string, afterId: string): JobFollower {
+  /**
+   * Starts following any event stream (a job's, a batch's, or in the `packed` format the all-events
+   * stream) after the entry `afterId` ("0": all of it). Followers of one stream follow it in one format.
+   */
+  followStream(key: string, afterId: string, format: StreamFormat = "events"): JobFollower {
     const f: JobFollower = {
       key,
+      format,
       last: afterId,
       unread: [],
       error: undefined,
@@ -271,14 +290,15 @@ export class JobEventHub {
       for (const f of read.followers) if (min === undefined || compareStreamIds(f.last, min) < 0) min = f.last;
       const items = min === undefined || min === read.from ? all : all.filter(([id]) => compareStreamIds(id, min) > 0);
       if (items.length === 0) continue;
-      const events = parseStreamReply([[key, items]]);
+      const packed = read.followers[0]?.format === "packed";
+      const events = packed ? unpackAllEvents(items).flatMap((e) => e.events) : parseStreamReply([[key, items]]);
       // Past every entry read, events or not (one that is not an event is not read again).
       const end = items.at(-1)?.[0];
       for (const f of read.followers) {
         if (!this.#followers.has(f)) continue;
         // Everything read is after `from`; only a follower ahead of it has some already.
         const atFrom = f.last === read.from;
-        const fresh = atFrom ? events : events.filter((e) => compareStreamIds(e.id, f.last) > 0);
+        const fresh = atFrom ? events : events.filter((e) => compareStreamIds(entryOf(e.id, packed), f.last) > 0);
         if (end !== undefined && (atFrom || compareStreamIds(end, f.last) > 0)) f.last = end;
         if (fresh.length === 0) continue;
         if (f.unread.length === 0) f.unread = fresh === events && read.followers.length > 1 ? [...fresh] : fresh;

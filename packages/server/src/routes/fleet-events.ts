@@ -1,11 +1,12 @@
 import { ProgressEvent, type StreamedEvent } from "@virtfleet/core";
-import { type EventLog, type Keys, type StreamEntries, unpackAllEvents } from "@virtfleet/fleet";
+import { JobEventHub, type JobFollower, type Keys, type StreamEntries, unpackAllEvents } from "@virtfleet/fleet";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import { canSee } from "../auth.js";
-import { DEFAULT_MAX_STREAMS_PER_TOKEN, STREAM_KEEP_ALIVE_MS } from "../event-streams.js";
+import { DEFAULT_MAX_STREAMS_PER_TOKEN, STREAM_BLOCK_MS, STREAM_KEEP_ALIVE_MS } from "../event-streams.js";
 import type { RouteDoc } from "../openapi.js";
 import { problem } from "../problem.js";
+import { lastEventIdOf, SSE_KEEP_ALIVE, sseEvent, startSse } from "../sse.js";
 import type { RouteContext } from "./route-context.js";
 
 /** Job → tenant lookups a fleet stream remembers (most jobs send several events). */
@@ -26,8 +27,9 @@ export const FLEET_EVENT_ROUTES: readonly RouteDoc[] = [
 
 export interface FleetEventsDeps {
   keys: Keys;
-  log: EventLog;
-  /** A new connection for the stream's blocking reads (closed when the stream ends). */
+  /** Shared, never blocked: where a stream starts, the rest of a resumed entry, waking the shared read. */
+  redis: Redis;
+  /** The one connection every stream's events are read on (opened when first needed, closed with the server). */
   connect(): Redis;
   /** The tenant of a job (undefined: none, or its record expired). */
   tenantOf(jobId: string): Promise<string | undefined>;
@@ -37,6 +39,8 @@ export interface FleetEventsDeps {
   maxPerToken?: number;
   /** A comment is sent after this long without events. Default STREAM_KEEP_ALIVE_MS. */
   keepAliveMs?: number;
+  /** How long the shared blocking read waits at most (a stream that joins wakes it). Default STREAM_BLOCK_MS. */
+  blockMs?: number;
 }
 
 /** `<all-events entry id>/<place in the entry>`, as the stream's events are numbered. */
@@ -46,12 +50,15 @@ const EVENT_ID = /^(\d+-\d+)\/(\d+)$/;
  * `GET /v1/events`: the fleet-wide stream (the all-events stream every job event is written to, the
  * one `virtfleet watch` reads), filtered to the token's tenant. Each event is sent as on
  * `/v1/jobs/{id}/events` (`event: progress`, `data`: the ProgressEvent) with the id
- * `<entry>/<n>`; `Last-Event-ID` resumes after that event while the stream still holds it.
+ * `<entry>/<n>`; `Last-Event-ID` resumes after that event while the stream still holds it. Every
+ * client follows the stream in one JobEventHub: one blocking read on one connection for them all.
  */
 export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext, deps: FleetEventsDeps): void {
   const open = new Map<string, number>();
   const maxPerToken = deps.maxPerToken ?? DEFAULT_MAX_STREAMS_PER_TOKEN;
   const keepAliveMs = deps.keepAliveMs ?? STREAM_KEEP_ALIVE_MS;
+  const hub = new JobEventHub(deps.connect, deps.redis, undefined, { blockMs: deps.blockMs ?? STREAM_BLOCK_MS });
+  deps.closing.addEventListener("abort", () => void hub.close(), { once: true });
 
   app.get("/v1/events", async (request, reply) => {
     const p = ctx.principal(request, "vms:read");
@@ -72,13 +79,13 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
       return canSee(p, tenant);
     };
 
-    const redis = deps.connect();
     const res = reply.raw;
+    let follower: JobFollower | undefined;
     let closed = false;
     const stop = () => {
       if (closed) return;
       closed = true;
-      redis.disconnect();
+      if (follower !== undefined) hub.unfollow(follower);
       const n = (open.get(p.tokenId) ?? 1) - 1;
       if (n <= 0) open.delete(p.tokenId);
       else open.set(p.tokenId, n);
@@ -90,7 +97,7 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
     try {
       last =
         resume?.entry ??
-        ((await redis.xrevrange(deps.keys.allEvents(), "+", "-", "COUNT", 1)) as StreamEntries)[0]?.[0] ??
+        ((await deps.redis.xrevrange(deps.keys.allEvents(), "+", "-", "COUNT", 1)) as StreamEntries)[0]?.[0] ??
         "0";
     } catch (error) {
       stop();
@@ -101,36 +108,34 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
       deps.closing.removeEventListener("abort", stop);
       stop();
     });
-    reply.hijack();
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-    });
-    res.write(": virtfleet events\n\n");
+    startSse(reply, "virtfleet events");
+    // Opened while the server closes: ends at once.
+    if (deps.closing.aborted) stop();
 
     const send = async (events: readonly StreamedEvent[]) => {
       let out = "";
       for (const { id, ...event } of events)
-        if (await visible({ id, ...event })) out += `id: ${id}\nevent: progress\ndata: ${JSON.stringify(event)}\n\n`;
+        if (await visible({ id, ...event })) out += sseEvent(id, "progress", event);
       if (out !== "" && !closed) res.write(out);
     };
 
     try {
+      const f = hub.followStream(deps.keys.allEvents(), last, "packed");
+      follower = f;
+      if (closed) hub.unfollow(f);
       if (resume !== undefined) {
         // The rest of the entry the client saw part of, then the entries after it.
-        const entry = (await redis.xrange(deps.keys.allEvents(), resume.entry, resume.entry)) as StreamEntries;
+        const entry = (await deps.redis.xrange(deps.keys.allEvents(), resume.entry, resume.entry)) as StreamEntries;
         await send(unpackAllEvents(entry).flatMap((e) => e.events.slice(resume.index + 1)));
       }
       while (!closed) {
-        const read = await deps.log.readAll(last, keepAliveMs, redis);
-        last = read.lastEntry;
-        if (read.events.length === 0) res.write(": keep-alive\n\n");
-        else await send(read.events);
+        const events = await hub.next(f, keepAliveMs);
+        if (closed) break;
+        if (events.length === 0) res.write(SSE_KEEP_ALIVE);
+        else await send(events);
       }
     } catch (error) {
-      // Closing the connection under a pending read ends the stream quietly.
+      // The server closing under a pending read ends the stream quietly; the client resumes with Last-Event-ID.
       if (!closed) request.log.warn({ err: error }, "fleet event stream failed");
     } finally {
       stop();
@@ -139,9 +144,8 @@ export function registerFleetEventRoutes(app: FastifyInstance, ctx: RouteContext
 }
 
 function lastEventId(request: FastifyRequest): { entry: string; index: number } | undefined {
-  const raw = request.headers["last-event-id"] ?? (request.query as { lastEventId?: string }).lastEventId;
-  const id = Array.isArray(raw) ? raw[0] : raw;
-  if (id === undefined || id === "") return undefined;
+  const id = lastEventIdOf(request);
+  if (id === undefined) return undefined;
   const m = EVENT_ID.exec(id);
   if (m === null)
     throw problem("INVALID_SPEC", "Last-Event-ID is not an event id of this stream (`<entry>/<n>`)", "Last-Event-ID");

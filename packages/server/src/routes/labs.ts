@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { Principal, requireScope } from "../auth.js";
 import type { RouteDoc } from "../openapi.js";
+import { sseEvent, startSse } from "../sse.js";
 
 type Scope = Parameters<typeof requireScope>[1];
 
@@ -133,22 +134,14 @@ export function registerLabRoutes(app: FastifyInstance, ctx: LabRouteContext): v
     const after = ctx.lastEventId(request);
     await ctx.labs.require(name, scopeOf(p)); // NOT_FOUND before the stream starts
     const stop = new AbortController();
-    const res = reply.raw;
-    reply.hijack();
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-    });
-    res.write(": virtfleet lab events\n\n");
+    const res = startSse(reply, "virtfleet lab events");
     res.on("close", () => stop.abort());
     const onClosing = () => stop.abort();
     ctx.closing.addEventListener("abort", onClosing, { once: true });
     try {
       // One blocking read per client (its own connection), until the lab is gone or the client leaves.
       for await (const { id, ...event } of ctx.labs.events(name, { after, scope: scopeOf(p), signal: stop.signal })) {
-        res.write(`id: ${id}\nevent: lab\ndata: ${JSON.stringify(event)}\n\n`);
+        res.write(sseEvent(id, "lab", event));
       }
     } catch (error) {
       request.log.warn({ err: error, lab: name }, "lab event stream ended");
