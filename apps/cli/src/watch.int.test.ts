@@ -51,7 +51,8 @@ async function hostUp(client: FleetClient, hostId: string): Promise<void> {
 
 const spec = (name: string) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: 1 }] });
 
-describe("virtfleet watch against real Redis", () => {
+// Each test spawns the CLI a dozen times (~1 s each on a quiet 2-core machine, several under load).
+describe("virtfleet watch against real Redis", { timeout: 90_000 }, () => {
   test("with no id it prints every job's events as they come, in order, until interrupted (exit 0)", async ({
     redisUrl,
     prefix,

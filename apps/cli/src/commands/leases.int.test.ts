@@ -31,7 +31,8 @@ function run(
   return new Promise((resolve) => child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr })));
 }
 
-describe("virtfleet lease show / extend / release", () => {
+// Each test spawns the CLI a dozen times (~1 s each on a quiet 2-core machine, several under load).
+describe("virtfleet lease show / extend / release", { timeout: 90_000 }, () => {
   test("through Redis: show (table and --json), extend from now; bad input names the argument", async ({
     redis,
     redisUrl,

@@ -74,7 +74,8 @@ async function backend(
   return { env: { VIRTFLEET_API_URL: api.base, VIRTFLEET_TOKEN: TOKEN }, close: api.close };
 }
 
-describe.each(["redis", "api"] as const)("virtfleet templates (%s)", (kind) => {
+// Each test spawns the CLI several times (~1 s each on a quiet 2-core machine, several under load).
+describe.each(["redis", "api"] as const)("virtfleet templates (%s)", { timeout: 90_000 }, (kind) => {
   test("put (YAML, then the same as JSON, then a change), ls, show, rm", async ({ redisUrl, prefix }) => {
     const b = await backend(kind, redisUrl, prefix);
     try {
