@@ -8,9 +8,9 @@ import { VirtfleetApi } from "@virtfleet/sdk";
 import { Redis } from "ioredis";
 import { describe, expect, vi } from "vitest";
 import { call } from "../../../test/fixtures/api-server.js";
-import { hostUp, tinySpec } from "../../../test/fixtures/api-streams.js";
+import { tinySpec } from "../../../test/fixtures/api-streams.js";
 import { apiTest } from "../../../test/fixtures/api-test.js";
-import { hostStatus } from "../../../test/fixtures/host-status.js";
+import { hostStatus, hostUp } from "../../../test/fixtures/host-status.js";
 import { buildOpenApi } from "./openapi.js";
 
 const CLI = path.resolve(import.meta.dirname, "../../../apps/cli/dist/main.js");

@@ -1,9 +1,9 @@
 import { type ClaimResult, POOL_LABEL, VirtfleetError } from "@virtfleet/core";
-import { CapacityLedger, FleetClient } from "@virtfleet/fleet";
+import { FleetClient } from "@virtfleet/fleet";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { describe, expect } from "vitest";
-import { hostStatus } from "../../../../test/fixtures/host-status.js";
+import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest } from "../../../../test/fixtures/redis-test.js";
 import type { LabsDeps, PowerControl } from "../deps.js";
 import { LabKeys } from "../keys.js";
@@ -70,12 +70,6 @@ async function seedReady(redis: Redis, keys: LabKeys, pool: string, count: numbe
   await m.exec();
 }
 
-async function hostUp(fleet: FleetClient, hostId: string) {
-  const s = hostStatus(hostId, { vcpus: { total: 16, capacity: 16 } });
-  await new CapacityLedger(fleet.connect(), fleet.keys).setCapacity(hostId, s.memoryMiB.capacity, s.vcpus.capacity);
-  await fleet.hosts.heartbeat(s, 60_000);
-}
-
 /** Ends every create job of the pool's starting VMs as a worker would: `done`, VM running on h1. */
 async function finishStarting(deps: LabsDeps, pool: string): Promise<string[]> {
   const starting = await deps.redis.hgetall(deps.keys.poolStarting(pool));
@@ -124,7 +118,7 @@ const test = redisTest.extend<PoolFixtures>({
   manager: async ({ deps }, use) => {
     const manager = new PoolManager(deps, { intervalMs: 60_000 });
     try {
-      await hostUp(deps.fleet, "h1");
+      await hostUp(deps.fleet, "h1", { vcpus: { total: 16, capacity: 16 } });
       await use(manager);
     } finally {
       await manager.close();
