@@ -168,6 +168,15 @@ export async function domainState(name: string): Promise<string | undefined> {
   return r.code === 0 ? r.stdout.trim() : undefined;
 }
 
+/** Destroys and undefines every domain whose name starts with `prefix` (what a failed run left). */
+export async function removeDomains(prefix: string): Promise<void> {
+  const { stdout } = await virsh(["list", "--all", "--name"]);
+  for (const name of stdout.split("\n").filter((n) => n.startsWith(prefix))) {
+    await virsh(["destroy", name]);
+    await virsh(["undefine", name, "--nvram"]);
+  }
+}
+
 /** Domains and transient pools whose names start with `vft-` (every test VM's prefix). */
 export async function leftovers(): Promise<{ domains: string[]; pools: string[] }> {
   const domains = (await virsh(["list", "--all", "--name"])).stdout
@@ -241,4 +250,46 @@ export function tinySpec(name: string, extra: Record<string, unknown> = {}) {
     virtType: "qemu",
     ...extra,
   };
+}
+
+/** A real program (a worker or the API, by its main file) started by startProgram. */
+export interface Program {
+  /** Its stdout and stderr so far, together. */
+  output: () => string;
+  /** SIGTERM, then SIGKILL after 20 s; resolves once every line has been read. */
+  stop(): Promise<void>;
+}
+
+/** Every program startProgram started (killPrograms SIGKILLs them). */
+const programs: ChildProcess[] = [];
+
+/** Starts `bin` with node, with only PATH, LOG_LEVEL=debug and `env`; its output is collected. */
+export function startProgram(bin: string, env: Record<string, string>): Program {
+  const child = spawn(process.execPath, [bin], {
+    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "debug", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  programs.push(child);
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  return {
+    output: () => output,
+    stop: async () => {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** SIGKILLs every program startProgram started (afterAll: what a failed test left running). */
+export function killPrograms(): void {
+  for (const child of programs) child.kill("SIGKILL");
 }
