@@ -4,6 +4,7 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { FleetClient } from "@virtfleet/fleet";
+import { inject } from "vitest";
 
 const run = promisify(execFile);
 export const repo = path.resolve(import.meta.dirname, "../..");
@@ -67,6 +68,16 @@ export interface FleetEnv {
   prefix: string;
   imageDir: string;
   testRoot: string;
+}
+
+/** A test file's fleet: the suite's Redis with a key prefix of its own, the test guest's images, the storage root. */
+export function suiteFleet(): FleetEnv {
+  return {
+    redisUrl: inject("redisUrl"),
+    prefix: `test-${randomUUID()}`,
+    imageDir: inject("imageDir"),
+    testRoot: inject("testRoot"),
+  };
 }
 
 /** A unique, valid VM name for a test. */
@@ -166,15 +177,6 @@ export async function virsh(args: string[]): Promise<{ stdout: string; stderr: s
 export async function domainState(name: string): Promise<string | undefined> {
   const r = await virsh(["domstate", name]);
   return r.code === 0 ? r.stdout.trim() : undefined;
-}
-
-/** Destroys and undefines every domain whose name starts with `prefix` (what a failed run left). */
-export async function removeDomains(prefix: string): Promise<void> {
-  const { stdout } = await virsh(["list", "--all", "--name"]);
-  for (const name of stdout.split("\n").filter((n) => n.startsWith(prefix))) {
-    await virsh(["destroy", name]);
-    await virsh(["undefine", name, "--nvram"]);
-  }
 }
 
 /** Domains and transient pools whose names start with `vft-` (every test VM's prefix). */

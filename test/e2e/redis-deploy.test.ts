@@ -8,17 +8,8 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../fixtures/redis-server.js";
-import {
-  domainState,
-  killPrograms,
-  removeDomains,
-  repo,
-  runCli,
-  startProgram,
-  tinySpec,
-  until,
-  WORKER,
-} from "./harness.js";
+import { domainState, killPrograms, repo, runCli, startProgram, tinySpec, until, WORKER } from "./harness.js";
+import { forceCleanNamed } from "./prefixed-cleanup.js";
 
 /**
  * deploy/redis as an operator runs it: sentinel-lab.sh starts a master, a replica and three sentinels
@@ -109,8 +100,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of conns) c.disconnect();
   killPrograms();
-  await removeDomains(`hd-${tag}`);
-  await rm(path.join(testRoot, "vms", `hd-${tag}`), { recursive: true, force: true });
+  await forceCleanNamed(`hd-${tag}`, [path.join(testRoot, "vms", `hd-${tag}`)]);
   await labSh("--stop").catch(() => undefined);
   await rm(lab, { recursive: true, force: true });
 }, 60_000);

@@ -5,7 +5,8 @@ import path from "node:path";
 import { FleetClient } from "@virtfleet/fleet";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort, LocalRedis, makeTestCa } from "../fixtures/redis-server.js";
-import { killPrograms, removeDomains, repo, runCli, startProgram, until, WORKER } from "./harness.js";
+import { killPrograms, repo, runCli, startProgram, until, WORKER } from "./harness.js";
+import { forceCleanNamed } from "./prefixed-cleanup.js";
 
 /**
  * Redis with a password, ACL users and TLS, seen from the real programs (worker, API, CLI) at
@@ -55,8 +56,7 @@ beforeAll(async () => {
 afterAll(async () => {
   killPrograms();
   // Whatever a failed run left: this file's domains start with rd-<tag>.
-  await removeDomains(`rd-${tag}`);
-  await rm(path.join(testRoot, "vms", `rd-${tag}`), { recursive: true, force: true });
+  await forceCleanNamed(`rd-${tag}`, [path.join(testRoot, "vms", `rd-${tag}`)]);
   await plain?.stop();
   await tls?.stop();
   await rm(scratch, { recursive: true, force: true });
