@@ -87,6 +87,13 @@ async function finishStarting(deps: LabsDeps, pool: string): Promise<string[]> {
   return Object.keys(starting);
 }
 
+/** A manager pass, the create jobs it started ended (as a worker would), and the pass that counts them ready. */
+async function fillOnce(manager: PoolManager, deps: LabsDeps, pool: string): Promise<void> {
+  await manager.tick();
+  await finishStarting(deps, pool);
+  await manager.tick();
+}
+
 interface PoolFixtures {
   /** The power control the test's deps use: what it was asked, and the VMs it fails for. */
   power: ReturnType<typeof fakePower>;
@@ -331,9 +338,7 @@ describe("pool manager", () => {
   }) => {
     await deps.templates.put("t1", spec);
     await pools.create({ name: "po7", template: "t1", minReady: 2, max: 5, idle: "run" });
-    await manager.tick();
-    await finishStarting(deps, "po7");
-    await manager.tick();
+    await fillOnce(manager, deps, "po7");
     expect(await pools.get("po7")).toMatchObject({ ready: 2 });
     const claimed = await pools.claim("po7", {});
     // No tick called: the claim's message starts one.
@@ -372,9 +377,7 @@ describe("pool manager", () => {
   }) => {
     await deps.templates.put("t1", spec);
     await pools.create({ name: "po8", template: "t1", minReady: 2, max: 4, idle: "run" });
-    await manager.tick();
-    await finishStarting(deps, "po8");
-    await manager.tick();
+    await fillOnce(manager, deps, "po8");
     const claim = await pools.claim("po8", {});
     await manager.tick();
     const all = (await pools.vms("po8")).map((v) => v.name);
@@ -432,9 +435,7 @@ describe("pool manager", () => {
     };
     const fill = async (pool: string) => {
       await pools.create({ name: pool, template: "t1", minReady: 2, max: 2, idle: "run" });
-      await manager.tick();
-      await finishStarting(deps, pool);
-      await manager.tick();
+      await fillOnce(manager, deps, pool);
       return (await pools.vms(pool)).map((v) => v.name).sort();
     };
     await deps.templates.put("t1", spec);
