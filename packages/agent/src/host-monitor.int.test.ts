@@ -1,21 +1,12 @@
 import { specFingerprint, VmSpec } from "@virtfleet/core";
 import { Admission, FleetClient, Keys } from "@virtfleet/fleet";
-import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
+import { waitingIds } from "../../../test/fixtures/host-queue.js";
 import { hostUp } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { HostMonitor } from "./host-monitor.js";
 
 const spec = (name: string, diskGiB = 1) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: diskGiB }] });
-
-async function waitingIds(redisUrl: string, prefix: string, hostId: string): Promise<string[]> {
-  const queue = new Queue(new Keys(prefix).hostQueue(hostId), { connection: { url: redisUrl }, prefix });
-  try {
-    return (await queue.getJobs(["waiting"])).map((j) => j.id ?? "");
-  } finally {
-    await queue.close();
-  }
-}
 
 describe("host monitor: pending admissions", () => {
   test("a producer that died between admission and enqueue: a retry enqueues the job; else the sweep ends it and gives everything back", async ({

@@ -1,12 +1,11 @@
 import { VirtfleetError } from "@virtfleet/core";
-import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { describe, expect } from "vitest";
+import { waitingIds } from "../../../../test/fixtures/host-queue.js";
 import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest } from "../../../../test/fixtures/redis-test.js";
 import { FleetClient } from "../producer/fleet-client.js";
 import { BATCH_TTL_SEC, REFUSED_BATCH_TTL_SEC } from "../records/batches.js";
-import { Keys } from "../redis/keys.js";
 
 /** `test` with `client`: a FleetClient on the test's prefix, closed after the test. */
 const test = redisTest.extend<{ client: FleetClient }>({
@@ -21,15 +20,6 @@ const test = redisTest.extend<{ client: FleetClient }>({
 });
 
 const spec = (name: string, diskGiB = 1) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: diskGiB }] });
-
-async function waitingIds(redisUrl: string, prefix: string, hostId: string): Promise<string[]> {
-  const queue = new Queue(new Keys(prefix).hostQueue(hostId), { connection: { url: redisUrl }, prefix });
-  try {
-    return (await queue.getJobs(["waiting"])).map((j) => j.id ?? "");
-  } finally {
-    await queue.close();
-  }
-}
 
 /** What Redis holds under a prefix: the sum of MEMORY USAGE of its keys, in bytes. */
 async function bytesUnder(redis: Redis, prefix: string): Promise<number> {
