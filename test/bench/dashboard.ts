@@ -11,18 +11,10 @@ import { EventLog, Keys } from "@virtfleet/fleet";
 import { Redis } from "ioredis";
 import { startApi } from "../fixtures/api-server.js";
 import { launchBrowser } from "../fixtures/browser.js";
+import { SEEDED_CREATE_PHASES } from "../fixtures/phases.js";
 
 const TOKEN = "bench-dashboard-token-0123456789";
 const ROWS = 10_000;
-const PHASES = [
-  "placed",
-  "disk.creating",
-  "disk.ready",
-  "cloudinit.seeded",
-  "domain.defining",
-  "domain.running",
-  "guest.ready",
-] as const;
 /** What a predicate run in the page uses of it (this file is typed for Node, without the DOM's types). */
 type PageGlobals = { document: { querySelectorAll(selector: string): { length: number } } };
 const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
@@ -89,7 +81,7 @@ export async function dashboardBench(redisUrl: string): Promise<DashboardFigures
     await phases.first().waitFor();
     const log = new EventLog(redis, new Keys(prefix));
     const delays: number[] = [];
-    for (const phase of PHASES) {
+    for (const phase of SEEDED_CREATE_PHASES) {
       const before = await phases.count();
       const sent = Date.now();
       await log.append({ jobId: created.jobId, kind: "create", vm: name, phase, message: "bench", host: "h1" });

@@ -8,15 +8,16 @@ import { FleetClient } from "@virtfleet/fleet";
 import { ApiServer, TokenStore } from "@virtfleet/server";
 import { Redis } from "ioredis";
 import { pino } from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { SEEDED_CREATE_PHASES } from "../fixtures/phases.js";
 import {
   cliEnv,
   domainState,
-  type FleetEnv,
   filesIn,
   jsonLines,
   runCli,
   startWorker,
+  suiteFleet,
   tinySpec,
   virsh,
   type WorkerProcess,
@@ -29,12 +30,7 @@ const ROOT_KEY =
   "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBNn/VA8SjZjOCrskBFB24vYZjudG8ftbakEjhimDS0+yZ9H1EMKDaxLFe9QrotzAjljQas508yyIUhC+nfdF7GA= root@lab";
 const TOKEN = "ci-token-0123456789abcdef";
 
-const fleet: FleetEnv = {
-  redisUrl: inject("redisUrl"),
-  prefix: `test-${randomUUID()}`,
-  imageDir: inject("imageDir"),
-  testRoot: inject("testRoot"),
-};
+const fleet = suiteFleet();
 const env = cliEnv(fleet);
 let worker: WorkerProcess;
 let server: ApiServer;
@@ -160,17 +156,7 @@ describe("cloud-init NoCloud seed", () => {
     );
     expect(created.code, created.stdout + created.stderr + worker.logs()).toBe(0);
     const events = jsonLines(created.stdout);
-    expect(events.map((e) => e.phase)).toEqual([
-      "queued",
-      "placed",
-      "disk.creating",
-      "disk.ready",
-      "cloudinit.seeded",
-      "domain.defining",
-      "domain.running",
-      "guest.ready",
-      "done",
-    ]);
+    expect(events.map((e) => e.phase)).toEqual(["queued", ...SEEDED_CREATE_PHASES, "done"]);
     const jobId = String(events[0]?.jobId);
 
     // The domain has the seed as a read-only virtio disk (cloud kernels have no SATA), from the VM's folder.

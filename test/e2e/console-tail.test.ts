@@ -1,20 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { FleetClient } from "@virtfleet/fleet";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, startApi } from "../fixtures/api-server.js";
-import { type FleetEnv, filesIn, startWorker, tinySpec, until, type WorkerProcess } from "./harness.js";
+import { filesIn, startWorker, suiteFleet, tinySpec, until, type WorkerProcess } from "./harness.js";
 import { domainsNamed, forceCleanNamed } from "./prefixed-cleanup.js";
 
 // GET /v1/vms/{name}/console: the API asks the VM's host's worker for the tail of its serial console.
 const PREFIX = "hb-con-";
 const ACME = "hb-acme-token-0123456789abcdef";
 const OTHER = "hb-other-token-0123456789abcdef";
-const fleet: FleetEnv = {
-  redisUrl: inject("redisUrl"),
-  prefix: `test-${randomUUID()}`,
-  imageDir: inject("imageDir"),
-  testRoot: inject("testRoot"),
-};
+const fleet = suiteFleet();
 let worker: WorkerProcess;
 let client: FleetClient;
 let api: Awaited<ReturnType<typeof startApi>>;

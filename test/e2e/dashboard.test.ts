@@ -4,9 +4,10 @@ import path from "node:path";
 import { ApiServer, TokenStore } from "@virtfleet/server";
 import { pino } from "pino";
 import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call } from "../fixtures/api-server.js";
 import { launchBrowser, type TestBrowser } from "../fixtures/browser.js";
-import { type FleetEnv, repo, startWorker, tinySpec, until, virsh, type WorkerProcess } from "./harness.js";
+import { repo, startWorker, suiteFleet, tinySpec, until, virsh, type WorkerProcess } from "./harness.js";
 
 // The dashboard in a real browser (Debian's chromium through playwright-core) against a real API, a
 // real worker, real Redis and real tiny VMs. Screenshots of each page: test/e2e/output/dashboard/.
@@ -18,12 +19,7 @@ const TOKENS = {
   globex: "globex-ui-token-0123456789abcdef",
   admin: "admin-ui-token-0123456789abcdef",
 };
-const fleet: FleetEnv = {
-  redisUrl: inject("redisUrl"),
-  prefix: `test-${randomUUID()}`,
-  imageDir: inject("imageDir"),
-  testRoot: inject("testRoot"),
-};
+const fleet = suiteFleet();
 const tag = randomUUID().slice(0, 6);
 const PATTERN = `hu-a${tag}-{n}`;
 const VM1 = `hu-a${tag}-1`;
@@ -39,21 +35,10 @@ let worker: WorkerProcess;
 let browser: TestBrowser;
 let base: string;
 
-async function call(method: string, p: string, token: string, body?: unknown) {
-  const res = await fetch(base + p, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> };
-}
-
 async function gone(name: string, token: string): Promise<boolean> {
-  return (await call("GET", `/v1/vms/${name}`, token)).status === 404 && (await virsh(["domstate", name])).code !== 0;
+  return (
+    (await call(base, "GET", `/v1/vms/${name}`, token)).status === 404 && (await virsh(["domstate", name])).code !== 0
+  );
 }
 
 async function signIn(page: Page, token: string): Promise<void> {
@@ -99,7 +84,8 @@ afterAll(async () => {
     [GLOBEX_VM, TOKENS.globex],
     [FAILING_VM, TOKENS.acme],
   ] as const)
-    if ((await call("GET", `/v1/vms/${name}`, token)).status === 200) await call("DELETE", `/v1/vms/${name}`, token);
+    if ((await call(base, "GET", `/v1/vms/${name}`, token)).status === 200)
+      await call(base, "DELETE", `/v1/vms/${name}`, token);
   await until(
     "the test's VMs gone",
     async () => ((await Promise.all(ALL.map((n) => gone(n, TOKENS.acme)))).every(Boolean) ? true : undefined),
@@ -117,7 +103,7 @@ afterAll(async () => {
 describe("dashboard in a real browser", () => {
   it("signs in, creates two tiny VMs from the form and watches their phases live, sees them on their host, destroys one; a read-only token gets no destroy button; another tenant's VMs never appear; nothing leaves loopback", async () => {
     // Another tenant's VM, which acme's pages must never show.
-    const g = await call("POST", "/v1/vms", TOKENS.globex, { spec: tinySpec(GLOBEX_VM) });
+    const g = await call(base, "POST", "/v1/vms", TOKENS.globex, { spec: tinySpec(GLOBEX_VM) });
     expect(g.status).toBe(202);
 
     const { page } = await browser.context();
@@ -152,7 +138,7 @@ describe("dashboard in a real browser", () => {
       adminLoads++;
     });
     // A create that fails on the worker, with the command's code and stderr.
-    const failing = await call("POST", "/v1/vms", TOKENS.acme, {
+    const failing = await call(base, "POST", "/v1/vms", TOKENS.acme, {
       spec: tinySpec(FAILING_VM, { networks: [{ type: "bridge", bridge: NO_BRIDGE }] }),
     });
     expect(failing.status).toBe(202);
@@ -264,7 +250,7 @@ describe("dashboard in a real browser", () => {
     await browser.screenshot(page, "vm-destroyed");
 
     // The VM's job history outlives it: a fresh look at its page lists its create and its destroy.
-    const history = await call("GET", `/v1/jobs?vm=${VM1}`, TOKENS.acme);
+    const history = await call(base, "GET", `/v1/jobs?vm=${VM1}`, TOKENS.acme);
     const jobs = history.body.jobs as { jobId: string; kind: string; phase: string }[];
     expect(jobs.map((j) => [j.kind, j.phase])).toEqual([
       ["destroy", "done"],
@@ -293,9 +279,9 @@ describe("dashboard in a real browser", () => {
     await adm.page.goto(`${base}/ui/#/fleet`);
     const hostCard = adm.page.locator(`li.card[data-host="${worker.hostId}"]`);
     const draining = async () =>
-      ((await call("GET", "/v1/hosts", TOKENS.admin)).body as unknown as { hostId: string; draining: boolean }[]).find(
-        (h) => h.hostId === worker.hostId,
-      )?.draining;
+      (
+        (await call(base, "GET", "/v1/hosts", TOKENS.admin)).body as unknown as { hostId: string; draining: boolean }[]
+      ).find((h) => h.hostId === worker.hostId)?.draining;
     await hostCard.getByRole("button", { name: `Drain ${worker.hostId}` }).click();
     await expect.poll(() => hostCard.locator("h2 .pill").textContent()).toBe("draining");
     expect(await draining()).toBe(true);

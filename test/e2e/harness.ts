@@ -4,6 +4,7 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { FleetClient } from "@virtfleet/fleet";
+import { inject } from "vitest";
 
 const run = promisify(execFile);
 export const repo = path.resolve(import.meta.dirname, "../..");
@@ -67,6 +68,16 @@ export interface FleetEnv {
   prefix: string;
   imageDir: string;
   testRoot: string;
+}
+
+/** A test file's fleet: the suite's Redis with a key prefix of its own, the test guest's images, the storage root. */
+export function suiteFleet(): FleetEnv {
+  return {
+    redisUrl: inject("redisUrl"),
+    prefix: `test-${randomUUID()}`,
+    imageDir: inject("imageDir"),
+    testRoot: inject("testRoot"),
+  };
 }
 
 /** A unique, valid VM name for a test. */
@@ -241,4 +252,46 @@ export function tinySpec(name: string, extra: Record<string, unknown> = {}) {
     virtType: "qemu",
     ...extra,
   };
+}
+
+/** A real program (a worker or the API, by its main file) started by startProgram. */
+export interface Program {
+  /** Its stdout and stderr so far, together. */
+  output: () => string;
+  /** SIGTERM, then SIGKILL after 20 s; resolves once every line has been read. */
+  stop(): Promise<void>;
+}
+
+/** Every program startProgram started (killPrograms SIGKILLs them). */
+const programs: ChildProcess[] = [];
+
+/** Starts `bin` with node, with only PATH, LOG_LEVEL=debug and `env`; its output is collected. */
+export function startProgram(bin: string, env: Record<string, string>): Program {
+  const child = spawn(process.execPath, [bin], {
+    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "debug", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  programs.push(child);
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  return {
+    output: () => output,
+    stop: async () => {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** SIGKILLs every program startProgram started (afterAll: what a failed test left running). */
+export function killPrograms(): void {
+  for (const child of programs) child.kill("SIGKILL");
 }

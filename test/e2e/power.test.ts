@@ -3,12 +3,12 @@ import { rm, writeFile } from "node:fs/promises";
 import type { VirtfleetError } from "@virtfleet/core";
 import { createRedis, FleetClient, Keys, PowerClient } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   domainState,
-  type FleetEnv,
   filesIn,
   startWorker,
+  suiteFleet,
   tinySpec,
   until,
   virsh,
@@ -18,12 +18,7 @@ import { domainsNamed, forceCleanNamed } from "./prefixed-cleanup.js";
 
 // Pausing and resuming a fleet VM through its host's worker (what a warm pool does with ready VMs).
 const PREFIX = "rp-pw-";
-const fleet: FleetEnv = {
-  redisUrl: inject("redisUrl"),
-  prefix: `test-${randomUUID()}`,
-  imageDir: inject("imageDir"),
-  testRoot: inject("testRoot"),
-};
+const fleet = suiteFleet();
 let worker: WorkerProcess;
 let client: FleetClient;
 let redis: Redis;

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
@@ -8,7 +8,8 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../fixtures/redis-server.js";
-import { domainState, LIBVIRT_URI, repo, runCli, tinySpec, until, WORKER } from "./harness.js";
+import { domainState, killPrograms, repo, runCli, startProgram, tinySpec, until, WORKER } from "./harness.js";
+import { forceCleanNamed } from "./prefixed-cleanup.js";
 
 /**
  * deploy/redis as an operator runs it: sentinel-lab.sh starts a master, a replica and three sentinels
@@ -29,7 +30,6 @@ const NAME = "virtfleet";
 let lab: string;
 let base: number;
 let tokensFile: string;
-const procs: ChildProcess[] = [];
 const conns: Redis[] = [];
 
 const masterPort = () => base;
@@ -99,46 +99,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of conns) c.disconnect();
-  for (const p of procs) p.kill("SIGKILL");
-  const { stdout } = await run("virsh", ["-c", LIBVIRT_URI, "list", "--all", "--name"]).catch(() => ({ stdout: "" }));
-  for (const name of stdout.split("\n").filter((n) => n.startsWith(`hd-${tag}`))) {
-    await run("virsh", ["-c", LIBVIRT_URI, "destroy", name]).catch(() => undefined);
-    await run("virsh", ["-c", LIBVIRT_URI, "undefine", name, "--nvram"]).catch(() => undefined);
-  }
-  await rm(path.join(testRoot, "vms", `hd-${tag}`), { recursive: true, force: true });
+  killPrograms();
+  await forceCleanNamed(`hd-${tag}`, [path.join(testRoot, "vms", `hd-${tag}`)]);
   await labSh("--stop").catch(() => undefined);
   await rm(lab, { recursive: true, force: true });
 }, 60_000);
-
-interface Proc {
-  output: () => string;
-  stop(): Promise<void>;
-}
-
-function start(bin: string, env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [bin], {
-    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "debug", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  procs.push(child);
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  return {
-    output: () => output,
-    stop: async () => {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      await closed;
-      clearTimeout(timer);
-    },
-  };
-}
 
 /** How component `user` reaches the lab's master (straight, without Sentinel). */
 /** The KEY=VALUE lines of an env file (comments and blank lines skipped). */
@@ -231,7 +196,7 @@ describe("deploy/redis with sentinel-lab.sh", () => {
 
   it("a worker, the API and the CLI, each as its own ACL user, make and destroy VMs; Redis denied none of them anything", async () => {
     const hostId = `hd-${tag}-w`;
-    const worker = start(WORKER, {
+    const worker = startProgram(WORKER, {
       ...redisEnv("virtfleet-worker"),
       VIRTFLEET_HOST_ID: hostId,
       VIRTFLEET_STORAGE_DIR: path.join(testRoot, "vms", `hd-${tag}`, hostId),
@@ -241,7 +206,7 @@ describe("deploy/redis with sentinel-lab.sh", () => {
       VIRTFLEET_SHUTDOWN_TIMEOUT_MS: "5000",
     });
     const apiPort = await freePort();
-    const apiServer = start(API, {
+    const apiServer = startProgram(API, {
       ...redisEnv("virtfleet-api"),
       VIRTFLEET_API_PORT: String(apiPort),
       VIRTFLEET_API_TOKENS_FILE: tokensFile,

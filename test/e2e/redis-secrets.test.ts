@@ -1,20 +1,18 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { FleetClient } from "@virtfleet/fleet";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort, LocalRedis, makeTestCa } from "../fixtures/redis-server.js";
-import { LIBVIRT_URI, repo, runCli, until, WORKER } from "./harness.js";
+import { killPrograms, repo, runCli, startProgram, until, WORKER } from "./harness.js";
+import { forceCleanNamed } from "./prefixed-cleanup.js";
 
 /**
  * Redis with a password, ACL users and TLS, seen from the real programs (worker, API, CLI) at
  * LOG_LEVEL=debug: they connect with the right credentials, fail clearly with wrong ones, and never
  * print a password.
  */
-const run = promisify(execFile);
 const API = path.join(repo, "apps/api/dist/main.js");
 const imageDir = inject("imageDir");
 const testRoot = inject("testRoot");
@@ -32,7 +30,6 @@ let tls: LocalRedis;
 let scratch: string;
 let otherCaFile: string;
 const files = { acl: "", tls: "", tokens: "" };
-const procs: ChildProcess[] = [];
 
 beforeAll(async () => {
   scratch = await mkdtemp(path.join(os.tmpdir(), "vft-redis-secrets-"));
@@ -57,52 +54,13 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) p.kill("SIGKILL");
+  killPrograms();
   // Whatever a failed run left: this file's domains start with rd-<tag>.
-  const { stdout } = await run("virsh", ["-c", LIBVIRT_URI, "list", "--all", "--name"]).catch(() => ({ stdout: "" }));
-  for (const name of stdout.split("\n").filter((n) => n.startsWith(`rd-${tag}`))) {
-    await run("virsh", ["-c", LIBVIRT_URI, "destroy", name]).catch(() => undefined);
-    await run("virsh", ["-c", LIBVIRT_URI, "undefine", name, "--nvram"]).catch(() => undefined);
-  }
-  await rm(path.join(testRoot, "vms", `rd-${tag}`), { recursive: true, force: true });
+  await forceCleanNamed(`rd-${tag}`, [path.join(testRoot, "vms", `rd-${tag}`)]);
   await plain?.stop();
   await tls?.stop();
   await rm(scratch, { recursive: true, force: true });
 });
-
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  /** SIGTERM, then SIGKILL after 20 s; resolves once every line has been read. */
-  stop(): Promise<void>;
-}
-
-/** A real program (worker or API), its stdout and stderr collected together. */
-function start(bin: string, env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [bin], {
-    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "debug", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  procs.push(child);
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  return {
-    child,
-    output: () => output,
-    stop: async () => {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      await closed;
-      clearTimeout(timer);
-    },
-  };
-}
 
 function workerEnv(hostId: string, redis: Record<string, string>): Record<string, string> {
   return {
@@ -147,9 +105,9 @@ describe("Redis with a password or an ACL user", () => {
     expect(cli.code).toBe(1);
     expect(cli.stderr).toMatch(/REDIS_UNAVAILABLE: Redis refused the credentials .*REDIS_PASSWORD/);
 
-    const worker = start(WORKER, workerEnv(`rd-${tag}-w0`, redis));
+    const worker = startProgram(WORKER, workerEnv(`rd-${tag}-w0`, redis));
     const { env, base } = await apiEnv(redis);
-    const api = start(API, env);
+    const api = startProgram(API, env);
     try {
       await until("the worker's log line", async () =>
         worker.output().includes("Redis refused the credentials") ? true : undefined,
@@ -172,9 +130,9 @@ describe("Redis with a password or an ACL user", () => {
   it("the right password, from REDIS_PASSWORD_FILE for an ACL user or in the URL: every program works and prints no password", async () => {
     const hostId = `rd-${tag}-w1`;
     const redis = { REDIS_URL: plain.url, REDIS_USERNAME: "rd-user", REDIS_PASSWORD_FILE: files.acl };
-    const worker = start(WORKER, workerEnv(hostId, redis));
+    const worker = startProgram(WORKER, workerEnv(hostId, redis));
     const { env, base } = await apiEnv({ REDIS_URL: `redis://:${DEFAULT_PW}@127.0.0.1:${plain.port}` });
-    const api = start(API, env);
+    const api = startProgram(API, env);
     const client = new FleetClient({ redis: await plain.config("rd-user"), prefix: `rd-${tag}` });
     try {
       await until("the worker's heartbeat", async () => ((await client.hosts.get(hostId))?.up ? true : undefined));
@@ -206,9 +164,9 @@ describe("Redis over TLS (rediss://, a CA file) with an ACL user", () => {
 
   it("FleetClient, a worker, the API and the CLI connect; a VM is made and destroyed through it; nothing prints the password", async () => {
     const hostId = `rd-${tag}-w2`;
-    const worker = start(WORKER, workerEnv(hostId, tlsEnv()));
+    const worker = startProgram(WORKER, workerEnv(hostId, tlsEnv()));
     const { env, base } = await apiEnv(tlsEnv());
-    const api = start(API, env);
+    const api = startProgram(API, env);
     const client = new FleetClient({ redis: await tls.config("rd-tls"), prefix: `rd-${tag}` });
     const cliEnv = { ...tlsEnv(), VIRTFLEET_PREFIX: `rd-${tag}` };
     try {
@@ -238,7 +196,7 @@ describe("Redis over TLS (rediss://, a CA file) with an ACL user", () => {
     expect(cli.code).toBe(1);
     expect(cli.stderr).toMatch(/REDIS_UNAVAILABLE: .*TLS with Redis failed .*REDIS_TLS_CA_FILE/);
 
-    const worker = start(WORKER, workerEnv(`rd-${tag}-w3`, wrong));
+    const worker = startProgram(WORKER, workerEnv(`rd-${tag}-w3`, wrong));
     const client = new FleetClient({
       redis: { ...(await tls.config("rd-tls")), tls: { ca: await readFile(otherCaFile, "utf8") } },
       prefix: `rd-${tag}`,

@@ -5,7 +5,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { FleetClient } from "@virtfleet/fleet";
 import { describe, expect } from "vitest";
-import { hostUp, openSse, tinySpec } from "../../../test/fixtures/api-streams.js";
+import { openSse, tinySpec } from "../../../test/fixtures/api-streams.js";
+import { hostUp } from "../../../test/fixtures/host-status.js";
 import { freePort } from "../../../test/fixtures/redis-server.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import { CapacityLedger, FleetClient } from "@virtfleet/fleet";
+import { FleetClient } from "@virtfleet/fleet";
 import { describe, expect } from "vitest";
-import { hostStatus } from "../../../test/fixtures/host-status.js";
+import { hostUp } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 
 const CLI = path.resolve(import.meta.dirname, "../dist/main.js");
@@ -40,13 +40,6 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** A host as its worker would publish it, with room for a few VMs. */
-async function hostUp(client: FleetClient, hostId: string): Promise<void> {
-  const status = hostStatus(hostId, { vcpus: { total: 8, capacity: 8 } });
-  await new CapacityLedger(client.connect(), client.keys).setCapacity(hostId, status.memoryMiB.capacity, 8);
-  await client.hosts.heartbeat(status, 60_000);
 }
 
 const spec = (name: string) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: 1 }] });
@@ -92,7 +85,7 @@ describe("virtfleet watch against real Redis", { timeout: 90_000 }, () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await hostUp(client, "h1");
+      await hostUp(client, "h1", { vcpus: { total: 8, capacity: 8 } }); // room for a few VMs
       for (const outcome of ["done", "failed"] as const) {
         const { batchId, items } = await client.createBatch([spec(`${outcome}-a`), spec(`${outcome}-b`)]);
         const jobs = items.map((i) => i.jobId as string);

@@ -1,30 +1,12 @@
 import { specFingerprint, VmSpec } from "@virtfleet/core";
-import { Admission, CapacityLedger, FleetClient, Keys } from "@virtfleet/fleet";
-import { Queue } from "bullmq";
+import { Admission, FleetClient, Keys } from "@virtfleet/fleet";
 import { describe, expect } from "vitest";
-import { hostStatus } from "../../../test/fixtures/host-status.js";
+import { waitingIds } from "../../../test/fixtures/host-queue.js";
+import { hostUp } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { HostMonitor } from "./host-monitor.js";
 
-/** A host as its worker would publish it: heartbeat and capacity (disk in GiB when given). */
-async function up(client: FleetClient, hostId: string, diskGiB?: number): Promise<void> {
-  const s = hostStatus(hostId);
-  const redis = client.connect();
-  await new CapacityLedger(redis, client.keys).setCapacity(hostId, s.memoryMiB.capacity, s.vcpus.capacity, diskGiB);
-  redis.disconnect();
-  await client.hosts.heartbeat(s, 30_000);
-}
-
 const spec = (name: string, diskGiB = 1) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: diskGiB }] });
-
-async function waitingIds(redisUrl: string, prefix: string, hostId: string): Promise<string[]> {
-  const queue = new Queue(new Keys(prefix).hostQueue(hostId), { connection: { url: redisUrl }, prefix });
-  try {
-    return (await queue.getJobs(["waiting"])).map((j) => j.id ?? "");
-  } finally {
-    await queue.close();
-  }
-}
 
 describe("host monitor: pending admissions", () => {
   test("a producer that died between admission and enqueue: a retry enqueues the job; else the sweep ends it and gives everything back", async ({
@@ -60,7 +42,7 @@ describe("host monitor: pending admissions", () => {
       expect(outcome).toEqual({ outcome: "claimed", hostId: "ad-h1" });
     };
     try {
-      await up(client, "ad-h1", 100);
+      await hostUp(client, "ad-h1", {}, { diskGiB: 100 });
 
       // A retry before the sweep: the same job, now in its queue (not a job that will never run).
       await ghost("ad-retried", "create-11111111-1111-4111-8111-111111111111");
@@ -102,13 +84,13 @@ describe("host monitor: lost hosts", () => {
     const client = new FleetClient({ redisUrl, prefix, placementCacheMs: 0 });
     const monitor = new HostMonitor({ fleet: client, redis });
     try {
-      await up(client, "hm-h1", 100);
+      await hostUp(client, "hm-h1", {}, { diskGiB: 100 });
       const free = await client.createVm(spec("hm-free"));
       const pinned = await client.createVm(spec("hm-pinned"), { host: "hm-h1" });
       expect((await waitingIds(redisUrl, prefix, "hm-h1")).sort()).toEqual([free.id, pinned.id].sort());
       expect(await monitor.checkHosts()).toEqual([]); // every host is up
 
-      await up(client, "hm-h2", 100);
+      await hostUp(client, "hm-h2", {}, { diskGiB: 100 });
       await client.hosts.markDown("hm-h1");
       expect(await monitor.checkHosts()).toEqual(["hm-h1"]);
       expect(await monitor.checkHosts()).toEqual([]); // dealt with once per outage

@@ -1,7 +1,8 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect } from "vitest";
-import { hostUp, tinySpec } from "../../../test/fixtures/api-streams.js";
+import { tinySpec } from "../../../test/fixtures/api-streams.js";
+import { hostUp } from "../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { TokenStore } from "./auth.js";
 import { ApiServer } from "./server.js";

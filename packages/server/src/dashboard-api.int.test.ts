@@ -7,10 +7,10 @@ import { EventLog, FleetClient, Keys, replyConsole, VmRegistry } from "@virtflee
 import { VirtfleetApi } from "@virtfleet/sdk";
 import { Redis } from "ioredis";
 import { describe, expect, vi } from "vitest";
-import { call, startApi } from "../../../test/fixtures/api-server.js";
-import { hostUp, tinySpec } from "../../../test/fixtures/api-streams.js";
-import { hostStatus } from "../../../test/fixtures/host-status.js";
-import { redisTest as test } from "../../../test/fixtures/redis-test.js";
+import { call } from "../../../test/fixtures/api-server.js";
+import { tinySpec } from "../../../test/fixtures/api-streams.js";
+import { apiTest } from "../../../test/fixtures/api-test.js";
+import { hostStatus, hostUp } from "../../../test/fixtures/host-status.js";
 import { buildOpenApi } from "./openapi.js";
 
 const CLI = path.resolve(import.meta.dirname, "../../../apps/cli/dist/main.js");
@@ -26,6 +26,35 @@ const TOKENS: ApiToken[] = [
   { id: "acme-w", token: ACME_W, scopes: ["vms:read", "vms:write", "hosts:read"], tenant: "acme" },
   { id: "other", token: OTHER, scopes: ["vms:read"], tenant: "other" },
 ];
+
+/**
+ * One API server per test knowing TOKENS (it asks a host's worker for console lines for 300 ms at most:
+ * the console tests wait on it), with the test prefix's keys and event log.
+ */
+const test = apiTest(TOKENS, { consoleTimeoutMs: 300 }).extend<{ keys: Keys; log: EventLog }>({
+  keys: async ({ prefix }, use) => {
+    await use(new Keys(prefix));
+  },
+  log: async ({ redis, keys }, use) => {
+    await use(new EventLog(redis, keys));
+  },
+});
+
+/** A VM record of acme's on h1, as a worker would have written it. */
+function vmRecord(name: string, state: "running" | "creating") {
+  return {
+    name,
+    state,
+    hostId: "h1",
+    fingerprint: "",
+    jobId: "j",
+    memoryMiB: 64,
+    vcpus: 1,
+    labels: {},
+    tenant: "acme",
+    updatedAt: new Date().toISOString(),
+  };
+}
 
 /** A Server-Sent Events reader: `next(n)` waits for n more events (id and parsed data). */
 async function sse(url: string, token: string, headers: Record<string, string> = {}) {
@@ -95,177 +124,150 @@ describe("dashboard API against a real API server and Redis", () => {
   test("POST /v1/hosts/{id}/drain and /undrain: admin only, the host's view, 404 for an unknown host", async ({
     redisUrl,
     prefix,
+    api,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS);
+    expect((await fetch(`${api.base}/v1/hosts/h1/drain`, { method: "POST" })).status).toBe(401);
+    const forbidden = await call(api.base, "POST", "/v1/hosts/h1/drain", ACME_W);
+    expect(forbidden.status).toBe(403);
+    expect(forbidden.body).toMatchObject({ code: "FORBIDDEN" });
+
+    const drained = await call(api.base, "POST", "/v1/hosts/h1/drain", ADMIN);
+    expect(drained.status).toBe(200);
+    expect(drained.body).toMatchObject({ hostId: "h1", up: true, draining: true, capacity: { memoryMiB: 65_536 } });
+    // The same shape and state as GET /v1/hosts, and placement sees it (as after `virtfleet hosts drain`).
+    const listed = await call(api.base, "GET", "/v1/hosts", ACME);
+    expect((listed.body as unknown as unknown[])[0]).toEqual(drained.body);
+    const client = new FleetClient({ redisUrl, prefix });
     try {
-      expect((await fetch(`${api.base}/v1/hosts/h1/drain`, { method: "POST" })).status).toBe(401);
-      const forbidden = await call(api.base, "POST", "/v1/hosts/h1/drain", ACME_W);
-      expect(forbidden.status).toBe(403);
-      expect(forbidden.body).toMatchObject({ code: "FORBIDDEN" });
-
-      const drained = await call(api.base, "POST", "/v1/hosts/h1/drain", ADMIN);
-      expect(drained.status).toBe(200);
-      expect(drained.body).toMatchObject({ hostId: "h1", up: true, draining: true, capacity: { memoryMiB: 65_536 } });
-      // The same shape and state as GET /v1/hosts, and placement sees it (as after `virtfleet hosts drain`).
-      const listed = await call(api.base, "GET", "/v1/hosts", ACME);
-      expect((listed.body as unknown as unknown[])[0]).toEqual(drained.body);
-      const client = new FleetClient({ redisUrl, prefix });
-      try {
-        expect((await client.hosts.get("h1"))?.draining).toBe(true);
-        const undrained = await call(api.base, "POST", "/v1/hosts/h1/undrain", ADMIN);
-        expect(undrained.status).toBe(200);
-        expect(undrained.body).toMatchObject({ hostId: "h1", draining: false });
-        expect((await client.hosts.get("h1"))?.draining).toBe(false);
-      } finally {
-        await client.close();
-      }
-
-      const unknown = await call(api.base, "POST", "/v1/hosts/nope/drain", ADMIN);
-      expect(unknown.status).toBe(404);
-      expect(unknown.body).toMatchObject({ code: "NOT_FOUND", field: "id" });
-      const bad = await call(api.base, "POST", "/v1/hosts/Bad!Host/undrain", ADMIN);
-      expect(bad.status).toBe(400);
-      expect(bad.body).toMatchObject({ code: "INVALID_SPEC", field: "id" });
+      expect((await client.hosts.get("h1"))?.draining).toBe(true);
+      const undrained = await call(api.base, "POST", "/v1/hosts/h1/undrain", ADMIN);
+      expect(undrained.status).toBe(200);
+      expect(undrained.body).toMatchObject({ hostId: "h1", draining: false });
+      expect((await client.hosts.get("h1"))?.draining).toBe(false);
     } finally {
-      await api.close();
+      await client.close();
     }
+
+    const unknown = await call(api.base, "POST", "/v1/hosts/nope/drain", ADMIN);
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toMatchObject({ code: "NOT_FOUND", field: "id" });
+    const bad = await call(api.base, "POST", "/v1/hosts/Bad!Host/undrain", ADMIN);
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatchObject({ code: "INVALID_SPEC", field: "id" });
   });
 
   test("GET /v1/jobs?state=failed: newest first with code, command and stderr; tenant-scoped; limit; bad query names the field", async ({
-    redis,
-    redisUrl,
-    prefix,
+    api,
+    log,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS);
-    try {
-      const log = new EventLog(redis, new Keys(prefix));
-      await failJob(log, "hb-job-1", "hb-a1", "acme", "error: one");
-      await failJob(log, "hb-job-2", "hb-o1", "other", "error: two");
-      await failJob(log, "hb-job-3", "hb-a2", "acme", "error: three");
-      // A job that ends well is not listed.
-      await log.createJob({ jobId: "hb-job-4", kind: "create", vm: "hb-a3", tenant: "acme" });
-      await log.append({ jobId: "hb-job-4", kind: "create", vm: "hb-a3", phase: "done", message: "done" });
+    await failJob(log, "hb-job-1", "hb-a1", "acme", "error: one");
+    await failJob(log, "hb-job-2", "hb-o1", "other", "error: two");
+    await failJob(log, "hb-job-3", "hb-a2", "acme", "error: three");
+    // A job that ends well is not listed.
+    await log.createJob({ jobId: "hb-job-4", kind: "create", vm: "hb-a3", tenant: "acme" });
+    await log.append({ jobId: "hb-job-4", kind: "create", vm: "hb-a3", phase: "done", message: "done" });
 
-      const acme = await call(api.base, "GET", "/v1/jobs?state=failed", ACME);
-      expect(acme.status).toBe(200);
-      const jobs = acme.body.jobs as Record<string, unknown>[];
-      expect(jobs.map((j) => j.jobId)).toEqual(["hb-job-3", "hb-job-1"]);
-      expect(jobs[0]).toMatchObject({
-        jobId: "hb-job-3",
-        vm: "hb-a2",
-        kind: "create",
-        code: "COMMAND_FAILED",
-        message: "virt-install failed",
-        command: ["virt-install", "--name", "hb-a2"],
-        exitCode: 1,
-        stderr: "error: three",
-        host: "h1",
-      });
-      expect(Number.isNaN(Date.parse(String(jobs[0]?.at)))).toBe(false);
+    const acme = await call(api.base, "GET", "/v1/jobs?state=failed", ACME);
+    expect(acme.status).toBe(200);
+    const jobs = acme.body.jobs as Record<string, unknown>[];
+    expect(jobs.map((j) => j.jobId)).toEqual(["hb-job-3", "hb-job-1"]);
+    expect(jobs[0]).toMatchObject({
+      jobId: "hb-job-3",
+      vm: "hb-a2",
+      kind: "create",
+      code: "COMMAND_FAILED",
+      message: "virt-install failed",
+      command: ["virt-install", "--name", "hb-a2"],
+      exitCode: 1,
+      stderr: "error: three",
+      host: "h1",
+    });
+    expect(Number.isNaN(Date.parse(String(jobs[0]?.at)))).toBe(false);
 
-      const admin = await call(api.base, "GET", "/v1/jobs?state=failed&limit=2", ADMIN);
-      expect((admin.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hb-job-3", "hb-job-2"]);
-      const other = await call(api.base, "GET", "/v1/jobs?state=failed", OTHER);
-      expect((other.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hb-job-2"]);
+    const admin = await call(api.base, "GET", "/v1/jobs?state=failed&limit=2", ADMIN);
+    expect((admin.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hb-job-3", "hb-job-2"]);
+    const other = await call(api.base, "GET", "/v1/jobs?state=failed", OTHER);
+    expect((other.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hb-job-2"]);
 
-      const noState = await call(api.base, "GET", "/v1/jobs", ACME);
-      expect(noState.status).toBe(400);
-      expect(noState.body).toMatchObject({ code: "INVALID_SPEC", field: "query.state" });
-      const tooMany = await call(api.base, "GET", "/v1/jobs?state=failed&limit=501", ACME);
-      expect(tooMany.body).toMatchObject({ code: "INVALID_SPEC", field: "query.limit" });
-      expect((await fetch(`${api.base}/v1/jobs?state=failed`)).status).toBe(401);
-    } finally {
-      await api.close();
-    }
+    const noState = await call(api.base, "GET", "/v1/jobs", ACME);
+    expect(noState.status).toBe(400);
+    expect(noState.body).toMatchObject({ code: "INVALID_SPEC", field: "query.state" });
+    const tooMany = await call(api.base, "GET", "/v1/jobs?state=failed&limit=501", ACME);
+    expect(tooMany.body).toMatchObject({ code: "INVALID_SPEC", field: "query.limit" });
+    expect((await fetch(`${api.base}/v1/jobs?state=failed`)).status).toBe(401);
   });
 
   test("GET /v1/jobs?vm=NAME: every job of the VM, newest first, with its latest phase and code; tenant-scoped; limit; the SDK's vmJobs", async ({
-    redis,
-    redisUrl,
-    prefix,
+    api,
+    log,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS);
-    try {
-      const log = new EventLog(redis, new Keys(prefix));
-      const job = async (
-        jobId: string,
-        kind: "create" | "destroy",
-        vm: string,
-        tenant: string,
-        phase: "done" | "running",
-      ) => {
-        await log.createJob({ jobId, kind, vm, hostId: "h1", tenant });
-        await log.append({ jobId, kind, vm, phase: "queued", message: "queued", host: "h1" });
-        if (phase === "done") await log.append({ jobId, kind, vm, phase: "done", message: "done", host: "h1" });
-      };
-      await failJob(log, "hu2-j1", "hu2-v1", "acme", "error: first try");
-      await job("hu2-j2", "create", "hu2-v1", "acme", "done");
-      await job("hu2-j3", "create", "hu2-v2", "acme", "done");
-      await job("hu2-j4", "destroy", "hu2-v1", "acme", "running");
-      await job("hu2-j5", "create", "hu2-vo", "other", "done");
+    const job = async (
+      jobId: string,
+      kind: "create" | "destroy",
+      vm: string,
+      tenant: string,
+      phase: "done" | "running",
+    ) => {
+      await log.createJob({ jobId, kind, vm, hostId: "h1", tenant });
+      await log.append({ jobId, kind, vm, phase: "queued", message: "queued", host: "h1" });
+      if (phase === "done") await log.append({ jobId, kind, vm, phase: "done", message: "done", host: "h1" });
+    };
+    await failJob(log, "hu2-j1", "hu2-v1", "acme", "error: first try");
+    await job("hu2-j2", "create", "hu2-v1", "acme", "done");
+    await job("hu2-j3", "create", "hu2-v2", "acme", "done");
+    await job("hu2-j4", "destroy", "hu2-v1", "acme", "running");
+    await job("hu2-j5", "create", "hu2-vo", "other", "done");
 
-      const acme = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1", ACME);
-      expect(acme.status).toBe(200);
-      const jobs = acme.body.jobs as Record<string, unknown>[];
-      expect(jobs.map((j) => [j.jobId, j.kind, j.phase])).toEqual([
-        ["hu2-j4", "destroy", "queued"],
-        ["hu2-j2", "create", "done"],
-        ["hu2-j1", "create", "failed"],
-      ]);
-      expect(jobs[2]).toMatchObject({ code: "COMMAND_FAILED", stderr: "error: first try", host: "h1" });
-      expect(jobs[1]?.code).toBeUndefined();
-      expect(Number.isNaN(Date.parse(String(jobs[0]?.at)))).toBe(false);
+    const acme = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1", ACME);
+    expect(acme.status).toBe(200);
+    const jobs = acme.body.jobs as Record<string, unknown>[];
+    expect(jobs.map((j) => [j.jobId, j.kind, j.phase])).toEqual([
+      ["hu2-j4", "destroy", "queued"],
+      ["hu2-j2", "create", "done"],
+      ["hu2-j1", "create", "failed"],
+    ]);
+    expect(jobs[2]).toMatchObject({ code: "COMMAND_FAILED", stderr: "error: first try", host: "h1" });
+    expect(jobs[1]?.code).toBeUndefined();
+    expect(Number.isNaN(Date.parse(String(jobs[0]?.at)))).toBe(false);
 
-      const limited = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1&limit=1", ACME);
-      expect((limited.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hu2-j4"]);
-      // Another tenant's VM's jobs are not shown; an admin sees them.
-      expect((await call(api.base, "GET", "/v1/jobs?vm=hu2-vo", ACME)).body).toEqual({ jobs: [] });
-      const admin = await call(api.base, "GET", "/v1/jobs?vm=hu2-vo", ADMIN);
-      expect((admin.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hu2-j5"]);
+    const limited = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1&limit=1", ACME);
+    expect((limited.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hu2-j4"]);
+    // Another tenant's VM's jobs are not shown; an admin sees them.
+    expect((await call(api.base, "GET", "/v1/jobs?vm=hu2-vo", ACME)).body).toEqual({ jobs: [] });
+    const admin = await call(api.base, "GET", "/v1/jobs?vm=hu2-vo", ADMIN);
+    expect((admin.body.jobs as { jobId: string }[]).map((j) => j.jobId)).toEqual(["hu2-j5"]);
 
-      const both = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1&state=failed", ACME);
-      expect(both.status).toBe(400);
-      expect(both.body).toMatchObject({ code: "INVALID_SPEC", field: "query.vm" });
-      const badName = await call(api.base, "GET", "/v1/jobs?vm=Not%20a%20name", ACME);
-      expect(badName.body).toMatchObject({ code: "INVALID_SPEC", field: "query.vm" });
+    const both = await call(api.base, "GET", "/v1/jobs?vm=hu2-v1&state=failed", ACME);
+    expect(both.status).toBe(400);
+    expect(both.body).toMatchObject({ code: "INVALID_SPEC", field: "query.vm" });
+    const badName = await call(api.base, "GET", "/v1/jobs?vm=Not%20a%20name", ACME);
+    expect(badName.body).toMatchObject({ code: "INVALID_SPEC", field: "query.vm" });
 
-      const sdk = new VirtfleetApi({ baseUrl: api.base, token: ACME });
-      expect((await sdk.vmJobs("hu2-v1", { limit: 2 })).map((j) => j.jobId)).toEqual(["hu2-j4", "hu2-j2"]);
-    } finally {
-      await api.close();
-    }
+    const sdk = new VirtfleetApi({ baseUrl: api.base, token: ACME });
+    expect((await sdk.vmJobs("hu2-v1", { limit: 2 })).map((j) => j.jobId)).toEqual(["hu2-j4", "hu2-j2"]);
   });
 
   test("a created VM has createdAt (its admission), returned by GET /v1/vms and GET /v1/vms/{name}", async ({
-    redisUrl,
-    prefix,
+    api,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS);
-    try {
-      await hostUp(api.server.fleet, "h1");
-      const before = Date.now();
-      const created = await call(api.base, "POST", "/v1/vms", ACME_W, { spec: tinySpec("hu2-age") });
-      expect(created.status).toBe(202);
-      const list = await call(api.base, "GET", "/v1/vms", ACME);
-      const vm = (list.body as unknown as { name: string; createdAt?: string }[]).find((v) => v.name === "hu2-age");
-      const at = Date.parse(String(vm?.createdAt));
-      expect(at).toBeGreaterThanOrEqual(before - 1000);
-      expect(at).toBeLessThanOrEqual(Date.now());
-      expect((await call(api.base, "GET", "/v1/vms/hu2-age", ACME)).body.createdAt).toBe(vm?.createdAt);
-    } finally {
-      await api.close();
-    }
+    await hostUp(api.server.fleet, "h1");
+    const before = Date.now();
+    const created = await call(api.base, "POST", "/v1/vms", ACME_W, { spec: tinySpec("hu2-age") });
+    expect(created.status).toBe(202);
+    const list = await call(api.base, "GET", "/v1/vms", ACME);
+    const vm = (list.body as unknown as { name: string; createdAt?: string }[]).find((v) => v.name === "hu2-age");
+    const at = Date.parse(String(vm?.createdAt));
+    expect(at).toBeGreaterThanOrEqual(before - 1000);
+    expect(at).toBeLessThanOrEqual(Date.now());
+    expect((await call(api.base, "GET", "/v1/vms/hu2-age", ACME)).body.createdAt).toBe(vm?.createdAt);
   });
 
   test("GET /v1/events: every visible job event from now on, as on /v1/jobs/{id}/events; Last-Event-ID resumes", async ({
-    redis,
-    redisUrl,
-    prefix,
+    api,
+    log,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS);
     const streams: Awaited<ReturnType<typeof sse>>[] = [];
     try {
-      const log = new EventLog(redis, new Keys(prefix));
       // Before the stream opens: not sent.
       await log.createJob({ jobId: "hb-old", kind: "create", vm: "hb-old", tenant: "acme" });
       await log.append({ jobId: "hb-old", kind: "create", vm: "hb-old", phase: "queued", message: "old" });
@@ -307,32 +309,20 @@ describe("dashboard API against a real API server and Redis", () => {
       expect((await fetch(`${api.base}/v1/events`)).status).toBe(401);
     } finally {
       for (const s of streams) await s.close();
-      await api.close();
     }
   });
 
   test("GET /v1/vms/{name}/console: asks the VM's host; 404, 409, 504 HOST_TIMEOUT; lines checked", async ({
     redis,
     redisUrl,
-    prefix,
+    api,
+    keys,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS, { consoleTimeoutMs: 300 });
-    const keys = new Keys(prefix);
     const worker = new Redis(redisUrl);
     try {
       const vms = new VmRegistry(redis, keys);
-      const record = {
-        hostId: "h1",
-        fingerprint: "",
-        jobId: "j",
-        memoryMiB: 64,
-        vcpus: 1,
-        labels: {},
-        tenant: "acme",
-        updatedAt: new Date().toISOString(),
-      };
-      await vms.put({ ...record, name: "hb-run", state: "running" });
-      await vms.put({ ...record, name: "hb-new", state: "creating" });
+      await vms.put(vmRecord("hb-run", "running"));
+      await vms.put(vmRecord("hb-new", "creating"));
 
       // No worker of h1 listens: HOST_TIMEOUT (504).
       const timeout = await call(api.base, "GET", "/v1/vms/hb-run/console", ACME);
@@ -379,15 +369,14 @@ describe("dashboard API against a real API server and Redis", () => {
       expect(asked).toHaveLength(2);
     } finally {
       worker.disconnect();
-      await api.close();
     }
   });
 
   test("bull-board at /ui/queues: admin only, the hosts' queues (a host joining later too), assets served locally", async ({
     redisUrl,
     prefix,
+    api,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS);
     const client = new FleetClient({ redisUrl, prefix });
     try {
       expect((await fetch(`${api.base}/ui/queues`)).status).toBe(401);
@@ -427,7 +416,6 @@ describe("dashboard API against a real API server and Redis", () => {
       expect(body.queues.find((q) => q.name === "host.h1")?.counts.waiting).toBe(1);
     } finally {
       await client.close();
-      await api.close();
     }
   });
 
@@ -435,11 +423,12 @@ describe("dashboard API against a real API server and Redis", () => {
     redis,
     redisUrl,
     prefix,
+    api,
+    keys,
+    log,
   }) => {
-    const api = await startApi(redisUrl, prefix, TOKENS, { consoleTimeoutMs: 300 });
     const admin = new VirtfleetApi({ baseUrl: api.base, token: ADMIN });
     const acme = new VirtfleetApi({ baseUrl: api.base, token: ACME });
-    const keys = new Keys(prefix);
     const worker = new Redis(redisUrl);
     const stop = new AbortController();
     try {
@@ -459,7 +448,6 @@ describe("dashboard API against a real API server and Redis", () => {
       expect(unknown).toMatchObject({ code: 1 });
       expect((unknown as { stderr: string }).stderr).toMatch(/HOST_NOT_FOUND/);
 
-      const log = new EventLog(redis, keys);
       const events = acme.fleetEvents({ signal: stop.signal })[Symbol.asyncIterator]();
       const first = events.next();
       // The stream starts once its request is answered: fail jobs until the first event arrives.
@@ -475,18 +463,7 @@ describe("dashboard API against a real API server and Redis", () => {
         expect.stringMatching(/^error: sdk/),
       ]);
 
-      await new VmRegistry(redis, keys).put({
-        name: "hb-sdk-vm",
-        hostId: "h1",
-        state: "running",
-        fingerprint: "",
-        jobId: "j",
-        memoryMiB: 64,
-        vcpus: 1,
-        labels: {},
-        tenant: "acme",
-        updatedAt: new Date().toISOString(),
-      });
+      await new VmRegistry(redis, keys).put(vmRecord("hb-sdk-vm", "running"));
       await expect(acme.vmConsole("hb-sdk-vm")).rejects.toMatchObject({ code: "HOST_TIMEOUT", status: 504 });
       await worker.subscribe(keys.consoleChannel("h1"));
       worker.on("message", (_channel: string, message: string) => {
@@ -516,7 +493,6 @@ describe("dashboard API against a real API server and Redis", () => {
     } finally {
       stop.abort();
       worker.disconnect();
-      await api.close();
     }
   });
 });

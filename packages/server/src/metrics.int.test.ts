@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { hostUp } from "../../../test/fixtures/api-streams.js";
+import { hostUp } from "../../../test/fixtures/host-status.js";
 import { LocalRedis } from "../../../test/fixtures/redis-server.js";
 import { TokenStore } from "./auth.js";
 import { METRICS_CACHE_MS } from "./metrics.js";

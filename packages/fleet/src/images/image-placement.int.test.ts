@@ -1,15 +1,7 @@
-import type { HostStatus } from "@virtfleet/core";
 import { describe, expect } from "vitest";
-import { hostStatus } from "../../../../test/fixtures/host-status.js";
+import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
-import { CapacityLedger } from "../placement/capacity-ledger.js";
 import { FleetClient } from "../producer/fleet-client.js";
-
-async function up(client: FleetClient, hostId: string, extra: Partial<HostStatus> = {}): Promise<void> {
-  const s = hostStatus(hostId, extra);
-  await new CapacityLedger(client.connect(), client.keys).setCapacity(hostId, s.memoryMiB.capacity, s.vcpus.capacity);
-  await client.hosts.heartbeat(s, 10_000);
-}
 
 const spec = (name: string, memoryMiB = 256) => ({
   name,
@@ -26,9 +18,9 @@ describe("placement with the image catalogue", () => {
     const client = new FleetClient({ redisUrl, prefix, placementCacheMs: 0 });
     try {
       // "roomy" has far more free memory (spread would pick it) but lacks the image.
-      await up(client, "roomy", { memoryMiB: { total: 65_536, capacity: 65_536 }, images: [] });
-      await up(client, "holder", { images: ["im-deb.qcow2"] });
-      await up(client, "other", { images: [] });
+      await hostUp(client, "roomy", { memoryMiB: { total: 65_536, capacity: 65_536 }, images: [] });
+      await hostUp(client, "holder", { images: ["im-deb.qcow2"] });
+      await hostUp(client, "other", { images: [] });
 
       await expect(
         client.createVm({ ...spec("im-p0"), disks: [{ sizeGiB: 1, backing: "im-none" }] }),

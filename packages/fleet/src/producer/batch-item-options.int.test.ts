@@ -1,8 +1,7 @@
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
-import { hostStatus } from "../../../../test/fixtures/host-status.js";
+import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
-import { CapacityLedger } from "../placement/capacity-ledger.js";
 import { FleetClient } from "./fleet-client.js";
 
 // createBatch's per-item options: a lab's VMs come from several templates, each with its own
@@ -17,9 +16,7 @@ describe("FleetClient.createBatch with per-item options", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      const s = hostStatus("h1");
-      await new CapacityLedger(client.connect(), client.keys).setCapacity("h1", s.memoryMiB.capacity, s.vcpus.capacity);
-      await client.hosts.heartbeat(s, 10_000);
+      await hostUp(client, "h1");
       const { batchId, items } = await client.createBatch(
         [spec("lb-a"), spec("lb-b"), spec("lb-c"), spec("lb-d")],
         { guestReady: true },

@@ -1,7 +1,6 @@
 import { describe, expect } from "vitest";
-import { hostStatus } from "../../../../test/fixtures/host-status.js";
+import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
-import { CapacityLedger } from "../placement/capacity-ledger.js";
 import { FleetClient } from "./fleet-client.js";
 
 describe("createVms: the pending set", () => {
@@ -13,9 +12,7 @@ describe("createVms: the pending set", () => {
     const client = new FleetClient({ redisUrl, prefix });
     const monitor = await redis.monitor();
     try {
-      const s = hostStatus("h1", { memoryMiB: { total: 65536, capacity: 65536 }, vcpus: { total: 64, capacity: 64 } });
-      await new CapacityLedger(client.connect(), client.keys).setCapacity("h1", s.memoryMiB.capacity, s.vcpus.capacity);
-      await client.hosts.heartbeat(s, 10_000);
+      await hostUp(client, "h1", { memoryMiB: { total: 65536, capacity: 65536 }, vcpus: { total: 64, capacity: 64 } });
       const pendingKey = client.keys.pendingJobs();
       const removals: string[][] = [];
       monitor.on("monitor", (_time: string, args: string[]) => {

@@ -1,19 +1,11 @@
-import { type HostStatus, VirtfleetError } from "@virtfleet/core";
+import { VirtfleetError } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
-import { hostStatus } from "../../../../test/fixtures/host-status.js";
+import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
-import { CapacityLedger } from "../placement/capacity-ledger.js";
 import { EventLog } from "../records/event-log.js";
 import { Keys } from "../redis/keys.js";
 import { FleetClient } from "./fleet-client.js";
-
-/** A host as its worker would publish it: heartbeat and capacity. */
-async function up(client: FleetClient, hostId: string, extra: Partial<HostStatus> = {}, ttlMs = 10_000): Promise<void> {
-  const s = hostStatus(hostId, extra);
-  await new CapacityLedger(client.connect(), client.keys).setCapacity(hostId, s.memoryMiB.capacity, s.vcpus.capacity);
-  await client.hosts.heartbeat(s, ttlMs);
-}
 
 const spec = (name: string, vcpus = 1) => ({ name, memoryMiB: 256, vcpus, disks: [{ sizeGiB: 1 }] });
 
@@ -24,7 +16,7 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await up(client, "h1");
+      await hostUp(client, "h1");
       const job = await client.createVm(spec("vm1"));
       const queue = new Queue(new Keys(prefix).hostQueue("h1"), { connection: { url: redisUrl }, prefix });
       const waiting = await queue.getJobs(["waiting"]);
@@ -51,7 +43,7 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await up(client, "h1");
+      await hostUp(client, "h1");
       const before = (await redis.keys(`${prefix}:*`)).sort();
       await expect(client.createVm({ ...spec("vm1"), memoryMiB: 1 })).rejects.toMatchObject({
         code: "INVALID_SPEC",
@@ -74,7 +66,7 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await up(client, "h1");
+      await hostUp(client, "h1");
       const jobs = await Promise.all(Array.from({ length: 10 }, () => client.createVm(spec("twin"))));
       expect(new Set(jobs.map((j) => j.id)).size).toBe(1);
       const error = await client.createVm(spec("twin", 2)).catch((e: unknown) => e);
@@ -92,12 +84,12 @@ describe("FleetClient against real Redis", () => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
       await expect(client.createVm(spec("a"))).rejects.toMatchObject({ code: "NO_CAPACITY" });
-      await up(client, "h1");
+      await hostUp(client, "h1");
       await expect(client.createVm(spec("a"), { host: "nope" })).rejects.toMatchObject({
         code: "HOST_NOT_FOUND",
         field: "host",
       });
-      await up(client, "h2", { draining: true });
+      await hostUp(client, "h2", { draining: true });
       // h1 has 4 vCPUs: four 1-vCPU VMs fit, the fifth is refused; h2 drains and takes none.
       for (let i = 0; i < 4; i++) {
         const job = await client.createVm(spec(`spread-${i}`));
@@ -117,7 +109,7 @@ describe("FleetClient against real Redis", () => {
     const client = new FleetClient({ redisUrl, prefix });
     const log = new EventLog(client.connect(), new Keys(prefix));
     try {
-      await up(client, "h1");
+      await hostUp(client, "h1");
       const job = await client.createVm(spec("w1"));
       const seen: string[] = [];
       const waiting = job.wait({ onEvent: (e) => seen.push(e.phase), timeoutMs: 10_000 });
@@ -154,8 +146,8 @@ describe("FleetClient against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await up(client, "h1");
-      await up(client, "h2");
+      await hostUp(client, "h1");
+      await hostUp(client, "h2");
       await expect(client.destroyVm("ghost")).rejects.toMatchObject({ code: "VM_NOT_FOUND" });
       const job = await client.destroyVm("ghost", { host: "h2" });
       expect((await job.status())?.hostId).toBe("h2");
@@ -173,8 +165,8 @@ describe("FleetClient.createVms against real Redis", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await up(client, "h1");
-      await up(client, "h2");
+      await hostUp(client, "h1");
+      await hostUp(client, "h2");
       await client.createVm(spec("taken"));
       const before = await client.vms.get("taken");
       // 8 vCPUs in all: the first 7 fit beside "taken", the 8th and 9th do not.
