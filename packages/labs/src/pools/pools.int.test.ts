@@ -439,8 +439,12 @@ describe("pool manager", () => {
       return (await pools.vms(pool)).map((v) => v.name).sort();
     };
     await deps.templates.put("t1", spec);
-    // Both destroys done: it returns only after the last VM is forgotten.
     const [a, b] = (await fill("po11")) as [string, string];
+    const [c, d] = (await fill("po12")) as [string, string];
+    // Only `pool rm` destroys from here: the manager's sweep (woken by the removal) would destroy the
+    // removed pools' VMs too, with destroy jobs of its own.
+    await manager.close();
+    // Both destroys done: it returns only after the last VM is forgotten.
     let settled = false;
     const removing = pools.remove("po11", {}, { wait: true }).finally(() => {
       settled = true;
@@ -453,7 +457,6 @@ describe("pool manager", () => {
     expect((await removing).vms.sort()).toEqual([a, b]);
     // One destroy failed: an error naming that VM and why.
     destroys.clear();
-    const [c, d] = (await fill("po12")) as [string, string];
     const failing = pools.remove("po12", {}, { wait: true }).catch((e: unknown) => e);
     await expect.poll(() => destroys.size, { timeout: 5000, interval: 20 }).toBe(2);
     await end(c, "done");
