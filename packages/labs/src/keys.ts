@@ -71,6 +71,10 @@ export class LabKeys {
   poolVmPrefix(name: string): string {
     return `${this.prefix}:pool:${name}:vm:`;
   }
+  /** Held (briefly, with a TTL) by whoever is asking for a pool VM's destroy, so only one asks. */
+  poolVmDestroying(vm: string): string {
+    return `${this.prefix}:pool-destroying:${vm}`;
+  }
   /** Published on when a pool changes (claim, release, ready VM, settings): `<pool>`. */
   poolsChannel(): string {
     return `${this.prefix}:pools:changed`;

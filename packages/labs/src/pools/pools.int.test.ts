@@ -9,6 +9,7 @@ import type { LabsDeps, PowerControl } from "../deps.js";
 import { LabKeys } from "../keys.js";
 import { LeaseStore } from "../leases/lease-store.js";
 import { TemplateStore } from "../templates/template-store.js";
+import { destroyPoolVm } from "./pool-destroy.js";
 import { PoolManager } from "./pool-manager.js";
 import { PoolService } from "./pool-service.js";
 
@@ -467,6 +468,32 @@ describe("pool manager", () => {
     expect((error as Error).message).toBe(
       `pool "po12" removed, but destroying its VMs failed: ${d}: virsh destroy timed out`,
     );
+  });
+
+  test("asked at once by several (pool rm and the manager's sweep), a pool VM is destroyed by one destroy job", async ({
+    deps,
+    pools,
+    manager,
+  }) => {
+    await deps.templates.put("t1", spec);
+    await pools.create({ name: "po13", template: "t1", minReady: 1, max: 1, idle: "run" });
+    await fillOnce(manager, deps, "po13");
+    await manager.close();
+    const [vm] = (await pools.vms("po13")).map((v) => v.name) as [string];
+    const jobs: string[] = [];
+    const destroyVm = deps.fleet.destroyVm.bind(deps.fleet);
+    deps.fleet.destroyVm = async (...args: Parameters<typeof destroyVm>) => {
+      const job = await destroyVm(...args);
+      jobs.push(job.id);
+      return job;
+    };
+    const answers = await Promise.all(Array.from({ length: 5 }, () => destroyPoolVm(deps, vm)));
+    expect(jobs).toHaveLength(1);
+    expect(answers.filter((a) => a !== undefined)).toEqual(jobs);
+    expect((await deps.fleet.vms.get(vm))?.state).toBe("destroying");
+    // Once that destroy has been asked for, later calls ask nothing more.
+    expect(await destroyPoolVm(deps, vm)).toBeUndefined();
+    expect(jobs).toHaveLength(1);
   });
 
   test("a pool removed while the manager is in a pass: the manager makes no VM for it and writes none of its keys back", async ({
