@@ -240,8 +240,15 @@ export class PoolService {
     if (failed.length > 0) {
       throw new VirtfleetError(code, `pool "${pool}" removed, but destroying its VMs failed: ${failed.join("; ")}`);
     }
+    // The whole fleet is listed only when the VMs known to be left are gone (a large fleet is not
+    // read twice a second); in between, only those VMs are looked up.
+    const labelled = async () =>
+      (await fleet.vms.list()).filter((r) => r.labels[POOL_LABEL] === pool).map((r) => r.name);
+    let left = await labelled();
     for (;;) {
-      const left = (await fleet.vms.list()).filter((r) => r.labels[POOL_LABEL] === pool).map((r) => r.name);
+      const present = await Promise.all(left.map((vm) => fleet.vms.get(vm)));
+      left = left.filter((_, i) => present[i] !== undefined);
+      if (left.length === 0) left = await labelled();
       if (left.length === 0) return;
       if (Date.now() > deadline) {
         throw new VirtfleetError(
