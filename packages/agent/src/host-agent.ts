@@ -21,6 +21,7 @@ import {
   type VirtType,
 } from "@virtfleet/core";
 import {
+  BUNDLE_JOB_NAME,
   closeRedis,
   createRedis,
   type EventInput,
@@ -30,6 +31,7 @@ import {
   HostRegistry,
   ImageCatalogue,
   Keys,
+  queuedJobs,
   quietErrors,
   type RedisConfig,
   replyConsole,
@@ -48,7 +50,9 @@ import {
 } from "@virtfleet/hypervisor";
 import { type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
+import pLimit, { type LimitFunction } from "p-limit";
 import type { Logger } from "pino";
+import { BundleRunner, type RunOutcome } from "./bundles/bundle-runner.js";
 import { ConsoleTail } from "./console/console-tail.js";
 import {
   DEFAULT_CONCURRENCY,
@@ -206,6 +210,10 @@ export class HostAgent {
   #fleetId: string | undefined;
   /** Reconciliations run one at a time. */
   #reconciling: Promise<unknown> = Promise.resolve();
+  /** The host's concurrency: every job, alone or in a bundle, runs holding one of these. */
+  readonly #permits: LimitFunction;
+  /** Runs bundles (many creates in one BullMQ job) job by job. */
+  readonly #bundles: BundleRunner;
   /** Jobs this worker is running now (their #process promises). */
   readonly #running = new Set<Promise<unknown>>();
   /** This host's side of the image catalogue: pulls, file imports, eviction. */
@@ -250,6 +258,13 @@ export class HostAgent {
       ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     });
     this.#monitor = new HostMonitor({ fleet: this.#fleet, redis: this.#redis });
+    this.#permits = pLimit(options.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#bundles = new BundleRunner({
+      run: (data, attempt, signal) => this.#runJob(data, attempt, signal),
+      permits: this.#permits,
+      isShutdown: (reason) => reason === SHUTDOWN,
+      logger: this.#logger,
+    });
   }
 
   async start(): Promise<void> {
@@ -338,7 +353,8 @@ export class HostAgent {
     await this.#subscriber.subscribe(cancelChannel, reconcileChannel, imageChannel, powerChannel, consoleChannel);
     this.#subscriber.on("message", (channel: string, message: string) => {
       if (channel === cancelChannel) {
-        const found = this.#worker?.cancelJob(message, "cancelled") ?? false;
+        const found =
+          (this.#worker?.cancelJob(message, "cancelled") ?? false) || this.#bundles.cancel(message, "cancelled");
         this.#logger.info({ jobId: message, found }, "cancel request");
       } else if (channel === reconcileChannel) {
         void this.#answerReconcile(message);
@@ -445,12 +461,10 @@ export class HostAgent {
     const accounting = async () => {
       liveJobVms = new Set<string>();
       const jobs = await this.#queue.getJobs(["active", "waiting", "delayed", "prioritized"]);
-      for (const job of jobs) {
-        const parsed = JobData.safeParse(job?.data);
-        if (!parsed.success) continue;
-        const record = await this.#log.getJob(parsed.data.jobId);
+      for (const data of jobs.flatMap((job) => (job === undefined ? [] : queuedJobs(job).jobs))) {
+        const record = await this.#log.getJob(data.jobId);
         if (record !== undefined && isTerminal(record.phase)) continue; // e.g. failed HOST_LOST while this host was away
-        liveJobVms.add(parsed.data.kind === "create" ? parsed.data.spec.name : parsed.data.name);
+        liveJobVms.add(data.kind === "create" ? data.spec.name : data.name);
       }
       knownVms = new Set(
         (await this.#vms.list()).filter((v) => v.hostId === this.hostId && v.state !== "failed").map((v) => v.name),
@@ -604,16 +618,22 @@ export class HostAgent {
       );
   }
 
-  /** Jobs BullMQ failed on its own (stalled too often) get their terminal event. */
+  /** Jobs BullMQ failed on its own (stalled too often), alone or in a bundle, get their terminal event. */
   async #sweepFailed(): Promise<void> {
     const failed = await this.#queue.getFailed(0, 99);
-    for (const job of failed) {
-      if (job?.id === undefined) continue;
-      const record = await this.#log.getJob(job.id);
+    const ended = failed.flatMap((job) =>
+      job?.id === undefined
+        ? []
+        : (job.name === BUNDLE_JOB_NAME ? queuedJobs(job).jobs.map((d) => d.jobId) : [job.id]).map((jobId) => ({
+            jobId,
+            reason: job.failedReason ?? "failed",
+          })),
+    );
+    for (const { jobId, reason } of ended) {
+      const record = await this.#log.getJob(jobId);
       if (record === undefined || isTerminal(record.phase)) continue;
-      const reason = job.failedReason ?? "failed";
       await this.#log.append({
-        jobId: job.id,
+        jobId,
         kind: record.kind,
         vm: record.vm,
         batchId: record.batchId ?? "",
@@ -622,18 +642,45 @@ export class HostAgent {
         message: reason,
         error: { code: "INTERNAL", message: reason },
       });
-      if (record.kind === "create") await this.#forgetVm(record.vm, job.id);
+      if (record.kind === "create") await this.#forgetVm(record.vm, jobId);
     }
   }
 
+  /**
+   * A BullMQ job of this host's queue: a bundle (its jobs run by the BundleRunner), or one job, run
+   * holding one of the host's permits.
+   */
   async #process(job: Job, token: string | undefined, signal?: AbortSignal): Promise<void> {
+    if (job.name === BUNDLE_JOB_NAME) return this.#bundles.run(job, token, signal);
     const parsed = JobData.safeParse(job.data);
     if (!parsed.success) {
       const error = toValidationError(parsed.error, "job");
       this.#logger.error({ jobId: job.id, err: error }, "bad job payload");
       throw new UnrecoverableError(`INVALID_SPEC: ${error.message}`);
     }
-    const data = parsed.data;
+    const attempt = { made: job.attemptsMade, of: job.opts.attempts ?? 1 };
+    const result = await this.#permits(() => this.#runJob(parsed.data, attempt, signal));
+    switch (result.outcome) {
+      case "ended":
+        return;
+      case "final":
+        throw new UnrecoverableError(result.reason);
+      case "handBack":
+        // What the job made is kept (the next run adopts it); it goes back to the queue for the next worker.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      case "retry":
+        throw result.error;
+    }
+  }
+
+  /**
+   * One run of a job (attempt `attempt.made + 1` of `attempt.of`), alone or in a bundle: its phases,
+   * events and records; what it came to says how its BullMQ job goes on.
+   */
+  async #runJob(data: JobData, attempt: { made: number; of: number }, signal?: AbortSignal): Promise<RunOutcome> {
+    // Handed back before it started (the worker is shutting down): nothing was done.
+    if (signal?.aborted && signal.reason === SHUTDOWN) return { outcome: "handBack" };
     const vm = data.kind === "create" ? data.spec.name : data.name;
     // The job's logger, made when first used: a child logger serialises its bindings when made, which
     // is most of what a job costs this process when nothing is logged at its level.
@@ -662,7 +709,7 @@ export class HostAgent {
     const current = await this.#log.progress(data.jobId);
     if (current.phase !== undefined && isTerminal(current.phase)) {
       log().info({ phase: current.phase }, "job already ended; skipping");
-      return;
+      return { outcome: "ended" };
     }
     if (data.kind === "create") {
       // Placement sends no such job here; one that comes anyway (an old producer, a hand-made
@@ -676,7 +723,7 @@ export class HostAgent {
         );
         await append("failed", `${error.code}: ${error.message}`, { error: error.toInfo() });
         await this.#forgetVm(vm, data.jobId);
-        throw new UnrecoverableError(`${error.code}: ${error.message}`);
+        return { outcome: "final", reason: `${error.code}: ${error.message}` };
       }
     }
     const provisioner = this.#provisioner;
@@ -689,7 +736,7 @@ export class HostAgent {
       const now = await this.#log.progress(data.jobId);
       if (now.phase !== undefined && isTerminal(now.phase)) {
         log().info({ phase: now.phase }, "job ended while this run waited for the VM's lock; skipping");
-        return;
+        return { outcome: "ended" };
       }
       if (data.kind === "create") {
         if (current.cancelRequested) throw new VirtfleetError("CANCELLED", "cancelled by request");
@@ -703,17 +750,18 @@ export class HostAgent {
           // Ended by another run of this same job (done): what it made is the VM; keep it.
           if ((await this.#log.progress(data.jobId)).phase === "done") {
             log().warn("job already done by another run of it; keeping the VM");
-            return;
+            return { outcome: "ended" };
           }
           log().warn("job ended elsewhere while it ran; rolling back");
           await provisioner.rollback(vm, data.jobId);
-          return;
+          return { outcome: "ended" };
         }
       } else {
         await provisioner.destroy(data, report, signal);
         await this.#vms.forget(vm);
         await append("done", `VM ${vm} destroyed`);
       }
+      return { outcome: "ended" };
     } catch (error) {
       const info = toErrorInfo(error);
       const final = !(signal?.aborted && signal.reason === SHUTDOWN);
@@ -724,33 +772,29 @@ export class HostAgent {
       if (!final) {
         // What the job made is rolled back; it goes back to the queue for the next worker.
         await append("queued", "handed back: the worker is shutting down");
-        await job.moveToWait(token);
-        throw new WaitingError();
+        return { outcome: "handBack" };
       }
       if (signal?.aborted || info.code === "CANCELLED") {
         await append("cancelled", "cancelled; what the job made was removed", {
           error: { ...info, code: "CANCELLED" },
         });
         if (data.kind === "create") await this.#forgetVm(vm, data.jobId);
-        throw new UnrecoverableError(`CANCELLED: ${info.message}`);
+        return { outcome: "final", reason: `CANCELLED: ${info.message}` };
       }
       const retryable = error instanceof VirtfleetError ? error.retryable : true;
-      const attempts = job.opts.attempts ?? 1;
-      if (!retryable || job.attemptsMade + 1 >= attempts) {
+      const attempts = attempt.of;
+      if (!retryable || attempt.made + 1 >= attempts) {
         await append("failed", `${info.code}: ${info.message}`, { error: info });
         if (data.kind === "create") await this.#forgetVm(vm, data.jobId);
         else if ((await this.#vms.get(vm))?.state === "destroying") await this.#vms.setState(vm, "running");
-        throw new UnrecoverableError(`${info.code}: ${info.message}`);
+        return { outcome: "final", reason: `${info.code}: ${info.message}` };
       }
-      log().warn(
-        { code: info.code, attempt: job.attemptsMade + 1, attempts, err: error },
-        "attempt failed; will retry",
-      );
+      log().warn({ code: info.code, attempt: attempt.made + 1, attempts, err: error }, "attempt failed; will retry");
       await append(
         "queued",
-        `attempt ${job.attemptsMade + 1} of ${attempts} failed (${info.code}: ${info.message}); retrying`,
+        `attempt ${attempt.made + 1} of ${attempts} failed (${info.code}: ${info.message}); retrying`,
       );
-      throw error;
+      return { outcome: "retry", error };
     } finally {
       release();
     }

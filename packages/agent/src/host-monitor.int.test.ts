@@ -110,4 +110,38 @@ describe("host monitor: lost hosts", () => {
       await client.close();
     }
   });
+
+  test("a lost host's waiting bundle leaves its queue, and each of its creates is re-placed on another host", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix, placementCacheMs: 0 });
+    const monitor = new HostMonitor({ fleet: client, redis });
+    try {
+      await hostUp(client, "hb-h1", {}, { diskGiB: 100 });
+      const jobs = await client.createVms([spec("hb-a"), spec("hb-b"), spec("hb-c")]);
+      const ids = jobs.map((j) => {
+        if (j instanceof Error) throw j;
+        return j.id;
+      });
+      const waiting = await waitingIds(redisUrl, prefix, "hb-h1");
+      expect(waiting).toHaveLength(1);
+      expect(waiting[0]).toMatch(/^bundle-3-/);
+
+      await hostUp(client, "hb-h2", {}, { diskGiB: 100 });
+      await client.hosts.markDown("hb-h1");
+      expect(await monitor.checkHosts()).toEqual(["hb-h1"]);
+      expect(await waitingIds(redisUrl, prefix, "hb-h1")).toEqual([]);
+      expect((await waitingIds(redisUrl, prefix, "hb-h2")).sort()).toEqual([...ids].sort());
+      for (const [i, id] of ids.entries()) {
+        expect(await client.log.getJob(id)).toMatchObject({ phase: "placed", hostId: "hb-h2" });
+        expect((await client.vms.get(`hb-${"abc"[i]}`))?.hostId).toBe("hb-h2");
+      }
+      expect((await client.vms.ledger.get("hb-h1")).allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
+      expect((await client.vms.ledger.get("hb-h2")).allocated).toEqual({ memoryMiB: 768, vcpus: 3 });
+    } finally {
+      await client.close();
+    }
+  });
 });

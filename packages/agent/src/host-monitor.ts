@@ -1,4 +1,11 @@
-import { type ErrorInfo, isTerminal, JobData, PlacementOptions, toErrorInfo } from "@virtfleet/core";
+import {
+  type CreateJobData,
+  type ErrorInfo,
+  isTerminal,
+  type JobData,
+  PlacementOptions,
+  toErrorInfo,
+} from "@virtfleet/core";
 import {
   type FleetClient,
   failPending,
@@ -6,8 +13,12 @@ import {
   PENDING_JOB_TIMEOUT_MS,
   PendingJobs,
   type PendingRecords,
+  queuedJobs,
+  vmOfJob,
 } from "@virtfleet/fleet";
 import type { Redis } from "ioredis";
+
+const lost = (hostId: string): ErrorInfo => ({ code: "HOST_LOST", message: `host ${hostId} stopped answering` });
 
 export interface HostMonitorOptions {
   /** Placement (re-placing a lost host's waiting jobs), the records and the hosts' queues. */
@@ -57,58 +68,72 @@ export class HostMonitor {
   }
 
   async #hostLost(hostId: string): Promise<void> {
-    const { log, vms } = this.#records;
+    const { log } = this.#records;
     const queue = this.#fleet.hostQueue(hostId);
     for (const job of await queue.getJobs(["active", "waiting", "delayed", "prioritized"])) {
       if (job?.id === undefined) continue;
-      const parsed = JobData.safeParse(job.data);
-      const record = await log.getJob(job.id).catch(() => undefined);
-      if (!parsed.success || record === undefined || isTerminal(record.phase)) continue;
-      const data = parsed.data;
-      const vm = data.kind === "create" ? data.spec.name : data.name;
-      const jobId = job.id;
-      const lost = { code: "HOST_LOST" as const, message: `host ${hostId} stopped answering` };
-      /** Ends the job `failed`; a create's VM is forgotten (its room and quota given back). */
-      const fail = async (message: string, error: ErrorInfo) => {
-        await log.append({ jobId, kind: data.kind, vm, phase: "failed", host: hostId, message, error });
-        if (data.kind === "create") await vms.forget(vm, jobId);
-      };
-      const state = await job.getState();
-      if (data.kind === "destroy") {
-        if (state === "active") await fail(lost.message, lost);
-        continue;
+      // A bundle is dealt with as one: taken out of the queue if it has not started, then its jobs one by one.
+      let state: string | undefined;
+      let removed: boolean | undefined;
+      for (const data of queuedJobs(job).jobs) {
+        const record = await log.getJob(data.jobId).catch(() => undefined);
+        if (record === undefined || isTerminal(record.phase)) continue;
+        state ??= await job.getState();
+        if (data.kind === "destroy") {
+          // The VM is still there: a destroy waits for the host to come back, unless it was running.
+          if (state === "active") await this.#fail(hostId, data, lost(hostId).message, lost(hostId));
+          continue;
+        }
+        removed ??=
+          state === "active" ||
+          (await job.remove().then(
+            () => true,
+            () => false,
+          ));
+        if (!removed) break; // it started meanwhile: its worker (if alive) goes on
+        await this.#createLost(hostId, data, state);
       }
-      if (state !== "active") {
-        const removed = await job.remove().then(
-          () => true,
-          () => false,
-        );
-        if (!removed) continue;
-      }
-      if (state === "active" || data.placement?.host !== undefined) {
-        await fail(lost.message, lost);
-        continue;
-      }
-      // Waiting and not pinned: place it again, on another host.
-      await vms.ledger.release(hostId, vm);
-      try {
-        const placement = data.placement ?? PlacementOptions.parse({});
-        const next = await this.#fleet.placeAndClaim(data.spec, placement, 0, [hostId]);
-        await vms.placed(vm, next, placement.group);
-        const moved: JobData = { ...data, hostId: next };
-        await log.append({
-          jobId,
-          kind: "create",
-          vm,
-          phase: "placed",
-          host: next,
-          message: `re-placed on host ${next}: host ${hostId} was lost`,
-        });
-        await this.#fleet.hostQueue(next).add("create", moved, jobOptions(jobId));
-      } catch (error) {
-        const info = toErrorInfo(error);
-        await fail(`host ${hostId} was lost and ${info.message}`, info);
-      }
+    }
+  }
+
+  /** Ends a job `failed`; a create's VM is forgotten (its room and quota given back). */
+  async #fail(hostId: string, data: JobData, message: string, error: ErrorInfo): Promise<void> {
+    const { log, vms } = this.#records;
+    const vm = vmOfJob(data);
+    await log.append({ jobId: data.jobId, kind: data.kind, vm, phase: "failed", host: hostId, message, error });
+    if (data.kind === "create") await vms.forget(vm, data.jobId);
+  }
+
+  /**
+   * A create of a lost host (taken out of its queue unless `state` is active): one running there, or
+   * pinned there, fails HOST_LOST; any other is placed again on another host.
+   */
+  async #createLost(hostId: string, data: CreateJobData, state: string): Promise<void> {
+    const { log, vms } = this.#records;
+    const vm = data.spec.name;
+    if (state === "active" || data.placement?.host !== undefined) {
+      await this.#fail(hostId, data, lost(hostId).message, lost(hostId));
+      return;
+    }
+    // Waiting and not pinned: place it again, on another host.
+    await vms.ledger.release(hostId, vm);
+    try {
+      const placement = data.placement ?? PlacementOptions.parse({});
+      const next = await this.#fleet.placeAndClaim(data.spec, placement, 0, [hostId]);
+      await vms.placed(vm, next, placement.group);
+      const moved: JobData = { ...data, hostId: next };
+      await log.append({
+        jobId: data.jobId,
+        kind: "create",
+        vm,
+        phase: "placed",
+        host: next,
+        message: `re-placed on host ${next}: host ${hostId} was lost`,
+      });
+      await this.#fleet.hostQueue(next).add("create", moved, jobOptions(data.jobId));
+    } catch (error) {
+      const info = toErrorInfo(error);
+      await this.#fail(hostId, data, `host ${hostId} was lost and ${info.message}`, info);
     }
   }
 

@@ -1,5 +1,6 @@
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
+import { waitingJobs } from "../../../../test/fixtures/host-queue.js";
 import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { FleetClient } from "./fleet-client.js";
@@ -34,9 +35,11 @@ describe("FleetClient.createBatch with per-item options", () => {
         ["lb-d", "guestReady.strategy"],
       ]);
       const queue = new Queue(client.keys.hostQueue("h1"), { connection: { url: redisUrl }, prefix });
-      const jobs = await queue.getJobs(["waiting"]);
+      const jobs = await waitingJobs(queue);
       await queue.close();
-      const byVm = new Map(jobs.map((j) => [j.data.spec.name as string, j.data.guestReady]));
+      const byVm = new Map(
+        jobs.map((j) => [j.kind === "create" ? j.spec.name : "", j.kind === "create" ? j.guestReady : undefined]),
+      );
       expect(byVm.get("lb-a")).toMatchObject({ strategy: "agent", timeoutSec: 30 });
       expect(byVm.get("lb-b")).toMatchObject({ strategy: "console" });
       expect(byVm.get("lb-c")).toBeUndefined();

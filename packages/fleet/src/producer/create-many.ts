@@ -1,4 +1,5 @@
 import { type CreateJobData, isTerminal, VirtfleetError } from "@virtfleet/core";
+import { BUNDLE_JOB_NAME, BUNDLE_MIN_JOBS, bundleJobId, splitIntoBundles } from "../bundles/bundle.js";
 import { failPending } from "../records/fail-pending.js";
 import type { ProducerContext } from "./context.js";
 import type { BatchItemOptions, CreateOptions, ParsedOptions } from "./create-options.js";
@@ -65,9 +66,16 @@ export async function createMany(
   await Promise.all(
     [...byHost].map(async ([hostId, jobs]) => {
       try {
-        await ctx
-          .queue(hostId)
-          .addBulk(jobs.map(({ data }) => ({ name: "create", data, opts: jobOptions(data.jobId) })));
+        const entries = queueEntries(jobs);
+        const queue = ctx.queue(hostId);
+        // One entry is added on its own: addBulk wraps even one in MULTI/EXEC, which costs Redis
+        // about as much again (most hosts get one job per call in a big fleet).
+        if (entries.length === 1) {
+          const [only] = entries as [(typeof entries)[number]];
+          await queue.add(only.name, only.data, only.opts);
+        } else {
+          await queue.addBulk(entries);
+        }
       } catch {
         // (Redis's own words stay out of the answer: it goes to tenants.)
         const lost = new VirtfleetError("INTERNAL", "the create job could not be enqueued; retry the request");
@@ -83,6 +91,7 @@ export async function createMany(
       if ((await ctx.pending.enqueued(jobs.map(({ data }) => data.jobId))) === jobs.length) return;
       await Promise.all(
         jobs.map(async ({ data }) => {
+          // (A bundle's job that ended is skipped by the worker: a bundle cannot lose one job.)
           if (isTerminal((await ctx.log.getJob(data.jobId))?.phase ?? "failed")) {
             await ctx
               .queue(hostId)
@@ -94,4 +103,22 @@ export async function createMany(
     }),
   );
   return admitted.map((a) => (a instanceof VirtfleetError ? a : (failed.get(jobIdOf(a)) ?? a)));
+}
+
+/**
+ * One host's BullMQ entries for a call's jobs: fresh creates, when there are at least
+ * BUNDLE_MIN_JOBS, go in bundles (one BullMQ job each, see bundles/bundle.ts); an earlier job enqueued
+ * again, and a lone create, go as their own job (under their own id, so BullMQ adds each once).
+ */
+function queueEntries(jobs: readonly { data: CreateJobData; again: boolean }[]) {
+  const fresh = jobs.filter((j) => !j.again).map((j) => j.data);
+  const single = (data: CreateJobData) => ({ name: "create", data, opts: jobOptions(data.jobId) });
+  if (fresh.length < BUNDLE_MIN_JOBS) return jobs.map(({ data }) => single(data));
+  return [
+    ...jobs.filter((j) => j.again).map(({ data }) => single(data)),
+    ...splitIntoBundles(fresh).map((bundle) => {
+      const id = bundleJobId(bundle.length);
+      return { name: BUNDLE_JOB_NAME, data: { jobs: bundle }, opts: jobOptions(id) };
+    }),
+  ];
 }

@@ -1,6 +1,7 @@
 import { VirtfleetError } from "@virtfleet/core";
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
+import { waitingJobs } from "../../../../test/fixtures/host-queue.js";
 import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { EventLog } from "../records/event-log.js";
@@ -185,7 +186,7 @@ describe("FleetClient.createVms against real Redis", () => {
       let queued = 0;
       for (const host of ["h1", "h2"]) {
         const queue = new Queue(keys.hostQueue(host), { connection: { url: redisUrl }, prefix });
-        queued += (await queue.getJobs(["waiting"])).length;
+        queued += (await waitingJobs(queue)).length;
         await queue.close();
       }
       expect(queued).toBe(8); // 7 new and "taken"

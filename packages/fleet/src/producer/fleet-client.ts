@@ -14,6 +14,7 @@ import {
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Admission, type AdmitOutcome } from "../admission/admission.js";
+import { jobsInQueueEntry } from "../bundles/bundle.js";
 import { HostRegistry } from "../hosts/host-registry.js";
 import { ImageCatalogue } from "../images/image-catalogue.js";
 import type { HostCandidate } from "../placement/eligibility.js";
@@ -144,7 +145,13 @@ export class FleetClient {
       this.#bullRedis ??= quietErrors(
         this.#redis.duplicate({ connectionName: "virtfleet-client-queue", enableAutoPipelining: false }),
       );
-      queue = new Queue(this.keys.hostQueue(hostId), { connection: this.#bullRedis, prefix: this.keys.prefix });
+      // Without the version check each host's queue would ask Redis for its whole INFO once (a
+      // thousand hosts: a thousand INFOs); the host's own worker checks the version when it starts.
+      queue = new Queue(this.keys.hostQueue(hostId), {
+        connection: this.#bullRedis,
+        prefix: this.keys.prefix,
+        skipVersionCheck: true,
+      });
       // Connection errors while Redis restarts are expected; the client reconnects by itself.
       queue.on("error", () => undefined);
       this.#queues.set(hostId, queue);
@@ -185,7 +192,18 @@ export class FleetClient {
 
   /** Job counts of a host's queue, by BullMQ state. */
   async queueCounts(hostId: string): Promise<Record<string, number>> {
-    return this.#queue(hostId).getJobCounts("waiting", "active", "delayed", "failed", "completed", "prioritized");
+    const queue = this.#queue(hostId);
+    const states = ["waiting", "active", "delayed", "failed", "completed", "prioritized"] as const;
+    const counts = await queue.getJobCounts(...states);
+    // BullMQ counts its own jobs; a bundle is one of them but carries several of ours (its id says how many).
+    await Promise.all(
+      states.map(async (state) => {
+        if ((counts[state] ?? 0) === 0) return;
+        const ids = await queue.getRanges([state], 0, -1);
+        counts[state] = ids.reduce((n, id) => n + jobsInQueueEntry(id), 0);
+      }),
+    );
+    return counts;
   }
 
   /** A new blocking connection (for following events). */

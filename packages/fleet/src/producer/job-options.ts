@@ -18,3 +18,13 @@ export function jobOptions(jobId: string): JobsOptions {
     removeOnFail: { age: FAILED_JOB_KEEP_SEC },
   };
 }
+
+/**
+ * How long a job waits before its next attempt after `attemptsMade` failed ones: BullMQ's
+ * exponential backoff with jitter as jobOptions asks of it, for the attempts a worker makes itself
+ * (a bundle's jobs, see bundles/bundle.ts).
+ */
+export function retryDelayMs(attemptsMade: number, random = Math.random): number {
+  const full = JOB_BACKOFF_MS * 2 ** Math.max(0, attemptsMade - 1);
+  return Math.round(full * (1 - 0.5 * random()));
+}
