@@ -706,24 +706,13 @@ export class HostAgent {
         ...(detail?.addresses === undefined ? {} : { addresses: detail.addresses }),
       });
     };
-    const current = await this.#log.progress(data.jobId);
-    if (current.phase !== undefined && isTerminal(current.phase)) {
-      log().info({ phase: current.phase }, "job already ended; skipping");
-      return { outcome: "ended" };
-    }
-    if (data.kind === "create") {
-      // Placement sends no such job here; one that comes anyway (an old producer, a hand-made
-      // payload, a list changed since) is refused before anything is made or touched.
-      const i = firstDisallowedNetwork(this.#o.allowedNetworks, data.spec.networks);
-      if (i !== undefined) {
-        const error = new VirtfleetError(
-          "FORBIDDEN",
-          `host ${this.hostId} does not offer the network ${formatNetworkRef(data.spec.networks[i] as NetworkSpec)}`,
-          { field: `spec.networks.${i}` },
-        );
-        await append("failed", `${error.code}: ${error.message}`, { error: error.toInfo() });
-        await this.#forgetVm(vm, data.jobId);
-        return { outcome: "final", reason: `${error.code}: ${error.message}` };
+    // A job that already ended is not run again. Read before waiting for the VM's lock only when
+    // someone holds it (an ended job then does not wait); the read under the lock is the one that counts.
+    if (this.#locks.held(vm)) {
+      const current = await this.#log.progress(data.jobId);
+      if (current.phase !== undefined && isTerminal(current.phase)) {
+        log().info({ phase: current.phase }, "job already ended; skipping");
+        return { outcome: "ended" };
       }
     }
     const provisioner = this.#provisioner;
@@ -735,11 +724,26 @@ export class HostAgent {
       // run still works. That run ended it: this one must neither redo nor undo anything.
       const now = await this.#log.progress(data.jobId);
       if (now.phase !== undefined && isTerminal(now.phase)) {
-        log().info({ phase: now.phase }, "job ended while this run waited for the VM's lock; skipping");
+        log().info({ phase: now.phase }, "job already ended; skipping");
         return { outcome: "ended" };
       }
       if (data.kind === "create") {
-        if (current.cancelRequested) throw new VirtfleetError("CANCELLED", "cancelled by request");
+        // Placement sends no such job here; one that comes anyway (an old producer, a hand-made
+        // payload, a list changed since) is refused before anything is made or touched.
+        const i = firstDisallowedNetwork(this.#o.allowedNetworks, data.spec.networks);
+        if (i !== undefined) {
+          const error = new VirtfleetError(
+            "FORBIDDEN",
+            `host ${this.hostId} does not offer the network ${formatNetworkRef(data.spec.networks[i] as NetworkSpec)}`,
+            { field: `spec.networks.${i}` },
+          );
+          await append("failed", `${error.code}: ${error.message}`, { error: error.toInfo() });
+          await this.#forgetVm(vm, data.jobId);
+          return { outcome: "final", reason: `${error.code}: ${error.message}` };
+        }
+      }
+      if (data.kind === "create") {
+        if (now.cancelRequested) throw new VirtfleetError("CANCELLED", "cancelled by request");
         await provisioner.create(data, report, signal);
         // The VM is marked running in the same step as the `done` event, unless the fleet gave up on
         // this job while it ran (HOST_LOST): then what it made must go.

@@ -82,4 +82,17 @@ describe("NameLocks", () => {
     (await p3)();
     expect(thirdHeld).toBe(true);
   });
+
+  it("says whether a name's lock is held or waited for, until the last holder releases it", async () => {
+    const locks = new NameLocks();
+    expect(locks.held("x")).toBe(false);
+    const r1 = await locks.acquire("x");
+    expect(locks.held("x")).toBe(true);
+    expect(locks.held("y")).toBe(false);
+    const p2 = locks.acquire("x");
+    r1();
+    expect(locks.held("x")).toBe(true); // the second is next
+    (await p2)();
+    expect(locks.held("x")).toBe(false);
+  });
 });

@@ -2,6 +2,11 @@
 export class NameLocks {
   readonly #tails = new Map<string, Promise<void>>();
 
+  /** Whether some job holds (or waits for) the name's lock now. */
+  held(name: string): boolean {
+    return this.#tails.has(name);
+  }
+
   async acquire(name: string): Promise<() => void> {
     const previous = this.#tails.get(name) ?? Promise.resolve();
     let release!: () => void;
