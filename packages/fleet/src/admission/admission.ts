@@ -47,7 +47,8 @@ export class Admission {
 
   constructor(redis: Redis, keys: Keys) {
     this.#keys = keys;
-    this.#script = new BatchedScript(redis, ADMIT, 100);
+    // A full batch of admissions goes at once: Redis runs it while the next ones are made ready.
+    this.#script = new BatchedScript(redis, ADMIT, 100, true);
   }
 
   async admit(r: AdmitRequest): Promise<AdmitOutcome> {

@@ -42,6 +42,30 @@ describe("BatchedScript against real Redis", () => {
     expect(runs).toBeLessThanOrEqual(Math.ceil(300 / 64) + 2);
   });
 
+  test("with fullAtOnce a full batch goes to Redis at once, before what the caller sends next in the same turn", async ({
+    redis,
+    prefix,
+  }) => {
+    const mark = `${prefix}:mark`;
+    /** 10 calls (one full batch), a SET written at once on the same connection, 5 more calls. */
+    const round = async (script: BatchedScript) => {
+      // Loaded first: a script's first run (NOSCRIPT, then its source) would answer later.
+      await Promise.all(Array.from({ length: 10 }, () => script.call([`${prefix}:w`, mark], ["0"])));
+      await redis.del(mark);
+      const first = Array.from({ length: 10 }, () => script.call([`${prefix}:n`, mark], ["1"]));
+      const set = redis.set(mark, "late");
+      const rest = Array.from({ length: 5 }, () => script.call([`${prefix}:n`, mark], ["1"]));
+      await set;
+      return (await Promise.all([...first, ...rest])).map((a) => (a as [number, string])[1]);
+    };
+    expect(await round(new BatchedScript(redis, ADD, 10, true))).toEqual([
+      ...Array.from({ length: 10 }, () => ""),
+      ...Array.from({ length: 5 }, () => "late"),
+    ]);
+    // By default every batch waits for the end of the turn: the SET runs first.
+    expect(await round(new BatchedScript(redis, ADD, 10))).toEqual(Array.from({ length: 15 }, () => "late"));
+  });
+
   test("a body that returns false answers null; a lone call runs the script as is", async ({ redis, prefix }) => {
     const script = new BatchedScript(redis, ADD);
     expect(await script.call([`${prefix}:a`, `${prefix}:b`], ["-1"])).toBeNull();

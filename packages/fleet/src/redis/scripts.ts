@@ -80,13 +80,24 @@ export class BatchedScript {
   readonly #name: string;
   readonly #numKeys: number | undefined;
 
+  /** Send a batch as soon as it is full (see the constructor's `fullAtOnce`). */
+  readonly #fullAtOnce: boolean;
+
+  /**
+   * `maxBatch`: the most calls one script run makes. `fullAtOnce`: a full batch goes to Redis at
+   * once, while the caller goes on making calls (Redis runs it meanwhile), instead of after this
+   * turn of the event loop. Only for a script whose calls need not run after commands the caller
+   * sent earlier in the same turn (e.g. admission: each call stands alone).
+   */
   constructor(
     redis: Redis,
     source: { lib: string; body: string; epilogue?: string } | { file: URL; epilogue?: string },
     maxBatch = 200,
+    fullAtOnce = false,
   ) {
     this.#redis = redis;
     this.#maxBatch = maxBatch;
+    this.#fullAtOnce = fullAtOnce;
     let script: { lib: string; body: string; epilogue?: string };
     if ("file" in source) {
       const { includes, body } = loadLuaParts(source.file);
@@ -122,8 +133,11 @@ return out`;
     return new Promise((resolve, reject) => {
       this.#pending.push({ keys, args, resolve, reject });
       if (this.#pending.length >= this.#maxBatch) {
-        this.#full.push(this.#pending);
-        this.#pending = [];
+        if (this.#fullAtOnce) this.#flush();
+        else {
+          this.#full.push(this.#pending);
+          this.#pending = [];
+        }
       }
       if (!this.#scheduled) {
         // Sent once this turn of the event loop is over, full batches first, in the order called:
