@@ -135,8 +135,9 @@ describe("placement policy: the Lua picks what the model picks", () => {
           }),
         ),
         async ({ fleet, ops }) => {
-          const keys = new Keys(`${prefix}-${run++}`);
-          const ledger = new CapacityLedger(redis, keys, { page: 1 });
+          const keys = new Keys(`${prefix}-${run}`);
+          // Walk pages of 1 to 8 hosts: a tie of free memory that ends within a page, or runs past it.
+          const ledger = new CapacityLedger(redis, keys, { page: [1, 2, 3, 8][run++ % 4] as number });
           const m: Model = { hosts: new Map(), claims: new Map(), group: new Map() };
           fleet.ids.forEach((id, i) => {
             const g = fleet.hosts[i] as (typeof fleet.hosts)[number];

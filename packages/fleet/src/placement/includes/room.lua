@@ -53,12 +53,15 @@ local function host_state(ctx, h)
     h .. '.vcpus', h .. '.disk', h .. '.class', h .. '.draining')
   remember(ctx, 'classOf', h, r[7] or false)
   remember(ctx, 'capMemOf', h, r[1] or false)
-  return {
+  local st = {
     capMem = tonumber(r[1] or '0'), capVcpus = tonumber(r[2] or '0'),
     capDisk = r[3] and tonumber(r[3]) or nil,
     mem = tonumber(r[4] or '0'), vcpus = tonumber(r[5] or '0'), disk = tonumber(r[6] or '0'),
     class = r[7] or nil, draining = r[8] == '1',
   }
+  -- What add_room needs to write the new numbers at once (kept in step by add_room itself).
+  remember(ctx, 'usedOf', h, { mem = st.mem, vcpus = st.vcpus, disk = st.disk })
+  return st
 end
 
 local function fits(st, req)
@@ -112,6 +115,23 @@ end
 -- One class's best host in policy order: 'pack' walks up from the least free memory that fits;
 -- 'spread' walks down from the most, then takes the smallest id among the usable hosts of that
 -- free memory (sorted sets order equal scores by member, ascending).
+-- `h`'s state if it is a usable candidate (not in the group, not skipped), else false; read once a walk.
+local function usable_state(ctx, req, counts, seen, h)
+  if (counts[h] or 0) ~= 0 or req.skip[h] then return false end
+  local st = seen[h]
+  if st == nil then
+    st = host_state(ctx, h)
+    if not usable(ctx, st, h, req) then st = false end
+    seen[h] = st
+  end
+  return st
+end
+
+-- One class's best host in policy order: 'pack' walks up from the least free memory that fits;
+-- 'spread' walks down from the most, then takes the smallest id among the usable hosts of that
+-- free memory (sorted sets order equal scores by member: descending in a reverse walk). The ties
+-- after the first usable host of a page are its smaller ids: when they end within the page, the
+-- last usable of them is the pick; only ties that run past the page are walked again, upward.
 local function walk_class(ctx, key, req, counts)
   local seen = {}
   if req.policy == 'pack' then
@@ -119,14 +139,33 @@ local function walk_class(ctx, key, req, counts)
       return redis.call('ZRANGEBYSCORE', key, req.mem, '+inf', 'LIMIT', offset, ctx.page)
     end, seen)
   end
-  local h, st = first_usable(ctx, req, counts, function(offset)
-    return redis.call('ZREVRANGEBYSCORE', key, '+inf', req.mem, 'LIMIT', offset, ctx.page)
-  end, seen)
-  if not h then return nil end
-  local free = st.capMem - st.mem
-  return first_usable(ctx, req, counts, function(offset)
-    return redis.call('ZRANGEBYSCORE', key, free, free, 'LIMIT', offset, ctx.page)
-  end, seen)
+  local offset = 0
+  while true do
+    local r = redis.call('ZREVRANGEBYSCORE', key, '+inf', req.mem, 'WITHSCORES', 'LIMIT', offset, ctx.page)
+    local n = #r / 2
+    for i = 1, n do
+      local h = r[2 * i - 1]
+      local st = usable_state(ctx, req, counts, seen, h)
+      if st then
+        local free = r[2 * i]
+        local last = i
+        while last < n and r[2 * last + 2] == free do last = last + 1 end
+        if last < n or n < ctx.page then
+          for k = last, i + 1, -1 do
+            local hk = r[2 * k - 1]
+            local sk = usable_state(ctx, req, counts, seen, hk)
+            if sk then return hk, sk end
+          end
+          return h, st
+        end
+        return first_usable(ctx, req, counts, function(o)
+          return redis.call('ZRANGEBYSCORE', key, free, free, 'LIMIT', o, ctx.page)
+        end, seen)
+      end
+    end
+    if n < ctx.page then return nil end
+    offset = offset + ctx.page
+  end
 end
 
 -- The VMs of the request's group on each host.
@@ -206,9 +245,18 @@ end
 
 -- Moves the host's numbers by (mem, vcpus, disk) and keeps its free-room score in step.
 local function add_room(ctx, h, key, mem, vcpus, disk)
-  local m = redis.call('HINCRBY', ctx.hosts, h .. '.mem', mem)
-  redis.call('HINCRBY', ctx.hosts, h .. '.vcpus', vcpus)
-  redis.call('HINCRBY', ctx.hosts, h .. '.disk', disk)
+  local m
+  local used = ctx.usedOf and ctx.usedOf[h]
+  if used then
+    -- Read by this call (host_state) and changed only here since: one write for the three numbers.
+    used.mem, used.vcpus, used.disk = used.mem + mem, used.vcpus + vcpus, used.disk + disk
+    redis.call('HSET', ctx.hosts, h .. '.mem', used.mem, h .. '.vcpus', used.vcpus, h .. '.disk', used.disk)
+    m = used.mem
+  else
+    m = redis.call('HINCRBY', ctx.hosts, h .. '.mem', mem)
+    redis.call('HINCRBY', ctx.hosts, h .. '.vcpus', vcpus)
+    redis.call('HINCRBY', ctx.hosts, h .. '.disk', disk)
+  end
   if key then
     local cap = ctx.capMemOf and ctx.capMemOf[h]
     if cap == nil then cap = redis.call('HGET', ctx.hosts, h .. '.capMem') end
