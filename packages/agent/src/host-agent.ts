@@ -701,10 +701,14 @@ export class HostAgent {
     let addresses: string[] | undefined;
     const report: Report = async (phase, message, _error, detail) => {
       if (detail?.addresses !== undefined) addresses = detail.addresses;
-      await append(phase, message, {
+      const id = await append(phase, message, {
         unlessCancelled: data.kind === "create",
         ...(detail?.addresses === undefined ? {} : { addresses: detail.addresses }),
       });
+      // The job was ended while it ran (cancelled before its first event, its host judged lost):
+      // a create stops here and rolls back what it made.
+      if (id === undefined && data.kind === "create")
+        throw new VirtfleetError("CANCELLED", "the job was ended while it ran; what it made is removed");
     };
     // A job that already ended is not run again. Read before waiting for the VM's lock only when
     // someone holds it (an ended job then does not wait); the read under the lock is the one that counts.

@@ -32,6 +32,14 @@ function scripted() {
   let now = 0;
   let most = 0;
   const holding = new Set<string>();
+  const rolledBack: string[] = [];
+  /** `*-gate` VMs that went on past their refused events. */
+  const reached: string[] = [];
+  /** `*-gate` VMs wait here after their first event, until let go. */
+  let letGo: () => void = () => undefined;
+  const gate = new Promise<void>((r) => {
+    letGo = r;
+  });
   const executor: JobExecutor = {
     async create(data: CreateJobData, report, signal) {
       const vm = data.spec.name;
@@ -42,6 +50,13 @@ function scripted() {
         await report("disk.creating", "scripted");
         if (vm.endsWith("-flaky") && runs.filter((r) => r === vm).length === 1) throw new Error("flaky once");
         if (vm.endsWith("-bad")) throw new VirtfleetError("INVALID_SPEC", "bad for good");
+        if (vm.endsWith("-gate")) {
+          holding.add(vm);
+          await gate;
+          await report("disk.ready", "scripted");
+          await report("domain.defining", "scripted");
+          reached.push(vm);
+        }
         if (vm.endsWith("-hold")) {
           holding.add(vm);
           await new Promise<void>((_, reject) => {
@@ -55,9 +70,11 @@ function scripted() {
       }
     },
     async destroy() {},
-    async rollback() {},
+    async rollback(vm) {
+      rolledBack.push(vm);
+    },
   };
-  return { executor, runs, holding, most: () => most };
+  return { executor, runs, holding, rolledBack, reached, letGo: () => letGo(), most: () => most };
 }
 
 async function startAgent(redisUrl: string, prefix: string, executor: JobExecutor, concurrency: number) {
@@ -189,7 +206,9 @@ describe("bundles: the creates one call admits for one host, in one BullMQ job",
         await client.createVms([spec("bd-c1-hold"), spec("bd-c2"), spec("bd-c3")]),
       ) as [string, string, string];
       await waitFor("the first job running", () => s.holding.has("bd-c1-hold"));
-      expect(await client.cancelJob(waiting)).toBe("cancelling");
+      // Still waiting in the bundle: ended at once, as a waiting job of its own is.
+      expect(await client.cancelJob(waiting)).toBe("cancelled");
+      expect((await client.log.getJob(waiting))?.phase).toBe("cancelled");
       expect(await client.cancelJob(running)).toBe("cancelling");
       await waitFor("all three ended", async () =>
         (await Promise.all([running, waiting, other].map((id) => client.log.getJob(id)))).every(
@@ -202,6 +221,38 @@ describe("bundles: the creates one call admits for one host, in one BullMQ job",
       expect(s.runs).not.toContain("bd-c2"); // never started
       expect(await client.vms.get("bd-c1-hold")).toBeUndefined();
       expect(await client.vms.get("bd-c2")).toBeUndefined();
+    } finally {
+      await worker.close();
+      await client.close();
+    }
+  });
+
+  test("a create ended while it runs (its host judged lost, say) stops at its next event and rolls back", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    const s = scripted();
+    const worker = await startAgent(redisUrl, prefix, s.executor, 2);
+    try {
+      const [gated, other] = ids(await client.createVms([spec("bd-e1-gate"), spec("bd-e2")])) as [string, string];
+      await waitFor("the gated job at its first event", () => s.holding.has("bd-e1-gate"));
+      // What the host monitor does to a lost host's running job.
+      await client.log.append({
+        jobId: gated,
+        kind: "create",
+        vm: "bd-e1-gate",
+        phase: "failed",
+        message: "host bd-h1 stopped answering",
+        error: { code: "HOST_LOST", message: "host bd-h1 stopped answering" },
+      });
+      s.letGo();
+      await waitFor("the gated job rolled back", () => s.rolledBack.includes("bd-e1-gate"));
+      const events = (await client.log.read(gated)).map((e) => e.phase);
+      expect(events).toEqual(["queued", "placed", "disk.creating", "failed"]); // nothing after its end
+      expect(s.reached).toEqual([]); // it stopped at its first refused event
+      expect((await client.log.getJob(gated))?.error?.code).toBe("HOST_LOST");
+      await waitFor("the other job done", async () => (await client.log.getJob(other))?.phase === "done");
     } finally {
       await worker.close();
       await client.close();

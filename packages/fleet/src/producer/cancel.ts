@@ -23,27 +23,42 @@ export async function cancelJob(
   if (hostId !== undefined) {
     const job = await ctx.queue(hostId).getJob(jobId);
     const state = job === undefined ? "unknown" : await job.getState();
+    /** Ends the job `cancelled` at once; false when it had ended meanwhile. */
+    const endNow = async (): Promise<boolean> => {
+      const id = await ctx.log.append({
+        jobId,
+        kind: record.kind,
+        vm: record.vm,
+        phase: "cancelled",
+        message: "cancelled before it ran",
+        host: hostId,
+        error: { code: "CANCELLED", message: "cancelled by request" },
+      });
+      if (id === undefined) return false;
+      if (record.kind === "create") {
+        await ctx.vms.forget(record.vm, jobId);
+      } else {
+        const vm = await ctx.vms.get(record.vm);
+        if (vm?.state === "destroying") await ctx.vms.setState(record.vm, "running");
+      }
+      return true;
+    };
     if (job !== undefined && NOT_STARTED.includes(state)) {
       const removed = await job.remove().then(
         () => true,
         () => false, // it became active meanwhile: the worker will see the request
       );
       if (removed) {
-        await ctx.log.append({
-          jobId,
-          kind: record.kind,
-          vm: record.vm,
-          phase: "cancelled",
-          message: "cancelled before it ran",
-          host: hostId,
-          error: { code: "CANCELLED", message: "cancelled by request" },
-        });
-        if (record.kind === "create") {
-          await ctx.vms.forget(record.vm, jobId);
-        } else {
-          const vm = await ctx.vms.get(record.vm);
-          if (vm?.state === "destroying") await ctx.vms.setState(record.vm, "running");
-        }
+        await endNow();
+        return "cancelled";
+      }
+    } else if (job === undefined && record.kind === "create" && ["queued", "placed"].includes(record.phase)) {
+      // Not a BullMQ job of its own: a create waiting in a bundle (bundles/bundle.ts), or between
+      // two attempts of a bundled job. Its worker reads the job under the VM's lock before starting
+      // it, and a create whose event is refused (the job ended) stops and rolls back: it can end now.
+      if (await endNow()) {
+        // Should its worker have started it meanwhile, this stops it sooner.
+        await ctx.redis.publish(ctx.keys.cancelChannel(hostId), jobId);
         return "cancelled";
       }
     }
