@@ -259,7 +259,11 @@ function parseEvent(raw: string, id: string): StreamedEvent | undefined {
     return undefined;
   }
   const parsed = ProgressEvent.safeParse(json);
-  return parsed.success ? { ...parsed.data, id } : undefined;
+  if (!parsed.success) return undefined;
+  // The parsed event is a new object (zod's): given its id in place, not copied.
+  const event = parsed.data as StreamedEvent;
+  event.id = id;
+  return event;
 }
 
 /** The events of an XREAD reply, in order (entries that are not events are skipped). */
