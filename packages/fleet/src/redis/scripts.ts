@@ -25,15 +25,16 @@ export async function runScript(
 }
 
 /**
- * Like runScript, for a long argument list already flat (`numKeys, ...keys, ...args`), sent as a
- * FlatCommand (one buffer, the arguments not copied).
+ * Like runScript, for a long argument list already flat, its first place left for the script
+ * (`_, numKeys, ...keys, ...args`): sent as a FlatCommand (one string; the list not copied).
  */
 async function runScriptFlat(redis: Redis, source: string, args: string[]): Promise<unknown> {
+  args[0] = shaOf(source);
   try {
-    return await sendFlat(redis, "evalsha", [shaOf(source), ...args]);
+    return await sendFlat(redis, "evalsha", args);
   } catch (error) {
     if (!String((error as Error).message).includes("NOSCRIPT")) throw error;
-    return sendFlat(redis, "eval", [source, ...args]);
+    return sendFlat(redis, "eval", [source, ...args.slice(1)]);
   }
 }
 
@@ -141,18 +142,20 @@ return out`;
     if (batch === this.#pending) this.#pending = [];
     if (batch.length === 1) {
       const only = batch[0] as (typeof batch)[number];
-      runScriptFlat(this.#redis, this.#single, [String(only.keys.length), ...only.keys, ...only.args]).then(
+      runScriptFlat(this.#redis, this.#single, ["", String(only.keys.length), ...only.keys, ...only.args]).then(
         only.resolve,
         only.reject,
       );
       return;
     }
-    // One flat list: the key count, every call's keys, then the call count and each call's own.
+    // One flat list: (the script's place,) the key count, every call's keys, then the call count
+    // and each call's own.
     let numKeys = 0;
     for (const c of batch) numKeys += c.keys.length;
-    const flat: string[] = new Array(1 + numKeys);
-    flat[0] = String(numKeys);
-    let k = 1;
+    const flat: string[] = new Array(2 + numKeys);
+    flat[0] = "";
+    flat[1] = String(numKeys);
+    let k = 2;
     for (const c of batch) for (const key of c.keys) flat[k++] = key;
     flat.push(String(batch.length));
     for (const c of batch) {
