@@ -14,7 +14,8 @@ function bulkHead(bytes: number): string {
  * garbage collector stop the process in the middle of a burst of events. Here the pieces (the
  * arguments themselves and heads made once) go into one array joined into one string. The
  * arguments are handed over as they are (not copied with Array.prototype.flat as ioredis's own
- * commands are).
+ * commands are), and sent as they are: no ioredis `keyPrefix` is added (virtfleet names its keys
+ * itself, see Keys).
  */
 export class FlatCommand extends Command {
   constructor(name: string, args: string[]) {
