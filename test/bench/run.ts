@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { PerformanceObserver } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { HostAgent, type JobExecutor } from "@virtfleet/agent";
 import { EventLog, FleetClient, Keys, VmRegistry } from "@virtfleet/fleet";
@@ -518,14 +519,26 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
   const writes: number[] = [];
   const ids = Array.from({ length: JOBS_N }, (_, j) => `lat-${j}`);
   for (const id of ids) await log.createJob({ jobId: id, kind: "create", vm: "lat" });
+  // Breakdown (printed, not part of the figures above): each burst's slowest event, and the
+  // garbage collector's pauses while the bursts run (this process is writer and readers at once).
+  const burstMax: number[] = [];
   const following = ids.map(async (id) => {
+    let k = 0;
     for await (const e of client.job(id).events()) {
       if (e.phase === "queued" && e.message === "") continue;
-      latencies.push(now() - Number(e.message));
+      const latency = now() - Number(e.message);
+      latencies.push(latency);
+      burstMax[k] = Math.max(burstMax[k] ?? 0, latency);
+      k++;
       if (e.phase === "done") return;
     }
   });
   await sleep(500);
+  const gcPauses: number[] = [];
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcPauses.push(entry.duration);
+  });
+  gc.observe({ entryTypes: ["gc"] });
   const cpu = await cpuNow(redis.url);
   // Each event's message carries the send time in ms (sub-millisecond: writer and reader share this
   // process's clock); the reader measures arrival minus send.
@@ -546,6 +559,7 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
     await sleep(5);
   }
   await Promise.all(following);
+  gc.disconnect();
   const used = await cpuSince(redis.url, cpu, true);
   await client.close();
   writer.disconnect();
@@ -563,6 +577,17 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
     // CPU per event (writer, Redis, 100 readers): what the latency is made of on a busy machine.
     nodeCpuUsPerEvent: round((used.nodeCpuS * 1e6) / latencies.length, 1),
     redisCpuUsPerEvent: round((used.redisCpuS * 1e6) / latencies.length, 1),
+    // Breakdown: the slowest bursts (a burst's 100 events arrive together: p99 is about the slowest), GC pauses.
+    slowestBurstsMs: burstMax
+      .map((ms, k) => ({ burst: k, ms: round(ms, 1) }))
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 3),
+    gcPauses: gcPauses.length,
+    gcPauseMs: round(
+      gcPauses.reduce((t, d) => t + d, 0),
+      1,
+    ),
+    gcPauseMaxMs: round(Math.max(0, ...gcPauses), 1),
   };
   results.eventLatency = r;
   table(`3. Event latency: ${r.events} events, ${JOBS_N} jobs followed at once`, [
@@ -575,6 +600,10 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
       "redis CPU µs/event": r.redisCpuUsPerEvent,
     },
   ]);
+  process.stdout.write(
+    `slowest bursts (last event): ${r.slowestBurstsMs.map((b) => `#${b.burst} ${b.ms} ms`).join(", ")}; ` +
+      `GC pauses while measuring: ${r.gcPauses}, ${r.gcPauseMs} ms in all, longest ${r.gcPauseMaxMs} ms\n`,
+  );
 }
 
 /** 4. Redis memory per queued job and per registered VM. */

@@ -26,9 +26,15 @@ export async function runScript(
 
 /**
  * Like runScript, for a long argument list already flat, its first place left for the script
- * (`_, numKeys, ...keys, ...args`): sent as a FlatCommand (one string; the list not copied).
+ * (`_, numKeys, ...keys, ...args`): sent as a FlatCommand (one string; the list not copied). With
+ * `first` (this script's first run from here), the source goes at once (EVAL, which caches it):
+ * no NOSCRIPT answer to wait for and the whole list to send again.
  */
-async function runScriptFlat(redis: Redis, source: string, args: string[]): Promise<unknown> {
+async function runScriptFlat(redis: Redis, source: string, args: string[], first = false): Promise<unknown> {
+  if (first) {
+    args[0] = source;
+    return sendFlat(redis, "eval", args);
+  }
   args[0] = shaOf(source);
   try {
     return await sendFlat(redis, "evalsha", args);
@@ -73,6 +79,8 @@ export class BatchedScript {
   /** Batches that reached maxBatch, waiting for the scheduled flush. */
   #full: Pending[][] = [];
   #scheduled = false;
+  /** The forms (single, multi) run once already: later runs send their SHA. */
+  readonly #sent = new Set<string>();
   readonly #name: string;
   readonly #numKeys: number | undefined;
 
@@ -137,12 +145,19 @@ return out`;
     });
   }
 
+  /** Runs one form of the script (its source the first time, then its SHA). */
+  #run(source: string, args: string[]): Promise<unknown> {
+    const first = !this.#sent.has(source);
+    this.#sent.add(source);
+    return runScriptFlat(this.#redis, source, args, first);
+  }
+
   #flush(batch = this.#pending): void {
     if (batch.length === 0) return;
     if (batch === this.#pending) this.#pending = [];
     if (batch.length === 1) {
       const only = batch[0] as (typeof batch)[number];
-      runScriptFlat(this.#redis, this.#single, ["", String(only.keys.length), ...only.keys, ...only.args]).then(
+      this.#run(this.#single, ["", String(only.keys.length), ...only.keys, ...only.args]).then(
         only.resolve,
         only.reject,
       );
@@ -162,7 +177,7 @@ return out`;
       flat.push(String(c.keys.length), String(c.args.length));
       for (const a of c.args) flat.push(a);
     }
-    runScriptFlat(this.#redis, this.#multi, flat).then(
+    this.#run(this.#multi, flat).then(
       (results) => {
         const list = results as unknown[];
         for (const [i, c] of batch.entries()) c.resolve(list[i] === 0 ? null : list[i]);
