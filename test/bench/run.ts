@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { constants, PerformanceObserver } from "node:perf_hooks";
+import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { HostAgent, type JobExecutor } from "@virtfleet/agent";
 import { EventLog, FleetClient, Keys, VmRegistry } from "@virtfleet/fleet";
@@ -545,7 +545,10 @@ async function eventLatency(redis: LocalRedis): Promise<void> {
     for (const entry of list.getEntries()) {
       gcPauses.push(entry.duration);
       // Mark-sweep-compact (perf_hooks' NODE_PERFORMANCE_GC_MAJOR); the others are young-generation ones.
-      if ((entry.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)
+      if (
+        (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ===
+        constants.NODE_PERFORMANCE_GC_MAJOR
+      )
         gcMajorMs += entry.duration;
     }
   });
