@@ -183,8 +183,10 @@ export class JobEventHub {
       return;
     }
     if (armed !== undefined) clearTimeout(armed.timer);
-    // A timer that fires between waits wakes no one (a wait re-arms it).
-    this.#timers.set(f, { timer: setTimeout(() => f.wake?.(), waitMs), waitMs });
+    // A timer that fires between waits wakes no one (a wait re-arms it). Unref'd: one left armed
+    // after a wait that ended early does not keep the process alive (the hub's connection does,
+    // while it reads).
+    this.#timers.set(f, { timer: setTimeout(() => f.wake?.(), waitMs).unref(), waitMs });
   }
 
   #disarm(f: JobFollower): void {
@@ -274,7 +276,7 @@ export class JobEventHub {
         this.#idle = undefined;
         continue;
       }
-      // The reads are sent as FlatCommands (one buffer each: a hundred streams make hundreds of
+      // The reads are sent as FlatCommands (one string each: a hundred streams make hundreds of
       // arguments, each a few strings for ioredis to build and the garbage collector to clear).
       const streams: string[] = new Array(2 * byKey.size);
       let at = 0;
