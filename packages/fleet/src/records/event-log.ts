@@ -4,7 +4,7 @@ import {
   type JobKind,
   PHASE_PERCENT,
   type Phase,
-  ProgressEvent,
+  type ProgressEvent,
   type StreamedEvent,
   VirtfleetError,
 } from "@virtfleet/core";
@@ -13,6 +13,7 @@ import type { Keys } from "../redis/keys.js";
 import { loadLua } from "../redis/lua.js";
 import { BatchedScript } from "../redis/scripts.js";
 import { JobRecord, parseRecord } from "./records.js";
+import { storedEvent } from "./stored-event.js";
 
 /** How long a job's record and events are kept after its last event. */
 export const JOB_TTL_SEC = 7 * 24 * 3600;
@@ -70,6 +71,9 @@ export const APPEND_LUA = loadLua(new URL("./includes/append-event.lua", import.
 /** The limits append_event takes (`e.limits`), as the scripts' callers pass them in ARGV. */
 export const EVENT_LIMITS = { stream_maxlen: JOB_STREAM_MAXLEN, ttl: JOB_TTL_SEC, all_maxlen: ALL_EVENTS_MAXLEN };
 
+/** EVENT_LIMITS as append-event-6.lua takes them (ARGV[4..6]), made once. */
+const LIMIT_ARGS = [String(JOB_STREAM_MAXLEN), String(JOB_TTL_SEC), String(ALL_EVENTS_MAXLEN)] as const;
+
 /** How many jobs' batch ids an EventLog remembers (see EventLog.append). */
 export const BATCH_OF_JOB_CACHE_SIZE = 10_000;
 
@@ -78,12 +82,15 @@ export class EventLog {
   readonly #redis: Redis;
   readonly #keys: Keys;
   readonly #append: BatchedScript;
+  /** The all-events stream's key (the same for every event). */
+  readonly #allEvents: string;
   /** Jobs' batch ids ("" for none) learned from the append script: a job's batch never changes. */
   readonly #batchOf = new Map<string, string>();
 
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
+    this.#allEvents = keys.allEvents();
     this.#append = new BatchedScript(redis, {
       file: new URL("./commands/append-event-6.lua", import.meta.url),
       epilogue: "flush_events()",
@@ -150,7 +157,7 @@ export class EventLog {
       [
         job,
         k.jobEvents(input.jobId),
-        k.allEvents(),
+        this.#allEvents,
         batch === "" ? job : k.batch(batch),
         batch === "" ? job : k.batchEvents(batch),
         vm === undefined ? job : vm.key,
@@ -159,9 +166,9 @@ export class EventLog {
         event,
         input.unlessCancelled === true ? "1" : "0",
         batch,
-        String(JOB_STREAM_MAXLEN),
-        String(JOB_TTL_SEC),
-        String(ALL_EVENTS_MAXLEN),
+        LIMIT_ARGS[0],
+        LIMIT_ARGS[1],
+        LIMIT_ARGS[2],
         vm?.state ?? "",
         input.jobId,
         ...(vm?.addresses === undefined ? [] : [JSON.stringify(vm.addresses)]),
@@ -258,8 +265,7 @@ function parseEvent(raw: string, id: string): StreamedEvent | undefined {
   } catch {
     return undefined;
   }
-  const parsed = ProgressEvent.safeParse(json);
-  return parsed.success ? { ...parsed.data, id } : undefined;
+  return storedEvent(json, id);
 }
 
 /** The events of an XREAD reply, in order (entries that are not events are skipped). */
