@@ -4,7 +4,7 @@ import {
   type JobKind,
   PHASE_PERCENT,
   type Phase,
-  type ProgressEvent,
+  ProgressEvent,
   type StreamedEvent,
   VirtfleetError,
 } from "@virtfleet/core";
@@ -13,7 +13,6 @@ import type { Keys } from "../redis/keys.js";
 import { loadLua } from "../redis/lua.js";
 import { BatchedScript } from "../redis/scripts.js";
 import { JobRecord, parseRecord } from "./records.js";
-import { storedEvent } from "./stored-event.js";
 
 /** How long a job's record and events are kept after its last event. */
 export const JOB_TTL_SEC = 7 * 24 * 3600;
@@ -265,7 +264,12 @@ function parseEvent(raw: string, id: string): StreamedEvent | undefined {
   } catch {
     return undefined;
   }
-  return storedEvent(json, id);
+  const parsed = ProgressEvent.safeParse(json);
+  if (!parsed.success) return undefined;
+  // The parsed event is a new object (zod's): given its id in place, not copied.
+  const event = parsed.data as StreamedEvent;
+  event.id = id;
+  return event;
 }
 
 /** The events of an XREAD reply, in order (entries that are not events are skipped). */
