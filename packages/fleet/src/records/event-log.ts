@@ -70,6 +70,9 @@ export const APPEND_LUA = loadLua(new URL("./includes/append-event.lua", import.
 /** The limits append_event takes (`e.limits`), as the scripts' callers pass them in ARGV. */
 export const EVENT_LIMITS = { stream_maxlen: JOB_STREAM_MAXLEN, ttl: JOB_TTL_SEC, all_maxlen: ALL_EVENTS_MAXLEN };
 
+/** EVENT_LIMITS as append-event-6.lua takes them (ARGV[4..6]), made once. */
+const LIMIT_ARGS = [String(JOB_STREAM_MAXLEN), String(JOB_TTL_SEC), String(ALL_EVENTS_MAXLEN)] as const;
+
 /** How many jobs' batch ids an EventLog remembers (see EventLog.append). */
 export const BATCH_OF_JOB_CACHE_SIZE = 10_000;
 
@@ -78,12 +81,15 @@ export class EventLog {
   readonly #redis: Redis;
   readonly #keys: Keys;
   readonly #append: BatchedScript;
+  /** The all-events stream's key (the same for every event). */
+  readonly #allEvents: string;
   /** Jobs' batch ids ("" for none) learned from the append script: a job's batch never changes. */
   readonly #batchOf = new Map<string, string>();
 
   constructor(redis: Redis, keys: Keys) {
     this.#redis = redis;
     this.#keys = keys;
+    this.#allEvents = keys.allEvents();
     this.#append = new BatchedScript(redis, {
       file: new URL("./commands/append-event-6.lua", import.meta.url),
       epilogue: "flush_events()",
@@ -150,7 +156,7 @@ export class EventLog {
       [
         job,
         k.jobEvents(input.jobId),
-        k.allEvents(),
+        this.#allEvents,
         batch === "" ? job : k.batch(batch),
         batch === "" ? job : k.batchEvents(batch),
         vm === undefined ? job : vm.key,
@@ -159,9 +165,9 @@ export class EventLog {
         event,
         input.unlessCancelled === true ? "1" : "0",
         batch,
-        String(JOB_STREAM_MAXLEN),
-        String(JOB_TTL_SEC),
-        String(ALL_EVENTS_MAXLEN),
+        LIMIT_ARGS[0],
+        LIMIT_ARGS[1],
+        LIMIT_ARGS[2],
         vm?.state ?? "",
         input.jobId,
         ...(vm?.addresses === undefined ? [] : [JSON.stringify(vm.addresses)]),
@@ -259,7 +265,11 @@ function parseEvent(raw: string, id: string): StreamedEvent | undefined {
     return undefined;
   }
   const parsed = ProgressEvent.safeParse(json);
-  return parsed.success ? { ...parsed.data, id } : undefined;
+  if (!parsed.success) return undefined;
+  // The parsed event is a new object (zod's): given its id in place, not copied.
+  const event = parsed.data as StreamedEvent;
+  event.id = id;
+  return event;
 }
 
 /** The events of an XREAD reply, in order (entries that are not events are skipped). */

@@ -144,4 +144,29 @@ describe("JobEventHub: a FleetClient's followed jobs share one blocking read", (
       await hub.close();
     }
   });
+
+  it("each wait of a follower ends after its waitMs with nothing, or at once with what arrives; unfollowed, its wait returns", async () => {
+    const keys = new Keys(`hub6-${Date.now()}`);
+    const log = new EventLog(local.redis, keys);
+    const hub = new JobEventHub(() => new Redis(local.url), local.redis, keys);
+    try {
+      await log.createJob({ jobId: "w", kind: "create", vm: "vm-w" });
+      const f = hub.follow("w", "0");
+      // The record's own queued event is not in the stream: nothing to hand yet.
+      for (let i = 0; i < 3; i++) {
+        const started = Date.now();
+        expect(await hub.next(f, 60)).toEqual([]);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(55);
+      }
+      // A longer wait than the first: its own length, not the first one's.
+      const waited = hub.next(f, 10_000);
+      await log.append({ jobId: "w", kind: "create", vm: "vm-w", phase: "placed", message: "m" });
+      expect((await waited).map((e) => e.message)).toEqual(["m"]);
+      const pending = hub.next(f, 10_000);
+      hub.unfollow(f);
+      expect(await pending).toEqual([]);
+    } finally {
+      await hub.close();
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import type { StreamedEvent } from "@virtfleet/core";
 import type { Redis } from "ioredis";
+import { sendFlat } from "../redis/flat-command.js";
 import type { Keys } from "../redis/keys.js";
 import { parseStreamReply, type StreamReply, unpackAllEvents } from "./event-log.js";
 
@@ -88,6 +89,11 @@ export class JobEventHub {
   readonly #keys: Keys | undefined;
   readonly #blockMs: number;
   readonly #followers = new Set<JobFollower>();
+  /**
+   * Each follower's wait timer (with its length), made at its first wait and re-armed (refresh) at
+   * each next one: no timer made and cleared for every event it is handed. Cleared at unfollow.
+   */
+  readonly #timers = new Map<JobFollower, { timer: NodeJS.Timeout; waitMs: number }>();
   #redis: Redis | undefined;
   #clientId: number | undefined;
   #loop: Promise<void> | undefined;
@@ -148,18 +154,17 @@ export class JobEventHub {
   /** Stops following; a `next` waiting for it returns (what it holds, or nothing). */
   unfollow(f: JobFollower): void {
     this.#followers.delete(f);
+    this.#disarm(f);
     f.wake?.();
   }
 
   /** The follower's unread events; when there are none, waits up to `waitMs` for some ([] then). */
   async next(f: JobFollower, waitMs: number): Promise<StreamedEvent[]> {
     if (f.unread.length === 0 && f.error === undefined && this.#followers.has(f)) {
-      let timer: NodeJS.Timeout | undefined;
+      this.#arm(f, waitMs);
       await new Promise<void>((resolve) => {
         f.wake = resolve;
-        timer = setTimeout(resolve, waitMs);
       });
-      clearTimeout(timer);
       f.wake = undefined;
     }
     if (f.error !== undefined) throw f.error;
@@ -170,6 +175,27 @@ export class JobEventHub {
     return events;
   }
 
+  /** Wakes the follower's next wait `waitMs` from now (its timer re-armed, or made). */
+  #arm(f: JobFollower, waitMs: number): void {
+    const armed = this.#timers.get(f);
+    if (armed !== undefined && armed.waitMs === waitMs) {
+      armed.timer.refresh();
+      return;
+    }
+    if (armed !== undefined) clearTimeout(armed.timer);
+    // A timer that fires between waits wakes no one (a wait re-arms it). Unref'd: one left armed
+    // after a wait that ended early does not keep the process alive (the hub's connection does,
+    // while it reads).
+    this.#timers.set(f, { timer: setTimeout(() => f.wake?.(), waitMs).unref(), waitMs });
+  }
+
+  #disarm(f: JobFollower): void {
+    const armed = this.#timers.get(f);
+    if (armed === undefined) return;
+    clearTimeout(armed.timer);
+    this.#timers.delete(f);
+  }
+
   /** Stops reading; followers still waiting get an error. Safe to call twice. */
   async close(): Promise<void> {
     this.#stopped = true;
@@ -177,6 +203,7 @@ export class JobEventHub {
     this.#idle?.();
     await this.#loop;
     for (const f of this.#followers) this.#fail(f, new Error("the fleet client is closed"));
+    for (const f of [...this.#timers.keys()]) this.#disarm(f);
   }
 
   #fail(f: JobFollower, error: unknown): void {
@@ -249,18 +276,33 @@ export class JobEventHub {
         this.#idle = undefined;
         continue;
       }
-      const keys = [...byKey.keys()];
-      const args = [...keys, ...keys.map((k) => byKey.get(k)?.from ?? "0")];
+      // The reads are sent as FlatCommands (one string each: a hundred streams make hundreds of
+      // arguments, each a few strings for ioredis to build and the garbage collector to clear).
+      const streams: string[] = new Array(2 * byKey.size);
+      let at = 0;
+      for (const [key, { from }] of byKey) {
+        streams[at] = key;
+        streams[at + byKey.size] = from;
+        at++;
+      }
       let reply: StreamReply;
       let rest: Promise<StreamReply> | undefined;
       this.#read++;
       this.#blocked = true;
       try {
-        const blocking = redis.xread("COUNT", COUNT, "BLOCK", this.#blockMs, "STREAMS", ...args);
+        const blocking = sendFlat(redis, "xread", [
+          "COUNT",
+          String(COUNT),
+          "BLOCK",
+          String(this.#blockMs),
+          "STREAMS",
+          ...streams,
+        ]);
         // Redis before 7.2 answers a blocked XREAD with the ONE stream that woke it: the same read,
         // not blocking, sent behind it runs as soon as it is answered (no round trip) and brings
         // the other streams' events of the same write (and that stream's again, left out below).
-        if (this.#pairReads) rest = redis.xread("COUNT", COUNT, "STREAMS", ...args) as Promise<StreamReply>;
+        if (this.#pairReads)
+          rest = sendFlat(redis, "xread", ["COUNT", String(COUNT), "STREAMS", ...streams]) as Promise<StreamReply>;
         rest?.catch(() => undefined);
         reply = (await blocking) as StreamReply;
         this.#blocked = false;

@@ -1,7 +1,11 @@
 import { Redis } from "ioredis";
 import { describe, expect } from "vitest";
+import { privateRedis } from "../../../../test/fixtures/private-redis.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { BatchedScript } from "./scripts.js";
+
+// A Redis of this file's own, for counting its commands (INFO commandstats) undisturbed.
+const local = privateRedis();
 
 // Adds ARGV[1] to a counter and returns the new value; a negative amount returns false, "boom" raises.
 const ADD = {
@@ -115,6 +119,38 @@ describe("BatchedScript against real Redis", () => {
         [18, "y"],
         [19, "y"],
       ]);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
+describe("BatchedScript's first run", () => {
+  test("sends the source at once (one EVAL, no NOSCRIPT answer to wait for), later runs only its SHA", async () => {
+    const redis = new Redis(local.url);
+    try {
+      await redis.config("RESETSTAT");
+      const script = new BatchedScript(redis, ADD);
+      const stats = async (name: string) => {
+        const line = new RegExp(`cmdstat_${name}:calls=(\\d+),.*failed_calls=(\\d+)`).exec(
+          await redis.info("commandstats"),
+        );
+        return { calls: Number(line?.[1] ?? 0), failed: Number(line?.[2] ?? 0) };
+      };
+      // Both forms: a lone call, then a batch of two.
+      expect(await script.call(["first:a", "first:b"], ["1"])).toEqual([1, ""]);
+      expect(
+        await Promise.all([script.call(["first:a", "first:b"], ["1"]), script.call(["first:a", "first:b"], ["1"])]),
+      ).toEqual([
+        [2, ""],
+        [3, ""],
+      ]);
+      expect(await stats("eval")).toEqual({ calls: 2, failed: 0 });
+      expect(await stats("evalsha")).toEqual({ calls: 0, failed: 0 });
+      await script.call(["first:a", "first:b"], ["1"]);
+      await Promise.all([script.call(["first:a", "first:b"], ["1"]), script.call(["first:a", "first:b"], ["1"])]);
+      expect(await stats("eval")).toEqual({ calls: 2, failed: 0 });
+      expect(await stats("evalsha")).toEqual({ calls: 2, failed: 0 });
     } finally {
       redis.disconnect();
     }

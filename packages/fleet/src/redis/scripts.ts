@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { Command, type Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { sendFlat } from "./flat-command.js";
 import { checkKeyCount, loadLuaParts, luaCommandName } from "./lua.js";
 
 const shas = new Map<string, string>();
@@ -24,21 +25,22 @@ export async function runScript(
 }
 
 /**
- * Like runScript, for a long argument list already flat (`numKeys, ...keys, ...args`): handed to
- * ioredis as it is. (ioredis copies a command's arguments with Array.prototype.flat, ~0.25 µs an
- * argument: for a batched script run of hundreds of calls, most of what the run costs the client.)
+ * Like runScript, for a long argument list already flat, its first place left for the script
+ * (`_, numKeys, ...keys, ...args`): sent as a FlatCommand (one string; the list not copied). With
+ * `first` (this script's first run from here), the source goes at once (EVAL, which caches it):
+ * no NOSCRIPT answer to wait for and the whole list to send again.
  */
-async function runScriptFlat(redis: Redis, source: string, args: (string | number)[]): Promise<unknown> {
-  const send = (name: "evalsha" | "eval", first: string) => {
-    const command = new Command(name, [], { replyEncoding: "utf8" });
-    command.args = [first, ...args];
-    return redis.sendCommand(command);
-  };
+async function runScriptFlat(redis: Redis, source: string, args: string[], first = false): Promise<unknown> {
+  if (first) {
+    args[0] = source;
+    return sendFlat(redis, "eval", args);
+  }
+  args[0] = shaOf(source);
   try {
-    return await send("evalsha", shaOf(source));
+    return await sendFlat(redis, "evalsha", args);
   } catch (error) {
     if (!String((error as Error).message).includes("NOSCRIPT")) throw error;
-    return send("eval", source);
+    return sendFlat(redis, "eval", [source, ...args.slice(1)]);
   }
 }
 
@@ -77,6 +79,8 @@ export class BatchedScript {
   /** Batches that reached maxBatch, waiting for the scheduled flush. */
   #full: Pending[][] = [];
   #scheduled = false;
+  /** The forms (single, multi) run once already: later runs send their SHA. */
+  readonly #sent = new Set<string>();
   readonly #name: string;
   readonly #numKeys: number | undefined;
 
@@ -155,30 +159,39 @@ return out`;
     });
   }
 
+  /** Runs one form of the script (its source the first time, then its SHA). */
+  #run(source: string, args: string[]): Promise<unknown> {
+    const first = !this.#sent.has(source);
+    this.#sent.add(source);
+    return runScriptFlat(this.#redis, source, args, first);
+  }
+
   #flush(batch = this.#pending): void {
     if (batch.length === 0) return;
     if (batch === this.#pending) this.#pending = [];
     if (batch.length === 1) {
       const only = batch[0] as (typeof batch)[number];
-      runScriptFlat(this.#redis, this.#single, [String(only.keys.length), ...only.keys, ...only.args]).then(
+      this.#run(this.#single, ["", String(only.keys.length), ...only.keys, ...only.args]).then(
         only.resolve,
         only.reject,
       );
       return;
     }
-    // One flat list: the key count, every call's keys, then the call count and each call's own.
+    // One flat list: (the script's place,) the key count, every call's keys, then the call count
+    // and each call's own.
     let numKeys = 0;
     for (const c of batch) numKeys += c.keys.length;
-    const flat: string[] = new Array(1 + numKeys);
-    flat[0] = String(numKeys);
-    let k = 1;
+    const flat: string[] = new Array(2 + numKeys);
+    flat[0] = "";
+    flat[1] = String(numKeys);
+    let k = 2;
     for (const c of batch) for (const key of c.keys) flat[k++] = key;
     flat.push(String(batch.length));
     for (const c of batch) {
       flat.push(String(c.keys.length), String(c.args.length));
       for (const a of c.args) flat.push(a);
     }
-    runScriptFlat(this.#redis, this.#multi, flat).then(
+    this.#run(this.#multi, flat).then(
       (results) => {
         const list = results as unknown[];
         for (const [i, c] of batch.entries()) c.resolve(list[i] === 0 ? null : list[i]);
