@@ -39,6 +39,7 @@ import {
   reportRedisErrors,
   resolveRedisConfig,
   VmRegistry,
+  vmOfJob,
 } from "@virtfleet/fleet";
 import {
   type CommandRunner,
@@ -464,7 +465,7 @@ export class HostAgent {
       for (const data of jobs.flatMap((job) => (job === undefined ? [] : queuedJobs(job).jobs))) {
         const record = await this.#log.getJob(data.jobId);
         if (record !== undefined && isTerminal(record.phase)) continue; // e.g. failed HOST_LOST while this host was away
-        liveJobVms.add(data.kind === "create" ? data.spec.name : data.name);
+        liveJobVms.add(vmOfJob(data));
       }
       knownVms = new Set(
         (await this.#vms.list()).filter((v) => v.hostId === this.hostId && v.state !== "failed").map((v) => v.name),
@@ -621,14 +622,13 @@ export class HostAgent {
   /** Jobs BullMQ failed on its own (stalled too often), alone or in a bundle, get their terminal event. */
   async #sweepFailed(): Promise<void> {
     const failed = await this.#queue.getFailed(0, 99);
-    const ended = failed.flatMap((job) =>
-      job?.id === undefined
-        ? []
-        : (job.name === BUNDLE_JOB_NAME ? queuedJobs(job).jobs.map((d) => d.jobId) : [job.id]).map((jobId) => ({
-            jobId,
-            reason: job.failedReason ?? "failed",
-          })),
-    );
+    const ended: { jobId: string; reason: string }[] = [];
+    for (const job of failed) {
+      if (job?.id === undefined) continue;
+      const reason = job.failedReason ?? "failed";
+      const ids = job.name === BUNDLE_JOB_NAME ? queuedJobs(job).jobs.map((d) => d.jobId) : [job.id];
+      for (const jobId of ids) ended.push({ jobId, reason });
+    }
     for (const { jobId, reason } of ended) {
       const record = await this.#log.getJob(jobId);
       if (record === undefined || isTerminal(record.phase)) continue;
@@ -681,7 +681,7 @@ export class HostAgent {
   async #runJob(data: JobData, attempt: { made: number; of: number }, signal?: AbortSignal): Promise<RunOutcome> {
     // Handed back before it started (the worker is shutting down): nothing was done.
     if (signal?.aborted && signal.reason === SHUTDOWN) return { outcome: "handBack" };
-    const vm = data.kind === "create" ? data.spec.name : data.name;
+    const vm = vmOfJob(data);
     // The job's logger, made when first used: a child logger serialises its bindings when made, which
     // is most of what a job costs this process when nothing is logged at its level.
     let child: Logger | undefined;

@@ -81,7 +81,7 @@ export class HostMonitor {
         state ??= await job.getState();
         if (data.kind === "destroy") {
           // The VM is still there: a destroy waits for the host to come back, unless it was running.
-          if (state === "active") await this.#fail(hostId, data, lost(hostId).message, lost(hostId));
+          if (state === "active") await this.#fail(hostId, data, lost(hostId));
           continue;
         }
         removed ??=
@@ -96,8 +96,8 @@ export class HostMonitor {
     }
   }
 
-  /** Ends a job `failed`; a create's VM is forgotten (its room and quota given back). */
-  async #fail(hostId: string, data: JobData, message: string, error: ErrorInfo): Promise<void> {
+  /** Ends a job `failed` (`message`: the error's own by default); a create's VM is forgotten (its room and quota given back). */
+  async #fail(hostId: string, data: JobData, error: ErrorInfo, message = error.message): Promise<void> {
     const { log, vms } = this.#records;
     const vm = vmOfJob(data);
     await log.append({ jobId: data.jobId, kind: data.kind, vm, phase: "failed", host: hostId, message, error });
@@ -112,7 +112,7 @@ export class HostMonitor {
     const { log, vms } = this.#records;
     const vm = data.spec.name;
     if (state === "active" || data.placement?.host !== undefined) {
-      await this.#fail(hostId, data, lost(hostId).message, lost(hostId));
+      await this.#fail(hostId, data, lost(hostId));
       return;
     }
     // Waiting and not pinned: place it again, on another host.
@@ -133,7 +133,7 @@ export class HostMonitor {
       await this.#fleet.hostQueue(next).add("create", moved, jobOptions(data.jobId));
     } catch (error) {
       const info = toErrorInfo(error);
-      await this.#fail(hostId, data, `host ${hostId} was lost and ${info.message}`, info);
+      await this.#fail(hostId, data, info, `host ${hostId} was lost and ${info.message}`);
     }
   }
 

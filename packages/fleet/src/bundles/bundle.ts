@@ -21,7 +21,6 @@ export const BUNDLE_MAX_JOBS = 250;
 
 /** A bundle's payload as read back from Redis: its jobs are each parsed again (see queuedJobs). */
 export const BundleData = z.object({ jobs: z.array(z.unknown()).min(1) }).strict();
-export type BundleData = { jobs: JobData[] };
 
 /**
  * A new bundle's BullMQ job id: `bundle-<jobs it carries>-<uuid>` (never a job id of ours: those start

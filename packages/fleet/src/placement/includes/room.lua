@@ -89,33 +89,9 @@ local function better(policy, fa, ia, pa, fb, ib, pb)
   return id_lt(ia, ib)
 end
 
--- The first usable host, not in the group nor in `skip`, of `key` read a page at a time by `range`.
--- `seen` (host -> its state, or false when not usable) keeps what one walk of a class read, so
--- spread's second walk (the ties) does not read a host again (nothing is written in between).
-local function first_usable(ctx, req, counts, range, seen)
-  local offset = 0
-  while true do
-    local ids = range(offset)
-    for _, h in ipairs(ids) do
-      if (counts[h] or 0) == 0 and not req.skip[h] then
-        local st = seen[h]
-        if st == nil then
-          st = host_state(ctx, h)
-          if not usable(ctx, st, h, req) then st = false end
-          seen[h] = st
-        end
-        if st then return h, st end
-      end
-    end
-    if #ids < ctx.page then return nil end
-    offset = offset + ctx.page
-  end
-end
-
--- One class's best host in policy order: 'pack' walks up from the least free memory that fits;
--- 'spread' walks down from the most, then takes the smallest id among the usable hosts of that
--- free memory (sorted sets order equal scores by member, ascending).
--- `h`'s state if it is a usable candidate (not in the group, not skipped), else false; read once a walk.
+-- `h`'s state if it is a usable candidate (not in the group, not skipped), else false. `seen` (host
+-- -> its state, or false when not usable) keeps what one walk of a class read, so spread's walk of
+-- the ties does not read a host again (nothing is written in between).
 local function usable_state(ctx, req, counts, seen, h)
   if (counts[h] or 0) ~= 0 or req.skip[h] then return false end
   local st = seen[h]
@@ -125,6 +101,20 @@ local function usable_state(ctx, req, counts, seen, h)
     seen[h] = st
   end
   return st
+end
+
+-- The first usable host of `key` read a page at a time by `range`.
+local function first_usable(ctx, req, counts, range, seen)
+  local offset = 0
+  while true do
+    local ids = range(offset)
+    for _, h in ipairs(ids) do
+      local st = usable_state(ctx, req, counts, seen, h)
+      if st then return h, st end
+    end
+    if #ids < ctx.page then return nil end
+    offset = offset + ctx.page
+  end
 end
 
 -- One class's best host in policy order: 'pack' walks up from the least free memory that fits;
