@@ -6,7 +6,7 @@ import { hostClass } from "../placement/host-class.js";
 import type { Keys } from "../redis/keys.js";
 import { LuaCommand } from "../redis/lua.js";
 
-const HOST_INDEX = new LuaCommand(new URL("../placement/commands/host-index-6.lua", import.meta.url));
+const HOST_INDEX = new LuaCommand(new URL("../placement/commands/host-index-7.lua", import.meta.url));
 
 const ROOM_FIELDS = ["capMem", "capVcpus", "capDisk", "mem", "vcpus", "disk"] as const;
 
@@ -24,6 +24,15 @@ export interface HostView {
 }
 
 /** A host's view from its live status (null: expired), its last status, drain mark and allocation. */
+/** JSON.parse, or undefined for text that is not JSON (then the schema refuses it). */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 function toView(
   live: string | null,
   last: string | null,
@@ -74,7 +83,7 @@ export class HostRegistry {
 
   /**
    * Publishes a heartbeat that lives `ttlMs`: the status, the host up until then, and the host filed
-   * in its eligibility class's free-room index (see host-index-6.lua).
+   * in its eligibility class's free-room index (see host-index-7.lua).
    */
   async heartbeat(status: HostStatus, ttlMs: number): Promise<void> {
     const k = this.#keys;
@@ -92,6 +101,7 @@ export class HostRegistry {
           k.placementAlive(),
           k.placementFree(cls),
           k.placementFree(believed),
+          k.placementClasses(),
         ],
         [hostId, json, ttlMs, cls, believed, status.draining ? "1" : "0", ""],
       );
@@ -142,6 +152,21 @@ export class HostRegistry {
       return toView(live[i] ?? null, registry[id] ?? null, drained.has(id), toAllocation(fields));
     });
     return views.filter((v): v is HostView => v !== undefined);
+  }
+
+  /**
+   * One status per eligibility class ever seen, by class id: the first host's of each class (hosts
+   * of a class are alike for eligibility, see hostClass), kept by each heartbeat (host-index-7.lua).
+   * What placement judges eligibility on: a read of the classes, not of every host.
+   */
+  async classes(): Promise<Map<string, HostStatus>> {
+    const raw = await this.#redis.hgetall(this.#keys.placementClasses());
+    const classes = new Map<string, HostStatus>();
+    for (const [cls, json] of Object.entries(raw)) {
+      const parsed = HostStatus.safeParse(parseJson(json));
+      if (parsed.success) classes.set(cls, parsed.data);
+    }
+    return classes;
   }
 
   /** Forgets a host entirely (its claims stay with their VMs). */

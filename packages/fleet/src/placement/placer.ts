@@ -1,5 +1,6 @@
 import {
   type ErrorCode,
+  type HostStatus,
   hasImage,
   type PlacementOptions,
   parseNetworkAllowList,
@@ -28,13 +29,32 @@ export const DEFAULT_PLACEMENT_CACHE_MS = 1000;
 /** The candidates of one claim: eligible classes (walked in their indexes in Lua), or a pinned host. */
 export type Candidates = RoomRequest["candidates"];
 
-/** A hosts list read, with what placement derives from it once. */
+/** What placement reads of the fleet (at most once per cache period), with what it derives from it once. */
 interface HostList {
-  views: HostView[];
-  /** Every host as a placement candidate (no group). */
-  candidates: HostCandidate[];
   /** One representative candidate per eligibility class. */
   classes: Map<string, HostCandidate>;
+  /**
+   * Every host as a placement candidate (no group): read only when needed (a pinned host, a
+   * refusal to explain, `candidates`), once per list.
+   */
+  all(): Promise<HostCandidate[]>;
+}
+
+/** A class's representative: only what eligibility reads (up, room and drain are judged per host, in Lua). */
+function representative(status: HostStatus, pullable: readonly string[]): HostCandidate {
+  return {
+    hostId: status.hostId,
+    up: true,
+    draining: false,
+    labels: status.labels,
+    images: status.images,
+    pullable,
+    virtTypes: status.virtTypes,
+    ...(status.networks === undefined ? {} : { networks: parseNetworkAllowList(status.networks) }),
+    capacity: { memoryMiB: Number.POSITIVE_INFINITY, vcpus: Number.POSITIVE_INFINITY },
+    allocated: { memoryMiB: 0, vcpus: 0 },
+    groupMembers: 0,
+  };
 }
 
 /** What placement needs to know of each host. */
@@ -78,8 +98,9 @@ function imageField(spec: VmSpec, image: string): string {
 }
 
 /**
- * Where a VM goes, from the producer's side: reads (and caches) the hosts list, judges eligibility
- * (labels, networks, images, virt type) once per eligibility class, and hands the eligible classes
+ * Where a VM goes, from the producer's side: reads (and caches) the eligibility classes (one
+ * representative status each, not every host), judges eligibility (labels, networks, images, virt
+ * type) once per class, and hands the eligible classes
  * (the classes that hold the VM's images first) to a claim script, which walks their free-room
  * indexes and judges room, liveness and drain on live numbers (includes/room.lua). Explains a
  * refusal (NO_CAPACITY, IMAGE_NOT_FOUND, FORBIDDEN, a pinned host's problem).
@@ -106,14 +127,27 @@ export class Placer {
   async #list(since = Date.now() - this.#cacheMs): Promise<HostList> {
     if (this.#cache !== undefined && this.#cache.at >= since) return this.#cache.list;
     const now = Date.now();
-    const list = Promise.all([this.#hosts.list(), this.#images.pullable()]).then(([views, pullable]) => {
-      const candidates = toCandidates(views, new Map(), pullable);
+    const list = Promise.all([this.#hosts.classes(), this.#images.pullable()]).then(async ([stored, pullable]) => {
+      let views: Promise<HostView[]> | undefined;
+      let all: Promise<HostCandidate[]> | undefined;
+      const readViews = () => {
+        views ??= this.#hosts.list();
+        return views;
+      };
+      const readAll = () => {
+        all ??= readViews().then((v) => toCandidates(v, new Map(), pullable));
+        return all;
+      };
       const classes = new Map<string, HostCandidate>();
-      views.forEach((v, i) => {
-        const cls = hostClass(v.status);
-        if (!classes.has(cls)) classes.set(cls, candidates[i] as HostCandidate);
-      });
-      return { views, candidates, classes };
+      for (const [cls, status] of stored) classes.set(cls, representative(status, pullable));
+      // No class kept yet (a fleet whose hosts have not beaten since an upgrade): from every host.
+      if (classes.size === 0) {
+        for (const v of await readViews()) {
+          const cls = hostClass(v.status);
+          if (!classes.has(cls)) classes.set(cls, representative(v.status, pullable));
+        }
+      }
+      return { classes, all: readAll };
     });
     this.#cache = { at: now, list };
     try {
@@ -129,35 +163,29 @@ export class Placer {
    * (see #list). Not to be changed: it may be shared.
    */
   async candidates(group?: string, since?: number): Promise<readonly HostCandidate[]> {
-    if (group === undefined) return (await this.#list(since)).candidates;
-    const [list, members] = await Promise.all([this.#list(since), this.#vms.groupCounts(group)]);
-    return list.candidates.map((c) => ({ ...c, groupMembers: members.get(c.hostId) ?? 0 }));
+    const list = await this.#list(since);
+    if (group === undefined) return list.all();
+    const [all, members] = await Promise.all([list.all(), this.#vms.groupCounts(group)]);
+    return all.map((c) => ({ ...c, groupMembers: members.get(c.hostId) ?? 0 }));
   }
 
   /**
    * The candidates a VM may go on, holders of its images first (each a claim to try in turn); or why
    * a pinned host cannot take it.
    */
-  #eligible(
+  async #eligible(
     list: HostList,
-    all: readonly HostCandidate[],
+    all: () => Promise<readonly HostCandidate[]>,
     spec: VmSpec,
     placement: PlacementOptions,
     exclude: readonly string[],
-  ): { tries: Candidates[] } | { error: VirtfleetError } {
+  ): Promise<{ tries: Candidates[] } | { error: VirtfleetError }> {
     if (placement.host === undefined) {
       const eligible: string[] = [];
       const holders: string[] = [];
+      // Liveness, drain and room are judged per host, in Lua (a representative has none of them).
       for (const [cls, rep] of list.classes) {
-        // Liveness, drain and room are judged per host, in Lua.
-        const host = {
-          ...rep,
-          up: true,
-          draining: false,
-          capacity: { memoryMiB: Number.POSITIVE_INFINITY, vcpus: Number.POSITIVE_INFINITY },
-          allocated: { memoryMiB: 0, vcpus: 0 },
-        };
-        if (rejectHost(host, spec, placement) !== undefined) continue;
+        if (rejectHost(rep, spec, placement) !== undefined) continue;
         eligible.push(cls);
         if (holdsImages(rep, spec)) holders.push(cls);
       }
@@ -167,7 +195,7 @@ export class Placer {
       tries.push({ classes: eligible, exclude });
       return { tries };
     }
-    const pinned = all.find((h) => h.hostId === placement.host);
+    const pinned = (await all()).find((h) => h.hostId === placement.host);
     const fail = (code: ErrorCode, message: string, field = "host") => ({
       error: new VirtfleetError(code, message, { field }),
     });
@@ -229,8 +257,11 @@ export class Placer {
     let since: number | undefined; // the first try takes the cached list
     for (;;) {
       const list = await this.#list(since);
-      const all = exclude.length === 0 ? list.candidates : list.candidates.filter((h) => !exclude.includes(h.hostId));
-      const eligible = this.#eligible(list, all, spec, placement, exclude);
+      const all = async () => {
+        const every = await list.all();
+        return exclude.length === 0 ? every : every.filter((h) => !exclude.includes(h.hostId));
+      };
+      const eligible = await this.#eligible(list, all, spec, placement, exclude);
       const policy = placement.host !== undefined ? "order" : placement.policy;
       const tries = "tries" in eligible ? eligible.tries : [{ hosts: [] }];
       let done: T | undefined;
@@ -243,7 +274,7 @@ export class Placer {
         since = began;
         continue;
       }
-      if (Date.now() >= deadline) throw this.#noRoom(all, spec, placement);
+      if (Date.now() >= deadline) throw this.#noRoom(await all(), spec, placement);
       since = Date.now();
       await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(50, deadline - Date.now()))));
     }

@@ -17,6 +17,8 @@ export interface ProducerContext {
   readonly pending: PendingJobs;
   /** A host's BullMQ queue (one per host, kept open). */
   queue(hostId: string): Queue;
+  /** Runs `issue`, whose commands to the hosts' queues leave in one write (see redis/together.ts). */
+  sendTogether<T>(issue: () => T): T;
   /** A new blocking connection. */
   connect(): Redis;
   /** A handle of a job. */

@@ -30,6 +30,7 @@ import { Keys } from "../redis/keys.js";
 import { describeRedis, type RedisConfig, resolveRedisConfig } from "../redis/redis-config.js";
 import { explainRedisError, isRedisAuthError } from "../redis/redis-errors.js";
 import { ReplicationBarrier } from "../redis/replication.js";
+import { sendTogether } from "../redis/together.js";
 import { cancelJob } from "./cancel.js";
 import type { ProducerContext } from "./context.js";
 import { createBatch } from "./create-batch.js";
@@ -129,6 +130,7 @@ export class FleetClient {
       log: this.log,
       pending: this.#pending,
       queue: (hostId) => this.#queue(hostId),
+      sendTogether: (issue) => (this.#bullRedis === undefined ? issue() : sendTogether(this.#bullRedis, issue)),
       connect: () => this.connect(),
       job: (jobId) => this.job(jobId),
     };

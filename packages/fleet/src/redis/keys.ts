@@ -83,6 +83,14 @@ export class Keys {
     return `${this.prefix}:placement:claims`;
   }
 
+  /**
+   * Every eligibility class seen: class -> the status JSON of its first host (hosts of a class are
+   * alike for eligibility), so placement reads the classes, not every host.
+   */
+  placementClasses(): string {
+    return `${this.prefix}:placement:classes`;
+  }
+
   /** The hosts of one eligibility class (see hostClass), scored by free memory (MiB): the placement index. */
   placementFree(hostClass: string): string {
     return `${this.prefix}:placement:free:${hostClass}`;

@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { describe, expect } from "vitest";
 import { hostStatus } from "../../../../../test/fixtures/host-status.js";
+import { privateRedis } from "../../../../../test/fixtures/private-redis.js";
 import { redisTest as test } from "../../../../../test/fixtures/redis-test.js";
 import { HostRegistry } from "../../hosts/host-registry.js";
 import { Keys } from "../../redis/keys.js";
@@ -17,6 +18,9 @@ const request = (vm: string, classes: string[], extra: Partial<RoomRequest> = {}
   candidates: { classes },
   ...extra,
 });
+
+// A Redis of this file's own, for counting the hosts a claim reads (INFO commandstats) undisturbed.
+const local = privateRedis();
 
 // claim-room.lua over the class indexes (the model test compares it with pickHost on random fleets).
 describe("claim-room", () => {
@@ -103,5 +107,34 @@ describe("claim-room", () => {
     expect(await grouped("w3")).toBe("pl-g1");
     expect(await grouped("w4")).toBe("pl-g2");
     expect(await redis.hgetall(keys.group("web"))).toEqual({ w1: first, w2: second, w3: "pl-g1", w4: "pl-g2" });
+  });
+});
+
+describe("claim-room reads a handful of hosts", () => {
+  test("spread over equal hosts reads one host (the smallest id, from its block's end), whether the block ends within a page or runs past it", async ({
+    prefix,
+  }) => {
+    const redis = local.redis;
+    const keys = new Keys(prefix);
+    const hosts = new HostRegistry(redis, keys);
+    for (let i = 0; i < 20; i++) {
+      const id = `rd-h${String(i).padStart(2, "0")}`;
+      await new CapacityLedger(redis, keys).setCapacity(id, 4096, 64);
+      await hosts.heartbeat(hostStatus(id), 60_000);
+    }
+    const cls = hostClass(hostStatus("x"));
+    /** The host a claim picks, and how many hosts' numbers it read (one HMGET each). */
+    const claim = async (page: number, vm: string) => {
+      await redis.config("RESETSTAT");
+      const host = await new CapacityLedger(redis, keys, { page }).claimRoom(request(vm, [cls]));
+      const stats = await redis.info("commandstats");
+      return { host, reads: Number(/cmdstat_hmget:calls=(\d+)/.exec(stats)?.[1] ?? 0) };
+    };
+    // 20 hosts tie: the block runs past a page of 8 (walked again upward), or ends within one of 32.
+    expect(await claim(8, "v1")).toEqual({ host: "rd-h00", reads: 1 });
+    expect(await claim(32, "v2")).toEqual({ host: "rd-h01", reads: 1 });
+    // A block with no usable host is passed over: the walk goes on below it.
+    for (let i = 2; i < 20; i++) await hosts.drain(`rd-h${String(i).padStart(2, "0")}`);
+    expect((await claim(8, "v3")).host).toBe("rd-h00");
   });
 });

@@ -6,7 +6,7 @@ import { Keys } from "../../redis/keys.js";
 import { CapacityLedger } from "../capacity-ledger.js";
 import { hostClass } from "../host-class.js";
 
-// host-index-6.lua: a heartbeat publishes the status, the alive score, and files the host in its class's index.
+// host-index-7.lua: a heartbeat publishes the status, the alive score, and files the host in its class's index.
 describe("host-index", () => {
   test("files a host under its class with its free memory, up until now + TTL, and moves it when its class changes", async ({
     redis,

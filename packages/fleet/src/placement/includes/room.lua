@@ -118,10 +118,10 @@ local function first_usable(ctx, req, counts, range, seen)
 end
 
 -- One class's best host in policy order: 'pack' walks up from the least free memory that fits;
--- 'spread' walks down from the most, then takes the smallest id among the usable hosts of that
--- free memory (sorted sets order equal scores by member: descending in a reverse walk). The ties
--- after the first usable host of a page are its smaller ids: when they end within the page, the
--- last usable of them is the pick; only ties that run past the page are walked again, upward.
+-- 'spread' walks down from the most, a block of equal free memory at a time, and takes the block's
+-- smallest usable id. (Sorted sets order equal scores by member, descending in a reverse walk: a
+-- block that ends within the page is read from its end, its smallest id, so a fleet of equal hosts
+-- reads one host; a block that runs past the page is walked again upward from its smallest id.)
 local function walk_class(ctx, key, req, counts)
   local seen = {}
   if req.policy == 'pack' then
@@ -133,28 +133,29 @@ local function walk_class(ctx, key, req, counts)
   while true do
     local r = redis.call('ZREVRANGEBYSCORE', key, '+inf', req.mem, 'WITHSCORES', 'LIMIT', offset, ctx.page)
     local n = #r / 2
-    for i = 1, n do
-      local h = r[2 * i - 1]
-      local st = usable_state(ctx, req, counts, seen, h)
-      if st then
-        local free = r[2 * i]
-        local last = i
-        while last < n and r[2 * last + 2] == free do last = last + 1 end
-        if last < n or n < ctx.page then
-          for k = last, i + 1, -1 do
-            local hk = r[2 * k - 1]
-            local sk = usable_state(ctx, req, counts, seen, hk)
-            if sk then return hk, sk end
-          end
-          return h, st
-        end
-        return first_usable(ctx, req, counts, function(o)
+    local i, nextOffset = 1, offset + ctx.page
+    while i <= n do
+      local free = r[2 * i]
+      local last = i
+      while last < n and r[2 * last + 2] == free do last = last + 1 end
+      if last == n and n == ctx.page then
+        local h, st = first_usable(ctx, req, counts, function(o)
           return redis.call('ZRANGEBYSCORE', key, free, free, 'LIMIT', o, ctx.page)
         end, seen)
+        if h then return h, st end
+        -- No usable host in the block: the walk goes on below it.
+        nextOffset = offset + i - 1 + redis.call('ZCOUNT', key, free, free)
+        break
       end
+      for k = last, i, -1 do
+        local hk = r[2 * k - 1]
+        local sk = usable_state(ctx, req, counts, seen, hk)
+        if sk then return hk, sk end
+      end
+      i = last + 1
     end
     if n < ctx.page then return nil end
-    offset = offset + ctx.page
+    offset = nextOffset
   end
 end
 
