@@ -8,7 +8,7 @@ const NOT_STARTED = ["waiting", "delayed", "prioritized", "paused", "waiting-chi
  * Cancels a job. A job still waiting (or waiting to retry) is taken out of its queue and ends
  * `cancelled` at once; a running one is aborted on the worker that holds it, which kills its
  * subprocess, rolls back what it made and reports `cancelled`. A job that already ended is left as
- * it is. Returns what happened.
+ * it is, and so is one that ends by itself while it is being cancelled. Returns what happened.
  */
 export async function cancelJob(
   ctx: ProducerContext,
@@ -64,5 +64,7 @@ export async function cancelJob(
     }
     await ctx.redis.publish(ctx.keys.cancelChannel(hostId), jobId);
   }
-  return "cancelling";
+  // A job that ended by itself meanwhile answers how it ended.
+  const now = (await ctx.log.getJob(jobId))?.phase;
+  return now !== undefined && isTerminal(now) ? now : "cancelling";
 }

@@ -4,7 +4,7 @@ import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { FleetClient } from "./fleet-client.js";
 
 describe("createVms: the pending set", () => {
-  test("a window of creates leaves the pending set in one command per host, not one per job; all are enqueued", async ({
+  test("a window of creates leaves the pending set in one command for all its hosts, not one per host or job; all are enqueued", async ({
     redisUrl,
     prefix,
     redis,
@@ -12,7 +12,8 @@ describe("createVms: the pending set", () => {
     const client = new FleetClient({ redisUrl, prefix });
     const monitor = await redis.monitor();
     try {
-      await hostUp(client, "h1", { memoryMiB: { total: 65536, capacity: 65536 }, vcpus: { total: 64, capacity: 64 } });
+      const big = { memoryMiB: { total: 65536, capacity: 65536 }, vcpus: { total: 64, capacity: 64 } };
+      for (const h of ["h1", "h2", "h3"]) await hostUp(client, h, big);
       const pendingKey = client.keys.pendingJobs();
       const removals: string[][] = [];
       monitor.on("monitor", (_time: string, args: string[]) => {
@@ -30,8 +31,10 @@ describe("createVms: the pending set", () => {
       await redis.ping();
       expect(removals).toHaveLength(1);
       expect([...(removals[0] ?? [])].sort()).toEqual([...jobIds].sort());
-      const counts = await client.queueCounts("h1");
-      expect(counts.waiting).toBe(20);
+      // Spread over the three hosts, each host's jobs in its own queue.
+      const waiting = await Promise.all(["h1", "h2", "h3"].map(async (h) => (await client.queueCounts(h)).waiting));
+      expect(waiting.every((n) => n > 0)).toBe(true);
+      expect(waiting.reduce((t, n) => t + n, 0)).toBe(20);
     } finally {
       monitor.disconnect();
       await client.close();
