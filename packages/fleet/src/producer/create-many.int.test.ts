@@ -32,7 +32,9 @@ describe("createVms: the pending set", () => {
       expect(removals).toHaveLength(1);
       expect([...(removals[0] ?? [])].sort()).toEqual([...jobIds].sort());
       // Spread over the three hosts, each host's jobs in its own queue.
-      const waiting = await Promise.all(["h1", "h2", "h3"].map(async (h) => (await client.queueCounts(h)).waiting));
+      const waiting = await Promise.all(
+        ["h1", "h2", "h3"].map(async (h) => (await client.queueCounts(h)).waiting ?? 0),
+      );
       expect(waiting.every((n) => n > 0)).toBe(true);
       expect(waiting.reduce((t, n) => t + n, 0)).toBe(20);
     } finally {
