@@ -23,7 +23,6 @@ export interface HostView {
   allocation: Allocation;
 }
 
-/** A host's view from its live status (null: expired), its last status, drain mark and allocation. */
 /** JSON.parse, or undefined for text that is not JSON (then the schema refuses it). */
 function parseJson(text: string): unknown {
   try {
@@ -33,6 +32,7 @@ function parseJson(text: string): unknown {
   }
 }
 
+/** A host's view from its live status (null: expired), its last status, drain mark and allocation. */
 function toView(
   live: string | null,
   last: string | null,

@@ -40,17 +40,24 @@ interface HostList {
   all(): Promise<HostCandidate[]>;
 }
 
-/** A class's representative: only what eligibility reads (up, room and drain are judged per host, in Lua). */
-function representative(status: HostStatus, pullable: readonly string[]): HostCandidate {
+/** What eligibility reads of a host's status: the fields its class is made of, and what can be pulled. */
+function eligibilityOf(status: HostStatus, pullable: readonly string[]) {
   return {
     hostId: status.hostId,
-    up: true,
-    draining: false,
     labels: status.labels,
     images: status.images,
     pullable,
     virtTypes: status.virtTypes,
     ...(status.networks === undefined ? {} : { networks: parseNetworkAllowList(status.networks) }),
+  };
+}
+
+/** A class's representative: its eligibility only (up, room and drain are judged per host, in Lua). */
+function representative(status: HostStatus, pullable: readonly string[]): HostCandidate {
+  return {
+    ...eligibilityOf(status, pullable),
+    up: true,
+    draining: false,
     capacity: { memoryMiB: Number.POSITIVE_INFINITY, vcpus: Number.POSITIVE_INFINITY },
     allocated: { memoryMiB: 0, vcpus: 0 },
     groupMembers: 0,
@@ -64,14 +71,9 @@ function toCandidates(
   pullable: readonly string[],
 ): HostCandidate[] {
   return hosts.map((h) => ({
-    hostId: h.status.hostId,
+    ...eligibilityOf(h.status, pullable),
     up: h.up,
     draining: h.draining,
-    labels: h.status.labels,
-    images: h.status.images,
-    pullable,
-    virtTypes: h.status.virtTypes,
-    ...(h.status.networks === undefined ? {} : { networks: parseNetworkAllowList(h.status.networks) }),
     capacity: h.allocation.capacity,
     allocated: h.allocation.allocated,
     groupMembers: groupMembers.get(h.status.hostId) ?? 0,

@@ -5,6 +5,14 @@ import { FleetClient } from "./fleet-client.js";
 
 const VM = { memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] };
 
+/** Two creates on one host with no worker: they wait there in one bundle. Their handles. */
+async function bundledPair(client: FleetClient, names: [string, string]) {
+  await hostUp(client, "h1");
+  const [a, b] = await client.createVms(names.map((name) => ({ ...VM, name })));
+  if (a === undefined || b === undefined || a instanceof Error || b instanceof Error) throw new Error("refused");
+  return [a, b] as const;
+}
+
 describe("cancelJob", () => {
   test("a bundled create cancelled before it ran ends `cancelled` at once; its neighbour keeps going", async ({
     redisUrl,
@@ -12,12 +20,7 @@ describe("cancelJob", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await hostUp(client, "h1");
-      const [a, b] = await client.createVms([
-        { ...VM, name: "cj-a" },
-        { ...VM, name: "cj-b" },
-      ]);
-      if (a instanceof Error || b instanceof Error || a === undefined || b === undefined) throw new Error("refused");
+      const [a, b] = await bundledPair(client, ["cj-a", "cj-b"]);
       expect(await client.cancelJob(a.id)).toBe("cancelled");
       expect((await client.log.getJob(a.id))?.phase).toBe("cancelled");
       expect(await client.vms.get("cj-a")).toBeUndefined();
@@ -33,12 +36,7 @@ describe("cancelJob", () => {
   }) => {
     const client = new FleetClient({ redisUrl, prefix });
     try {
-      await hostUp(client, "h1");
-      const [a] = await client.createVms([
-        { ...VM, name: "cj-r1" },
-        { ...VM, name: "cj-r2" },
-      ]);
-      if (a instanceof Error || a === undefined) throw new Error("refused");
+      const [a] = await bundledPair(client, ["cj-r1", "cj-r2"]);
       // Its worker finishes it just as the cancel request is recorded.
       const request = client.log.requestCancel.bind(client.log);
       vi.spyOn(client.log, "requestCancel").mockImplementation(async (jobId: string) => {

@@ -71,7 +71,8 @@ export async function createMany(
         try {
           const entries = queueEntries(jobs);
           const queue = ctx.queue(hostId);
-          // One entry is added on its own: addBulk sends even one as a pipeline of its own.
+          // One entry is added on its own: addBulk builds a pipeline even for one (ioredis copies
+          // BullMQ's scripts into each), and most hosts of a big fleet get one job per call.
           if (entries.length === 1) {
             const [only] = entries as [(typeof entries)[number]];
             await queue.add(only.name, only.data, only.opts);
