@@ -296,9 +296,19 @@ stop() {
   while read -r name port pidfile; do
     pid=$(running_pid "$pidfile") || { log "$name: not running"; continue; }
     kill -TERM "$pid"
-    local deadline=$((SECONDS + WAIT_SECS))
+    # Redis refuses a SIGTERM now and then and does not try again: a replica that has just resynced
+    # logs "Writing initial AOF, can't exit" until its first AOF is written. So the signal is sent
+    # again every 2 s until the process is gone.
+    local deadline=$((SECONDS + WAIT_SECS)) resend=$((SECONDS + 2))
     while running_pid "$pidfile" >/dev/null; do
-      (( SECONDS < deadline )) || die "$name (pid $pid) did not stop"
+      if (( SECONDS >= deadline )); then
+        tail -n 5 "$(dirname "$pidfile")/redis.log" >&2 || true
+        die "$name (pid $pid) did not stop within ${WAIT_SECS}s"
+      fi
+      if (( SECONDS >= resend )); then
+        kill -TERM "$pid" 2>/dev/null || true
+        resend=$((SECONDS + 2))
+      fi
       sleep 0.1
     done
     log "$name: stopped (pid $pid)"

@@ -352,6 +352,17 @@ describe("deploy/redis with sentinel-lab.sh", () => {
     const pids = await Promise.all(
       dirs.map(async (d) => Number((await readFile(path.join(lab, d, "redis.pid"), "utf8").catch(() => "0")).trim())),
     );
+    // A replica that has just resynced writes its initial AOF, and Redis refuses a SIGTERM meanwhile
+    // ("Writing initial AOF, can't exit") and does not try again. Here one is made to write it slowly
+    // (rdb-key-save-delay, µs per key) while --stop runs: --stop must still stop it.
+    const follower = (await currentMaster()) === masterPort() ? base + 5 : masterPort();
+    const admin = await as("virtfleet-admin", follower);
+    const keys = Math.max(1, await admin.dbsize());
+    await admin.config("SET", "rdb-key-save-delay", String(Math.ceil(3_000_000 / keys)));
+    await admin.config("SET", "appendonly", "no");
+    await admin.config("SET", "appendonly", "yes");
+    expect(await admin.info("persistence")).toMatch(/^aof_rewrite_in_progress:1/m);
+    admin.disconnect();
     await labSh("--stop");
     for (const pid of pids.filter((p) => p > 0)) expect(await pidAlive(pid)).toBe(false);
     for (const port of [masterPort(), replicaPort(), ...sentinelPorts(), base + 5])
