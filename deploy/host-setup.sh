@@ -205,7 +205,9 @@ if [ $WITH_REDIS = 1 ]; then
   stop_ours() {  # SHUTDOWN writes the AOF/RDB; then wait for the process to go
     local pid; pid=$(ours_pid) || return 0
     rcli "$1" shutdown >/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 150); do pid_alive "$pid" || break; sleep 0.2; done
+    # Redis may refuse a shutdown and not try again (e.g. "Writing initial AOF, can't exit"):
+    # SIGTERM again every 2 s.
+    for i in $(seq 150); do pid_alive "$pid" || break; ((i % 10)) || kill -TERM "$pid" 2>/dev/null || true; sleep 0.2; done
     ! pid_alive "$pid" || die "redis (pid $pid) did not stop"
   }
 
