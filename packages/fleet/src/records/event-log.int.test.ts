@@ -45,6 +45,26 @@ describe("EventLog against real Redis", () => {
     expect((await log.read("j2")).map((e) => e.phase)).toEqual(["queued", "placed", "done"]);
   });
 
+  test("a hundred appends made in one turn go as four script runs of 25 (one all-events entry each), in the order made", async ({
+    redis,
+    prefix,
+  }) => {
+    const keys = new Keys(prefix);
+    const log = new EventLog(redis, keys);
+    const jobs = Array.from({ length: 100 }, (_, i) => `b${i}`);
+    for (const jobId of jobs) await log.createJob({ jobId, kind: "create", vm: `vm-${jobId}` });
+    const ids = await Promise.all(
+      jobs.map((jobId) => log.append({ jobId, kind: "create", vm: `vm-${jobId}`, phase: "placed", message: "p" })),
+    );
+    expect(ids.every((id) => typeof id === "string")).toBe(true);
+    const entries = await redis.xrange(keys.allEvents(), "-", "+");
+    expect(entries.map(([, fields]) => fields.length / 2)).toEqual([25, 25, 25, 25]);
+    const order = entries.flatMap(([, fields]) =>
+      fields.filter((_, i) => i % 2 === 1).map((raw) => (JSON.parse(raw) as { jobId: string }).jobId),
+    );
+    expect(order).toEqual(jobs);
+  });
+
   test("readAll gives every event of the entries after the one named, in order, each with <entry>/<place> as id", async ({
     redis,
     prefix,
