@@ -1,7 +1,7 @@
 import { PHASE_PERCENT } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import { DEFAULT_PLACEMENT_PAGE, withClasses } from "../placement/capacity-ledger.js";
-import { EVENT_LIMITS, type EventInput, toEvent } from "../records/event-log.js";
+import { type EventInput, LIMIT_ARGS, toEvent } from "../records/event-log.js";
 import { type VmRecord, vmFields } from "../records/vm-registry.js";
 import type { Keys } from "../redis/keys.js";
 import { BatchedScript } from "../redis/scripts.js";
@@ -48,7 +48,7 @@ export class Admission {
   constructor(redis: Redis, keys: Keys) {
     this.#keys = keys;
     // A full batch of admissions goes at once: Redis runs it while the next ones are made ready.
-    this.#script = new BatchedScript(redis, ADMIT, 100, true);
+    this.#script = new BatchedScript(redis, ADMIT, Number(process.env.ZZ_AB ?? 100), true);
   }
 
   async admit(r: AdmitRequest): Promise<AdmitOutcome> {
@@ -61,51 +61,25 @@ export class Admission {
       JSON.stringify(toEvent({ jobId, kind: "create", vm, ...input }, at));
     const placedMessage = `placed on host ${holder}`;
     const k = this.#keys;
-    const args = {
-      vm,
-      fingerprint: r.record.fingerprint,
-      mem: r.record.memoryMiB,
-      vcpus: r.record.vcpus,
-      disk: r.diskGiB,
-      tenant: r.tenant?.name ?? "",
+    const limits = r.tenant?.limits;
+    const vmFieldList = vmFields(r.record, false); // the script adds hostId
+    const jobFields = [
+      "jobId",
       jobId,
-      atMs: now.getTime(),
-      policy: r.policy,
-      grouped: r.group !== undefined,
-      ...(r.tenant === undefined
-        ? {}
-        : {
-            quota: {
-              vms: r.tenant.limits.vms ?? -1,
-              mem: r.tenant.limits.memoryMiB ?? -1,
-              vcpus: r.tenant.limits.vcpus ?? -1,
-              disk: r.tenant.limits.diskGiB ?? -1,
-            },
-          }),
-      ...(r.hosts === undefined ? {} : { hosts: r.hosts }),
-      exclude: r.exclude ?? [],
-      page: DEFAULT_PLACEMENT_PAGE,
-      now: "",
-      vmFields: vmFields(r.record, false), // the script adds hostId
-      jobFields: [
-        "jobId",
-        jobId,
-        "kind",
-        "create",
-        "vm",
-        vm,
-        "createdAt",
-        at,
-        ...(r.job.tenant === undefined ? [] : ["tenant", r.job.tenant]),
-        ...(r.job.batchId === undefined ? [] : ["batch", r.job.batchId]),
-        ...(r.job.callbackUrl === undefined ? [] : ["callbackUrl", r.job.callbackUrl]),
-      ],
-      queued: { percent: "0", message: "accepted" },
-      placed: { percent: String(PHASE_PERCENT.placed), messageParts: placedMessage.split(holder) },
+      "kind",
+      "create",
+      "vm",
+      vm,
+      "createdAt",
       at,
-      limits: EVENT_LIMITS,
-      ...(r.job.batchId === undefined ? {} : { batch: r.job.batchId }),
-    };
+      ...(r.job.tenant === undefined ? [] : ["tenant", r.job.tenant]),
+      ...(r.job.batchId === undefined ? [] : ["batch", r.job.batchId]),
+      ...(r.job.callbackUrl === undefined ? [] : ["callbackUrl", r.job.callbackUrl]),
+    ];
+    const messageParts = placedMessage.split(holder);
+    const exclude = r.exclude ?? [];
+    const queued = event({ phase: "queued", message: "accepted" });
+    const placed = event({ phase: "placed", message: placedMessage, host: holder }).split(holder);
     const unused = k.vm(vm);
     const eligible = [...new Set(r.classes ?? [])];
     const known = (r.hosts ?? []).flatMap((h) => this.#classOf.get(h) ?? []);
@@ -131,10 +105,47 @@ export class Admission {
             k.placementDrained(),
             ...classes.map((c) => k.placementFree(c)),
           ],
+          // One value each, in the order admit.lua's header gives (no JSON for the script to decode).
           [
-            JSON.stringify({ ...args, classes, eligible: eligible.length }),
-            event({ phase: "queued", message: "accepted" }),
-            ...event({ phase: "placed", message: placedMessage, host: holder }).split(holder),
+            vm,
+            r.record.fingerprint,
+            String(r.record.memoryMiB),
+            String(r.record.vcpus),
+            String(r.diskGiB),
+            r.tenant?.name ?? "",
+            jobId,
+            String(now.getTime()),
+            at,
+            r.policy,
+            r.group === undefined ? "0" : "1",
+            limits === undefined ? "" : String(limits.vms ?? -1),
+            String(limits?.memoryMiB ?? -1),
+            String(limits?.vcpus ?? -1),
+            String(limits?.diskGiB ?? -1),
+            String(DEFAULT_PLACEMENT_PAGE),
+            "",
+            LIMIT_ARGS[0],
+            LIMIT_ARGS[1],
+            LIMIT_ARGS[2],
+            r.job.batchId ?? "",
+            String(eligible.length),
+            String(classes.length),
+            r.hosts === undefined ? "-1" : String(r.hosts.length),
+            String(exclude.length),
+            String(vmFieldList.length),
+            String(jobFields.length),
+            String(messageParts.length),
+            queued,
+            "0",
+            "accepted",
+            String(PHASE_PERCENT.placed),
+            ...classes,
+            ...(r.hosts ?? []),
+            ...exclude,
+            ...vmFieldList,
+            ...jobFields,
+            ...messageParts,
+            ...placed,
           ],
         ),
       (id, host) => {

@@ -67,11 +67,11 @@ export function toEvent(input: EventInput, at = isoNow()): ProgressEvent {
  */
 export const APPEND_LUA = loadLua(new URL("./includes/append-event.lua", import.meta.url));
 
-/** The limits append_event takes (`e.limits`), as the scripts' callers pass them in ARGV. */
-export const EVENT_LIMITS = { stream_maxlen: JOB_STREAM_MAXLEN, ttl: JOB_TTL_SEC, all_maxlen: ALL_EVENTS_MAXLEN };
-
-/** EVENT_LIMITS as append-event-6.lua takes them (ARGV[4..6]), made once. */
-const LIMIT_ARGS = [String(JOB_STREAM_MAXLEN), String(JOB_TTL_SEC), String(ALL_EVENTS_MAXLEN)] as const;
+/**
+ * The limits append_event takes (`e.limits`: job stream MAXLEN, TTL in s, all-events MAXLEN), as the
+ * scripts' callers pass them in ARGV (append-event-6.lua's 4..6, admit.lua's 18..20), made once.
+ */
+export const LIMIT_ARGS = [String(JOB_STREAM_MAXLEN), String(JOB_TTL_SEC), String(ALL_EVENTS_MAXLEN)] as const;
 
 /**
  * The most appends one script run makes: a hundred events appended in one turn go as four runs (each
@@ -145,12 +145,13 @@ export class EventLog {
    * the script's answer (then the call is made again).
    */
   async append(input: EventInput): Promise<string | undefined> {
-    const event = JSON.stringify(toEvent(input));
+    const event = toEvent(input);
+    const json = JSON.stringify(event);
     let batch = input.batchId ?? this.#batchOf.get(input.jobId) ?? "";
-    let reply = await this.#appendOnce(input, event, batch);
+    let reply = await this.#appendOnce(input, event, json, batch);
     if (typeof reply === "string" && reply.startsWith("!batch:")) {
       batch = reply.slice("!batch:".length);
-      reply = await this.#appendOnce(input, event, batch);
+      reply = await this.#appendOnce(input, event, json, batch);
     }
     if (typeof reply === "string" && reply.startsWith("!batch:"))
       throw new Error(`job ${input.jobId}: its batch changed while appending`);
@@ -160,7 +161,7 @@ export class EventLog {
     return typeof reply === "string" ? reply : undefined;
   }
 
-  #appendOnce(input: EventInput, event: string, batch: string): Promise<unknown> {
+  #appendOnce(input: EventInput, event: ProgressEvent, json: string, batch: string): Promise<unknown> {
     const k = this.#keys;
     const job = k.job(input.jobId);
     const vm = input.vmState;
@@ -174,7 +175,7 @@ export class EventLog {
         vm === undefined ? job : vm.key,
       ],
       [
-        event,
+        json,
         input.unlessCancelled === true ? "1" : "0",
         batch,
         LIMIT_ARGS[0],
@@ -182,7 +183,14 @@ export class EventLog {
         LIMIT_ARGS[2],
         vm?.state ?? "",
         input.jobId,
-        ...(vm?.addresses === undefined ? [] : [JSON.stringify(vm.addresses)]),
+        vm?.addresses === undefined ? "" : JSON.stringify(vm.addresses),
+        // The record's fields, apart (the script decodes no JSON).
+        event.phase,
+        String(event.percent),
+        event.message,
+        event.at,
+        event.host ?? "",
+        event.error === undefined ? "" : JSON.stringify(event.error),
       ],
     );
   }

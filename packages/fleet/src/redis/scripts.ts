@@ -121,9 +121,8 @@ local out, k, a = {}, 1, 2
 for i = 1, tonumber(ARGV[1]) do
   local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
-  local ks, as = {}, {}
-  for j = 1, nk do ks[j] = KEYS[k]; k = k + 1 end
-  for j = 1, na do as[j] = ARGV[a]; a = a + 1 end
+  local ks, as = { unpack(KEYS, k, k + nk - 1) }, { unpack(ARGV, a, a + na - 1) }
+  k, a = k + nk, a + na
   local r = run(ks, as)
   if r == nil or r == false then r = 0 end
   out[i] = r

@@ -6,7 +6,10 @@ import { HostRegistry } from "../../hosts/host-registry.js";
 import { CapacityLedger } from "../../placement/capacity-ledger.js";
 import { hostClass } from "../../placement/host-class.js";
 import { FleetClient } from "../../producer/fleet-client.js";
+import type { VmRecord } from "../../records/records.js";
 import { Keys } from "../../redis/keys.js";
+import { Admission, type AdmitRequest } from "../admission.js";
+import type { QuotaLimits } from "../quota.js";
 
 // admit.lua at fleet scale: a create reads a handful of hosts, not all of them. A Redis of its own,
 // so its command counts are this test's alone.
@@ -114,6 +117,112 @@ describe("admit", () => {
       expect((await ledger.get("pl-x")).allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
       expect((await ledger.get("pl-y")).allocated).toEqual({ memoryMiB: 512, vcpus: 1 });
       expect(await redis.zscore(keys.placementFree(hostClass(x)), "pl-x")).toBe("4096");
+    } finally {
+      await client.close();
+      redis.disconnect();
+    }
+  });
+  it("every value of the request reaches the script: each quota limit, exclude, a host list in order, group, batch, job fields", async () => {
+    const prefix = "pl-args";
+    const keys = new Keys(prefix);
+    const redis = new Redis(local.url, { maxRetriesPerRequest: null });
+    const client = new FleetClient({ redisUrl: local.url, prefix });
+    try {
+      const ledger = new CapacityLedger(redis, keys);
+      const hosts = new HostRegistry(redis, keys);
+      const statuses = ["pa-h1", "pa-h2", "pa-h3"].map((id) => hostStatus(id));
+      for (const s of statuses) {
+        await ledger.setCapacity(s.hostId, 8192, 8, 100);
+        await hosts.heartbeat(s, 60_000);
+      }
+      const cls = hostClass(statuses[0] as (typeof statuses)[number]);
+      const admission = new Admission(redis, keys);
+      const at = new Date().toISOString();
+      const request = (vm: string, extra: Partial<AdmitRequest> = {}, job: Partial<AdmitRequest["job"]> = {}) => {
+        const record: VmRecord = {
+          name: vm,
+          hostId: "",
+          state: "creating",
+          fingerprint: `fp-${vm}`,
+          jobId: `create-${vm}`,
+          memoryMiB: 1024,
+          vcpus: 2,
+          labels: { role: "web" },
+          createdAt: at,
+          updatedAt: at,
+        };
+        const r: AdmitRequest = {
+          record,
+          classes: [cls],
+          policy: "spread",
+          diskGiB: 10,
+          job: { jobId: `create-${vm}`, kind: "create", vm, ...job },
+          ...extra,
+        };
+        return r;
+      };
+      // Each limit is its own: over memory (2 × 1024 > 1500), over vCPUs (2 × 2 > 3), over disk, over VMs.
+      await redis.hset(keys.usage("acme"), { vms: 1, mem: 1024, vcpus: 2, disk: 10 });
+      const over = async (limits: QuotaLimits) =>
+        admission.admit(request("pa-q", { tenant: { name: "acme", limits } }));
+      expect(await over({ memoryMiB: 1500 })).toEqual({ outcome: "quota", which: "memoryMiB" });
+      expect(await over({ vcpus: 3 })).toEqual({ outcome: "quota", which: "vcpus" });
+      expect(await over({ diskGiB: 15 })).toEqual({ outcome: "quota", which: "diskGiB" });
+      expect(await over({ vms: 1 })).toEqual({ outcome: "quota", which: "vms" });
+      expect(await over({ vms: 2, memoryMiB: 2048, vcpus: 4, diskGiB: 20 })).toEqual({
+        outcome: "claimed",
+        hostId: "pa-h1",
+      });
+      expect(await redis.hgetall(keys.usage("acme"))).toMatchObject({ vms: "2", mem: "2048", vcpus: "4", disk: "20" });
+      // Spread among equal hosts takes the smallest id: pa-h1 (taken above) and pa-h2 excluded leave pa-h3.
+      expect(await admission.admit(request("pa-x", { exclude: ["pa-h2"] }))).toEqual({
+        outcome: "claimed",
+        hostId: "pa-h3",
+      });
+      // A host list in order: the first that fits.
+      expect(
+        await admission.admit(request("pa-l", { hosts: ["pa-h2", "pa-h1"], classes: [], policy: "order" })),
+      ).toEqual({ outcome: "claimed", hostId: "pa-h2" });
+      // A group: its host is recorded; the batch's and the job's own fields are in the job's record.
+      await redis.hset(keys.batch("b1"), { total: 1, ended: 0 });
+      expect(
+        await admission.admit(
+          request("pa-g", { group: "g1" }, { tenant: "acme", batchId: "b1", callbackUrl: "http://127.0.0.1:1/cb" }),
+        ),
+      ).toMatchObject({ outcome: "claimed" });
+      const placed = await redis.hget(keys.group("g1"), "pa-g");
+      expect(placed).toMatch(/^pa-h[123]$/);
+      expect(await redis.hgetall(keys.job("create-pa-g"))).toMatchObject({
+        jobId: "create-pa-g",
+        kind: "create",
+        vm: "pa-g",
+        tenant: "acme",
+        batch: "b1",
+        callbackUrl: "http://127.0.0.1:1/cb",
+        hostId: placed,
+        phase: "placed",
+        percent: "5",
+        message: `placed on host ${placed}`,
+        createdAt: expect.any(String),
+      });
+      expect(await redis.xlen(keys.batchEvents("b1"))).toBe(2);
+      expect(await redis.hgetall(keys.vm("pa-g"))).toMatchObject({
+        name: "pa-g",
+        hostId: placed,
+        state: "creating",
+        fingerprint: "fp-pa-g",
+        memoryMiB: "1024",
+        vcpus: "2",
+        labels: JSON.stringify({ role: "web" }),
+      });
+      expect(await redis.hget(keys.placementClaims(), "pa-g")).toBe(`${placed}:1024:2:10`);
+      const events = (await redis.xrange(keys.jobEvents("create-pa-g"), "-", "+")).map(
+        ([, f]) => JSON.parse(f[1] as string) as { phase: string; host?: string; message: string },
+      );
+      expect(events.map((e) => [e.phase, e.host, e.message])).toEqual([
+        ["queued", undefined, "accepted"],
+        ["placed", placed, `placed on host ${placed}`],
+      ]);
     } finally {
       await client.close();
       redis.disconnect();

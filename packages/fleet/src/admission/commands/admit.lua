@@ -16,10 +16,19 @@
         hash, 11 batch events stream (10-11: any key when the job has no batch), 12 placement hosts
         hash, 13 placement claims hash, 14 alive zset, 15 drained set, 16.. the free-room zsets of
         the classes in the request's `classes` (in that order).
-  ARGV: 1 the request as JSON (see Admission.admit; `classes`: class ids, the first `eligible` of
-        them the candidates; `exclude`: hosts left out; `page`: walk page size; `now`: ms, '' for
-        Redis's clock), 2 the `queued` event's JSON, 3.. the `placed` event's JSON split around
-        where the host's id goes.
+  ARGV (the request, one value each: no JSON to decode):
+        1 vm, 2 fingerprint, 3 memory MiB, 4 vCPUs, 5 disk GiB, 6 tenant ('' for an operator),
+        7 job id, 8 now in ms (the pending set's score), 9 now as ISO time (the events' `at`),
+        10 policy ('spread', 'pack', 'order'), 11 '1' when the VM is in an anti-affinity group,
+        12-15 the tenant's quota: VMs, MiB, vCPUs, GiB (-1 for none; 12 '' for no quota at all),
+        16 the walk's page size, 17 now in ms for liveness ('' for Redis's clock),
+        18-20 the event limits (job stream MAXLEN, TTL in s, all-events MAXLEN), 21 batch id ('' none),
+        22 how many of the classes are candidates (the first ones), then the counts of the lists that
+        follow: 23 classes, 24 hosts (-1: no list, walk the classes), 25 hosts excluded, 26 the VM
+        record's fields (name, value, ...), 27 the job record's fields, 28 the `placed` message's
+        pieces (split where the host's id goes);
+        29 the `queued` event's JSON, 30 its percent, 31 its message, 32 the `placed` event's percent;
+        33.. the lists in that order, then the `placed` event's JSON split where the host's id goes.
   Returns {'claimed', host} | {'same', jobId, host, pending ('1'/'0')} | {'clash', host or ''} |
         {'quota', which} | {'noroom'} | {'class', id, host}: a write needs class `id`'s zset (the
         VM's stale claim is on a host of it): pass it too and run again (nothing was written).
@@ -28,62 +37,69 @@
 --- @include "../includes/quota"
 --- @include "../../records/includes/append-event"
 
-local a = cjson.decode(ARGV[1])
+local vm, tenant, jobId, at = ARGV[1], ARGV[6], ARGV[7], ARGV[9]
+local mem, vcpus, disk = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limits = { stream_maxlen = ARGV[18], ttl = ARGV[19], all_maxlen = ARGV[20] }
+local nClasses, nHosts, nExclude = tonumber(ARGV[23]), tonumber(ARGV[24]), tonumber(ARGV[25])
+local nVm, nJob, nMsg = tonumber(ARGV[26]), tonumber(ARGV[27]), tonumber(ARGV[28])
+local classesFrom = 33
+local hostsFrom = classesFrom + nClasses
+local excludeFrom = hostsFrom + math.max(nHosts, 0)
+local vmFrom = excludeFrom + nExclude
+local jobFrom = vmFrom + nVm
+local msgFrom = jobFrom + nJob
+local jsonFrom = msgFrom + nMsg
+
 local state = redis.call('HGET', KEYS[1], 'state')
 if state and state ~= 'failed' then
   local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'jobId', 'hostId', 'tenant')
-  local sameTenant = (r[4] or '') == a.tenant
-  if sameTenant and r[1] == a.fingerprint and state ~= 'destroying' then
+  local sameTenant = (r[4] or '') == tenant
+  if sameTenant and r[1] == ARGV[2] and state ~= 'destroying' then
     local pending = '0'
     if redis.call('ZSCORE', KEYS[7], r[2] or '') then pending = '1' end
     return { 'same', r[2], r[3] or '', pending }
   end
-  if a.tenant == '' then return { 'clash', r[3] or '' } end
+  if tenant == '' then return { 'clash', r[3] or '' } end
   return { 'clash', '' }
 end
-local quota = a.quota
+local quota = ARGV[12] ~= ''
 if quota then
-  local over = quota_check(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, quota.vms, quota.mem, quota.vcpus, a.disk, quota.disk)
+  local over = quota_check(KEYS[5], KEYS[6], vm, mem, vcpus, tonumber(ARGV[12]), tonumber(ARGV[13]),
+    tonumber(ARGV[14]), disk, tonumber(ARGV[15]))
   if over ~= 'ok' then return { 'quota', over } end
 end
 local ctx = { hosts = KEYS[12], claims = KEYS[13], alive = KEYS[14], drained = KEYS[15], keyOf = {},
-  now = now_ms(a.now), page = a.page }
-if a.grouped then ctx.group = KEYS[4] end
-local req = { vm = a.vm, mem = a.mem, vcpus = a.vcpus, disk = a.disk, policy = a.policy, held = false,
+  now = now_ms(ARGV[17]), page = tonumber(ARGV[16]) }
+if ARGV[11] == '1' then ctx.group = KEYS[4] end
+local req = { vm = vm, mem = mem, vcpus = vcpus, disk = disk, policy = ARGV[10], held = false,
   classes = {}, skip = {} }
-for i, c in ipairs(a.classes) do
+local eligible = tonumber(ARGV[22])
+for i = 1, nClasses do
+  local c = ARGV[classesFrom + i - 1]
   ctx.keyOf[c] = KEYS[15 + i]
-  if i <= a.eligible then req.classes[#req.classes + 1] = c end
+  if i <= eligible then req.classes[#req.classes + 1] = c end
 end
-if a.hosts then req.list = a.hosts end
-for _, h in ipairs(a.exclude) do req.skip[h] = true end
+if nHosts >= 0 then req.list = { unpack(ARGV, hostsFrom, hostsFrom + nHosts - 1) } end
+for i = excludeFrom, vmFrom - 1 do req.skip[ARGV[i]] = true end
 local host = find_room(ctx, req)
 if not host then return { 'noroom' } end
-local missing, of = missing_class(ctx, host, a.vm)
+local missing, of = missing_class(ctx, host, vm)
 if missing then return { 'class', missing, of } end
 take_room(ctx, host, req)
-if quota then quota_take(KEYS[5], KEYS[6], a.vm, a.mem, a.vcpus, a.disk) end
+if quota then quota_take(KEYS[5], KEYS[6], vm, mem, vcpus, disk) end
 -- A failed create's record goes (with any field this one does not set).
 if state then redis.call('DEL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'hostId', host, unpack(a.vmFields))
-redis.call('SADD', KEYS[2], a.vm)
-redis.call('ZADD', KEYS[7], a.atMs, a.jobId)
+redis.call('HSET', KEYS[1], 'hostId', host, unpack(ARGV, vmFrom, jobFrom - 1))
+redis.call('SADD', KEYS[2], vm)
+redis.call('ZADD', KEYS[7], ARGV[8], jobId)
 local bhash, bstream = false, false
-if a.batch then bhash = KEYS[10]; bstream = KEYS[11] end
-local e = { job = KEYS[3], stream = KEYS[8], fleet = KEYS[9], batch_hash = bhash, batch_stream = bstream,
-  limits = a.limits, json = ARGV[2], phase = 'queued',
-  percent = a.queued.percent, message = a.queued.message, at = a.at, host = '', err = '', no_record = true }
-append_event(e)
+if ARGV[21] ~= '' then bhash = KEYS[10]; bstream = KEYS[11] end
+append_one(KEYS[3], KEYS[8], KEYS[9], bhash, bstream, limits.stream_maxlen, limits.ttl, limits.all_maxlen, ARGV[29],
+  'queued', ARGV[30], ARGV[31], at, '', '', nil, true)
 -- The job's record, written once (one HSET, not three): its own fields and the `placed` event's.
-e.no_record = false
-e.fields = a.jobFields
-local parts = {}
-for i = 3, #ARGV do parts[#parts + 1] = ARGV[i] end
-e.json = table.concat(parts, host)
-e.phase = 'placed'
-e.percent = a.placed.percent
-e.message = table.concat(a.placed.messageParts, host)
-e.host = host
-append_event(e)
-redis.call('EXPIRE', KEYS[3], a.limits.ttl)
+append_one(KEYS[3], KEYS[8], KEYS[9], bhash, bstream, limits.stream_maxlen, limits.ttl, limits.all_maxlen,
+  table.concat({ unpack(ARGV, jsonFrom, #ARGV) }, host), 'placed', ARGV[32],
+  table.concat({ unpack(ARGV, msgFrom, jsonFrom - 1) }, host), at, host, '', { unpack(ARGV, jobFrom, msgFrom - 1) },
+  false)
+redis.call('EXPIRE', KEYS[3], limits.ttl)
 return { 'claimed', host }

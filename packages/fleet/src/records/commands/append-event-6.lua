@@ -10,7 +10,7 @@
     KEYS[5] the job's batch events stream (likewise)
     KEYS[6] the VM's hash             (any key when ARGV[7] is '')
 
-    ARGV[1] the event as JSON (the record's fields are read from it)
+    ARGV[1] the event as JSON (stored as-is; the record's fields come in ARGV[10..15])
     ARGV[2] '1': refuse when the job was asked to be cancelled; '0': do not check
     ARGV[3] the job's batch id as the caller knows it, '' for none or not known
     ARGV[4] the job stream's MAXLEN (~)
@@ -19,7 +19,9 @@
     ARGV[7] the VM's new state, '' to leave the VM alone; set (with its job, ARGV[8], and when
             given its addresses, ARGV[9], a JSON list) only if the VM is still recorded
     ARGV[8] the job id (for the VM's record)
-    ARGV[9] optional: the guest's addresses as a JSON list
+    ARGV[9] the guest's addresses as a JSON list, '' for none
+    ARGV[10..15] the event's phase, percent, message, at, host ('' for none) and error as JSON ('' for
+            none): the record's new fields, as in ARGV[1] (passed apart so that no JSON is decoded)
 
   Output:
     the entry id in the job's stream
@@ -37,18 +39,14 @@ if phase == 'done' or phase == 'failed' or phase == 'cancelled' then return fals
 if ARGV[2] == '1' and j[2] == '1' then return '!cancel' end
 local batch = j[3] or ''
 if batch ~= ARGV[3] then return '!batch:' .. batch end
-local ev = cjson.decode(ARGV[1])
 if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then
-  redis.call('HSET', KEYS[6], 'state', ARGV[7], 'jobId', ARGV[8], 'updatedAt', ev.at)
-  if ARGV[9] then redis.call('HSET', KEYS[6], 'addresses', ARGV[9]) end
+  if ARGV[9] ~= '' then
+    redis.call('HSET', KEYS[6], 'state', ARGV[7], 'jobId', ARGV[8], 'updatedAt', ARGV[13], 'addresses', ARGV[9])
+  else
+    redis.call('HSET', KEYS[6], 'state', ARGV[7], 'jobId', ARGV[8], 'updatedAt', ARGV[13])
+  end
 end
-local err = ''
-if type(ev.error) == 'table' then err = cjson.encode(ev.error) end
 local bhash, bstream = false, false
 if batch ~= '' then bhash, bstream = KEYS[4], KEYS[5] end
-return append_event({
-  job = KEYS[1], stream = KEYS[2], fleet = KEYS[3], batch_hash = bhash, batch_stream = bstream,
-  limits = { stream_maxlen = ARGV[4], ttl = ARGV[5], all_maxlen = ARGV[6] },
-  json = ARGV[1], phase = ev.phase, percent = tostring(ev.percent), message = ev.message, at = ev.at,
-  host = ev.host or '', err = err,
-})
+return append_one(KEYS[1], KEYS[2], KEYS[3], bhash, bstream, ARGV[4], ARGV[5], ARGV[6], ARGV[1], ARGV[10], ARGV[11],
+  ARGV[12], ARGV[13], ARGV[14], ARGV[15], nil, false)

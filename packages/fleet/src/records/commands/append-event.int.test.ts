@@ -15,7 +15,7 @@ function call(
 ): [string[], string[]] {
   const job = keys.job(jobId);
   const batch = opts.batch ?? "";
-  const json = JSON.stringify({
+  const fields = {
     jobId,
     kind: "create",
     vm: "v",
@@ -23,7 +23,7 @@ function call(
     message: event.message ?? event.phase,
     at: "2026-01-01T00:00:00.000Z",
     ...event,
-  });
+  };
   return [
     [
       job,
@@ -34,7 +34,7 @@ function call(
       opts.vm?.key ?? job,
     ],
     [
-      json,
+      JSON.stringify(fields),
       opts.cancel === true ? "1" : "0",
       batch,
       "1000",
@@ -42,7 +42,13 @@ function call(
       "10000",
       opts.vm?.state ?? "",
       jobId,
-      ...(opts.vm?.addresses === undefined ? [] : [JSON.stringify(opts.vm.addresses)]),
+      opts.vm?.addresses === undefined ? "" : JSON.stringify(opts.vm.addresses),
+      fields.phase,
+      String(fields.percent),
+      fields.message,
+      fields.at,
+      fields.host ?? "",
+      fields.error === undefined ? "" : JSON.stringify(fields.error),
     ],
   ];
 }
@@ -95,7 +101,10 @@ describe("records/commands/append-event-6.lua", () => {
     expect(typeof (await script.call(...call(keys, "j1", { phase: "cancelled" }, { cancel: false })))).toBe("string");
   });
 
-  test("sets the VM's state, job and addresses only when the VM is still recorded", async ({ redis, prefix }) => {
+  test("sets the VM's state, job, addresses and updatedAt (the event's time) only when the VM is still recorded", async ({
+    redis,
+    prefix,
+  }) => {
     const keys = new Keys(prefix);
     const script = new BatchedScript(redis, { file: FILE, epilogue: "flush_events()" });
     await redis.hset(keys.job("j1"), "jobId", "j1", "phase", "disk.creating");
@@ -106,6 +115,18 @@ describe("records/commands/append-event-6.lua", () => {
       state: "running",
       jobId: "j1",
       addresses: '["127.0.0.2"]',
+      updatedAt: "2026-01-01T00:00:00.000Z",
+    });
+    // Without addresses: the state, job and time only (the addresses kept).
+    await redis.hset(keys.job("j3"), "jobId", "j3", "phase", "stopping");
+    const stopped = call(keys, "j3", { phase: "done" }, { vm: { key: keys.vm("v"), state: "stopped" } });
+    (stopped[1] as string[])[12] = "2026-01-02T00:00:00.000Z";
+    await script.call(...stopped);
+    expect(await redis.hgetall(keys.vm("v"))).toMatchObject({
+      state: "stopped",
+      jobId: "j3",
+      addresses: '["127.0.0.2"]',
+      updatedAt: "2026-01-02T00:00:00.000Z",
     });
     await redis.hset(keys.job("j2"), "jobId", "j2", "phase", "disk.creating");
     await script.call(...call(keys, "j2", { phase: "done" }, { vm: { key: keys.vm("gone"), state: "running" } }));

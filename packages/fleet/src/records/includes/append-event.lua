@@ -25,33 +25,50 @@
                     one and sets its TTL itself)
 
   Returns the id of the entry in the job's stream.
+
+  append_one(job, stream, fleet, batch_hash, batch_stream, stream_maxlen, ttl, all_maxlen, json, phase,
+  percent, message, at, host, err, fields, no_record) is the same with e's fields as arguments, in
+  that order (no table made per event).
 ]]
 local fleet_stream, fleet_maxlen, fleet_events = nil, nil, {}
 
-local function append_event(e)
-  local id = redis.call('XADD', e.stream, 'MAXLEN', '~', e.limits.stream_maxlen, '*', 'e', e.json)
-  fleet_stream = e.fleet
-  fleet_maxlen = e.limits.all_maxlen
-  fleet_events[#fleet_events + 1] = 'e'
-  fleet_events[#fleet_events + 1] = e.json
-  local terminal = e.phase == 'done' or e.phase == 'failed' or e.phase == 'cancelled'
-  if e.batch_hash then
-    redis.call('XADD', e.batch_stream, '*', 'e', e.json)
-    if terminal then redis.call('HINCRBY', e.batch_hash, 'ended', 1) end
-    redis.call('EXPIRE', e.batch_stream, e.limits.ttl)
+-- append_event's work with its fields as arguments (no table made per event: the append script
+-- calls it for every event it is given). `fields` and `no_record` as e.fields and e.no_record.
+local function append_one(job, stream, fleet, batch_hash, batch_stream, stream_maxlen, ttl, all_maxlen, json,
+                          phase, percent, message, at, host, err, fields, no_record)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', stream_maxlen, '*', 'e', json)
+  fleet_stream = fleet
+  fleet_maxlen = all_maxlen
+  local n = #fleet_events
+  fleet_events[n + 1] = 'e'
+  fleet_events[n + 2] = json
+  local terminal = phase == 'done' or phase == 'failed' or phase == 'cancelled'
+  if batch_hash then
+    redis.call('XADD', batch_stream, '*', 'e', json)
+    if terminal then redis.call('HINCRBY', batch_hash, 'ended', 1) end
+    redis.call('EXPIRE', batch_stream, ttl)
   end
-  if not e.no_record then
-    local f = { 'phase', e.phase, 'percent', e.percent, 'message', e.message, 'updatedAt', e.at }
-    if e.host ~= '' then f[#f + 1] = 'hostId'; f[#f + 1] = e.host end
-    if e.err ~= '' then f[#f + 1] = 'error'; f[#f + 1] = e.err end
-    if e.fields then for _, v in ipairs(e.fields) do f[#f + 1] = v end end
-    redis.call('HSET', e.job, unpack(f))
+  if not no_record then
+    if host == '' and err == '' and not fields then
+      redis.call('HSET', job, 'phase', phase, 'percent', percent, 'message', message, 'updatedAt', at)
+    else
+      local f = { 'phase', phase, 'percent', percent, 'message', message, 'updatedAt', at }
+      if host ~= '' then f[#f + 1] = 'hostId'; f[#f + 1] = host end
+      if err ~= '' then f[#f + 1] = 'error'; f[#f + 1] = err end
+      if fields then for _, v in ipairs(fields) do f[#f + 1] = v end end
+      redis.call('HSET', job, unpack(f))
+    end
   end
-  if terminal or e.phase == 'queued' then
-    if not e.no_record then redis.call('EXPIRE', e.job, e.limits.ttl) end
-    redis.call('EXPIRE', e.stream, e.limits.ttl)
+  if terminal or phase == 'queued' then
+    if not no_record then redis.call('EXPIRE', job, ttl) end
+    redis.call('EXPIRE', stream, ttl)
   end
   return id
+end
+
+local function append_event(e)
+  return append_one(e.job, e.stream, e.fleet, e.batch_hash, e.batch_stream, e.limits.stream_maxlen, e.limits.ttl,
+    e.limits.all_maxlen, e.json, e.phase, e.percent, e.message, e.at, e.host, e.err, e.fields, e.no_record)
 end
 
 local function flush_events()
