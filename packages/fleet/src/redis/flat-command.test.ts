@@ -10,7 +10,7 @@ function ioredisText(name: string, args: string[]): string {
 }
 
 describe("FlatCommand", () => {
-  test("writes exactly the bytes ioredis writes, whatever the arguments (empty, multi-byte, over 1023 bytes)", () => {
+  test("writes exactly what ioredis writes, whatever the arguments (empty, multi-byte, over 1023 bytes)", () => {
     fc.assert(
       fc.property(
         fc.constantFrom("evalsha", "eval", "xread"),
@@ -22,14 +22,14 @@ describe("FlatCommand", () => {
           ),
         ),
         (name, args) => {
-          expect(new FlatCommand(name, [...args]).toWritable().equals(Buffer.from(ioredisText(name, args)))).toBe(true);
+          expect(new FlatCommand(name, [...args]).toWritable()).toBe(ioredisText(name, args));
         },
       ),
     );
   });
 
   test("a bulk string's length is counted in bytes: 'é' is 2, '🚀' is 4, 1024 ASCII bytes are 1024", () => {
-    const text = new FlatCommand("xread", ["é", "🚀", "", "a".repeat(1024)]).toWritable().toString("utf8");
+    const text = new FlatCommand("xread", ["é", "🚀", "", "a".repeat(1024)]).toWritable();
     expect(text).toBe(`*5\r\n$5\r\nxread\r\n$2\r\né\r\n$4\r\n🚀\r\n$0\r\n\r\n$1024\r\n${"a".repeat(1024)}\r\n`);
   });
 
