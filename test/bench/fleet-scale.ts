@@ -7,9 +7,10 @@
 import { randomUUID } from "node:crypto";
 import { FleetClient } from "@virtfleet/fleet";
 import { ApiServer, TokenStore } from "@virtfleet/server";
+import { Redis } from "ioredis";
 import { pino } from "pino";
 import { hostStatus } from "../fixtures/host-status.js";
-import { cpuNow, cpuSince, emptyRedis, median, resetCommandStats, round, scriptUsec, table } from "./measure.js";
+import { emptyRedis, median, round, table } from "./measure.js";
 
 const CREATES = Number(process.env.BENCH_FLEET_CREATES ?? 10_000);
 const BIG = Number(process.env.BENCH_FLEET_HOSTS ?? 1000);
@@ -71,49 +72,90 @@ async function inChunks<T, R>(items: readonly T[], width: number, fn: (item: T) 
   return out;
 }
 
-/** CREATES creates over `hosts` hosts: Redis time per create, then the ledger checked for overcommit. */
-async function scale(redisUrl: string, hosts: number): Promise<Scale> {
-  const prefix = `fleet-${randomUUID().slice(0, 8)}`;
-  const client = new FleetClient({ redisUrl, prefix });
+/** Redis's CPU seconds so far and the microseconds it spent in scripts (one INFO for both). */
+async function redisCounters(redis: Redis): Promise<{ cpuS: number; scriptUs: number }> {
+  const info = await redis.info("cpu", "commandstats");
+  const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  const scriptUs = [...info.matchAll(/cmdstat_(?:eval|evalsha|eval_ro|evalsha_ro):calls=\d+,usec=(\d+)/g)].reduce(
+    (t, [, us]) => t + Number(us),
+    0,
+  );
+  return { cpuS: field("used_cpu_user") + field("used_cpu_sys"), scriptUs };
+}
+
+interface Fleet {
+  hosts: number;
+  client: FleetClient;
+  ids: string[];
+  admitted: number;
+  seconds: number;
+  redisCpuS: number;
+  nodeCpuS: number;
+  scriptUs: number;
+}
+
+/**
+ * CREATES creates over SMALL hosts and CREATES over BIG hosts, their windows interleaved (small,
+ * big, big, small, ...: each size goes first every other window), each window's Redis CPU counted to
+ * its size. This machine's speed moves by up to 2× within seconds; two sizes measured one after the
+ * other (as before 2026-12-01) took that drift into their ratio (one round's ratio ±0.3), windows
+ * ~50 ms apart share it. Then each fleet's ledger is checked for overcommit.
+ */
+async function scalePair(redisUrl: string): Promise<[Scale, Scale]> {
+  const counters = new Redis(redisUrl);
+  const fleets: Fleet[] = [];
   try {
-    const ids = await registerHosts(client, hosts, Math.ceil(SLOTS / hosts));
-    await resetCommandStats(redisUrl);
-    const cpu = await cpuNow(redisUrl);
-    const started = performance.now();
-    let admitted = 0;
-    for (let i = 0; i < CREATES; i += WINDOW) {
-      const answers = await client.createVms(
-        Array.from({ length: Math.min(WINDOW, CREATES - i) }, (_, k) => ({ ...VM, name: `bf-${hosts}-${i + k}` })),
-      );
-      admitted += answers.filter((a) => !(a instanceof Error)).length;
+    for (const hosts of [SMALL, BIG]) {
+      const client = new FleetClient({ redisUrl, prefix: `fleet-${hosts}-${randomUUID().slice(0, 8)}` });
+      const ids = await registerHosts(client, hosts, Math.ceil(SLOTS / hosts));
+      fleets.push({ hosts, client, ids, admitted: 0, seconds: 0, redisCpuS: 0, nodeCpuS: 0, scriptUs: 0 });
     }
-    const seconds = (performance.now() - started) / 1000;
-    const used = await cpuSince(redisUrl, cpu, true);
-    const scriptUs = await scriptUsec(redisUrl);
-    const ledger = client.vms.ledger;
-    const checked = await inChunks(ids, 100, async (id) => {
-      const [a, claimants] = await Promise.all([ledger.get(id), ledger.claimants(id)]);
-      const over =
-        a.allocated.memoryMiB > a.capacity.memoryMiB ||
-        a.allocated.vcpus > a.capacity.vcpus ||
-        (a.disk.capacityGiB !== undefined && a.disk.allocatedGiB > a.disk.capacityGiB);
-      return { over, claims: claimants.length };
-    });
-    return {
-      hosts,
-      creates: CREATES,
-      admitted,
-      refused: CREATES - admitted,
-      seconds: round(seconds, 2),
-      redisCpuS: round(used.redisCpuS, 2),
-      nodeCpuS: round(used.nodeCpuS, 2),
-      perCreateRedisUs: round((used.redisCpuS * 1e6) / CREATES, 1),
-      perCreateScriptUs: round(scriptUs / CREATES, 1),
-      overcommitted: checked.filter((c) => c.over).length,
-      claims: checked.reduce((t, c) => t + c.claims, 0),
-    };
+    for (let i = 0, w = 0; i < CREATES; i += WINDOW, w++) {
+      for (const f of w % 2 === 0 ? fleets : [...fleets].reverse()) {
+        const before = await redisCounters(counters);
+        const node = process.cpuUsage();
+        const started = performance.now();
+        const answers = await f.client.createVms(
+          Array.from({ length: Math.min(WINDOW, CREATES - i) }, (_, k) => ({ ...VM, name: `bf-${f.hosts}-${i + k}` })),
+        );
+        f.seconds += (performance.now() - started) / 1000;
+        const used = process.cpuUsage(node);
+        const after = await redisCounters(counters);
+        f.redisCpuS += after.cpuS - before.cpuS;
+        f.scriptUs += after.scriptUs - before.scriptUs;
+        f.nodeCpuS += (used.user + used.system) / 1e6;
+        f.admitted += answers.filter((a) => !(a instanceof Error)).length;
+      }
+    }
+    const out: Scale[] = [];
+    for (const f of fleets) {
+      const ledger = f.client.vms.ledger;
+      const checked = await inChunks(f.ids, 100, async (id) => {
+        const [a, claimants] = await Promise.all([ledger.get(id), ledger.claimants(id)]);
+        const over =
+          a.allocated.memoryMiB > a.capacity.memoryMiB ||
+          a.allocated.vcpus > a.capacity.vcpus ||
+          (a.disk.capacityGiB !== undefined && a.disk.allocatedGiB > a.disk.capacityGiB);
+        return { over, claims: claimants.length };
+      });
+      out.push({
+        hosts: f.hosts,
+        creates: CREATES,
+        admitted: f.admitted,
+        refused: CREATES - f.admitted,
+        seconds: round(f.seconds, 2),
+        redisCpuS: round(f.redisCpuS, 2),
+        nodeCpuS: round(f.nodeCpuS, 2),
+        perCreateRedisUs: round((f.redisCpuS * 1e6) / CREATES, 1),
+        perCreateScriptUs: round(f.scriptUs / CREATES, 1),
+        overcommitted: checked.filter((c) => c.over).length,
+        claims: checked.reduce((t, c) => t + c.claims, 0),
+      });
+    }
+    return out as [Scale, Scale];
   } finally {
-    await client.close();
+    for (const f of fleets) await f.client.close();
+    counters.disconnect();
     await emptyRedis(redisUrl);
   }
 }
@@ -158,12 +200,11 @@ async function batchAccept(redisUrl: string, hosts: number): Promise<number> {
 /** The `fleet` section: results.fleetScale and results.api.batch1000AcceptMs. */
 export async function fleetScale(redisUrl: string, results: Record<string, unknown>): Promise<void> {
   await emptyRedis(redisUrl);
-  // Rounds alternate the two sizes; the figures are the median round's (by its ratio), as in the
-  // control plane: one round's ratio moves by ±0.2 on this machine.
+  // Each round interleaves the two sizes window by window (see scalePair); the figures are the
+  // median round's (by its ratio), as in the control plane.
   const rounds: { small: Scale; big: Scale; ratio: number }[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    const s = await scale(redisUrl, SMALL);
-    const b = await scale(redisUrl, BIG);
+    const [s, b] = await scalePair(redisUrl);
     rounds.push({ small: s, big: b, ratio: b.perCreateRedisUs / s.perCreateRedisUs });
   }
   const ratios = rounds.map((x) => x.ratio).sort((a, b) => a - b);

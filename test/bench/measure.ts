@@ -47,33 +47,6 @@ export async function cpuSince(url: string, before: { node: number; redis: numbe
   return { nodeCpuS: r(now.node - before.node), redisCpuS: r(now.redis - before.redis) };
 }
 
-/** Clears Redis's per-command counters (INFO commandstats). */
-export async function resetCommandStats(url: string): Promise<void> {
-  const r = new Redis(url);
-  try {
-    await r.config("RESETSTAT");
-  } finally {
-    r.disconnect();
-  }
-}
-
-/**
- * Microseconds Redis spent running Lua scripts (EVAL/EVALSHA) since the last RESETSTAT. (Commands a
- * script calls are counted again on their own lines, so the lines cannot simply be summed.)
- */
-export async function scriptUsec(url: string): Promise<number> {
-  const r = new Redis(url);
-  try {
-    const info = await r.info("commandstats");
-    return [...info.matchAll(/cmdstat_(eval|evalsha|eval_ro|evalsha_ro):calls=\d+,usec=(\d+)/g)].reduce(
-      (t, [, , us]) => t + Number(us),
-      0,
-    );
-  } finally {
-    r.disconnect();
-  }
-}
-
 /** Empties Redis between rounds, so each starts from the same state. */
 export async function emptyRedis(url: string): Promise<void> {
   const r = new Redis(url);
