@@ -103,17 +103,19 @@ local function usable_state(ctx, req, counts, seen, h)
   return st
 end
 
--- The first usable host of `key` read a page at a time by `range`.
+-- The first usable host of `key` read by `range(offset, count)`: one host first (most often it is
+-- usable: no more are read), then a page at a time.
 local function first_usable(ctx, req, counts, range, seen)
-  local offset = 0
+  local offset, count = 0, 1
   while true do
-    local ids = range(offset)
+    local ids = range(offset, count)
     for _, h in ipairs(ids) do
       local st = usable_state(ctx, req, counts, seen, h)
       if st then return h, st end
     end
-    if #ids < ctx.page then return nil end
-    offset = offset + ctx.page
+    if #ids < count then return nil end
+    offset = offset + count
+    count = ctx.page
   end
 end
 
@@ -125,8 +127,8 @@ end
 local function walk_class(ctx, key, req, counts)
   local seen = {}
   if req.policy == 'pack' then
-    return first_usable(ctx, req, counts, function(offset)
-      return redis.call('ZRANGEBYSCORE', key, req.mem, '+inf', 'LIMIT', offset, ctx.page)
+    return first_usable(ctx, req, counts, function(offset, count)
+      return redis.call('ZRANGEBYSCORE', key, req.mem, '+inf', 'LIMIT', offset, count)
     end, seen)
   end
   local offset = 0
@@ -139,8 +141,8 @@ local function walk_class(ctx, key, req, counts)
       local last = i
       while last < n and r[2 * last + 2] == free do last = last + 1 end
       if last == n and n == ctx.page then
-        local h, st = first_usable(ctx, req, counts, function(o)
-          return redis.call('ZRANGEBYSCORE', key, free, free, 'LIMIT', o, ctx.page)
+        local h, st = first_usable(ctx, req, counts, function(o, count)
+          return redis.call('ZRANGEBYSCORE', key, free, free, 'LIMIT', o, count)
         end, seen)
         if h then return h, st end
         -- No usable host in the block: the walk goes on below it.
