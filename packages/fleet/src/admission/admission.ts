@@ -48,7 +48,7 @@ export class Admission {
   constructor(redis: Redis, keys: Keys) {
     this.#keys = keys;
     // A full batch of admissions goes at once: Redis runs it while the next ones are made ready.
-    this.#script = new BatchedScript(redis, ADMIT, Number(process.env.ZZ_AB ?? 100), true);
+    this.#script = new BatchedScript(redis, ADMIT, 100, true);
   }
 
   async admit(r: AdmitRequest): Promise<AdmitOutcome> {

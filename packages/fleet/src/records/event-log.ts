@@ -10,7 +10,6 @@ import {
 } from "@virtfleet/core";
 import type { Redis } from "ioredis";
 import type { Keys } from "../redis/keys.js";
-import { loadLua } from "../redis/lua.js";
 import { BatchedScript } from "../redis/scripts.js";
 import { JobRecord, parseRecord } from "./records.js";
 
@@ -62,14 +61,8 @@ export function toEvent(input: EventInput, at = isoNow()): ProgressEvent {
 }
 
 /**
- * `append_event(e)` and `flush_events()` (records/includes/append-event.lua: its header gives the
- * contract), for scripts that append events (the admission script includes it too).
- */
-export const APPEND_LUA = loadLua(new URL("./includes/append-event.lua", import.meta.url));
-
-/**
- * The limits append_event takes (`e.limits`: job stream MAXLEN, TTL in s, all-events MAXLEN), as the
- * scripts' callers pass them in ARGV (append-event-6.lua's 4..6, admit.lua's 18..20), made once.
+ * The limits append_one takes (records/includes/append-event.lua: job stream MAXLEN, TTL in s,
+ * all-events MAXLEN), as the scripts' callers pass them in ARGV (append-event-6.lua's 4..6, admit.lua's 18..20), made once.
  */
 export const LIMIT_ARGS = [String(JOB_STREAM_MAXLEN), String(JOB_TTL_SEC), String(ALL_EVENTS_MAXLEN)] as const;
 

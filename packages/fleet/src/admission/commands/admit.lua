@@ -39,7 +39,6 @@
 
 local vm, tenant, jobId, at = ARGV[1], ARGV[6], ARGV[7], ARGV[9]
 local mem, vcpus, disk = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local limits = { stream_maxlen = ARGV[18], ttl = ARGV[19], all_maxlen = ARGV[20] }
 local nClasses, nHosts, nExclude = tonumber(ARGV[23]), tonumber(ARGV[24]), tonumber(ARGV[25])
 local nVm, nJob, nMsg = tonumber(ARGV[26]), tonumber(ARGV[27]), tonumber(ARGV[28])
 local classesFrom = 33
@@ -94,12 +93,12 @@ redis.call('SADD', KEYS[2], vm)
 redis.call('ZADD', KEYS[7], ARGV[8], jobId)
 local bhash, bstream = false, false
 if ARGV[21] ~= '' then bhash = KEYS[10]; bstream = KEYS[11] end
-append_one(KEYS[3], KEYS[8], KEYS[9], bhash, bstream, limits.stream_maxlen, limits.ttl, limits.all_maxlen, ARGV[29],
+append_one(KEYS[3], KEYS[8], KEYS[9], bhash, bstream, ARGV[18], ARGV[19], ARGV[20], ARGV[29],
   'queued', ARGV[30], ARGV[31], at, '', '', nil, true)
 -- The job's record, written once (one HSET, not three): its own fields and the `placed` event's.
-append_one(KEYS[3], KEYS[8], KEYS[9], bhash, bstream, limits.stream_maxlen, limits.ttl, limits.all_maxlen,
+append_one(KEYS[3], KEYS[8], KEYS[9], bhash, bstream, ARGV[18], ARGV[19], ARGV[20],
   table.concat({ unpack(ARGV, jsonFrom, #ARGV) }, host), 'placed', ARGV[32],
   table.concat({ unpack(ARGV, msgFrom, jsonFrom - 1) }, host), at, host, '', { unpack(ARGV, jobFrom, msgFrom - 1) },
   false)
-redis.call('EXPIRE', KEYS[3], limits.ttl)
+redis.call('EXPIRE', KEYS[3], ARGV[19])
 return { 'claimed', host }
