@@ -1,5 +1,6 @@
 import { specFingerprint, VmSpec } from "@virtfleet/core";
 import { Admission, FleetClient, Keys } from "@virtfleet/fleet";
+import type { Redis } from "ioredis";
 import { describe, expect } from "vitest";
 import { waitingIds } from "../../../test/fixtures/host-queue.js";
 import { hostUp } from "../../../test/fixtures/host-status.js";
@@ -7,6 +8,31 @@ import { redisTest as test } from "../../../test/fixtures/redis-test.js";
 import { HostMonitor } from "./host-monitor.js";
 
 const spec = (name: string, diskGiB = 1) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: diskGiB }] });
+
+/** Admits a create (tenant acme, 2 GiB of disk) on `hostId` as a producer would, then "dies" before it enqueues the job. */
+async function admitOnly(redis: Redis, keys: Keys, name: string, jobId: string, hostId: string): Promise<void> {
+  const s = VmSpec.parse(spec(name, 2));
+  const outcome = await new Admission(redis, keys).admit({
+    record: {
+      name,
+      hostId: "",
+      state: "creating",
+      fingerprint: specFingerprint(s),
+      jobId,
+      memoryMiB: s.memoryMiB,
+      vcpus: s.vcpus,
+      labels: {},
+      tenant: "acme",
+      updatedAt: new Date().toISOString(),
+    },
+    hosts: [hostId],
+    policy: "order",
+    diskGiB: 2,
+    tenant: { name: "acme", limits: {} },
+    job: { jobId, kind: "create", vm: name, tenant: "acme" },
+  });
+  expect(outcome).toEqual({ outcome: "claimed", hostId });
+}
 
 describe("host monitor: pending admissions", () => {
   test("a producer that died between admission and enqueue: a retry enqueues the job; else the sweep ends it and gives everything back", async ({
@@ -17,30 +43,7 @@ describe("host monitor: pending admissions", () => {
     const client = new FleetClient({ redisUrl, prefix });
     const monitor = new HostMonitor({ fleet: client, redis });
     const keys = new Keys(prefix);
-    /** Admits a create as a producer would, then "dies" before it enqueues the job. */
-    const ghost = async (name: string, jobId: string) => {
-      const s = VmSpec.parse(spec(name, 2));
-      const outcome = await new Admission(redis, keys).admit({
-        record: {
-          name,
-          hostId: "",
-          state: "creating",
-          fingerprint: specFingerprint(s),
-          jobId,
-          memoryMiB: s.memoryMiB,
-          vcpus: s.vcpus,
-          labels: {},
-          tenant: "acme",
-          updatedAt: new Date().toISOString(),
-        },
-        hosts: ["ad-h1"],
-        policy: "order",
-        diskGiB: 2,
-        tenant: { name: "acme", limits: {} },
-        job: { jobId, kind: "create", vm: name, tenant: "acme" },
-      });
-      expect(outcome).toEqual({ outcome: "claimed", hostId: "ad-h1" });
-    };
+    const ghost = (name: string, jobId: string) => admitOnly(redis, keys, name, jobId, "ad-h1");
     try {
       await hostUp(client, "ad-h1", {}, { diskGiB: 100 });
 
@@ -69,6 +72,42 @@ describe("host monitor: pending admissions", () => {
       expect(again.id).not.toBe(lost);
       expect((await waitingIds(redisUrl, prefix, "ad-h1")).sort()).toEqual([retried.id, again.id].sort());
       expect(await redis.zcard(client.keys.pendingJobs())).toBe(0);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("a producer that died after enqueueing a bundle, before its jobs left the pending set: the sweep finds them in the bundle and leaves them to run", async ({
+    redisUrl,
+    prefix,
+    redis,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    const monitor = new HostMonitor({ fleet: client, redis });
+    try {
+      await hostUp(client, "bd-h1", {}, { diskGiB: 100 });
+      const handles = await client.createVms([spec("bd-a"), spec("bd-b"), spec("bd-c")]);
+      const ids = handles.map((h) => {
+        if (h instanceof Error) throw h;
+        return h.id;
+      });
+      // One BullMQ job (a bundle) carries the three: none of them is a BullMQ job of its own id.
+      const waiting = await waitingIds(redisUrl, prefix, "bd-h1");
+      expect(waiting).toHaveLength(1);
+      expect(waiting[0]).toMatch(/^bundle-3-/);
+      // The producer "died" before it took them out of the pending set (admitted long ago).
+      await redis.zadd(client.keys.pendingJobs(), 0, ids[0] as string, 0, ids[1] as string, 0, ids[2] as string);
+      // And one admitted on the same host that never reached the queue: that one the sweep ends.
+      const lost = "create-33333333-3333-4333-8333-333333333333";
+      await admitOnly(redis, new Keys(prefix), "bd-lost", lost, "bd-h1");
+
+      expect(await monitor.sweepPending(0)).toEqual([lost]);
+      expect((await client.log.getJob(lost))?.phase).toBe("failed");
+      for (const id of ids) expect((await client.log.getJob(id))?.phase).toBe("placed");
+      for (const name of ["bd-a", "bd-b", "bd-c"]) expect((await client.vms.get(name))?.state).toBe("creating");
+      expect((await client.vms.ledger.get("bd-h1")).allocated).toEqual({ memoryMiB: 3 * 256, vcpus: 3 });
+      expect(await redis.zcard(client.keys.pendingJobs())).toBe(0);
+      expect(await waitingIds(redisUrl, prefix, "bd-h1")).toEqual(waiting);
     } finally {
       await client.close();
     }

@@ -10,6 +10,7 @@ import {
   type FleetClient,
   failPending,
   jobOptions,
+  jobsInQueue,
   PENDING_JOB_TIMEOUT_MS,
   PendingJobs,
   type PendingRecords,
@@ -139,18 +140,34 @@ export class HostMonitor {
 
   /**
    * Repairs admissions whose producer died (or failed) before it enqueued the job: a create job
-   * admitted more than `timeoutMs` ago that its host's queue does not hold ends `failed` (INTERNAL)
-   * and gives its room, quota and name back; one that its queue holds (or that already ran) just
-   * leaves the pending set. Run next to checkHosts. Returns the jobs it ended.
+   * admitted more than `timeoutMs` ago that its host's queue does not hold (neither as a BullMQ job
+   * of its own nor in a bundle) ends `failed` (INTERNAL) and gives its room, quota and name back;
+   * one that its queue holds (or that already ran) just leaves the pending set. Run next to
+   * checkHosts. Returns the jobs it ended.
    */
   async sweepPending(timeoutMs = PENDING_JOB_TIMEOUT_MS): Promise<string[]> {
     const { pending, log } = this.#records;
-    const ended: string[] = [];
+    const stale: { jobId: string; hostId: string | undefined; waiting: boolean }[] = [];
     for (const jobId of await pending.olderThan(Date.now() - timeoutMs)) {
       const record = await log.getJob(jobId).catch(() => undefined);
-      const queued =
-        record?.hostId !== undefined && (await this.#fleet.hostQueue(record.hostId).getJob(jobId)) !== undefined;
-      if (record === undefined || queued || !["queued", "placed"].includes(record.phase)) {
+      stale.push({
+        jobId,
+        hostId: record?.hostId,
+        waiting: record !== undefined && ["queued", "placed"].includes(record.phase),
+      });
+    }
+    // What each host's queue holds of its jobs not yet started, read once per host.
+    const byHost = new Map<string, string[]>();
+    for (const { jobId, hostId, waiting } of stale) {
+      if (waiting && hostId !== undefined) byHost.set(hostId, [...(byHost.get(hostId) ?? []), jobId]);
+    }
+    const queued = new Set<string>();
+    for (const [hostId, jobIds] of byHost) {
+      for (const jobId of await jobsInQueue(this.#fleet.hostQueue(hostId), jobIds)) queued.add(jobId);
+    }
+    const ended: string[] = [];
+    for (const { jobId, waiting } of stale) {
+      if (!waiting || queued.has(jobId)) {
         await pending.enqueued([jobId]);
         continue;
       }

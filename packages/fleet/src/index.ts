@@ -16,6 +16,7 @@
 export * from "./admission/admission.js";
 export * from "./admission/quota.js";
 export * from "./bundles/bundle.js";
+export * from "./bundles/in-queue.js";
 export * from "./hosts/console.js";
 export * from "./hosts/host-registry.js";
 export * from "./hosts/host-rpc.js";
