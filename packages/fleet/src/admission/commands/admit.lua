@@ -67,9 +67,8 @@ if quota then
     tonumber(ARGV[14]), disk, tonumber(ARGV[15]))
   if over ~= 'ok' then return { 'quota', over } end
 end
--- The run's admissions read each host once between them (share_hosts, placement/includes/room.lua).
-local ctx = share_hosts({ hosts = KEYS[12], claims = KEYS[13], alive = KEYS[14], drained = KEYS[15], keyOf = {},
-  now = now_ms(ARGV[17]), page = tonumber(ARGV[16]) })
+local ctx = { hosts = KEYS[12], claims = KEYS[13], alive = KEYS[14], drained = KEYS[15], keyOf = {},
+  now = now_ms(ARGV[17]), page = tonumber(ARGV[16]) }
 if ARGV[11] == '1' then ctx.group = KEYS[4] end
 local req = { vm = vm, mem = mem, vcpus = vcpus, disk = disk, policy = ARGV[10], held = false,
   classes = {}, skip = {} }

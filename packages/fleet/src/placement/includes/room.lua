@@ -35,31 +35,11 @@ end
 -- missing_class and take_room do not read them again: ctx.classOf (host -> class or false),
 -- ctx.capMemOf (host -> capMem as read), ctx.claimOf (vm -> claim or false), kept in step with this
 -- file's own writes of claims (no script writes a class or a capacity after reading it through a ctx).
--- A ctx given share_hosts (below) also keeps ctx.stateOf, ctx.aliveOf and ctx.drainedOf, and shares
--- its host tables with the other calls of the same script run.
 local function remember(ctx, field, k, v)
   local m = ctx[field]
   if not m then m = {}; ctx[field] = m end
   m[k] = v
   return v
-end
-
--- What the calls of ONE script run share of hosts (a BatchedScript runs a hundred admissions as one
--- run): given to a ctx by share_hosts, a host's state, class, capacity, liveness and drain are read
--- once per run instead of once per call. Sound because within such a run nothing else writes a host:
--- its class, capacity, drain and liveness are written only by other scripts (heartbeats,
--- set-capacity), its used numbers only by add_room, which keeps usedOf in step. This file's top level
--- runs once per script run, so every run starts with nothing known.
-local shared_hosts = {}
-local function share_hosts(ctx)
-  local m = shared_hosts[ctx.hosts]
-  if not m then
-    m = { classOf = {}, capMemOf = {}, usedOf = {}, stateOf = {}, aliveOf = {}, drainedOf = {} }
-    shared_hosts[ctx.hosts] = m
-  end
-  ctx.classOf, ctx.capMemOf, ctx.usedOf = m.classOf, m.capMemOf, m.usedOf
-  ctx.stateOf, ctx.aliveOf, ctx.drainedOf = m.stateOf, m.aliveOf, m.drainedOf
-  return ctx
 end
 
 local function claim_of(ctx, vm)
@@ -69,15 +49,6 @@ local function claim_of(ctx, vm)
 end
 
 local function host_state(ctx, h)
-  local known = ctx.stateOf and ctx.stateOf[h]
-  if known then
-    -- Read earlier in this run (see share_hosts): its used numbers as add_room keeps them.
-    local used = ctx.usedOf[h]
-    return {
-      capMem = known.capMem, capVcpus = known.capVcpus, capDisk = known.capDisk,
-      mem = used.mem, vcpus = used.vcpus, disk = used.disk, class = known.class, draining = known.draining,
-    }
-  end
   local r = redis.call('HMGET', ctx.hosts, h .. '.capMem', h .. '.capVcpus', h .. '.capDisk', h .. '.mem',
     h .. '.vcpus', h .. '.disk', h .. '.class', h .. '.draining')
   remember(ctx, 'classOf', h, r[7] or false)
@@ -90,7 +61,6 @@ local function host_state(ctx, h)
   }
   -- What add_room needs to write the new numbers at once (kept in step by add_room itself).
   remember(ctx, 'usedOf', h, { mem = st.mem, vcpus = st.vcpus, disk = st.disk })
-  if ctx.stateOf then ctx.stateOf[h] = st end
   return st
 end
 
@@ -102,18 +72,9 @@ end
 -- Fits, is up, not drained, not draining.
 local function usable(ctx, st, h, req)
   if st.draining or not fits(st, req) then return false end
-  local until_ = ctx.aliveOf and ctx.aliveOf[h]
-  if until_ == nil then
-    until_ = tonumber(redis.call('ZSCORE', ctx.alive, h)) or false
-    if ctx.aliveOf then ctx.aliveOf[h] = until_ end
-  end
-  if not until_ or until_ <= ctx.now then return false end
-  local drained = ctx.drainedOf and ctx.drainedOf[h]
-  if drained == nil then
-    drained = redis.call('SISMEMBER', ctx.drained, h) == 1
-    if ctx.drainedOf then ctx.drainedOf[h] = drained end
-  end
-  return not drained
+  local until_ = redis.call('ZSCORE', ctx.alive, h)
+  if not until_ or tonumber(until_) <= ctx.now then return false end
+  return redis.call('SISMEMBER', ctx.drained, h) == 0
 end
 
 -- Is (freeA, idA, posA) better than (freeB, idB, posB)? pos: the place in a given list (list mode).
