@@ -301,7 +301,13 @@ describe("dashboard in a real browser", () => {
     const ro = await browser.context();
     await signIn(ro.page, TOKENS.acmeRead);
     await ro.page.goto(`${base}/ui/#/vms/${VM2}`);
-    await ro.page.getByTestId("vm-state").waitFor();
+    await ro.page
+      .getByTestId("vm-state")
+      .waitFor()
+      .catch(async (error: Error) => {
+        // What the page showed instead (a CI run once timed out here): its address and text.
+        throw new Error(`${error.message}\nat ${ro.page.url()}: ${await ro.page.locator("body").textContent()}`);
+      });
     await expect.poll(() => ro.page.getByTestId("vm-state").textContent()).toBe("running");
     expect(await ro.page.getByRole("button", { name: "Destroy" }).count()).toBe(0);
     await browser.screenshot(ro.page, "vm-read-only");

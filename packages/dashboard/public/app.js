@@ -20,8 +20,15 @@ function useRoute() {
   const read = () => (location.hash.replace(/^#\/?/, "") || "fleet").split("/").map(decodeURIComponent);
   const [route, setRoute] = useState(read);
   useEffect(() => {
-    const on = () => setRoute(read());
+    const on = () =>
+      setRoute((now) => {
+        const next = read();
+        return next.length === now.length && next.every((x, i) => x === now[i]) ? now : next;
+      });
     addEventListener("hashchange", on);
+    // The hash may have changed between the first render and now (effects run after paint): a
+    // navigation right after sign-in would otherwise be lost until the next one.
+    on();
     return () => removeEventListener("hashchange", on);
   }, []);
   return route;
