@@ -9,6 +9,25 @@ import { HostMonitor } from "./host-monitor.js";
 
 const spec = (name: string, diskGiB = 1) => ({ name, memoryMiB: 256, vcpus: 1, disks: [{ sizeGiB: diskGiB }] });
 
+/** Creates `names` on `hostId` (brought up) in one call: their job ids, and the one bundle carrying them in its queue. */
+async function createBundle(
+  client: FleetClient,
+  redisUrl: string,
+  prefix: string,
+  hostId: string,
+  names: string[],
+): Promise<{ ids: string[]; bundle: string }> {
+  await hostUp(client, hostId, {}, { diskGiB: 100 });
+  const ids = (await client.createVms(names.map((n) => spec(n)))).map((h) => {
+    if (h instanceof Error) throw h;
+    return h.id;
+  });
+  const waiting = await waitingIds(redisUrl, prefix, hostId);
+  expect(waiting).toHaveLength(1);
+  expect(waiting[0]).toMatch(new RegExp(`^bundle-${names.length}-`));
+  return { ids, bundle: waiting[0] as string };
+}
+
 /** Admits a create (tenant acme, 2 GiB of disk) on `hostId` as a producer would, then "dies" before it enqueues the job. */
 async function admitOnly(redis: Redis, keys: Keys, name: string, jobId: string, hostId: string): Promise<void> {
   const s = VmSpec.parse(spec(name, 2));
@@ -85,16 +104,8 @@ describe("host monitor: pending admissions", () => {
     const client = new FleetClient({ redisUrl, prefix });
     const monitor = new HostMonitor({ fleet: client, redis });
     try {
-      await hostUp(client, "bd-h1", {}, { diskGiB: 100 });
-      const handles = await client.createVms([spec("bd-a"), spec("bd-b"), spec("bd-c")]);
-      const ids = handles.map((h) => {
-        if (h instanceof Error) throw h;
-        return h.id;
-      });
       // One BullMQ job (a bundle) carries the three: none of them is a BullMQ job of its own id.
-      const waiting = await waitingIds(redisUrl, prefix, "bd-h1");
-      expect(waiting).toHaveLength(1);
-      expect(waiting[0]).toMatch(/^bundle-3-/);
+      const { ids, bundle } = await createBundle(client, redisUrl, prefix, "bd-h1", ["bd-a", "bd-b", "bd-c"]);
       // The producer "died" before it took them out of the pending set (admitted long ago).
       await redis.zadd(client.keys.pendingJobs(), 0, ids[0] as string, 0, ids[1] as string, 0, ids[2] as string);
       // And one admitted on the same host that never reached the queue: that one the sweep ends.
@@ -107,7 +118,7 @@ describe("host monitor: pending admissions", () => {
       for (const name of ["bd-a", "bd-b", "bd-c"]) expect((await client.vms.get(name))?.state).toBe("creating");
       expect((await client.vms.ledger.get("bd-h1")).allocated).toEqual({ memoryMiB: 3 * 256, vcpus: 3 });
       expect(await redis.zcard(client.keys.pendingJobs())).toBe(0);
-      expect(await waitingIds(redisUrl, prefix, "bd-h1")).toEqual(waiting);
+      expect(await waitingIds(redisUrl, prefix, "bd-h1")).toEqual([bundle]);
     } finally {
       await client.close();
     }
@@ -158,15 +169,7 @@ describe("host monitor: lost hosts", () => {
     const client = new FleetClient({ redisUrl, prefix, placementCacheMs: 0 });
     const monitor = new HostMonitor({ fleet: client, redis });
     try {
-      await hostUp(client, "hb-h1", {}, { diskGiB: 100 });
-      const jobs = await client.createVms([spec("hb-a"), spec("hb-b"), spec("hb-c")]);
-      const ids = jobs.map((j) => {
-        if (j instanceof Error) throw j;
-        return j.id;
-      });
-      const waiting = await waitingIds(redisUrl, prefix, "hb-h1");
-      expect(waiting).toHaveLength(1);
-      expect(waiting[0]).toMatch(/^bundle-3-/);
+      const { ids } = await createBundle(client, redisUrl, prefix, "hb-h1", ["hb-a", "hb-b", "hb-c"]);
 
       await hostUp(client, "hb-h2", {}, { diskGiB: 100 });
       await client.hosts.markDown("hb-h1");

@@ -159,7 +159,10 @@ export class HostMonitor {
     // What each host's queue holds of its jobs not yet started, read once per host.
     const byHost = new Map<string, string[]>();
     for (const { jobId, hostId, waiting } of stale) {
-      if (waiting && hostId !== undefined) byHost.set(hostId, [...(byHost.get(hostId) ?? []), jobId]);
+      if (!waiting || hostId === undefined) continue;
+      const list = byHost.get(hostId) ?? [];
+      list.push(jobId);
+      byHost.set(hostId, list);
     }
     const queued = new Set<string>();
     for (const [hostId, jobIds] of byHost) {
