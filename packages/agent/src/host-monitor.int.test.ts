@@ -111,6 +111,8 @@ describe("host monitor: pending admissions", () => {
       // And one admitted on the same host that never reached the queue: that one the sweep ends.
       const lost = "create-33333333-3333-4333-8333-333333333333";
       await admitOnly(redis, new Keys(prefix), "bd-lost", lost, "bd-h1");
+      // Admitted long ago too (else, swept in the same millisecond, it is not yet older than "now").
+      await redis.zadd(client.keys.pendingJobs(), 0, lost);
 
       expect(await monitor.sweepPending(0)).toEqual([lost]);
       expect((await client.log.getJob(lost))?.phase).toBe("failed");
