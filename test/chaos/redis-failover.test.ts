@@ -80,8 +80,9 @@ describe("chaos: a Sentinel failover while VMs are admitted and made", () => {
 
   it("every 202 ends as exactly one running VM, the rest get a retryable error, nothing is orphaned", async () => {
     // On a failure, the worker's last log lines say what it did around the failover.
-    onTestFailed(() => {
+    onTestFailed(async () => {
       process.stdout.write(`worker log (tail):\n${worker?.logs().slice(-30_000) ?? ""}\n`);
+      process.stdout.write(`the sentinel set now:\n${(await set?.describe()) ?? "(none)"}\n`);
     });
     const run = randomUUID().slice(0, 6);
     const HOST = `ha-${run}`;
@@ -229,16 +230,21 @@ describe("chaos: a Sentinel failover while VMs are admitted and made", () => {
     expect(dirs.sort()).toEqual([...names].sort());
     expect([...held].sort()).toEqual([...names].sort());
 
-    // Destroy everything through the API: nothing of the run is left.
+    // Destroy everything through the API: nothing of the run is left. While the replica is not
+    // online every mutating answer is a (correct) 503 REPLICATION_TIMEOUT: a CI run once spent the
+    // whole of a destroy's wait so. The set is healthy again first, as an operator would see it.
+    await set.waitForReplicas(1);
     const destroys = new Map<string, string>();
     for (const n of names) {
       const a = await until(
         `the destroy of ${n} to be accepted`,
         async () => {
           const r = await del(base, `/v1/vms/${n}`);
-          return r.status === 202 ? r : undefined;
+          if (r.status === 202) return r;
+          expect(r.status, JSON.stringify(r.body)).toBe(503);
+          return undefined;
         },
-        30_000,
+        60_000,
       );
       destroys.set(n, a.body.jobId as string);
     }
