@@ -8,7 +8,8 @@
  * - hosts/: the host registry (heartbeats, drain, reconcile requests), power and console requests
  *   (both request/reply to a host's worker through HostRpc).
  * - images/: the fleet-wide image catalogue.
- * - bundles/: the creates one call admits for one host, carried by one BullMQ job.
+ * - bundles/: the creates one call admits for one host, carried by one BullMQ job (later calls' creates
+ *   may join it while it waits: open-bundles.ts).
  * - producer/: FleetClient, the producers' façade (create, destroy, cancel, follow jobs), its
  *   operations one file each, and the BullMQ job options.
  * Not HTTP: that is @virtfleet/server (library) and @virtfleet/sdk (its client).
@@ -17,6 +18,7 @@ export * from "./admission/admission.js";
 export * from "./admission/quota.js";
 export * from "./bundles/bundle.js";
 export * from "./bundles/in-queue.js";
+export * from "./bundles/open-bundles.js";
 export * from "./hosts/console.js";
 export * from "./hosts/host-registry.js";
 export * from "./hosts/host-rpc.js";

@@ -158,6 +158,46 @@ describe("bundles: the creates one call admits for one host, in one BullMQ job",
     }
   });
 
+  test("creates of later calls that joined the waiting bundle run like its own: each to done once, the bundle then gone", async ({
+    redisUrl,
+    prefix,
+  }) => {
+    const client = new FleetClient({ redisUrl, prefix });
+    const s = scripted();
+    let worker: Awaited<ReturnType<typeof startAgent>> | undefined;
+    try {
+      await hostUp(client, "bd-h1", {
+        memoryMiB: { total: 65536, capacity: 65536 },
+        vcpus: { total: 64, capacity: 64 },
+      });
+      const calls = [
+        ["bd-j0", "bd-j1"],
+        ["bd-j2", "bd-j3", "bd-j4"],
+        ["bd-j5", "bd-j6"],
+      ];
+      const jobIds: string[] = [];
+      for (const names of calls) jobIds.push(...ids(await client.createVms(names.map(spec))));
+      const entries = await waitingIds(redisUrl, prefix, "bd-h1");
+      expect(entries).toHaveLength(1);
+      expect(entries[0]).toMatch(/^bundle-2-/);
+      expect((await client.queueCounts("bd-h1")).waiting).toBe(7);
+
+      worker = await startAgent(redisUrl, prefix, s.executor, 3);
+      await waitFor("every job done", async () =>
+        (await Promise.all(jobIds.map((id) => client.log.getJob(id)))).every((r) => r?.phase === "done"),
+      );
+      expect([...s.runs].sort()).toEqual(calls.flat());
+      expect(s.most()).toBe(3);
+      for (const id of jobIds)
+        expect((await client.log.read(id)).map((e) => e.phase)).toEqual(["queued", "placed", "disk.creating", "done"]);
+      await waitFor("the bundle gone from the queue", async () => (await client.queueCounts("bd-h1")).active === 0);
+      expect(await client.queueCounts("bd-h1")).toMatchObject({ waiting: 0, active: 0, failed: 0 });
+    } finally {
+      await worker?.close();
+      await client.close();
+    }
+  });
+
   test("each job is retried on its own with BullMQ's backoff, or fails on its own; the others are done", async ({
     redisUrl,
     prefix,

@@ -30,10 +30,18 @@ export function bundleJobId(jobs: number): string {
   return `bundle-${jobs}-${randomUUID()}`;
 }
 
-/** How many of our jobs a BullMQ job of a host's queue carries, from its id (a bundle's count, else 1). */
+/**
+ * How many of our jobs a BullMQ job of a host's queue carries, from its id (a bundle's count when it
+ * was added, else 1). Creates may join a waiting bundle later: jobsInQueueEntries reads its count.
+ */
 export function jobsInQueueEntry(id: string): number {
   const m = /^bundle-(\d+)-/.exec(id);
   return m === null ? 1 : Number(m[1]);
+}
+
+/** Whether a BullMQ job id is a bundle's. */
+export function isBundleId(id: string): boolean {
+  return /^bundle-\d+-/.test(id);
 }
 
 /** Splits `jobs` into bundles of at most BUNDLE_MAX_JOBS, as even as can be. */

@@ -1,5 +1,6 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import type { OpenBundles } from "../bundles/open-bundles.js";
 import type { HostRegistry } from "../hosts/host-registry.js";
 import type { EventLog } from "../records/event-log.js";
 import type { JobHandle } from "../records/job-handle.js";
@@ -15,6 +16,8 @@ export interface ProducerContext {
   readonly vms: VmRegistry;
   readonly log: EventLog;
   readonly pending: PendingJobs;
+  /** The bundles this producer added that later creates may join. */
+  readonly bundles: OpenBundles;
   /** A host's BullMQ queue (one per host, kept open). */
   queue(hostId: string): Queue;
   /** Runs `issue`, whose commands to the hosts' queues leave in one write (see redis/together.ts). */

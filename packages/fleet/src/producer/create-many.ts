@@ -63,35 +63,76 @@ export async function createMany(
     byHost.set(job.data.hostId, list);
   }
   const failed = new Map<string, VirtfleetError>();
+  type HostJobs = { data: CreateJobData; again: boolean }[];
+  /** A host's jobs could not be enqueued: each ends at once (INTERNAL), its room, quota and name given back. */
+  const lose = async (jobs: HostJobs) => {
+    // (Redis's own words stay out of the answer: it goes to tenants.)
+    const lost = new VirtfleetError("INTERNAL", "the create job could not be enqueued; retry the request");
+    for (const { data } of jobs) {
+      await failPending(ctx, data.jobId, lost.message);
+      failed.set(data.jobId, lost);
+    }
+    return undefined;
+  };
+  // A call of many creates sends each host's fresh creates as a bundle (even one), which later calls'
+  // creates may join while it waits (bundles/open-bundles.ts); a call of one create adds its own job.
+  const many = specs.length > 1;
+  const add = async (hostId: string, jobs: HostJobs) => {
+    try {
+      const entries = queueEntries(jobs, many ? 1 : BUNDLE_MIN_JOBS);
+      const queue = ctx.queue(hostId);
+      // One entry is added on its own: addBulk builds a pipeline even for one (ioredis copies
+      // BullMQ's scripts into each), and most hosts of a big fleet get one job per call.
+      if (entries.length === 1) {
+        const [only] = entries as [(typeof entries)[number]];
+        await queue.add(only.name, only.data, only.opts);
+      } else {
+        await queue.addBulk(entries);
+      }
+      const last = entries.findLast((e) => e.name === BUNDLE_JOB_NAME);
+      if (last !== undefined) ctx.bundles.added(hostId, last.opts.jobId as string);
+      return { hostId, jobs };
+    } catch {
+      return lose(jobs);
+    }
+  };
+  /** The host's fresh creates join its open bundle (the rest are added): false when they could not. */
+  const join = async (hostId: string, jobs: HostJobs) => {
+    try {
+      const fresh = jobs.filter((j) => !j.again);
+      if (
+        !(await ctx.bundles.join(
+          ctx.redis,
+          hostId,
+          ctx.queue(hostId),
+          fresh.map((j) => j.data),
+        ))
+      )
+        return false;
+      const again = jobs.filter((j) => j.again);
+      if (again.length > 0 && (await add(hostId, again)) === undefined) return { hostId, jobs: fresh };
+      return { hostId, jobs };
+    } catch {
+      return lose(jobs);
+    }
+  };
   // Every host's entries are sent at once, in one write (most hosts of a big fleet get one job per
-  // call: 500 lone adds would otherwise cost 500 writes here and 500 reads in Redis).
-  const enqueued = await ctx.sendTogether(() =>
+  // call: 500 lone adds would otherwise cost 500 writes here and 500 reads in Redis); the hosts whose
+  // open bundle could not be joined are added in a second write.
+  const hosts = [...byHost];
+  const first = await ctx.sendTogether(() =>
     Promise.all(
-      [...byHost].map(async ([hostId, jobs]) => {
-        try {
-          const entries = queueEntries(jobs);
-          const queue = ctx.queue(hostId);
-          // One entry is added on its own: addBulk builds a pipeline even for one (ioredis copies
-          // BullMQ's scripts into each), and most hosts of a big fleet get one job per call.
-          if (entries.length === 1) {
-            const [only] = entries as [(typeof entries)[number]];
-            await queue.add(only.name, only.data, only.opts);
-          } else {
-            await queue.addBulk(entries);
-          }
-          return { hostId, jobs };
-        } catch {
-          // (Redis's own words stay out of the answer: it goes to tenants.)
-          const lost = new VirtfleetError("INTERNAL", "the create job could not be enqueued; retry the request");
-          for (const { data } of jobs) {
-            await failPending(ctx, data.jobId, lost.message);
-            failed.set(data.jobId, lost);
-          }
-          return undefined;
-        }
-      }),
+      hosts.map(([hostId, jobs]) =>
+        many && ctx.bundles.last(hostId) !== undefined && jobs.some((j) => !j.again)
+          ? join(hostId, jobs)
+          : add(hostId, jobs),
+      ),
     ),
   );
+  const second = await ctx.sendTogether(() =>
+    Promise.all(hosts.flatMap(([hostId, jobs], i) => (first[i] === false ? [add(hostId, jobs)] : []))),
+  );
+  const enqueued = [...first.filter((e) => e !== false), ...second];
   // The enqueued jobs leave the pending set in one command. When all were still there, this producer
   // took them all (the common case); otherwise some were taken out by someone else: a sweep that
   // ended the job (then it must not run), or another request that enqueued it too.
@@ -115,14 +156,15 @@ export async function createMany(
 }
 
 /**
- * One host's BullMQ entries for a call's jobs: fresh creates, when there are at least
- * BUNDLE_MIN_JOBS, go in bundles (one BullMQ job each, see bundles/bundle.ts); an earlier job enqueued
- * again, and a lone create, go as their own job (under their own id, so BullMQ adds each once).
+ * One host's BullMQ entries for a call's jobs: fresh creates, when there are at least `minBundle`
+ * (BUNDLE_MIN_JOBS, or 1 in a call of many creates), go in bundles (one BullMQ job each, see
+ * bundles/bundle.ts); an earlier job enqueued again, and a lone create of a call of one, go as their
+ * own job (under their own id, so BullMQ adds each once).
  */
-function queueEntries(jobs: readonly { data: CreateJobData; again: boolean }[]) {
+function queueEntries(jobs: readonly { data: CreateJobData; again: boolean }[], minBundle: number) {
   const fresh = jobs.filter((j) => !j.again).map((j) => j.data);
   const single = (data: CreateJobData) => ({ name: "create", data, opts: jobOptions(data.jobId) });
-  if (fresh.length < BUNDLE_MIN_JOBS) return jobs.map(({ data }) => single(data));
+  if (fresh.length < minBundle) return jobs.map(({ data }) => single(data));
   return [
     ...jobs.filter((j) => j.again).map(({ data }) => single(data)),
     ...splitIntoBundles(fresh).map((bundle) => {

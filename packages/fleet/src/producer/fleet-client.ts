@@ -14,7 +14,7 @@ import {
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Admission, type AdmitOutcome } from "../admission/admission.js";
-import { jobsInQueueEntry } from "../bundles/bundle.js";
+import { jobsInQueueEntries, OpenBundles } from "../bundles/open-bundles.js";
 import { HostRegistry } from "../hosts/host-registry.js";
 import { ImageCatalogue } from "../images/image-catalogue.js";
 import type { HostCandidate } from "../placement/eligibility.js";
@@ -129,6 +129,7 @@ export class FleetClient {
       vms: this.vms,
       log: this.log,
       pending: this.#pending,
+      bundles: new OpenBundles(),
       queue: (hostId) => this.#queue(hostId),
       sendTogether: (issue) => (this.#bullRedis === undefined ? issue() : sendTogether(this.#bullRedis, issue)),
       connect: () => this.connect(),
@@ -202,7 +203,7 @@ export class FleetClient {
       states.map(async (state) => {
         if ((counts[state] ?? 0) === 0) return;
         const ids = await queue.getRanges([state], 0, -1);
-        counts[state] = ids.reduce((n, id) => n + jobsInQueueEntry(id), 0);
+        counts[state] = (await jobsInQueueEntries(this.#redis, queue, ids)).reduce((n, x) => n + x, 0);
       }),
     );
     return counts;
