@@ -5,18 +5,19 @@
  * (~30-45 µs of Redis per job) is then paid once per bundle, not once per call and host.
  *
  * A producer remembers the last bundle it added to each host's queue (a hint, in memory) and asks
- * join-bundle-2.lua to append to it: Redis checks that the bundle is still in the queue's wait list
- * and was never started, atomically with BullMQ's scripts (a worker takes a bundle and reads its
+ * join-bundle-3.lua to append to it: Redis checks that the bundle is still in the queue's wait list
+ * and was never started (nor its host judged lost), atomically with BullMQ's scripts (a worker takes a bundle and reads its
  * data in one script), so a create joins a bundle only before any worker has it; otherwise nothing
  * is written and the producer adds a bundle of its own.
  */
 import type { JobData } from "@virtfleet/core";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import type { Keys } from "../redis/keys.js";
 import { LuaCommand } from "../redis/lua.js";
 import { BUNDLE_MAX_JOBS, isBundleId, jobsInQueueEntry } from "./bundle.js";
 
-const joinBundle = new LuaCommand(new URL("./commands/join-bundle-2.lua", import.meta.url));
+const joinBundle = new LuaCommand(new URL("./commands/join-bundle-3.lua", import.meta.url));
 
 /** The field of a joined bundle's BullMQ job hash that holds its job count (its id holds the first). */
 export const BUNDLE_COUNT_FIELD = "vfJobs";
@@ -44,12 +45,12 @@ export class OpenBundles {
    * Appends `jobs` to the host's last bundle (`queue`; the script runs on `redis`), if it still waits never started and has room for them
    * all; true when they joined it. Otherwise nothing is written and the hint is dropped.
    */
-  async join(redis: Redis, hostId: string, queue: Queue, jobs: readonly JobData[]): Promise<boolean> {
+  async join(redis: Redis, keys: Keys, hostId: string, queue: Queue, jobs: readonly JobData[]): Promise<boolean> {
     const bundleId = this.#last.get(hostId);
     if (bundleId === undefined || jobs.length === 0) return false;
     const count = (await joinBundle.run(
       redis,
-      [queue.keys.wait as string, queue.toKey(bundleId)],
+      [queue.keys.wait as string, queue.toKey(bundleId), keys.hostDown(hostId)],
       [bundleId, this.#max, jobs.length, jobs.map((j) => JSON.stringify(j)).join(",")],
     )) as number;
     if (count > 0) return true;

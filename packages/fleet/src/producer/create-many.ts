@@ -103,6 +103,7 @@ export async function createMany(
       if (
         !(await ctx.bundles.join(
           ctx.redis,
+          ctx.keys,
           hostId,
           ctx.queue(hostId),
           fresh.map((j) => j.data),

@@ -7,7 +7,7 @@ import { BUNDLE_JOB_NAME, bundleJobId, queuedJobs } from "../bundle.js";
 import { jobsInQueue } from "../in-queue.js";
 import { jobsInQueueEntries } from "../open-bundles.js";
 
-const join = new LuaCommand(new URL("./join-bundle-2.lua", import.meta.url));
+const join = new LuaCommand(new URL("./join-bundle-3.lua", import.meta.url));
 
 const create = (n: number) => ({
   kind: "create",
@@ -18,7 +18,7 @@ const create = (n: number) => ({
 });
 const asArgs = (...ns: number[]) => [String(ns.length), ns.map((n) => JSON.stringify(create(n))).join(",")];
 
-describe("bundles/commands/join-bundle-2.lua", () => {
+describe("bundles/commands/join-bundle-3.lua", () => {
   test("appends jobs to a bundle waiting never started, within the most a bundle carries; keeps its count", async ({
     redis,
     redisUrl,
@@ -28,7 +28,7 @@ describe("bundles/commands/join-bundle-2.lua", () => {
     try {
       const id = bundleJobId(2);
       await queue.add(BUNDLE_JOB_NAME, { jobs: [create(1), create(2)] }, { jobId: id });
-      const keys = [queue.keys.wait as string, queue.toKey(id)];
+      const keys = [queue.keys.wait as string, queue.toKey(id), new Keys(prefix).hostDown("jb-h1")];
       expect(await join.run(redis, keys, [id, 5, ...asArgs(3)])).toBe(3);
       expect(await join.run(redis, keys, [id, 5, ...asArgs(4, 5)])).toBe(5);
       // No room for one more (at most 5 here): nothing written.
@@ -54,18 +54,21 @@ describe("bundles/commands/join-bundle-2.lua", () => {
     const connection = { url: redisUrl };
     const queue = new Queue(new Keys(prefix).hostQueue("jb-h1"), { connection, prefix });
     let worker: Worker | undefined;
+    const down = new Keys(prefix).hostDown("jb-h1");
     try {
       const delayed = bundleJobId(1);
       await queue.add(BUNDLE_JOB_NAME, { jobs: [create(1)] }, { jobId: delayed, delay: 60_000 });
       const before = await redis.hget(queue.toKey(delayed), "data");
       expect(
-        await join.run(redis, [queue.keys.wait as string, queue.toKey(delayed)], [delayed, 250, ...asArgs(2)]),
+        await join.run(redis, [queue.keys.wait as string, queue.toKey(delayed), down], [delayed, 250, ...asArgs(2)]),
       ).toBe(0);
       expect(await redis.hget(queue.toKey(delayed), "data")).toBe(before);
 
       // Gone (never added, or ended and removed).
       const gone = bundleJobId(1);
-      expect(await join.run(redis, [queue.keys.wait as string, queue.toKey(gone)], [gone, 250, ...asArgs(2)])).toBe(0);
+      expect(
+        await join.run(redis, [queue.keys.wait as string, queue.toKey(gone), down], [gone, 250, ...asArgs(2)]),
+      ).toBe(0);
       expect(await redis.exists(queue.toKey(gone))).toBe(0);
 
       // Taken by a worker: its data was read as it was taken, so no job may join it any more.
@@ -88,9 +91,9 @@ describe("bundles/commands/join-bundle-2.lua", () => {
         { connection, prefix },
       );
       const data = await running;
-      expect(await join.run(redis, [queue.keys.wait as string, queue.toKey(taken)], [taken, 250, ...asArgs(4)])).toBe(
-        0,
-      );
+      expect(
+        await join.run(redis, [queue.keys.wait as string, queue.toKey(taken), down], [taken, 250, ...asArgs(4)]),
+      ).toBe(0);
       expect(JSON.parse((await redis.hget(queue.toKey(taken), "data")) as string)).toEqual(data);
       release();
       await worker.close();
@@ -100,9 +103,9 @@ describe("bundles/commands/join-bundle-2.lua", () => {
       const again = bundleJobId(1);
       await queue.add(BUNDLE_JOB_NAME, { jobs: [create(5)] }, { jobId: again });
       await redis.hset(queue.toKey(again), "ats", "1");
-      expect(await join.run(redis, [queue.keys.wait as string, queue.toKey(again)], [again, 250, ...asArgs(6)])).toBe(
-        0,
-      );
+      expect(
+        await join.run(redis, [queue.keys.wait as string, queue.toKey(again), down], [again, 250, ...asArgs(6)]),
+      ).toBe(0);
       expect((await queue.getJob(again))?.data).toEqual({ jobs: [create(5)] });
     } finally {
       await worker?.close();
@@ -110,7 +113,29 @@ describe("bundles/commands/join-bundle-2.lua", () => {
     }
   });
 
-  test("takes exactly 2 keys", ({ redis }) => {
-    expect(() => join.run(redis, ["a"], ["x", 1, "1", "{}"])).toThrow(/takes 2 keys, got 1/);
+  test("writes nothing once the host is judged lost (the host monitor then re-places the bundle's jobs)", async ({
+    redis,
+    redisUrl,
+    prefix,
+  }) => {
+    const keys = new Keys(prefix);
+    const queue = new Queue(keys.hostQueue("jb-h1"), { connection: { url: redisUrl }, prefix });
+    try {
+      const id = bundleJobId(1);
+      await queue.add(BUNDLE_JOB_NAME, { jobs: [create(1)] }, { jobId: id });
+      const args = [queue.keys.wait as string, queue.toKey(id), keys.hostDown("jb-h1")];
+      await redis.set(keys.hostDown("jb-h1"), "2026-12-01T00:00:00.000Z");
+      expect(await join.run(redis, args, [id, 250, ...asArgs(2)])).toBe(0);
+      expect((await queue.getJob(id))?.data).toEqual({ jobs: [create(1)] });
+      // Back (its worker clears the mark): the bundle, still waiting, takes creates again.
+      await redis.del(keys.hostDown("jb-h1"));
+      expect(await join.run(redis, args, [id, 250, ...asArgs(2)])).toBe(2);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  test("takes exactly 3 keys", ({ redis }) => {
+    expect(() => join.run(redis, ["a", "b"], ["x", 1, "1", "{}"])).toThrow(/takes 3 keys, got 2/);
   });
 });
