@@ -113,6 +113,19 @@ async function waitFor(what: string, check: () => Promise<boolean> | boolean, ms
   }
 }
 
+/** Waits until every one of `jobIds` is done. */
+function untilDone(client: FleetClient, jobIds: readonly string[]): Promise<void> {
+  return waitFor("every job done", async () =>
+    (await Promise.all(jobIds.map((id) => client.log.getJob(id)))).every((r) => r?.phase === "done"),
+  );
+}
+
+/** Waits until the host's bundle has left its queue, then expects nothing waiting, running or failed there. */
+async function expectQueueEmpty(client: FleetClient): Promise<void> {
+  await waitFor("the bundle gone from the queue", async () => (await client.queueCounts("bd-h1")).active === 0);
+  expect(await client.queueCounts("bd-h1")).toMatchObject({ waiting: 0, active: 0, failed: 0 });
+}
+
 const ids = (results: unknown[]) =>
   results.map((r) => {
     if (r instanceof Error) throw r;
@@ -141,17 +154,14 @@ describe("bundles: the creates one call admits for one host, in one BullMQ job",
       expect((await client.queueCounts("bd-h1")).waiting).toBe(6);
 
       worker = await startAgent(redisUrl, prefix, s.executor, 2);
-      await waitFor("every job done", async () =>
-        (await Promise.all(jobIds.map((id) => client.log.getJob(id)))).every((r) => r?.phase === "done"),
-      );
+      await untilDone(client, jobIds);
       expect([...s.runs].sort()).toEqual(names);
       expect(s.most()).toBe(2);
       for (const [i, id] of jobIds.entries()) {
         expect((await client.log.read(id)).map((e) => e.phase)).toEqual(["queued", "placed", "disk.creating", "done"]);
         expect(await client.vms.get(names[i] as string)).toMatchObject({ state: "running", jobId: id });
       }
-      await waitFor("the bundle gone from the queue", async () => (await client.queueCounts("bd-h1")).active === 0);
-      expect(await client.queueCounts("bd-h1")).toMatchObject({ waiting: 0, active: 0, failed: 0 });
+      await expectQueueEmpty(client);
     } finally {
       await worker?.close();
       await client.close();
@@ -183,15 +193,12 @@ describe("bundles: the creates one call admits for one host, in one BullMQ job",
       expect((await client.queueCounts("bd-h1")).waiting).toBe(7);
 
       worker = await startAgent(redisUrl, prefix, s.executor, 3);
-      await waitFor("every job done", async () =>
-        (await Promise.all(jobIds.map((id) => client.log.getJob(id)))).every((r) => r?.phase === "done"),
-      );
+      await untilDone(client, jobIds);
       expect([...s.runs].sort()).toEqual(calls.flat());
       expect(s.most()).toBe(3);
       for (const id of jobIds)
         expect((await client.log.read(id)).map((e) => e.phase)).toEqual(["queued", "placed", "disk.creating", "done"]);
-      await waitFor("the bundle gone from the queue", async () => (await client.queueCounts("bd-h1")).active === 0);
-      expect(await client.queueCounts("bd-h1")).toMatchObject({ waiting: 0, active: 0, failed: 0 });
+      await expectQueueEmpty(client);
     } finally {
       await worker?.close();
       await client.close();
@@ -333,9 +340,7 @@ describe("bundles: the creates one call admits for one host, in one BullMQ job",
           ),
       };
       next = await startAgent(redisUrl, prefix, executor, 2);
-      await waitFor("every job done", async () =>
-        (await Promise.all([done, held, later].map((id) => client.log.getJob(id)))).every((r) => r?.phase === "done"),
-      );
+      await untilDone(client, [done, held, later]);
       expect(second.runs).not.toContain("bd-s1"); // it had ended: skipped
       expect(second.runs).toContain("bd-s2");
       expect((await client.log.read(done)).filter((e) => e.phase === "done")).toHaveLength(1);

@@ -22,9 +22,13 @@ export const BUNDLE_MAX_JOBS = 250;
 /** A bundle's payload as read back from Redis: its jobs are each parsed again (see queuedJobs). */
 export const BundleData = z.object({ jobs: z.array(z.unknown()).min(1) }).strict();
 
+/** A bundle's BullMQ job id, the count of jobs it was added with in group 1 (see bundleJobId). */
+const BUNDLE_ID = /^bundle-(\d+)-/;
+
 /**
  * A new bundle's BullMQ job id: `bundle-<jobs it carries>-<uuid>` (never a job id of ours: those start
- * with the job's kind). The count in the id lets a queue's jobs be counted from ids alone.
+ * with the job's kind). The count in the id lets a queue's jobs be counted from ids alone (until
+ * other creates join the bundle: see open-bundles.ts).
  */
 export function bundleJobId(jobs: number): string {
   return `bundle-${jobs}-${randomUUID()}`;
@@ -35,13 +39,13 @@ export function bundleJobId(jobs: number): string {
  * was added, else 1). Creates may join a waiting bundle later: jobsInQueueEntries reads its count.
  */
 export function jobsInQueueEntry(id: string): number {
-  const m = /^bundle-(\d+)-/.exec(id);
+  const m = BUNDLE_ID.exec(id);
   return m === null ? 1 : Number(m[1]);
 }
 
 /** Whether a BullMQ job id is a bundle's. */
 export function isBundleId(id: string): boolean {
-  return /^bundle-\d+-/.test(id);
+  return BUNDLE_ID.test(id);
 }
 
 /** Splits `jobs` into bundles of at most BUNDLE_MAX_JOBS, as even as can be. */

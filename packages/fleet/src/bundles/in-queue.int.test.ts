@@ -1,5 +1,6 @@
-import { Queue, Worker } from "bullmq";
+import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
+import { type HoldingWorker, holdingWorker } from "../../../../test/fixtures/host-queue.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { Keys } from "../redis/keys.js";
 import { BUNDLE_JOB_NAME, bundleJobId } from "./bundle.js";
@@ -18,9 +19,8 @@ describe("jobs in a host's queue", () => {
     redisUrl,
     prefix,
   }) => {
-    const connection = { url: redisUrl };
-    const queue = new Queue(new Keys(prefix).hostQueue("iq-h1"), { connection, prefix });
-    let worker: Worker | undefined;
+    const queue = new Queue(new Keys(prefix).hostQueue("iq-h1"), { connection: { url: redisUrl }, prefix });
+    let worker: HoldingWorker | undefined;
     try {
       await queue.add("create", create(1), { jobId: "create-1" });
       await queue.add(BUNDLE_JOB_NAME, { jobs: [create(2), create(3)] }, { jobId: bundleJobId(2) });
@@ -36,26 +36,15 @@ describe("jobs in a host's queue", () => {
       // A running bundle (its worker took it; its jobs wait for their turn) still holds its jobs.
       await queue.drain(true);
       await queue.add(BUNDLE_JOB_NAME, { jobs: [create(7), create(8)] }, { jobId: bundleJobId(2) });
-      let started!: () => void;
-      const running = new Promise<void>((resolve) => {
-        started = resolve;
-      });
-      worker = new Worker(
-        queue.name,
-        async () => {
-          started();
-          await new Promise(() => undefined);
-        },
-        { connection, prefix },
-      );
-      await running;
+      worker = holdingWorker(queue.name, redisUrl, prefix);
+      await worker.taken;
       expect(await queue.getJobCounts("active", "waiting")).toMatchObject({ active: 1, waiting: 0 });
       expect([...(await jobsInQueue(queue, ["create-7", "create-8", "create-2"]))].sort()).toEqual([
         "create-7",
         "create-8",
       ]);
     } finally {
-      await worker?.close(true);
+      await worker?.close();
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
     }

@@ -14,10 +14,8 @@ const TO_RUN = ["active", "waiting", "delayed", "prioritized", "waiting-children
 export async function jobsInQueue(queue: Queue, jobIds: readonly string[]): Promise<Set<string>> {
   const found = new Set<string>();
   const rest = new Set<string>();
-  for (const jobId of jobIds) {
-    if ((await queue.getJob(jobId)) !== undefined) found.add(jobId);
-    else rest.add(jobId);
-  }
+  const own = await Promise.all(jobIds.map((jobId) => queue.getJob(jobId)));
+  for (const [i, jobId] of jobIds.entries()) (own[i] === undefined ? rest : found).add(jobId);
   if (rest.size === 0) return found;
   for (const job of await queue.getJobs([...TO_RUN])) {
     if (job?.name !== BUNDLE_JOB_NAME) continue;

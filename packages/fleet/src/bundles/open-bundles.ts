@@ -5,10 +5,10 @@
  * (~30-45 µs of Redis per job) is then paid once per bundle, not once per call and host.
  *
  * A producer remembers the last bundle it added to each host's queue (a hint, in memory) and asks
- * join-bundle-3.lua to append to it: Redis checks that the bundle is still in the queue's wait list
- * and was never started (nor its host judged lost), atomically with BullMQ's scripts (a worker takes a bundle and reads its
- * data in one script), so a create joins a bundle only before any worker has it; otherwise nothing
- * is written and the producer adds a bundle of its own.
+ * join-bundle-3.lua to append to it: Redis checks that the bundle is still in the queue's wait list,
+ * was never started and its host was not judged lost, atomically with BullMQ's scripts (a worker
+ * takes a bundle and reads its data in one script), so a create joins a bundle only before any
+ * worker has it; otherwise nothing is written and the producer adds a bundle of its own.
  */
 import type { JobData } from "@virtfleet/core";
 import type { Queue } from "bullmq";
@@ -42,8 +42,9 @@ export class OpenBundles {
   }
 
   /**
-   * Appends `jobs` to the host's last bundle (`queue`; the script runs on `redis`), if it still waits never started and has room for them
-   * all; true when they joined it. Otherwise nothing is written and the hint is dropped.
+   * Appends `jobs` to the host's last bundle in `queue` (the script runs on `redis`), if it still
+   * waits never started and has room for them all; true when they joined it. Otherwise nothing is
+   * written and the hint is dropped.
    */
   async join(redis: Redis, keys: Keys, hostId: string, queue: Queue, jobs: readonly JobData[]): Promise<boolean> {
     const bundleId = this.#last.get(hostId);

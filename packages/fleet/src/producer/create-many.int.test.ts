@@ -1,5 +1,6 @@
-import { Queue, Worker } from "bullmq";
+import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
+import { type HoldingWorker, holdingWorker } from "../../../../test/fixtures/host-queue.js";
 import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { BUNDLE_JOB_NAME, queuedJobs } from "../bundles/bundle.js";
@@ -91,7 +92,7 @@ describe("createVms: open bundles", () => {
     const client = new FleetClient({ redisUrl, prefix });
     const connection = { url: redisUrl };
     const queue = new Queue(client.keys.hostQueue("h1"), { connection, prefix });
-    let worker: Worker | undefined;
+    let worker: HoldingWorker | undefined;
     try {
       const big = { memoryMiB: { total: 65536, capacity: 65536 }, vcpus: { total: 64, capacity: 64 } };
       await hostUp(client, "h1", big);
@@ -100,23 +101,8 @@ describe("createVms: open bundles", () => {
       const first = ids(await client.createVms([vm("ot-1"), vm("ot-2")]));
       const h1 = await queue.getJobs(["waiting"]);
       expect(h1.map((j) => j.name)).toEqual([BUNDLE_JOB_NAME]);
-      let release!: () => void;
-      const held = new Promise<void>((r) => {
-        release = r;
-      });
-      let taken!: (data: unknown) => void;
-      const running = new Promise<unknown>((r) => {
-        taken = r;
-      });
-      worker = new Worker(
-        queue.name,
-        async (job) => {
-          taken(job.data);
-          await held;
-        },
-        { connection, prefix },
-      );
-      const data = (await running) as { jobs: { jobId: string }[] };
+      worker = holdingWorker(queue.name, redisUrl, prefix);
+      const data = (await worker.taken) as { jobs: { jobId: string }[] };
       const second = ids(await client.createVms([vm("ot-3"), vm("ot-4")]));
       // The taken bundle kept its one job; h1's new create went in a new bundle.
       expect(data.jobs).toHaveLength(1);
@@ -130,7 +116,7 @@ describe("createVms: open bundles", () => {
       expect(queuedJobs(active[0] as { name: string; data: unknown }).jobs.map((j) => j.jobId)).toEqual(
         data.jobs.map((j) => j.jobId),
       );
-      release();
+      worker.release();
     } finally {
       await worker?.close();
       await queue.close();

@@ -98,24 +98,18 @@ export async function createMany(
   };
   /** The host's fresh creates join its open bundle (the rest are added): false when they could not. */
   const join = async (hostId: string, jobs: HostJobs) => {
+    const fresh = jobs.filter((j) => !j.again);
+    const again = jobs.filter((j) => j.again);
+    let joined: boolean;
     try {
-      const fresh = jobs.filter((j) => !j.again);
-      if (
-        !(await ctx.bundles.join(
-          ctx.redis,
-          ctx.keys,
-          hostId,
-          ctx.queue(hostId),
-          fresh.map((j) => j.data),
-        ))
-      )
-        return false;
-      const again = jobs.filter((j) => j.again);
-      if (again.length > 0 && (await add(hostId, again)) === undefined) return { hostId, jobs: fresh };
-      return { hostId, jobs };
+      const data = fresh.map((j) => j.data);
+      joined = await ctx.bundles.join(ctx.redis, ctx.keys, hostId, ctx.queue(hostId), data);
     } catch {
       return lose(jobs);
     }
+    if (!joined) return false;
+    if (again.length > 0 && (await add(hostId, again)) === undefined) return { hostId, jobs: fresh };
+    return { hostId, jobs };
   };
   // Every host's entries are sent at once, in one write (most hosts of a big fleet get one job per
   // call: 500 lone adds would otherwise cost 500 writes here and 500 reads in Redis); the hosts whose

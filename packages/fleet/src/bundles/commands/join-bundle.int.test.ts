@@ -1,5 +1,6 @@
-import { Queue, Worker } from "bullmq";
+import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
+import { type HoldingWorker, holdingWorker } from "../../../../../test/fixtures/host-queue.js";
 import { redisTest as test } from "../../../../../test/fixtures/redis-test.js";
 import { Keys } from "../../redis/keys.js";
 import { LuaCommand } from "../../redis/lua.js";
@@ -53,7 +54,7 @@ describe("bundles/commands/join-bundle-3.lua", () => {
   }) => {
     const connection = { url: redisUrl };
     const queue = new Queue(new Keys(prefix).hostQueue("jb-h1"), { connection, prefix });
-    let worker: Worker | undefined;
+    let worker: HoldingWorker | undefined;
     const down = new Keys(prefix).hostDown("jb-h1");
     try {
       const delayed = bundleJobId(1);
@@ -73,29 +74,14 @@ describe("bundles/commands/join-bundle-3.lua", () => {
 
       // Taken by a worker: its data was read as it was taken, so no job may join it any more.
       const taken = bundleJobId(1);
-      let release!: () => void;
-      const held = new Promise<void>((r) => {
-        release = r;
-      });
-      let started!: (data: unknown) => void;
-      const running = new Promise<unknown>((r) => {
-        started = r;
-      });
       await queue.add(BUNDLE_JOB_NAME, { jobs: [create(3)] }, { jobId: taken });
-      worker = new Worker(
-        queue.name,
-        async (job) => {
-          started(job.data);
-          await held;
-        },
-        { connection, prefix },
-      );
-      const data = await running;
+      worker = holdingWorker(queue.name, redisUrl, prefix);
+      const data = await worker.taken;
       expect(
         await join.run(redis, [queue.keys.wait as string, queue.toKey(taken), down], [taken, 250, ...asArgs(4)]),
       ).toBe(0);
       expect(JSON.parse((await redis.hget(queue.toKey(taken), "data")) as string)).toEqual(data);
-      release();
+      worker.release();
       await worker.close();
       worker = undefined;
 
