@@ -15,6 +15,13 @@ export default defineConfig({
       },
       {
         test: {
+          // The repository itself: what the lockfile installs.
+          name: "repo",
+          include: ["test/repo/**/*.test.ts"],
+        },
+      },
+      {
+        test: {
           name: "integration",
           include: ["packages/*/src/**/*.int.test.ts", "apps/*/src/**/*.int.test.ts"],
           globalSetup: ["test/global-setup.ts"],

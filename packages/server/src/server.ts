@@ -225,7 +225,6 @@ export class ApiServer {
     this.app = Fastify({
       loggerInstance: options.logger as unknown as FastifyBaseLogger,
       bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
-      disableRequestLogging: false,
     });
   }
 
