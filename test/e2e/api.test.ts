@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -314,7 +315,8 @@ describe("the HTTP API against a real worker", () => {
       const deadline = Date.now() + 15_000;
       while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       expect(received).toHaveLength(1);
-      const got = received[0]!;
+      const [got] = received;
+      assert(got !== undefined);
       expect(JSON.parse(got.body)).toMatchObject({ jobId: created.body.jobId, phase: "done", vm: name });
       expect(got.signature).toBe(sign(SECRET, got.timestamp, got.body));
       expect(got.signature).not.toBe(sign("another-secret", got.timestamp, got.body));

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -68,7 +69,9 @@ describe("crash safety", () => {
     const c = client(f);
     const w = await worker(f);
     await w.stop("SIGTERM"); // the host is known but nobody takes its jobs
-    await c.hosts.heartbeat({ ...(await c.hosts.get(w.hostId))!.status, draining: false }, 10_000);
+    const host = await c.hosts.get(w.hostId);
+    assert(host !== undefined);
+    await c.hosts.heartbeat({ ...host.status, draining: false }, 10_000);
     const name = vmName("cw");
     const job = await c.createVm(tinySpec(name));
     expect(await c.cancelJob(job.id)).toBe("cancelled");
@@ -207,7 +210,9 @@ describe("crash safety", () => {
     const names = Array.from({ length: 4 }, (_, i) => vmName(`rr${i}`));
     const jobs: Awaited<ReturnType<FleetClient["createVm"]>>[] = [];
     for (const n of names) jobs.push(await c.createVm(tinySpec(n)));
-    await until("the first VM to run", async () => ((await jobPhase(c, jobs[0]!.id)) === "done" ? true : undefined));
+    const [first] = jobs;
+    assert(first !== undefined);
+    await until("the first VM to run", async () => ((await jobPhase(c, first.id)) === "done" ? true : undefined));
     await redis.kill();
     await new Promise((r) => setTimeout(r, 1000));
     await redis.resume();

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -184,8 +185,11 @@ describe("a fleet of three hosts on one machine", () => {
     const jobs: JobHandle[] = [];
     for (const n of names) jobs.push(await client.createVm(tinySpec(n)));
     for (const n of names) expect(await hostOf(n)).toBe("fd");
+    const [first] = jobs;
+    const [lost] = names;
+    assert(first !== undefined && lost !== undefined);
     await until("fd to start a job", async () =>
-      (await client.log.getJob(jobs[0]!.id))?.phase === "domain.defining" ? true : undefined,
+      (await client.log.getJob(first.id))?.phase === "domain.defining" ? true : undefined,
     );
     for (const h of ["fa", "fb", "fc"]) await client.hosts.drain(h, false);
     fd.child.kill("SIGKILL");
@@ -198,16 +202,15 @@ describe("a fleet of three hosts on one machine", () => {
       expect(["fa", "fb", "fc"]).toContain(await hostOf(n));
       expect(await domainState(n)).toBe("running");
     }
-    expect(await client.vms.get(names[0]!)).toBeUndefined();
+    expect(await client.vms.get(lost)).toBeUndefined();
     expect((await client.hosts.get("fd"))?.allocation.allocated).toEqual({ memoryMiB: 0, vcpus: 0 });
 
     // The host comes back: its reconciliation removes what the lost job left.
-    await writeFile(path.join(faults, `slow-${names[0]}`), "0");
-    workers.set("fd", await startWorker(fleet, { hostId: "fd", faultDir: faults, env: capacity }));
-    await until("fd to reconcile", async () =>
-      workers.get("fd")!.logs().includes("reconciled host") ? true : undefined,
-    );
-    expect(await domainState(names[0]!)).toBeUndefined();
+    await writeFile(path.join(faults, `slow-${lost}`), "0");
+    const back = await startWorker(fleet, { hostId: "fd", faultDir: faults, env: capacity });
+    workers.set("fd", back);
+    await until("fd to reconcile", async () => (back.logs().includes("reconciled host") ? true : undefined));
+    expect(await domainState(lost)).toBeUndefined();
     expect(await filesIn(fd.storageDir)).toEqual([]);
     await destroyAll(names.slice(1));
   });
