@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
@@ -147,13 +148,22 @@ function vmView(r: VmRecord) {
  * virtfleet's HTTP API: JSON under /v1, bearer tokens with scopes and tenants, quotas at admission,
  * Idempotency-Key, Server-Sent Events with Last-Event-ID, signed webhooks, OpenAPI, metrics.
  */
+/** An AbortController whose signal any number of open streams may listen on at once. */
+function unlimitedListeners(controller: AbortController): AbortController {
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
+
 export class ApiServer {
   readonly app: FastifyInstance;
   readonly fleet: FleetClient;
   /** Labs (`/v1/labs`). */
   readonly labs: LabService;
-  /** Aborted on close: ends the lab event streams. */
-  readonly #closingSignal = new AbortController();
+  /**
+   * Aborted on close: ends the lab and fleet event streams. Each open stream listens on it until its
+   * client leaves, so more than Node's default of 10 listeners is normal, not a leak.
+   */
+  readonly #closingSignal = unlimitedListeners(new AbortController());
   readonly #o: ApiServerOptions;
   readonly #redis: Redis;
   /** The event tail's own connection (its blocking reads), closed after the tail. */
