@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import { describe, expect } from "vitest";
+import { describe, expect, vi } from "vitest";
 import { type HoldingWorker, holdingWorker } from "../../../../test/fixtures/host-queue.js";
 import { hostUp } from "../../../../test/fixtures/host-status.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
@@ -19,8 +19,11 @@ describe("createVms: the pending set", () => {
       for (const h of ["h1", "h2", "h3"]) await hostUp(client, h, big);
       const pendingKey = client.keys.pendingJobs();
       const removals: string[][] = [];
+      const marker = `pm-marker-${prefix}`;
+      let markerSeen = false;
       monitor.on("monitor", (_time: string, args: string[]) => {
         if (args[0]?.toLowerCase() === "zrem" && args[1] === pendingKey) removals.push(args.slice(2));
+        if (args[0]?.toLowerCase() === "echo" && args[1] === marker) markerSeen = true;
       });
       const results = await client.createVms(
         Array.from({ length: 20 }, (_, i) => ({ name: `pm-${i}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] })),
@@ -31,7 +34,10 @@ describe("createVms: the pending set", () => {
       });
       // MONITOR reports a command once Redis has run it; the set is empty by now, so they all ran.
       expect(await redis.zcard(pendingKey)).toBe(0);
-      await redis.ping();
+      // It reports them in the order they ran, on its own connection: once it reports a marker sent
+      // now, it has reported every removal before it.
+      await redis.echo(marker);
+      await vi.waitFor(() => expect(markerSeen).toBe(true), { timeout: 5000, interval: 10 });
       expect(removals).toHaveLength(1);
       expect([...(removals[0] ?? [])].sort()).toEqual([...jobIds].sort());
       // Spread over the three hosts, each host's jobs in its own queue.
