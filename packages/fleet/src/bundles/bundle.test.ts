@@ -1,14 +1,9 @@
 import { describe, expect, test } from "vitest";
+import { createData } from "../../../../test/fixtures/host-queue.js";
 import { retryDelayMs } from "../producer/job-options.js";
 import { BUNDLE_MAX_JOBS, bundleJobId, jobsInQueueEntry, queuedJobs, splitIntoBundles } from "./bundle.js";
 
-const create = (n: number) => ({
-  kind: "create",
-  jobId: `create-${n}`,
-  hostId: "h1",
-  spec: { name: `b-${n}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] },
-  requestedAt: "2026-11-30T00:00:00.000Z",
-});
+const create = (n: number) => createData(n, "h1", "b");
 
 describe("bundles", () => {
   test("split into bundles of at most the maximum, as even as can be, in order", () => {

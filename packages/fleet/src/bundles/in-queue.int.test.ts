@@ -1,18 +1,12 @@
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
-import { type HoldingWorker, holdingWorker } from "../../../../test/fixtures/host-queue.js";
+import { createData, type HoldingWorker, holdingWorker } from "../../../../test/fixtures/host-queue.js";
 import { redisTest as test } from "../../../../test/fixtures/redis-test.js";
 import { Keys } from "../redis/keys.js";
 import { BUNDLE_JOB_NAME, bundleJobId } from "./bundle.js";
 import { jobsInQueue } from "./in-queue.js";
 
-const create = (n: number) => ({
-  kind: "create",
-  jobId: `create-${n}`,
-  hostId: "iq-h1",
-  spec: { name: `iq-${n}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] },
-  requestedAt: "2026-12-01T00:00:00.000Z",
-});
+const create = (n: number) => createData(n, "iq-h1", "iq");
 
 describe("jobs in a host's queue", () => {
   test("found by their own BullMQ id or in a bundle still to run or running; a job of no entry, or of a bad bundle entry, is not", async ({

@@ -12,6 +12,9 @@ export function jobIdOf(a: Admitted): string {
   return "data" in a ? a.data.jobId : a.jobId;
 }
 
+/** One host's jobs of a call: each fresh create, or an earlier job enqueued again (`again`). */
+type HostJobs = { data: CreateJobData; again: boolean }[];
+
 /** How createMany parses a create's options and admits one spec (FleetClient's placement). */
 export interface CreateSteps {
   parseOptions(options: CreateOptions): ParsedOptions;
@@ -53,7 +56,7 @@ export async function createMany(
       }
     }),
   );
-  const byHost = new Map<string, { data: CreateJobData; again: boolean }[]>();
+  const byHost = new Map<string, HostJobs>();
   for (const a of admitted) {
     if (a instanceof VirtfleetError) continue;
     const job = "data" in a ? { data: a.data, again: false } : a.requeue && { data: a.requeue, again: true };
@@ -63,7 +66,6 @@ export async function createMany(
     byHost.set(job.data.hostId, list);
   }
   const failed = new Map<string, VirtfleetError>();
-  type HostJobs = { data: CreateJobData; again: boolean }[];
   /** A host's jobs could not be enqueued: each ends at once (INTERNAL), its room, quota and name given back. */
   const lose = async (jobs: HostJobs) => {
     // (Redis's own words stay out of the answer: it goes to tenants.)
@@ -156,7 +158,7 @@ export async function createMany(
  * bundles/bundle.ts); an earlier job enqueued again, and a lone create of a call of one, go as their
  * own job (under their own id, so BullMQ adds each once).
  */
-function queueEntries(jobs: readonly { data: CreateJobData; again: boolean }[], minBundle: number) {
+function queueEntries(jobs: Readonly<HostJobs>, minBundle: number) {
   const fresh = jobs.filter((j) => !j.again).map((j) => j.data);
   const single = (data: CreateJobData) => ({ name: "create", data, opts: jobOptions(data.jobId) });
   if (fresh.length < minBundle) return jobs.map(({ data }) => single(data));

@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { describe, expect } from "vitest";
-import { type HoldingWorker, holdingWorker } from "../../../../../test/fixtures/host-queue.js";
+import { createData, type HoldingWorker, holdingWorker } from "../../../../../test/fixtures/host-queue.js";
 import { redisTest as test } from "../../../../../test/fixtures/redis-test.js";
 import { Keys } from "../../redis/keys.js";
 import { LuaCommand } from "../../redis/lua.js";
@@ -10,13 +10,7 @@ import { jobsInQueueEntries } from "../open-bundles.js";
 
 const join = new LuaCommand(new URL("./join-bundle-3.lua", import.meta.url));
 
-const create = (n: number) => ({
-  kind: "create",
-  jobId: `create-${n}`,
-  hostId: "jb-h1",
-  spec: { name: `jb-${n}`, memoryMiB: 64, vcpus: 1, disks: [{ sizeGiB: 1 }] },
-  requestedAt: "2026-12-01T00:00:00.000Z",
-});
+const create = (n: number) => createData(n, "jb-h1", "jb");
 const asArgs = (...ns: number[]) => [String(ns.length), ns.map((n) => JSON.stringify(create(n))).join(",")];
 
 describe("bundles/commands/join-bundle-3.lua", () => {
