@@ -428,7 +428,9 @@ async function virtfleetRound(redis: LocalRedis): Promise<Round> {
  * Rounds alternate the three (ROUNDS, default 3); each figure is its median round's.
  */
 async function controlPlane(redis: LocalRedis): Promise<void> {
-  const rounds: { raw: Round; hr: Round; vf: Round; ratio: number; hrRatio: number }[] = [];
+  const rounds: { raw: Round; hr: Round; vf: Round; ratio: number; hrRatio: number; cpuRatio: number }[] = [];
+  /** Node and Redis CPU seconds of a round, together: what the round cost the machine. */
+  const cpuOf = (x: Round) => x.cpu.nodeCpuS + x.cpu.redisCpuS;
   for (let i = 0; i < ROUNDS; i++) {
     const raw = await rawBullmqRound(redis);
     const hr = await handRolledRound(redis.url, {
@@ -440,7 +442,14 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     });
     await emptyRedis(redis.url);
     const vf = await virtfleetRound(redis);
-    rounds.push({ raw, hr, vf, ratio: raw.seconds / vf.seconds, hrRatio: hr.seconds / vf.seconds });
+    rounds.push({
+      raw,
+      hr,
+      vf,
+      ratio: raw.seconds / vf.seconds,
+      hrRatio: hr.seconds / vf.seconds,
+      cpuRatio: cpuOf(hr) / cpuOf(vf),
+    });
     process.stdout.write(
       `round ${i + 1}: raw ${round(raw.seconds, 2)} s, hand-rolled ${round(hr.seconds, 2)} s, virtfleet ${round(vf.seconds, 2)} s\n`,
     );
@@ -454,6 +463,7 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
   const { round: hrMedian, sorted: hrRatios } = medianBy((x) => x.hrRatio);
   const { raw, vf } = median;
   const { hr } = hrMedian;
+  const { round: cpuMedian, sorted: cpuRatios } = medianBy((x) => x.cpuRatio);
   const r = {
     jobs: JOBS,
     hosts: HOSTS,
@@ -470,6 +480,10 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
     ratioToHandRolled: round(hrMedian.hrRatio, 3),
     ratiosToHandRolledOfRounds: hrRatios.map((x) => round(x, 3)),
     handRolledCpu: hr.cpu,
+    // Hand-rolled's CPU (Node + Redis) per round over virtfleet's: what each create costs the machines
+    // it runs on, whatever the wall time (in production the producer, workers and Redis are apart).
+    cpuRatioToHandRolled: round(cpuMedian.cpuRatio, 3),
+    cpuRatiosToHandRolledOfRounds: cpuRatios.map((x) => round(x, 3)),
   };
   results.controlPlane = r;
   table(
@@ -501,6 +515,9 @@ async function controlPlane(redis: LocalRedis): Promise<void> {
   process.stdout.write(`virtfleet / raw BullMQ = ${r.ratioToRawBullmq} (rounds: ${r.ratiosOfRounds.join(", ")})\n`);
   process.stdout.write(
     `virtfleet / hand-rolled BullMQ = ${r.ratioToHandRolled} (target ≥ 1.5; rounds: ${r.ratiosToHandRolledOfRounds.join(", ")})\n`,
+  );
+  process.stdout.write(
+    `CPU (Node + Redis) of hand-rolled BullMQ / virtfleet's = ${r.cpuRatioToHandRolled} (rounds: ${r.cpuRatiosToHandRolledOfRounds.join(", ")})\n`,
   );
 }
 
