@@ -144,16 +144,16 @@ function vmView(r: VmRecord) {
   return view;
 }
 
-/**
- * virtfleet's HTTP API: JSON under /v1, bearer tokens with scopes and tenants, quotas at admission,
- * Idempotency-Key, Server-Sent Events with Last-Event-ID, signed webhooks, OpenAPI, metrics.
- */
 /** An AbortController whose signal any number of open streams may listen on at once. */
 function unlimitedListeners(controller: AbortController): AbortController {
   setMaxListeners(0, controller.signal);
   return controller;
 }
 
+/**
+ * virtfleet's HTTP API: JSON under /v1, bearer tokens with scopes and tenants, quotas at admission,
+ * Idempotency-Key, Server-Sent Events with Last-Event-ID, signed webhooks, OpenAPI, metrics.
+ */
 export class ApiServer {
   readonly app: FastifyInstance;
   readonly fleet: FleetClient;
