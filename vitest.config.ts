@@ -15,7 +15,7 @@ export default defineConfig({
       },
       {
         test: {
-          // The repository itself: what the lockfile installs.
+          // The repository itself: what the lockfile installs, what the test fixtures promise.
           name: "repo",
           include: ["test/repo/**/*.test.ts"],
         },

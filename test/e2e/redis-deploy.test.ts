@@ -1,13 +1,12 @@
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { freePort } from "../fixtures/redis-server.js";
+import { freePort, portFree } from "../fixtures/redis-server.js";
 import { domainState, killPrograms, repo, runCli, startProgram, tinySpec, until, WORKER } from "./harness.js";
 import { forceCleanNamed } from "./prefixed-cleanup.js";
 
@@ -37,26 +36,6 @@ const replicaPort = () => base + 1;
 const sentinelPorts = () => [base + 2, base + 3, base + 4];
 const passwordFile = (user: string) => path.join(lab, "secrets", `${user}.password`);
 const password = async (user: string) => (await readFile(passwordFile(user), "utf8")).trim();
-
-/** A port nobody listens on (bind succeeds). */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once("error", () => resolve(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
-  });
-}
-
-/** The first of six free consecutive loopback ports (five, and a second replica's). */
-async function freeRange(): Promise<number> {
-  for (;;) {
-    const first = await freePort();
-    if (first > 65_000) continue;
-    let ok = true;
-    for (let p = first; p < first + 6 && ok; p++) ok = await portFree(p);
-    if (ok) return first;
-  }
-}
 
 function labSh(...args: string[]) {
   return run("bash", [LAB, "--dir", lab, "--port", String(base), ...args], { timeout: 90_000 });
@@ -89,7 +68,7 @@ async function pidAlive(pid: number): Promise<boolean> {
 
 beforeAll(async () => {
   lab = await mkdtemp(path.join(os.tmpdir(), "hd-sentinel-lab-"));
-  base = await freeRange();
+  base = await freePort(6); // five, and a second replica's
   tokensFile = path.join(lab, "tokens.json");
   await writeFile(
     tokensFile,
@@ -385,7 +364,7 @@ describe("deploy/redis with sentinel-lab.sh --tls", () => {
 
   it("TLS everywhere: plain connections are refused; the CLI (rediss://, REDIS_TLS_CA_FILE), the CLI through its Sentinel env file (REDIS_SENTINEL_TLS=1) and a Sentinel client over TLS work and exit; the sentinels fail over over TLS", async () => {
     tlsLab = await mkdtemp(path.join(os.tmpdir(), "hd-sentinel-tls-"));
-    tlsBase = await freeRange();
+    tlsBase = await freePort(6);
     const { stdout } = await tlsSh("--tls");
     const ca = path.join(tlsLab, "tls", "ca.crt");
     expect(stdout).toContain("REDIS_SENTINEL_TLS=1");
